@@ -1,0 +1,118 @@
+"""Errors raised by CityOS.
+
+Every error CityOS raises derives from :class:`CityOSError`, so callers can catch one type.
+The hierarchy::
+
+    CityOSError
+    ├── ConfigError            settings missing, inconsistent or unsafe
+    ├── DatasetError           about a dataset as a whole
+    │   ├── DatasetNotFound    no dataset of that name (also a KeyError)
+    │   └── DatasetExists      creating a name that is taken
+    ├── ValidationError        a record or value breaks its schema (names dataset, row, field)
+    ├── QueryError             a query that cannot be planned or run as asked
+    ├── EngineError            an execution engine (DuckDB, Spark) failed or is unavailable
+    ├── ConflictError          a concurrent writer changed what this write was based on
+    └── MissingDependency      an optional package is not installed (also an ImportError)
+
+Messages say what was wrong, where (dataset, row or record key, field) and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CityOSError",
+    "ConfigError",
+    "ConflictError",
+    "DatasetError",
+    "DatasetExists",
+    "DatasetNotFound",
+    "EngineError",
+    "MissingDependency",
+    "QueryError",
+    "ValidationError",
+]
+
+
+class CityOSError(Exception):
+    """Root of every error raised by CityOS."""
+
+
+class ConfigError(CityOSError):
+    """Settings are missing, inconsistent or unsafe for the environment."""
+
+
+class DatasetError(CityOSError):
+    """A problem with a dataset as a whole."""
+
+
+class DatasetNotFound(DatasetError, KeyError):
+    """No dataset with the given name exists in the catalog."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        hint = ""
+        if known:
+            hint = f"; known datasets: {', '.join(sorted(known)[:20])}"
+        super().__init__(f"unknown dataset {name!r}{hint} (create it with `cityos dataset create`)")
+
+    def __str__(self) -> str:  # KeyError would quote the message again
+        return str(self.args[0])
+
+
+class DatasetExists(DatasetError):
+    """A dataset with that name already exists."""
+
+
+class ValidationError(CityOSError, ValueError):
+    """A record breaks its dataset's schema.
+
+    Attributes name the place: ``dataset``, ``row`` (0-based position in the batch),
+    ``key`` (the record key when known), ``field`` and ``expected``. ``problems`` holds
+    every problem found in the batch (the message shows the first few).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        dataset: str | None = None,
+        row: int | None = None,
+        key: Any = None,
+        field: str | None = None,
+        expected: str | None = None,
+        problems: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.row = row
+        self.key = key
+        self.field = field
+        self.expected = expected
+        self.problems = problems or [
+            {"dataset": dataset, "row": row, "key": key, "field": field, "expected": expected,
+             "message": message}
+        ]
+        super().__init__(message)
+
+
+class QueryError(CityOSError, ValueError):
+    """A query that cannot be planned or executed as asked."""
+
+
+class EngineError(CityOSError):
+    """An execution engine failed or is not available."""
+
+
+class ConflictError(CityOSError):
+    """A concurrent change invalidated this write; retry it."""
+
+
+class MissingDependency(CityOSError, ImportError):
+    """An optional dependency is needed for this feature."""
+
+    def __init__(self, package: str, feature: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the Python package {package!r}; install it with "
+            f"`pip install 'cityos[{extra}]'`"
+        )

@@ -161,7 +161,7 @@ _cache_lock = threading.Lock()
 
 
 def _delete(s: Session, stmt: Delete) -> int:
-    return int(cast(CursorResult[Any], s.execute(stmt)))
+    return int(cast(CursorResult[Any], s.execute(stmt)).rowcount)
 
 
 def _generation(s: Session) -> int:

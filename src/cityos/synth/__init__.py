@@ -10,6 +10,7 @@ from cityos.synth._city import (
 )
 from cityos.synth._errors import SynthError
 from cityos.synth._graph import Path, RoadGraph
+from cityos.synth._series import make_road_speeds, make_sensor_readings
 from cityos.synth._vehicles import (
     DEFAULT_MIX,
     VEHICLE_KINDS,
@@ -29,5 +30,7 @@ __all__ = [
     "SyntheticCity",
     "iter_vehicle_points",
     "make_city",
+    "make_road_speeds",
+    "make_sensor_readings",
     "simulate_vehicles",
 ]

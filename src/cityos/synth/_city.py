@@ -176,6 +176,7 @@ def make_city(
 
     Examples
     --------
+    >>> from cityos.synth import make_city
     >>> city = make_city(seed=1, size_km=4.0)
     >>> city.graph.is_strongly_connected()
     True

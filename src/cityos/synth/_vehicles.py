@@ -380,7 +380,7 @@ def _day_origin_ms(start: pd.Timestamp, day: int, tz: str) -> int:
 
 def _plan_day(ctx: _Context, fleet: _Fleet, start: pd.Timestamp, day: int, seed: int) -> _Day:
     origin = _day_origin_ms(start, day, ctx.city.tz)
-    weekend = (start + pd.Timedelta(days=day)).dayofweek >= 5
+    weekend = (start + pd.Timedelta(days=day)).day_of_week >= 5
     lo = origin + int(_DAY_OFFSET_S * 1000)
     hi = _day_origin_ms(start, day + 1, ctx.city.tz) + int(_DAY_OFFSET_S * 1000)
     n = len(fleet.ids)
@@ -663,6 +663,7 @@ def simulate_vehicles(
 
     Examples
     --------
+    >>> from cityos.synth import make_city, simulate_vehicles
     >>> city = make_city(size_km=3.0)
     >>> df = simulate_vehicles(city, 10, days=1, interval_s=60)
     >>> df["t"].is_monotonic_increasing, sorted(df["kind"].unique())
@@ -741,6 +742,7 @@ def iter_vehicle_points(
 
     Examples
     --------
+    >>> from cityos.synth import iter_vehicle_points, make_city
     >>> city = make_city(size_km=3.0)
     >>> sizes = [len(c) for c in iter_vehicle_points(city, 2500, chunk_points=1000)]
     >>> sizes

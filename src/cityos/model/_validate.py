@@ -70,14 +70,25 @@ def to_arrow_table(data: Any) -> pa.Table:
 
 
 class _Problems:
-    def __init__(self, dataset: str | None, keys: list[Any] | None) -> None:
+    def __init__(self, dataset: str | None, table: pa.Table | None, schema: DatasetSchema | None) -> None:
         self.dataset = dataset
-        self.keys = keys
+        self.table = table
+        self.schema = schema
         self.items: list[dict[str, Any]] = []
+
+    def _key(self, row: int) -> Any:
+        # computed only for rows that broke a rule: building keys for every row is costly
+        if self.table is None or self.schema is None:
+            return None
+        keys = [k for k in self.schema.key if k in self.table.column_names]
+        if not keys or row >= self.table.num_rows:
+            return None
+        vals = tuple(self.table[k][row].as_py() for k in keys)
+        return vals[0] if len(vals) == 1 else vals
 
     def add(self, rows: np.ndarray | list[int], field: str, expected: str, what: str) -> None:
         for r in list(np.asarray(rows).tolist())[: _MAX_PROBLEMS - len(self.items)]:
-            key = self.keys[r] if self.keys is not None and r < len(self.keys) else None
+            key = self._key(r)
             self.items.append(
                 {"dataset": self.dataset, "row": int(r), "key": key, "field": field,
                  "expected": expected, "message": what}
@@ -222,7 +233,7 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     1
     """
     tbl = to_arrow_table(data)
-    probs = _Problems(dataset, None)
+    probs = _Problems(dataset, tbl, schema)
     missing = [c for c in schema.canonical_columns if c not in tbl.column_names
                and c not in (EDGES_COL, TIME_END_COL, TIMES_COL, TRAJ_COL)]
     missing += [f.name for f in schema.fields if f.required and f.name not in tbl.column_names]
@@ -237,11 +248,6 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     n = tbl.num_rows
     cols: dict[str, pa.ChunkedArray] = {}
     cols[ID_COL] = _id_column(tbl, schema, probs)
-    # record keys for messages, when the key columns exist
-    try:
-        probs.keys = _key_values(tbl, schema)
-    except Exception:  # noqa: BLE001 - messages are best-effort, validation decides
-        probs.keys = None
     m = schema.model
     if m.has_time:
         cols[TIME_COL] = _to_time(tbl[TIME_COL], TIME_COL, probs)
@@ -282,14 +288,6 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     probs.raise_if_any()
     return pa.table(cols)
 
-
-def _key_values(tbl: pa.Table, schema: DatasetSchema) -> list[Any]:
-    keys = [k for k in schema.key if k in tbl.column_names]
-    if not keys:
-        return []
-    if len(keys) == 1:
-        return list(tbl[keys[0]].to_pylist())
-    return list(zip(*(tbl[k].to_pylist() for k in keys), strict=True))
 
 
 def _points(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArray], probs: _Problems) -> None:

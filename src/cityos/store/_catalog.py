@@ -1,0 +1,382 @@
+"""The catalog: datasets, their files and per-row-group statistics, in the relational DB.
+
+Readers see a dataset through the catalog only, so a write becomes visible in the single
+transaction that registers its files. Row-group statistics (time range, bounding box,
+hashes of the object ids) are loaded into numpy arrays once per dataset version and prune
+reads before any file is opened.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from cityos.db import Base, Database, utcnow
+from cityos.errors import ConflictError, DatasetExists, DatasetNotFound
+from cityos.model import DatasetSchema
+
+__all__ = ["Catalog", "DatasetInfo", "FileEntry", "RowGroupStats"]
+
+
+class DatasetRow(Base):
+    __tablename__ = "st_datasets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    model: Mapped[str] = mapped_column(String(40), nullable=False)
+    schema_json: Mapped[str] = mapped_column(Text, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FileRow(Base):
+    __tablename__ = "st_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("st_datasets.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    path: Mapped[str] = mapped_column(String(1000), nullable=False)
+    partition: Mapped[str] = mapped_column(String(100), nullable=False)
+    rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    t_min: Mapped[int | None] = mapped_column(BigInteger)
+    t_max: Mapped[int | None] = mapped_column(BigInteger)
+    x_min: Mapped[float | None] = mapped_column(Float)
+    y_min: Mapped[float | None] = mapped_column(Float)
+    x_max: Mapped[float | None] = mapped_column(Float)
+    y_max: Mapped[float | None] = mapped_column(Float)
+    commit_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RowGroupRow(Base):
+    __tablename__ = "st_row_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    file_id: Mapped[int] = mapped_column(
+        ForeignKey("st_files.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    rg: Mapped[int] = mapped_column(Integer, nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    t_min: Mapped[int | None] = mapped_column(BigInteger)
+    t_max: Mapped[int | None] = mapped_column(BigInteger)
+    x_min: Mapped[float | None] = mapped_column(Float)
+    y_min: Mapped[float | None] = mapped_column(Float)
+    x_max: Mapped[float | None] = mapped_column(Float)
+    y_max: Mapped[float | None] = mapped_column(Float)
+    id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class CommitRow(Base):
+    __tablename__ = "st_commits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("st_datasets.id", ondelete="CASCADE"), index=True, nullable=False
+    )
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    rows_added: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    rows_removed: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    source: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@dataclass(frozen=True)
+class RowGroupStats:
+    """Statistics of one row group, as written to the catalog."""
+
+    rg: int
+    rows: int
+    t_min: int | None
+    t_max: int | None
+    x_min: float | None
+    y_min: float | None
+    x_max: float | None
+    y_max: float | None
+    id_hashes: bytes | None
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A data file about to be registered (path relative to the data folder)."""
+
+    path: str
+    partition: str
+    rows: int
+    bytes: int
+    row_groups: tuple[RowGroupStats, ...]
+
+    def _agg(self, attr: str, fn: Any) -> Any:
+        vals = [getattr(r, attr) for r in self.row_groups if getattr(r, attr) is not None]
+        return fn(vals) if vals else None
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the catalog knows about a dataset."""
+
+    id: int
+    name: str
+    schema: DatasetSchema
+    version: int
+    description: str
+    created_at: datetime
+    rows: int
+    files: int
+    bytes: int
+    t_min: int | None
+    t_max: int | None
+    bbox: tuple[float, float, float, float] | None
+
+    @property
+    def model(self) -> str:
+        return str(self.schema.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        import pandas as pd
+
+        def ts(v: int | None) -> str | None:
+            return None if v is None else pd.Timestamp(v, unit="ms", tz="UTC").isoformat()
+
+        return {
+            "name": self.name,
+            "model": self.model,
+            "crs": self.schema.crs,
+            "rows": self.rows,
+            "files": self.files,
+            "bytes": self.bytes,
+            "version": self.version,
+            "t_min": ts(self.t_min),
+            "t_max": ts(self.t_max),
+            "bbox": list(self.bbox) if self.bbox else None,
+            "description": self.description,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "schema": self.schema.to_dict(),
+        }
+
+
+@dataclass
+class StatsArrays:
+    """Row-group statistics of one dataset version as parallel numpy arrays."""
+
+    version: int
+    paths: list[str]
+    file_index: np.ndarray  # row group -> index into paths
+    rg: np.ndarray
+    rows: np.ndarray
+    t_min: np.ndarray
+    t_max: np.ndarray
+    x_min: np.ndarray
+    y_min: np.ndarray
+    x_max: np.ndarray
+    y_max: np.ndarray
+    id_hashes: list[np.ndarray | None]
+
+
+class Catalog:
+    """Datasets, files and statistics in the relational database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._stats: dict[str, StatsArrays] = {}
+        self._lock = threading.Lock()
+
+    # -- datasets ----------------------------------------------------------------------
+    def create(self, name: str, schema: DatasetSchema, description: str = "", exist_ok: bool = False) -> None:
+        with self.db.session() as s:
+            existing = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
+            if existing is not None:
+                if exist_ok and DatasetSchema.from_json(existing.schema_json) == schema:
+                    return
+                if exist_ok:
+                    raise DatasetExists(
+                        f"dataset {name!r} exists with a different schema ({existing.model}); "
+                        "drop it first or use another name"
+                    )
+                raise DatasetExists(f"dataset {name!r} already exists; pass exist_ok=True or pick another name")
+            s.add(DatasetRow(name=name, model=str(schema.model), schema_json=schema.to_json(),
+                             version=0, description=description))
+
+    def names(self) -> list[str]:
+        with self.db.session() as s:
+            return list(s.scalars(select(DatasetRow.name).order_by(DatasetRow.name)))
+
+    def _row(self, s: Session, name: str) -> DatasetRow:
+        row = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
+        if row is None:
+            raise DatasetNotFound(name, list(s.scalars(select(DatasetRow.name))))
+        return row
+
+    def schema(self, name: str) -> tuple[int, DatasetSchema, int]:
+        """(dataset id, schema, version)."""
+        with self.db.session() as s:
+            row = self._row(s, name)
+            return row.id, DatasetSchema.from_json(row.schema_json), row.version
+
+    def info(self, name: str) -> DatasetInfo:
+        with self.db.session() as s:
+            row = self._row(s, name)
+            return self._info(s, row)
+
+    def list(self) -> list[DatasetInfo]:
+        with self.db.session() as s:
+            return [self._info(s, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
+
+    def _info(self, s: Session, row: DatasetRow) -> DatasetInfo:
+        from sqlalchemy import func
+
+        agg = s.execute(
+            select(
+                func.count(FileRow.id), func.coalesce(func.sum(FileRow.rows), 0),
+                func.coalesce(func.sum(FileRow.bytes), 0), func.min(FileRow.t_min),
+                func.max(FileRow.t_max), func.min(FileRow.x_min), func.min(FileRow.y_min),
+                func.max(FileRow.x_max), func.max(FileRow.y_max),
+            ).where(FileRow.dataset_id == row.id)
+        ).one()
+        bbox = None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))
+        return DatasetInfo(
+            id=row.id, name=row.name, schema=DatasetSchema.from_json(row.schema_json),
+            version=row.version, description=row.description, created_at=row.created_at,
+            rows=int(agg[1]), files=int(agg[0]), bytes=int(agg[2]), t_min=agg[3], t_max=agg[4],
+            bbox=bbox,
+        )
+
+    def drop(self, name: str) -> list[str]:
+        """Remove a dataset from the catalog; returns the paths of its files."""
+        with self.db.session() as s:
+            row = self._row(s, name)
+            paths = list(s.scalars(select(FileRow.path).where(FileRow.dataset_id == row.id)))
+            fids = select(FileRow.id).where(FileRow.dataset_id == row.id)
+            s.execute(delete(RowGroupRow).where(RowGroupRow.file_id.in_(fids)))
+            s.execute(delete(FileRow).where(FileRow.dataset_id == row.id))
+            s.execute(delete(CommitRow).where(CommitRow.dataset_id == row.id))
+            s.delete(row)
+        self._stats.pop(name, None)
+        return paths
+
+    # -- files ---------------------------------------------------------------------------
+    def files(self, name: str, t_min: int | None = None, t_max: int | None = None) -> list[FileRow]:
+        """Files of a dataset, optionally only those whose time range meets [t_min, t_max]."""
+        with self.db.session() as s:
+            row = self._row(s, name)
+            q = select(FileRow).where(FileRow.dataset_id == row.id)
+            if t_min is not None:
+                q = q.where((FileRow.t_max.is_(None)) | (FileRow.t_max >= t_min))
+            if t_max is not None:
+                q = q.where((FileRow.t_min.is_(None)) | (FileRow.t_min <= t_max))
+            return list(s.scalars(q.order_by(FileRow.id)))
+
+    def commit_files(
+        self,
+        name: str,
+        base_version: int,
+        add: list[FileEntry],
+        remove_paths: list[str],
+        kind: str,
+        rows_added: int,
+        rows_removed: int,
+        source: str = "",
+    ) -> int:
+        """Register ``add`` and unregister ``remove_paths`` in one transaction.
+
+        Fails with :class:`ConflictError` when the dataset changed since ``base_version``
+        (optimistic concurrency), so no write is ever based on stale state. Returns the
+        new version.
+        """
+        with self.db.session() as s:
+            row = self._row(s, name)
+            res = s.execute(
+                update(DatasetRow)
+                .where(DatasetRow.id == row.id, DatasetRow.version == base_version)
+                .values(version=base_version + 1, updated_at=utcnow())
+            )
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConflictError(f"dataset {name!r} changed during this {kind}; retry")
+            commit = CommitRow(dataset_id=row.id, kind=kind, rows_added=rows_added,
+                               rows_removed=rows_removed, source=source)
+            s.add(commit)
+            s.flush()
+            if remove_paths:
+                fids = select(FileRow.id).where(FileRow.dataset_id == row.id, FileRow.path.in_(remove_paths))
+                s.execute(delete(RowGroupRow).where(RowGroupRow.file_id.in_(fids)))
+                n = s.execute(delete(FileRow).where(FileRow.dataset_id == row.id,
+                                                    FileRow.path.in_(remove_paths))).rowcount  # type: ignore[attr-defined]
+                if n != len(remove_paths):
+                    raise ConflictError(f"dataset {name!r}: files to replace are gone; retry")
+            for fe in add:
+                f = FileRow(
+                    dataset_id=row.id, path=fe.path, partition=fe.partition, rows=fe.rows,
+                    bytes=fe.bytes, t_min=fe._agg("t_min", min), t_max=fe._agg("t_max", max),
+                    x_min=fe._agg("x_min", min), y_min=fe._agg("y_min", min),
+                    x_max=fe._agg("x_max", max), y_max=fe._agg("y_max", max), commit_id=commit.id,
+                )
+                s.add(f)
+                s.flush()
+                s.add_all([
+                    RowGroupRow(file_id=f.id, rg=r.rg, rows=r.rows, t_min=r.t_min, t_max=r.t_max,
+                                x_min=r.x_min, y_min=r.y_min, x_max=r.x_max, y_max=r.y_max,
+                                id_hashes=r.id_hashes)
+                    for r in fe.row_groups
+                ])
+            return base_version + 1
+
+    # -- statistics for pruning ----------------------------------------------------------
+    def stats(self, name: str, version: int) -> StatsArrays:
+        """Row-group statistics for ``name`` at ``version``, cached until the next write."""
+        cached = self._stats.get(name)
+        if cached is not None and cached.version == version:
+            return cached
+        with self._lock:
+            cached = self._stats.get(name)
+            if cached is not None and cached.version == version:
+                return cached
+            with self.db.session() as s:
+                row = self._row(s, name)
+                rows = s.execute(
+                    select(FileRow.path, RowGroupRow.rg, RowGroupRow.rows, RowGroupRow.t_min,
+                           RowGroupRow.t_max, RowGroupRow.x_min, RowGroupRow.y_min,
+                           RowGroupRow.x_max, RowGroupRow.y_max, RowGroupRow.id_hashes)
+                    .join(RowGroupRow, RowGroupRow.file_id == FileRow.id)
+                    .where(FileRow.dataset_id == row.id)
+                    .order_by(FileRow.id, RowGroupRow.rg)
+                ).all()
+                actual_version = row.version
+            paths: list[str] = []
+            index: dict[str, int] = {}
+            fidx = np.empty(len(rows), dtype=np.int64)
+            for i, r in enumerate(rows):
+                fidx[i] = index.setdefault(r[0], len(index))
+                if fidx[i] == len(paths):
+                    paths.append(r[0])
+
+            def col(j: int, dtype: str, fill: float) -> np.ndarray:
+                return np.array([fill if r[j] is None else r[j] for r in rows], dtype=dtype)
+
+            big = np.iinfo(np.int64).max
+            st = StatsArrays(
+                version=actual_version, paths=paths, file_index=fidx,
+                rg=col(1, "int64", 0), rows=col(2, "int64", 0),
+                t_min=col(3, "int64", -big), t_max=col(4, "int64", big),
+                x_min=col(5, "float64", -np.inf), y_min=col(6, "float64", -np.inf),
+                x_max=col(7, "float64", np.inf), y_max=col(8, "float64", np.inf),
+                id_hashes=[None if r[9] is None else np.frombuffer(r[9], dtype=np.uint32) for r in rows],
+            )
+            self._stats[name] = st
+            return st

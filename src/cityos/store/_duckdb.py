@@ -1,0 +1,216 @@
+"""The embedded engine: pruned row groups read with Arrow, exact predicates in numpy, and
+relational work (grouping, aggregation) in DuckDB over the Arrow data, in one process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cityos.geo.distance import point_bbox_distance
+from cityos.model import ID_COL, TIME_COL
+from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
+from cityos.store._kernels import (
+    DIST_COL,
+    EDGE_COL,
+    REGION_COL,
+    aggregate_frame,
+    aggregate_keys,
+    distances,
+    group_trajectories,
+    lines_index,
+    nearest_lines,
+    regions_containing,
+    similarity_topk,
+)
+from cityos.store._plan import Aggregate, Predicate, plan_scan, prune_mask
+
+__all__ = ["DuckDBEngine"]
+
+#: A clamped-point haversine distance to a box is a lower bound only up to the curvature
+#: of meridians and parallels; scaling it down keeps the bound safe at city scale.
+_LB_SAFETY = 0.99
+
+
+def _bin_ms(spec: Aggregate) -> int | None:
+    return None if spec.time_bin is None else int(pd.Timedelta(spec.time_bin).total_seconds() * 1000)
+
+
+class DuckDBEngine(QueryEngine):
+    """Embedded execution (the default)."""
+
+    name = "duckdb"
+
+    def _scan(self, ctx: DatasetContext, pred: Predicate, info: dict[str, Any],
+              columns: list[str] | None = None) -> pa.Table:
+        plan = plan_scan(ctx.stats, pred)
+        info["files_read"] = info.get("files_read", 0) + len(plan.files)
+        info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
+        tbl = read_plan(ctx, plan, self._physical(ctx, columns))
+        info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
+        m = pred.mask(tbl)
+        out = tbl.filter(pa.array(m)) if not m.all() else tbl
+        if columns is not None:
+            out = out.select([c for c in columns if c in out.column_names])
+        return out
+
+    @staticmethod
+    def _physical(ctx: DatasetContext, columns: list[str] | None) -> list[str] | None:
+        if columns is None:
+            return None
+        need = set(columns) | {ID_COL}
+        if ctx.schema.model.has_time:
+            need.add(TIME_COL)
+        if ctx.schema.point_layout and need & {"x", "y"}:
+            need -= {"x", "y"}
+            need.add("geometry")
+        return sorted(need)
+
+    def _range(self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None,
+               info: dict[str, Any]) -> pa.Table:
+        if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
+            columns = list(dict.fromkeys([*columns, "x", "y"]))
+        return self._scan(ctx, pred, info, columns)
+
+    def _expanding(self, ctx: DatasetContext, x: float, y: float, pred: Predicate, info: dict[str, Any]):  # type: ignore[no-untyped-def]
+        """Yield (table of candidate rows, lower bound of everything not yet read), reading
+        row groups nearest first."""
+        st = ctx.stats
+        idx = np.flatnonzero(prune_mask(st, pred))
+        lb = point_bbox_distance(x, y, st.x_min[idx], st.y_min[idx], st.x_max[idx], st.y_max[idx],
+                                 ctx.schema.geographic)
+        if ctx.schema.geographic:
+            lb = lb * _LB_SAFETY
+        order = np.argsort(lb, kind="stable")
+        pos, step = 0, 4
+        while pos < len(order):
+            take = order[pos:pos + step]
+            pos += len(take)
+            step *= 2
+            m = np.zeros(len(st.rg), dtype=bool)
+            m[idx[take]] = True
+            plan = plan_scan(st, pred, m)
+            info["files_read"] = info.get("files_read", 0) + len(plan.files)
+            info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
+            tbl = read_plan(ctx, plan)
+            info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
+            tbl = tbl.filter(pa.array(pred.mask(tbl)))
+            nxt = float(lb[order[pos]]) if pos < len(order) else np.inf
+            yield tbl, nxt
+
+    def _knn(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
+             info: dict[str, Any]) -> pa.Table:
+        best: pa.Table | None = None
+        for tbl, nxt in self._expanding(ctx, x, y, pred, info):
+            d = distances(tbl, x, y, ctx.schema.geographic)
+            tbl = tbl.append_column(DIST_COL, pa.array(d))
+            best = tbl if best is None else pa.concat_tables([best, tbl])
+            best = best.sort_by([(DIST_COL, "ascending"), (ID_COL, "ascending"), (TIME_COL, "ascending")]
+                                if TIME_COL in best.column_names else
+                                [(DIST_COL, "ascending"), (ID_COL, "ascending")]).slice(0, k)
+            if best.num_rows >= k and best[DIST_COL][k - 1].as_py() < nxt:
+                break
+        if best is None:
+            e = empty_table(ctx)
+            return e.append_column(DIST_COL, pa.array([], pa.float64()))
+        return best
+
+    def _knn_trajectories(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
+                          info: dict[str, Any]) -> pa.Table:
+        best: pd.Series = pd.Series(dtype="float64")
+        for tbl, nxt in self._expanding(ctx, x, y, pred, info):
+            if tbl.num_rows:
+                d = pd.Series(distances(tbl, x, y, ctx.schema.geographic),
+                              index=tbl[ID_COL].to_numpy(zero_copy_only=False))
+                best = pd.concat([best, d.groupby(level=0).min()]).groupby(level=0).min()
+            top = _top_objects(best, k)
+            if len(top) >= k and top[DIST_COL].iloc[k - 1] < nxt:
+                break
+        top = _top_objects(best, k)
+        typ = pa.string() if ctx.schema.id_type == "string" else pa.int64()
+        return pa.table({ID_COL: pa.array(top[ID_COL].tolist(), typ),
+                         DIST_COL: pa.array(top[DIST_COL].to_numpy(), pa.float64())})
+
+    def _similar(self, ctx: DatasetContext, coords: np.ndarray, k: int, metric: str, pred: Predicate,
+                 info: dict[str, Any]) -> pa.Table:
+        tbl = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y"])
+        ids, trajs = group_trajectories(tbl)
+        top_ids, d = similarity_topk(ids, trajs, coords, k, metric, ctx.schema.geographic)
+        typ = pa.string() if ctx.schema.id_type == "string" else pa.int64()
+        return pa.table({ID_COL: pa.array(list(top_ids), typ), DIST_COL: pa.array(d, pa.float64())})
+
+    def _join_regions(self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate,
+                      info: dict[str, Any]) -> pa.Table:
+        pts = self._scan(ctx, pred, info)
+        reg = self._scan(regions, Predicate(), {})
+        pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), reg)
+        out = pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
+        return out.sort_by([(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
+                           if TIME_COL in out.column_names else [(ID_COL, "ascending"), (REGION_COL, "ascending")])
+
+    def _join_nearest(self, ctx: DatasetContext, lines: DatasetContext, max_d: float, pred: Predicate,
+                      info: dict[str, Any]) -> pa.Table:
+        pts = self._scan(ctx, pred, info)
+        ln = self._scan(lines, Predicate(), {})
+        ref = _reference(ctx)
+        tree, lids = lines_index(ln, ctx.schema.crs, ctx.schema.geographic, ref)
+        pi, eid, d = nearest_lines(pts["x"].to_numpy(), pts["y"].to_numpy(), tree, lids, max_d,
+                                   ctx.schema.crs, ctx.schema.geographic, ref)
+        out = pts.take(pa.array(pi, pa.int64()))
+        out = out.append_column(EDGE_COL, pa.array(eid)).append_column(DIST_COL, pa.array(d, pa.float64()))
+        keys = [(ID_COL, "ascending")] + ([(TIME_COL, "ascending")] if TIME_COL in out.column_names else [])
+        return out.sort_by(keys)
+
+    def _aggregate(self, ctx: DatasetContext, spec: Aggregate, regions: DatasetContext | None,
+                   pred: Predicate, info: dict[str, Any]) -> pa.Table:
+        cols = [a[0] for a in spec.aggs.values() if not isinstance(a, str)]
+        pts = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y", *cols]
+                         if ctx.schema.model.has_time else [ID_COL, "x", "y", *cols])
+        bin_ms = _bin_ms(spec) if ctx.schema.model.has_time else None
+        keys = aggregate_keys(pts, spec, bin_ms)
+        data: dict[str, Any] = dict(keys)
+        reg_tbl = None
+        if regions is not None:
+            reg_tbl = self._scan(regions, Predicate(), {})
+            pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), reg_tbl)
+            data = {k: v[pi] for k, v in data.items()}
+            data[REGION_COL] = rid
+            for c in cols:
+                data[c] = pts[c].to_numpy(zero_copy_only=False)[pi]
+        else:
+            for c in cols:
+                data[c] = pts[c].to_numpy(zero_copy_only=False)
+        frame = pa.table(data)
+        group = [c for c in ("cell_x", "cell_y", REGION_COL, "t_bin") if c in frame.column_names]
+        sel = []
+        for out, a in spec.aggs.items():
+            if isinstance(a, str):
+                sel.append(f'count(*) AS "{out}"')
+            else:
+                fn = {"mean": "avg"}.get(a[1], a[1])
+                sel.append(f'{fn}("{a[0]}") AS "{out}"')
+        con = duckdb.connect()
+        try:
+            con.register("frame", frame)
+            gl = ", ".join(f'"{g}"' for g in group)
+            df = con.execute(f"SELECT {gl}, {', '.join(sel)} FROM frame GROUP BY {gl}").df()
+        finally:
+            con.close()
+        return aggregate_frame(df, spec, reg_tbl)
+
+
+def _top_objects(best: pd.Series, k: int) -> pd.DataFrame:
+    df = pd.DataFrame({ID_COL: best.index.to_numpy(), DIST_COL: best.to_numpy()})
+    return df.sort_values([DIST_COL, ID_COL], kind="stable").head(k).reset_index(drop=True)
+
+
+def _reference(ctx: DatasetContext) -> tuple[float, float]:
+    st = ctx.stats
+    if len(st.rg) == 0:
+        return (0.0, 0.0)
+    x0, x1 = np.nanmin(st.x_min), np.nanmax(st.x_max)
+    y0, y1 = np.nanmin(st.y_min), np.nanmax(st.y_max)
+    return (float((x0 + x1) / 2), float((y0 + y1) / 2))

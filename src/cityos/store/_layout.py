@@ -1,0 +1,442 @@
+"""Physical layout of datasets: partitioning, space-filling-curve order, row groups,
+per-model encodings and GeoParquet metadata.
+
+Points (``point_series``, ``point_st``, point ``point_static``) are time-partitioned and
+ordered by a Z2T key (time bin, then Z-order of the location); the ordered rows are cut
+into small row groups, and inside each row group rows are re-sorted by (object, time).
+Pruning only needs a row group's bounding box and time range, which the Z2T order keeps
+tight, while the (object, time) order inside makes consecutive values near each other:
+ids run-length encode, times delta-encode to almost nothing, and coordinates snapped to a
+binary fixed-point grid (2^-23 degree, about 1 cm) compress with BYTE_STREAM_SPLIT + zstd.
+Objects with extent use an XZ2(T) key on their bounding box and a GeoParquet covering
+``bbox`` column; trajectories are stored one row per segment with native (GeoArrow)
+linestring coordinates and delta-encoded per-point times.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cityos.geo.crs import _crs
+from cityos.geo.sfc import xz2_key, z2_key
+from cityos.model import (
+    EDGES_COL,
+    GEOM_COL,
+    ID_COL,
+    TIME_COL,
+    TIME_END_COL,
+    TIMES_COL,
+    X_COL,
+    Y_COL,
+    DatasetSchema,
+    GeometryType,
+    ModelKind,
+)
+from cityos.store._catalog import RowGroupStats
+
+__all__ = [
+    "BBOX_COL",
+    "Layout",
+    "PhysicalPart",
+    "decode",
+    "hash_ids",
+    "layout_for",
+]
+
+BBOX_COL = "bbox"
+TS = pa.timestamp("ms", tz="UTC")
+_GEOM_TYPE_NAMES = {
+    GeometryType.POINT: ["Point"],
+    GeometryType.LINE: ["LineString", "MultiLineString"],
+    GeometryType.REGION: ["Polygon", "MultiPolygon"],
+    GeometryType.ANY: [],
+}
+
+
+def hash_values(values: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
+    """64-bit hashes of ids or key values, stable across processes. Strings are hashed once
+    per distinct value through a dictionary encoding, which is much faster than per row."""
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iuf":
+            return pd.util.hash_array(values.astype("int64"))
+        values = pa.array(values.astype(str))
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_timestamp(values.type) or pa.types.is_integer(values.type):
+        return pd.util.hash_array(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = values.cast(pa.string())
+    enc = values.dictionary_encode()
+    dh = pd.util.hash_array(enc.dictionary.to_numpy(zero_copy_only=False).astype(object))
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    return dh[idx]
+
+
+def hash_ids(ids: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
+    """32-bit hashes of object ids (strings or integers), stable across processes."""
+    return (hash_values(ids) >> np.uint64(32)).astype(np.uint32)
+
+
+def _ms(d: str) -> int:
+    return int(pd.Timedelta(d).total_seconds() * 1000)
+
+
+def quantum(schema: DatasetSchema) -> float:
+    """Coordinate grid of the dataset: a power of two, so stored doubles have zero low bits."""
+    q = schema.extra.get("quantum")
+    if q is not None:
+        return float(q)
+    return 2.0**-23 if schema.geographic else 2.0**-7
+
+
+def key_bounds(schema: DatasetSchema) -> tuple[float, float, float, float]:
+    if schema.geographic:
+        return (-180.0, -90.0, 180.0, 90.0)
+    aou = _crs(schema.crs).area_of_use
+    if aou is not None:
+        from cityos.geo.crs import transform_xy
+
+        xs, ys = transform_xy(np.array([aou.west, aou.east, aou.west, aou.east]),
+                              np.array([aou.south, aou.south, aou.north, aou.north]),
+                              "EPSG:4326", schema.crs)
+        if np.isfinite(xs).all() and np.isfinite(ys).all():
+            return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
+    return (-2.0e7, -2.0e7, 2.0e7, 2.0e7)
+
+
+@dataclass
+class PhysicalPart:
+    """One file's worth of rows, in stored order, with its row-group statistics."""
+
+    partition: str
+    table: pa.Table
+    row_groups: list[RowGroupStats]
+
+
+def _partition_label(p: int, pms: int) -> str:
+    return pd.Timestamp(p * pms, unit="ms", tz="UTC").strftime("%Y%m%dT%H%M")
+
+
+def _bits(n: int) -> int:
+    return max(1, int(n).bit_length())
+
+
+def _order_within_groups(group: np.ndarray, ids: pa.ChunkedArray, t: np.ndarray | None) -> np.ndarray:
+    """Permutation sorting rows by (group, id, t), with one argsort when the key fits 63 bits."""
+    codes = pc.dictionary_encode(ids).combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # order ids by value so runs are stable across files
+    dic = pc.dictionary_encode(ids).combine_chunks().dictionary
+    rank = np.empty(len(dic), dtype=np.int64)
+    rank[np.argsort(dic.to_numpy(zero_copy_only=False), kind="stable")] = np.arange(len(dic))
+    codes = rank[codes] if len(codes) else codes
+    gb, ib = _bits(int(group.max()) if len(group) else 0), _bits(len(dic))
+    if t is None:
+        if gb + ib <= 63:
+            return np.argsort((group << ib) | codes, kind="stable")
+        return np.lexsort((codes, group))
+    tr = t - t.min() if len(t) else t
+    tb = _bits(int(tr.max()) if len(tr) else 0)
+    if gb + ib + tb <= 63:
+        return np.argsort((group << (ib + tb)) | (codes << tb) | tr, kind="stable")
+    return np.lexsort((t, codes, group))
+
+
+def _rg_stats(
+    rows: int, rg_size: int, t0: np.ndarray | None, t1: np.ndarray | None,
+    x0: np.ndarray | None, y0: np.ndarray | None, x1: np.ndarray | None, y1: np.ndarray | None,
+    ids: pa.ChunkedArray | pa.Array,
+) -> list[RowGroupStats]:
+    out = []
+    starts = np.arange(0, rows, rg_size)
+    hashes = hash_ids(ids)
+    for i, s in enumerate(starts):
+        e = min(s + rg_size, rows)
+
+        def mn(a: np.ndarray | None) -> Any:
+            return None if a is None else a[s:e].min().item()
+
+        def mx(a: np.ndarray | None) -> Any:
+            return None if a is None else a[s:e].max().item()
+
+        out.append(RowGroupStats(
+            rg=i, rows=int(e - s), t_min=mn(t0), t_max=mx(t1), x_min=mn(x0), y_min=mn(y0),
+            x_max=mx(x1), y_max=mx(y1), id_hashes=np.unique(hashes[s:e]).tobytes(),
+        ))
+    return out
+
+
+def geo_metadata(schema: DatasetSchema, encoding: str, bbox: list[float] | None, covering: bool) -> bytes:
+    crs = _crs(schema.crs)
+    col: dict[str, Any] = {
+        "encoding": encoding,
+        "geometry_types": _GEOM_TYPE_NAMES[schema.geometry_type] if encoding == "WKB" else
+        (["Point"] if encoding == "point" else ["LineString"]),
+        "crs": json.loads(crs.to_json()),
+    }
+    if bbox is not None and all(np.isfinite(bbox)):
+        col["bbox"] = bbox
+    if covering:
+        col["covering"] = {"bbox": {k: [BBOX_COL, k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    return json.dumps({"version": "1.1.0", "primary_column": GEOM_COL, "columns": {GEOM_COL: col}}).encode()
+
+
+class Layout:
+    """How one model's canonical rows become stored rows, and back."""
+
+    def __init__(self, schema: DatasetSchema) -> None:
+        self.schema = schema
+        self.rg_size = schema.row_group_rows
+        self.pms = _ms(schema.time_partition)
+        self.bms = _ms(schema.time_bin)
+
+    # -- writing -------------------------------------------------------------------------
+    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+        raise NotImplementedError
+
+    def _split_partitions(self, t: np.ndarray | None) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+        """Partition number per row and, per partition, the row positions."""
+        if t is None or not self.schema.model.has_time:
+            n = 0 if t is None else len(t)
+            return np.zeros(n, dtype=np.int64), [("static", np.arange(n))]
+        part = np.floor_divide(t, self.pms)
+        uniq, inv = np.unique(part, return_inverse=True)
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+        return part, [(_partition_label(int(p), self.pms), order[bounds[i]:bounds[i + 1]])
+                      for i, p in enumerate(uniq)]
+
+    def parquet_options(self, table: pa.Table) -> dict[str, Any]:
+        """Encodings per column: dictionary for strings, delta for integers and times,
+        byte-stream-split for floating point."""
+        dict_cols: list[str] = []
+        enc: dict[str, str] = {}
+
+        def visit(name: str, typ: pa.DataType) -> None:
+            if pa.types.is_struct(typ):
+                for f in typ:
+                    visit(f"{name}.{f.name}", f.type)
+            elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
+                visit(f"{name}.list.element", typ.value_type)
+            elif pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
+                dict_cols.append(name)
+            elif pa.types.is_floating(typ):
+                enc[name] = "BYTE_STREAM_SPLIT"
+            elif (pa.types.is_integer(typ) and typ.bit_width >= 32) or pa.types.is_timestamp(typ):
+                enc[name] = "DELTA_BINARY_PACKED"
+
+        for f in table.schema:
+            visit(f.name, f.type)
+        return {
+            "compression": "zstd",
+            "compression_level": 3,
+            "use_dictionary": dict_cols,
+            "column_encoding": enc,
+            "row_group_size": self.rg_size,
+            "write_statistics": True,
+            "data_page_size": 64 * 1024,
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+    def decode(self, tbl: pa.Table) -> pa.Table:
+        return tbl
+
+
+class PointLayout(Layout):
+    """Z2T order for points; coordinates in a GeoArrow ``point`` struct column."""
+
+    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+        s = self.schema
+        q = quantum(s)
+        x = np.round(tbl[X_COL].to_numpy() / q) * q
+        y = np.round(tbl[Y_COL].to_numpy() / q) * q
+        has_t = s.model.has_time
+        t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
+        _, parts = self._split_partitions(t)
+        z = z2_key(x, y, key_bounds(s)) >> np.uint64(22)  # 20 bits per axis: ~40 m cells
+        out = []
+        for label, rows in parts:
+            if has_t:
+                assert t is not None
+                tp = t[rows]
+                tbin = ((tp - (tp.min() // self.pms) * self.pms) // self.bms).astype(np.uint64)
+                key = (tbin << np.uint64(40)) | z[rows]
+                tsub: np.ndarray | None = tp
+            else:
+                key = z[rows]
+                tsub = None
+            o1 = np.argsort(key, kind="stable")
+            rows1 = rows[o1]
+            group = np.arange(len(rows1), dtype=np.int64) // self.rg_size
+            ids1 = tbl[ID_COL].take(pa.array(rows1))
+            o2 = _order_within_groups(group, ids1, None if tsub is None else tsub[o1])
+            final = rows1[o2]
+            out.append(self._build(tbl, final, x, y, t, label))
+        return out
+
+    def _build(self, tbl: pa.Table, rows: np.ndarray, x: np.ndarray, y: np.ndarray,
+               t: np.ndarray | None, label: str) -> PhysicalPart:
+        idx = pa.array(rows)
+        xs, ys = x[rows], y[rows]
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {ID_COL: tbl[ID_COL].take(idx)}
+        if t is not None:
+            cols[TIME_COL] = tbl[TIME_COL].take(idx)
+        cols[GEOM_COL] = pa.StructArray.from_arrays([pa.array(xs), pa.array(ys)], names=["x", "y"])
+        for c in tbl.column_names:
+            if c not in (ID_COL, TIME_COL, X_COL, Y_COL):
+                cols[c] = tbl[c].take(idx)
+        phys = pa.table(cols)
+        bbox = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())] if len(xs) else None
+        phys = phys.replace_schema_metadata({b"geo": geo_metadata(self.schema, "point", bbox, False)})
+        ts = None if t is None else t[rows]
+        stats = _rg_stats(len(rows), self.rg_size, ts, ts, xs, ys, xs, ys, cols[ID_COL])
+        return PhysicalPart(label, phys, stats)
+
+    def decode(self, tbl: pa.Table) -> pa.Table:
+        if GEOM_COL not in tbl.column_names:
+            return tbl
+        g = tbl[GEOM_COL].combine_chunks()
+        i = tbl.column_names.index(GEOM_COL)
+        tbl = tbl.remove_column(i)
+        tbl = tbl.add_column(i, Y_COL, g.field("y"))
+        return tbl.add_column(i, X_COL, g.field("x"))
+
+
+class ExtentLayout(Layout):
+    """XZ2(T) order for objects with extent; WKB geometry plus a GeoParquet covering bbox."""
+
+    def _bounds(self, tbl: pa.Table) -> np.ndarray:
+        import shapely
+
+        return np.asarray(shapely.bounds(shapely.from_wkb(tbl[GEOM_COL].to_numpy(zero_copy_only=False))))
+
+    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+        s = self.schema
+        b = self._bounds(tbl)
+        has_t = s.model.has_time
+        t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
+        t_end = tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
+        _, parts = self._split_partitions(t)
+        xz = xz2_key(b[:, 0], b[:, 1], b[:, 2], b[:, 3], key_bounds(s))
+        out = []
+        for label, rows in parts:
+            if has_t and t is not None:
+                tp = t[rows]
+                tbin = ((tp - (tp.min() // self.pms) * self.pms) // self.bms).astype(np.uint64)
+                key = (tbin << np.uint64(40)) | xz[rows]
+            else:
+                key = xz[rows]
+            final = rows[np.argsort(key, kind="stable")]
+            out.append(self._build(tbl, final, b, t, t_end, label))
+        return out
+
+    def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
+        return tbl[GEOM_COL].take(idx), "WKB"
+
+    def _build(self, tbl: pa.Table, rows: np.ndarray, b: np.ndarray, t: np.ndarray | None,
+               t_end: np.ndarray | None, label: str) -> PhysicalPart:
+        idx = pa.array(rows)
+        bb = b[rows]
+        cols: dict[str, Any] = {}
+        for c in tbl.column_names:
+            if c == GEOM_COL:
+                cols[BBOX_COL] = pa.StructArray.from_arrays(
+                    [pa.array(bb[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"])
+                cols[GEOM_COL], encoding = self._geometry_column(tbl, idx)
+            else:
+                cols[c] = tbl[c].take(idx)
+        phys = pa.table(cols)
+        bbox = ([float(bb[:, 0].min()), float(bb[:, 1].min()), float(bb[:, 2].max()), float(bb[:, 3].max())]
+                if len(bb) else None)
+        phys = phys.replace_schema_metadata({b"geo": geo_metadata(self.schema, encoding, bbox, True)})
+        ts = None if t is None else t[rows]
+        te = None if t_end is None else t_end[rows]
+        stats = _rg_stats(len(rows), self.rg_size, ts, te, bb[:, 0], bb[:, 1], bb[:, 2], bb[:, 3],
+                          tbl[ID_COL].take(idx))
+        return PhysicalPart(label, phys, stats)
+
+    def decode(self, tbl: pa.Table) -> pa.Table:
+        if BBOX_COL in tbl.column_names:
+            tbl = tbl.drop_columns([BBOX_COL])
+        return tbl
+
+
+class TrajectoryLayout(ExtentLayout):
+    """Trajectory segments: XZ2T order, GeoArrow linestring coordinates on the fixed-point
+    grid (byte-stream-split + zstd) and delta-encoded per-point times."""
+
+    def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
+        import shapely
+
+        geoms = shapely.from_wkb(tbl[GEOM_COL].take(idx).to_numpy(zero_copy_only=False))
+        coords, index = shapely.get_coordinates(geoms, return_index=True)
+        q = quantum(self.schema)
+        coords = np.round(coords / q) * q
+        counts = np.bincount(index, minlength=len(geoms))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        pts = pa.StructArray.from_arrays([pa.array(coords[:, 0]), pa.array(coords[:, 1])], names=["x", "y"])
+        return pa.ListArray.from_arrays(pa.array(offsets), pts), "linestring"
+
+    def decode(self, tbl: pa.Table) -> pa.Table:
+        import shapely
+
+        tbl = super().decode(tbl)
+        if GEOM_COL not in tbl.column_names:
+            return tbl
+        g = tbl[GEOM_COL].combine_chunks()
+        offs = g.offsets.to_numpy()
+        flat = g.flatten()
+        xy = np.column_stack([flat.field("x").to_numpy(), flat.field("y").to_numpy()])
+        counts = np.diff(offs)
+        index = np.repeat(np.arange(len(counts)), counts)
+        lines = shapely.linestrings(xy, indices=index) if len(xy) else np.array([], dtype=object)
+        i = tbl.column_names.index(GEOM_COL)
+        return tbl.set_column(i, GEOM_COL, pa.array(shapely.to_wkb(lines), type=pa.binary()))
+
+
+class TableLayout(Layout):
+    """Plain tables and network time series: time-partitioned when timed, sorted by id then time."""
+
+    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+        has_t = self.schema.model.has_time or TIME_COL in tbl.column_names
+        t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t and TIME_COL in tbl.column_names else None
+        _, parts = self._split_partitions(t if self.schema.model.has_time else None)
+        if not self.schema.model.has_time:
+            parts = [("static", np.arange(tbl.num_rows))]
+        out = []
+        for label, rows in parts:
+            ids = tbl[ID_COL].take(pa.array(rows))
+            o = _order_within_groups(np.zeros(len(rows), dtype=np.int64), ids,
+                                     None if t is None else t[rows])
+            final = rows[o]
+            phys = tbl.take(pa.array(final))
+            ts = None if t is None else t[final]
+            stats = _rg_stats(len(final), self.rg_size, ts, ts, None, None, None, None,
+                              phys[ID_COL])
+            out.append(PhysicalPart(label, phys, stats))
+        return out
+
+
+def layout_for(schema: DatasetSchema) -> Layout:
+    """The layout a schema's model uses."""
+    if schema.point_layout:
+        return PointLayout(schema)
+    if schema.model is ModelKind.NETWORK_ST:
+        return TrajectoryLayout(schema)
+    if schema.model.has_geometry:
+        return ExtentLayout(schema)
+    return TableLayout(schema)
+
+
+def decode(schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
+    """Stored rows back to the canonical form of :func:`cityos.model.conform`."""
+    return layout_for(schema).decode(tbl)
+
+
+_ = (EDGES_COL, TIMES_COL)  # stored as they are

@@ -1,0 +1,506 @@
+"""The Store: a city's datasets on disk, their catalog, and the queries over them.
+
+Writes are atomic: files are written under unique names first (invisible to readers),
+then registered in one catalog transaction guarded by the dataset's version, so readers
+never see half a write and a crash leaves no visible partial data (``vacuum`` removes
+orphaned files). Appends are idempotent by record key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cityos.config import Settings
+from cityos.db import Database
+from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
+from cityos.model import DatasetSchema, conform
+from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
+from cityos.store._engine import DatasetContext, QueryEngine, QueryResult, read_plan
+from cityos.store._layout import decode, hash_values, layout_for
+from cityos.store._plan import (
+    KNN,
+    Aggregate,
+    Grid,
+    IDTemporal,
+    JoinNearest,
+    JoinRegions,
+    KNNTrajectories,
+    Predicate,
+    Range,
+    Similar,
+    plan_scan,
+    query_geometry,
+    to_ms,
+)
+
+__all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
+
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def check_name(name: str) -> str:
+    """Dataset names are lower-case identifiers, so they are safe as SQL views and folder names."""
+    if not isinstance(name, str) or not name or len(name) > 63 or not set(name) <= _NAME_OK \
+            or name[0].isdigit():
+        raise ValidationError(
+            f"invalid dataset name {name!r}: use 1-63 lower-case letters, digits and '_', "
+            "starting with a letter", field="name", expected="an identifier such as 'taxi_gps'",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What an append did."""
+
+    dataset: str
+    rows_in: int
+    rows_written: int
+    duplicates: int
+    files: tuple[str, ...] = ()
+    version: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    dataset: str
+    files_before: int
+    files_after: int
+    rows: int
+
+
+@dataclass
+class _Locks:
+    by_name: dict[str, threading.Lock] = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, name: str) -> threading.Lock:
+        with self.guard:
+            return self.by_name.setdefault(name, threading.Lock())
+
+
+class Store:
+    """A city's spatio-temporal data engine.
+
+    Parameters
+    ----------
+    home:
+        Folder of the city (catalog ``cityos.db`` and ``data/``), created if missing.
+    database_url, data_dir:
+        Override where the catalog and the files live (PostgreSQL, shared storage).
+    engine:
+        ``"duckdb"`` (embedded, default) or ``"spark"``.
+
+    Examples
+    --------
+    >>> import tempfile, cityos
+    >>> from cityos.model import DatasetSchema, ModelKind
+    >>> store = cityos.open_city(tempfile.mkdtemp())
+    >>> _ = store.create_dataset("cars", DatasetSchema(ModelKind.POINT_ST))
+    >>> store.append("cars", [{"id": "a", "t": "2026-03-02T08:00Z", "x": 116.4, "y": 39.9}]).rows_written
+    1
+    >>> len(store.st_range("cars", (116, 39, 117, 40), "2026-03-02", "2026-03-03"))
+    1
+    """
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        database_url: str | None = None,
+        data_dir: str | Path | None = None,
+        engine: str | None = None,
+        settings: Settings | None = None,
+        migrate: bool = True,
+    ) -> None:
+        kw: dict[str, Any] = {}
+        if home is not None:
+            kw["home"] = Path(home)
+        if database_url is not None:
+            kw["database_url"] = database_url
+        if data_dir is not None:
+            kw["data_dir"] = Path(data_dir)
+        if engine is not None:
+            kw["engine"] = engine
+        self.settings = settings or Settings(**kw)
+        assert self.settings.data_dir is not None and self.settings.database_url is not None
+        self.data_dir: Path = self.settings.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.database_url.startswith("sqlite:///"):
+            Path(self.settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.settings.database_url)
+        if migrate:
+            self.db.migrate()
+        self.catalog = Catalog(self.db)
+        self._locks = _Locks()
+        self._engines: dict[str, QueryEngine] = {}
+        self.default_engine = self.settings.engine
+
+    # -- engines ---------------------------------------------------------------------------
+    def engine(self, name: str | None = None) -> QueryEngine:
+        """The query engine called ``name`` (``duckdb`` or ``spark``), started on first use."""
+        name = name or self.default_engine
+        eng = self._engines.get(name)
+        if eng is None:
+            if name == "duckdb":
+                from cityos.store._duckdb import DuckDBEngine
+
+                eng = DuckDBEngine(self)
+            elif name == "spark":
+                from cityos.store._spark import SparkEngine
+
+                eng = SparkEngine(self)
+            else:
+                raise EngineError(f"unknown engine {name!r}; use 'duckdb' or 'spark'")
+            self._engines[name] = eng
+        return eng
+
+    def close(self) -> None:
+        for e in self._engines.values():
+            e.close()
+        self._engines.clear()
+        self.db.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- datasets --------------------------------------------------------------------------
+    def create_dataset(self, name: str, schema: DatasetSchema, *, exist_ok: bool = False,
+                       description: str = "") -> DatasetInfo:
+        """Register a dataset with its schema (no data yet)."""
+        self.catalog.create(check_name(name), schema, description, exist_ok)
+        return self.catalog.info(name)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        return self.catalog.list()
+
+    def describe(self, name: str) -> DatasetInfo:
+        return self.catalog.info(name)
+
+    def schema(self, name: str) -> DatasetSchema:
+        return self.catalog.schema(name)[1]
+
+    def drop_dataset(self, name: str) -> None:
+        """Remove a dataset and its files."""
+        with self._locks.get(name):
+            self.catalog.drop(name)
+            shutil.rmtree(self.data_dir / name, ignore_errors=True)
+
+    def _context(self, name: str) -> DatasetContext:
+        _, schema, version = self.catalog.schema(name)
+        return DatasetContext(name, schema, version, self.catalog.stats(name, version), self.data_dir)
+
+    def _columns(self, ctx: DatasetContext) -> list[str]:
+        cols = list(ctx.schema.canonical_columns) + [f.name for f in ctx.schema.fields]
+        if ctx.stats.paths:
+            sch = pq.read_schema(self.data_dir / ctx.stats.paths[0])
+            cols += [c for c in sch.names if c not in cols]
+        return cols
+
+    # -- writes ----------------------------------------------------------------------------
+    def append(self, name: str, data: Any, *, source: str = "") -> WriteResult:
+        """Add records to a dataset: all of them or none.
+
+        Records whose key is already stored (or repeated within ``data``) are skipped, so
+        re-delivering a batch is safe. Raises :class:`~cityos.errors.ValidationError`
+        naming the dataset, row, key and field of every bad record; nothing is written then.
+        """
+        t0 = time.perf_counter()
+        _, schema, _ = self.catalog.schema(name)
+        tbl = conform(data, schema, name)
+        rows_in = tbl.num_rows
+        tbl = _dedup_within(tbl, schema)
+        with self._locks.get(name):
+            for _attempt in range(20):
+                _, schema, version = self.catalog.schema(name)
+                new = self._drop_stored(name, schema, tbl)
+                if new.num_rows == 0:
+                    return WriteResult(name, rows_in, 0, rows_in, (), version, time.perf_counter() - t0)
+                entries = self._write_parts(name, schema, new)
+                try:
+                    v = self.catalog.commit_files(name, version, entries, [], "append", new.num_rows, 0, source)
+                except ConflictError:
+                    self._unlink([e.path for e in entries])
+                    continue
+                except BaseException:
+                    self._unlink([e.path for e in entries])
+                    raise
+                return WriteResult(name, rows_in, new.num_rows, rows_in - new.num_rows,
+                                   tuple(e.path for e in entries), v, time.perf_counter() - t0)
+        raise ConflictError(f"dataset {name!r} kept changing during the append; retry later")
+
+    def _write_parts(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> list[FileEntry]:
+        layout = layout_for(schema)
+        parts = layout.encode(tbl)
+        entries: list[FileEntry] = []
+        try:
+            for part in parts:
+                rel = f"{name}/{part.partition}/part-{uuid.uuid4().hex}.parquet"
+                full = self.data_dir / rel
+                full.parent.mkdir(parents=True, exist_ok=True)
+                tmp = full.with_name("." + full.name + ".tmp")
+                pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, full)
+                entries.append(FileEntry(rel, part.partition, part.table.num_rows, full.stat().st_size,
+                                         tuple(part.row_groups)))
+        except BaseException:
+            self._unlink([e.path for e in entries])
+            raise
+        return entries
+
+    def _unlink(self, rels: list[str]) -> None:
+        for r in rels:
+            try:
+                (self.data_dir / r).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _drop_stored(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
+        """Remove rows whose record key is already stored."""
+        if tbl.num_rows == 0:
+            return tbl
+        t_lo = t_hi = None
+        if schema.model.has_time:
+            t = tbl["t"].cast(pa.int64()).to_numpy()
+            t_lo, t_hi = int(t.min()), int(t.max())
+        files = self.catalog.files(name, t_lo, t_hi)
+        if not files:
+            return tbl
+        keys = list(schema.key)
+        stored = []
+        for f in files:
+            phys = [k for k in keys if k not in ("x", "y")]
+            part = pq.read_table(self.data_dir / f.path, columns=phys)
+            stored.append(part)
+        st = pa.concat_tables(stored, promote_options="permissive")
+        new_h = _key_hash(tbl, keys)
+        old_h = _key_hash(st, keys)
+        cand = np.isin(new_h, old_h)
+        if not cand.any():
+            return tbl
+        # confirm candidates on the real key values (hashes could collide)
+        a = tbl.select(keys).filter(pa.array(cand)).to_pandas()
+        a["_pos"] = np.flatnonzero(cand)
+        b = st.select(keys).filter(pa.array(np.isin(old_h, new_h[cand]))).to_pandas().drop_duplicates()
+        hit = a.merge(b, on=keys, how="inner")["_pos"].to_numpy()
+        keep = np.ones(tbl.num_rows, dtype=bool)
+        keep[hit] = False
+        return tbl.filter(pa.array(keep))
+
+    def delete(self, name: str, *, geometry: Any = None, start: Any = None, end: Any = None,
+               ids: Any = None, crs: Any = None) -> int:
+        """Delete the rows matching every given condition; returns how many were deleted.
+        Affected files are rewritten without those rows and swapped in one transaction."""
+        if geometry is None and start is None and end is None and ids is None:
+            raise QueryError("delete needs a condition (geometry, start, end or ids); "
+                             "use drop_dataset to remove everything")
+        with self._locks.get(name):
+            for _attempt in range(20):
+                ctx = self._context(name)
+                pred = Predicate(query_geometry(geometry, crs, ctx.schema), to_ms(start), to_ms(end),
+                                 None if ids is None else tuple(np.atleast_1d(ids).tolist()))
+                plan = plan_scan(ctx.stats, pred)
+                add: list[FileEntry] = []
+                remove: list[str] = []
+                removed = 0
+                for rel in plan.files:
+                    tbl = decode(ctx.schema, pq.read_table(self.data_dir / rel))
+                    m = pred.mask(tbl)
+                    if not m.any():
+                        continue
+                    removed += int(m.sum())
+                    remove.append(rel)
+                    keep = tbl.filter(pa.array(~m))
+                    if keep.num_rows:
+                        add += self._write_parts(name, ctx.schema, keep)
+                if not remove:
+                    return 0
+                try:
+                    self.catalog.commit_files(name, ctx.version, add, remove, "delete", 0, removed)
+                except ConflictError:
+                    self._unlink([e.path for e in add])
+                    continue
+                return removed
+        raise ConflictError(f"dataset {name!r} kept changing during the delete; retry later")
+
+    def compact(self, name: str, *, min_files: int = 2) -> CompactResult:
+        """Merge each partition's files into one, re-sorted, in one transaction."""
+        with self._locks.get(name):
+            ctx = self._context(name)
+            files = self.catalog.files(name)
+            by_part: dict[str, list[str]] = {}
+            for f in files:
+                by_part.setdefault(f.partition, []).append(f.path)
+            add: list[FileEntry] = []
+            remove: list[str] = []
+            rows = 0
+            for _part, paths in by_part.items():
+                if len(paths) < min_files:
+                    continue
+                tbl = pa.concat_tables([decode(ctx.schema, pq.read_table(self.data_dir / p)) for p in paths],
+                                       promote_options="permissive")
+                rows += tbl.num_rows
+                add += self._write_parts(name, ctx.schema, tbl)
+                remove += paths
+            if remove:
+                try:
+                    self.catalog.commit_files(name, ctx.version, add, remove, "compact", 0, 0)
+                except BaseException:
+                    self._unlink([e.path for e in add])
+                    raise
+            return CompactResult(name, len(files), len(files) - len(remove) + len(add), rows)
+
+    def vacuum(self, *, older_than_s: float = 3600.0) -> int:
+        """Delete data files no longer in the catalog (replaced by compaction or delete, or
+        left by a crashed write) once older than ``older_than_s``. Returns files removed."""
+        live = set()
+        for name in self.catalog.names():
+            live |= {f.path for f in self.catalog.files(name)}
+        now = time.time()
+        n = 0
+        for p in self.data_dir.rglob("*.parquet*"):
+            rel = p.relative_to(self.data_dir).as_posix()
+            if rel not in live and now - p.stat().st_mtime >= older_than_s:
+                p.unlink(missing_ok=True)
+                n += 1
+        return n
+
+    # -- queries ---------------------------------------------------------------------------
+    def _run(self, spec: Any, engine: str | None) -> QueryResult:
+        return self.engine(engine).execute(spec)
+
+    def scan(self, name: str, *, columns: list[str] | None = None, geometry: Any = None,
+             start: Any = None, end: Any = None, ids: Any = None, crs: Any = None,
+             engine: str | None = None) -> QueryResult:
+        """Rows matching any combination of geometry, time window [start, end) and ids."""
+        return self._run(Range(name, geometry, start, end, crs, None if columns is None else tuple(columns),
+                               None if ids is None else tuple(np.atleast_1d(ids).tolist())), engine)
+
+    def read(self, name: str) -> QueryResult:
+        """Every row of a dataset."""
+        return self.scan(name)
+
+    def range(self, name: str, geometry: Any, *, crs: Any = None, engine: str | None = None) -> QueryResult:
+        """Spatial range query: rows inside ``geometry`` (bbox tuple, WKT or shapely)."""
+        return self._run(Range(name, geometry, None, None, crs), engine)
+
+    def st_range(self, name: str, geometry: Any, start: Any, end: Any, *, crs: Any = None,
+                 engine: str | None = None) -> QueryResult:
+        """Spatio-temporal range query: rows inside ``geometry`` with start <= t < end."""
+        return self._run(Range(name, geometry, start, end, crs), engine)
+
+    def id_temporal(self, name: str, ids: Any, start: Any = None, end: Any = None, *,
+                    engine: str | None = None) -> QueryResult:
+        """Every row of the given object id(s) in [start, end)."""
+        return self._run(IDTemporal(name, tuple(np.atleast_1d(ids).tolist()), start, end), engine)
+
+    def knn(self, name: str, x: float, y: float, k: int, *, start: Any = None, end: Any = None,
+            crs: Any = None, engine: str | None = None) -> QueryResult:
+        """The ``k`` points nearest to (x, y), with ``distance_m``."""
+        return self._run(KNN(name, x, y, k, start, end, crs), engine)
+
+    def knn_trajectories(self, name: str, x: float, y: float, k: int, *, start: Any = None,
+                         end: Any = None, crs: Any = None, engine: str | None = None) -> QueryResult:
+        """The ``k`` objects that pass nearest to (x, y) in the window (``id``, ``distance_m``)."""
+        return self._run(KNNTrajectories(name, x, y, k, start, end, crs), engine)
+
+    def similar(self, name: str, trajectory: Any, k: int, *, start: Any = None, end: Any = None,
+                metric: str = "dtw", crs: Any = None, engine: str | None = None) -> QueryResult:
+        """The ``k`` objects whose trajectories in the window are most similar to ``trajectory``."""
+        return self._run(Similar(name, trajectory, k, start, end, metric, crs), engine)
+
+    def join_regions(self, name: str, regions: str, *, start: Any = None, end: Any = None,
+                     geometry: Any = None, crs: Any = None, engine: str | None = None) -> QueryResult:
+        """Points joined with the regions containing them (adds ``region_id``)."""
+        return self._run(JoinRegions(name, regions, start, end, geometry, crs), engine)
+
+    def join_nearest(self, name: str, lines: str, *, max_distance_m: float = 50.0, start: Any = None,
+                     end: Any = None, geometry: Any = None, crs: Any = None,
+                     engine: str | None = None) -> QueryResult:
+        """Points joined with the nearest line within ``max_distance_m`` (adds ``edge_id``, ``distance_m``)."""
+        return self._run(JoinNearest(name, lines, max_distance_m, start, end, geometry, crs), engine)
+
+    def aggregate(self, name: str, *, grid: Grid | None = None, regions: str | None = None,
+                  time_bin: str | None = "1h", aggs: dict[str, Any] | None = None, start: Any = None,
+                  end: Any = None, geometry: Any = None, crs: Any = None,
+                  engine: str | None = None) -> QueryResult:
+        """Aggregate points into grid cells or regions per time bin: a spatial time series
+        (``id``, ``t``, ``x``, ``y``, aggregates)."""
+        return self._run(Aggregate(name, grid, regions, time_bin, aggs or {"n": "count"}, start, end,
+                                   geometry, crs), engine)
+
+    # -- SQL -------------------------------------------------------------------------------
+    def sql(self, query: str) -> pa.Table:
+        """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
+        and ``y``; other geometry is WKB in ``geometry``).
+
+        Examples
+        --------
+        >>> # store.sql("SELECT id, count(*) FROM taxis GROUP BY id")
+        """
+        import duckdb
+
+        con = duckdb.connect()
+        try:
+            for info in self.catalog.list():
+                files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
+                if not files:
+                    continue
+                lst = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                if info.schema.point_layout:
+                    con.execute(
+                        f'CREATE VIEW "{info.name}" AS SELECT * EXCLUDE (geometry), geometry.x AS x, '
+                        f"geometry.y AS y FROM read_parquet([{lst}], union_by_name=true)"
+                    )
+                else:
+                    con.execute(f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)')
+            res = con.execute(query)
+            return res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"SQL failed: {exc}") from exc
+        finally:
+            con.close()
+
+
+def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:
+    keys = [k for k in schema.key if k in tbl.column_names]
+    if not keys or tbl.num_rows < 2:
+        return tbl
+    h = _key_hash(tbl, keys)
+    _, first = np.unique(h, return_index=True)
+    if len(first) == tbl.num_rows:
+        return tbl
+    return tbl.take(pa.array(np.sort(first)))
+
+
+def _key_hash(tbl: pa.Table, keys: list[str]) -> np.ndarray:
+    h = np.zeros(tbl.num_rows, dtype=np.uint64)
+    for k in keys:
+        h = h * np.uint64(1000003) ^ hash_values(tbl[k])
+    return h
+
+
+def open_city(home: str | Path = "city", **kw: Any) -> Store:
+    """Open (or create) the city in ``home``: a :class:`Store` with its catalog migrated."""
+    return Store(home, **kw)
+
+
+_ = read_plan

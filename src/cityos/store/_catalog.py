@@ -9,6 +9,7 @@ reads before any file is opened.
 from __future__ import annotations
 
 import threading
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    bindparam,
     delete,
     select,
     update,
@@ -190,8 +192,18 @@ class StatsArrays:
     id_hashes: list[np.ndarray | None]
 
 
+@lru_cache(maxsize=512)
+def _parse_schema(text: str) -> DatasetSchema:
+    return DatasetSchema.from_json(text)
+
+
 class Catalog:
     """Datasets, files and statistics in the relational database."""
+
+    _schema_q = (
+        select(DatasetRow.id, DatasetRow.schema_json, DatasetRow.version)
+        .where(DatasetRow.name == bindparam("name"))
+    )
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -225,10 +237,13 @@ class Catalog:
         return row
 
     def schema(self, name: str) -> tuple[int, DatasetSchema, int]:
-        """(dataset id, schema, version)."""
-        with self.db.session() as s:
-            row = self._row(s, name)
-            return row.id, DatasetSchema.from_json(row.schema_json), row.version
+        """(dataset id, schema, version), read on every call so other processes' writes
+        are seen; one indexed lookup through SQLAlchemy Core, schemas parsed once."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(self._schema_q, {"name": name}).first()
+        if row is None:
+            raise DatasetNotFound(name, self.names())
+        return int(row[0]), _parse_schema(row[1]), int(row[2])
 
     def info(self, name: str) -> DatasetInfo:
         with self.db.session() as s:

@@ -16,6 +16,7 @@ linestring coordinates and delta-encoded per-point times.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -423,6 +424,7 @@ class TableLayout(Layout):
         return out
 
 
+@lru_cache(maxsize=256)
 def layout_for(schema: DatasetSchema) -> Layout:
     """The layout a schema's model uses."""
     if schema.point_layout:

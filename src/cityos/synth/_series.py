@@ -22,7 +22,7 @@ def _daily_profile(hour: np.ndarray, weekend: np.ndarray) -> np.ndarray:
     mid = np.exp(-0.5 * ((hour - 13.0) / 3.5) ** 2)
     weekday = 0.08 + 0.9 * np.maximum(am, pm) + 0.45 * mid
     weekend_p = 0.08 + 0.7 * mid
-    return np.where(weekend, weekend_p, weekday) / 1.0
+    return np.where(weekend, weekend_p, weekday)
 
 
 def make_sensor_readings(

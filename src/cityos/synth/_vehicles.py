@@ -657,9 +657,8 @@ def simulate_vehicles(
     Notes
     -----
     Generation is vectorised per day: plans are built per trip (one Dijkstra per source,
-    cached), then every fix is interpolated along its arc with numpy. Measured on a shared
-    2-core machine with the default city: about 1.3 M points/s (10 M points in ~8 s, see
-    :func:`iter_vehicle_points`).
+    cached), then every fix is interpolated along its arc with numpy. About 1 M points/s
+    at scale on a shared 2-core machine; see :func:`iter_vehicle_points` for measurements.
 
     Examples
     --------
@@ -737,8 +736,9 @@ def iter_vehicle_points(
 
         .venv/bin/python -m cityos.synth 10000000
 
-    1 M points in about 1.1 s and 10 M points in about 8 s (1.2-1.4 M points/s,
-    including building the DataFrames).
+    1 M points in 2.0-2.7 s (0.4-0.5 M points/s; planning whole days for the fleet is a
+    fixed cost) and 10 M points in 9.8-10.6 s (0.9-1.0 M points/s, peak memory 0.9 GB),
+    DataFrame construction included.
 
     Examples
     --------

@@ -50,6 +50,7 @@ from cityos.access._identity import (
     revoke_role,
     set_password,
     set_user_active,
+    update_user,
     verify_password,
 )
 from cityos.access._masking import DEFAULT_RULES, PERSONAL_KINDS, MaskingRule, mask_array
@@ -156,6 +157,7 @@ __all__ = [
     "set_masking_rule",
     "set_password",
     "set_user_active",
+    "update_user",
     "verify_audit",
     "verify_password",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "revoke_role",
     "set_password",
     "set_user_active",
+    "update_user",
     "verify_password",
 ]
 
@@ -377,6 +378,13 @@ def authenticate(db: Database, username: str, password: str) -> Principal:
     return principal
 
 
+def _signing_key(secret_key: str) -> bytes:
+    # A dedicated 256-bit key derived from the city's secret: tokens never share a key
+    # with other uses of the secret, and HS256 always gets a full-length key.
+    return hmac.new(secret_key.encode("utf-8"), b"cityos access token v1",
+                    hashlib.sha256).digest()
+
+
 def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN_TTL) -> str:
     """A signed HS256 access token for ``principal`` valid for ``ttl``.
 
@@ -390,7 +398,7 @@ def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN
     now = datetime.now(UTC)
     claims = {"sub": principal.username, "uid": principal.user_id, "iat": now,
               "exp": now + ttl, "iss": _ISSUER, "typ": "access", "jti": secrets.token_hex(8)}
-    return str(jwt.encode(claims, secret_key, algorithm="HS256"))
+    return str(jwt.encode(claims, _signing_key(secret_key), algorithm="HS256"))
 
 
 def principal_from_token(db: Database, token: str, secret_key: str) -> Principal:
@@ -405,7 +413,7 @@ def principal_from_token(db: Database, token: str, secret_key: str) -> Principal
     """
     jwt = import_optional("jwt", "access tokens")
     try:
-        claims = jwt.decode(token, secret_key, algorithms=["HS256"], issuer=_ISSUER,
+        claims = jwt.decode(token, _signing_key(secret_key), algorithms=["HS256"], issuer=_ISSUER,
                             options={"require": ["exp", "iat", "sub", "iss"]})
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired("the access token has expired; log in again") from exc
@@ -495,3 +503,41 @@ def principal_from_api_key(db: Database, key: str) -> Principal:
         if user is None or not user.is_active:
             raise InvalidCredentials("the API key's user is disabled")
         return _principal(s, user, "api_key")
+
+
+def update_user(
+    db: Database,
+    username: str,
+    *,
+    password: str | None = None,
+    is_active: bool | None = None,
+    add_roles: tuple[str, ...] | list[str] = (),
+    remove_roles: tuple[str, ...] | list[str] = (),
+    actor: str = "system",
+) -> UserInfo:
+    """Apply several changes to a user in one audited transaction."""
+    pw_hash = hash_password(password) if password is not None else None
+    with audit_transaction(db) as s:
+        u = _user(s, username)
+        changes: dict[str, Any] = {}
+        if pw_hash is not None:
+            u.password_hash = pw_hash
+            changes["password"] = True
+        if is_active is not None and is_active != u.is_active:
+            u.is_active = is_active
+            changes["is_active"] = is_active
+        for name in add_roles:
+            r = _role(s, name)
+            if s.get(UserRoleRow, (u.id, r.id)) is None:
+                s.add(UserRoleRow(user_id=u.id, role_id=r.id))
+                changes.setdefault("roles_added", []).append(name)
+        for name in remove_roles:
+            link = s.get(UserRoleRow, (u.id, _role(s, name).id))
+            if link is None:
+                raise AccessNotFound(f"user {username!r} does not have role {name!r}")
+            s.delete(link)
+            changes.setdefault("roles_removed", []).append(name)
+        if changes:
+            append_audit(s, actor=actor, action="user.update",
+                         detail={"name": username, **changes})
+    return get_user(db, username)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["PG_URL_ENV", "PostgresUnavailable", "find_pg_bin", "postgres_server"]
+__all__ = ["PG_URL_ENV", "PostgresUnavailable", "find_pg_bin", "fresh_database", "postgres_server"]
 
 #: Environment variable naming an existing server to use instead of starting one.
 PG_URL_ENV = "CITYOS_TEST_PG_URL"
@@ -160,3 +160,27 @@ def _wait_ready(port: int, timeout: float) -> None:
         except OSError:
             time.sleep(0.1)
     raise PostgresUnavailable(f"PostgreSQL on 127.0.0.1:{port} did not accept connections")
+
+
+def fresh_database(url: str, prefix: str = "t") -> str:
+    """Create an empty database next to ``url``'s and return its URL (one per test).
+
+    Examples
+    --------
+    >>> with postgres_server() as url:  # doctest: +SKIP
+    ...     db_url = fresh_database(url)
+    """
+    import secrets as _secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{prefix}_{_secrets.token_hex(6)}"
+    engine = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)

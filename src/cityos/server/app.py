@@ -1,0 +1,94 @@
+"""The FastAPI application: one router per layer, error mapping, a body size limit, and
+``serve`` to run it with uvicorn. Embedded SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+import cityos
+from cityos.config import Settings
+from cityos.db import Database
+from cityos.server._errors import BodyLimit, install_error_handlers
+from cityos.server.deps import City
+from cityos.server.routes import audit, auth, datasets, health, policies, users
+
+__all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
+
+#: Largest request body accepted (bytes); record batches above it should be split.
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Any = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """Build the API for one city.
+
+    Parameters
+    ----------
+    settings:
+        The city's settings (default: from ``CITYOS_*`` environment variables). Outside
+        ``development`` a placeholder secret key is refused by :class:`Settings` itself.
+    store:
+        An open :class:`cityos.store.Store` to serve; by default one is opened from
+        ``settings`` on first use.
+    max_body_bytes:
+        Larger request bodies get 413.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> app = create_app(Settings(home=tempfile.mkdtemp()))
+    >>> sorted(r.path for r in app.routes if r.path.startswith("/auth"))[:2]
+    ['/auth/api-keys', '/auth/api-keys']
+    """
+    settings = settings or Settings()
+    if store is not None:
+        db: Database = store.db
+    else:
+        assert settings.database_url is not None
+        if settings.database_url.startswith("sqlite:///"):
+            settings.home.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+    db.migrate()
+    factory: Callable[[], Any] = (lambda: store) if store is not None else _store_factory(
+        settings)
+    app = FastAPI(
+        title="CityOS API",
+        version=cityos.__version__,
+        description="Datasets, queries, identity, data rights and audit of one CityOS city. "
+                    "Authenticate with a bearer token from `POST /auth/token` or an "
+                    "`X-API-Key` header.",
+    )
+    app.state.city = City(settings=settings, db=db, store_factory=factory)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    for module in (health, auth, users, policies, datasets, audit):
+        app.include_router(module.router)
+    return app
+
+
+def _store_factory(settings: Settings) -> Callable[[], Any]:
+    def open_store() -> Any:
+        from cityos.store import Store
+
+        return Store(settings=settings)
+
+    return open_store
+
+
+def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000, *,
+          log_level: str = "info") -> None:
+    """Run the API with uvicorn until interrupted (``cityos serve``).
+
+    Binds to loopback by default; pass ``host="0.0.0.0"`` deliberately to expose it.
+    """
+    from cityos._compat import import_optional
+
+    uvicorn = import_optional("uvicorn", "the API server")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

@@ -1,0 +1,108 @@
+"""Dependencies shared by the routes: the city, a database session, the calling user and
+the store as that user may see it (``SessionDep``, ``CurrentUser``, ``StoreDep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from cityos.access import (
+    InvalidCredentials,
+    PermissionDenied,
+    Principal,
+    SecureStore,
+    principal_from_api_key,
+    principal_from_token,
+)
+from cityos.config import Settings
+from cityos.db import Database
+
+__all__ = [
+    "AdminUser",
+    "City",
+    "CityDep",
+    "CurrentUser",
+    "SessionDep",
+    "StoreDep",
+    "get_city",
+]
+
+
+@dataclass
+class City:
+    """What the app serves: settings, the relational database and the store (opened on
+    first use, so identity endpoints work before any data exists)."""
+
+    settings: Settings
+    db: Database
+    store_factory: Any
+    _store: Any = None
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            self._store = self.store_factory()
+        return self._store
+
+    @property
+    def secret(self) -> str:
+        return self.settings.secret_key
+
+
+def get_city(request: Request) -> City:
+    city: City = request.app.state.city
+    return city
+
+
+CityDep = Annotated[City, Depends(get_city)]
+
+
+def get_session(city: CityDep) -> Iterator[Session]:
+    with city.db.session() as s:
+        yield s
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False,
+                              description="Short-lived access token from POST /auth/token")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="Long-lived API key for machines")
+
+
+def get_current_user(
+    city: CityDep,
+    token: Annotated[str | None, Security(oauth2)],
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> Principal:
+    """The caller, from a bearer token or an ``X-API-Key`` header (401 otherwise)."""
+    if token:
+        return principal_from_token(city.db, token, city.secret)
+    if api_key:
+        return principal_from_api_key(city.db, api_key)
+    raise InvalidCredentials("authentication required: send 'Authorization: Bearer <token>' "
+                             "(from POST /auth/token) or 'X-API-Key: <key>'")
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def get_admin(user: CurrentUser) -> Principal:
+    if not user.is_admin:
+        raise PermissionDenied("this endpoint is for administrators (role 'admin')")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin)]
+
+
+def get_secure_store(city: CityDep, user: CurrentUser) -> SecureStore:
+    return SecureStore(city.store, user, mask_key=city.secret.encode())
+
+
+StoreDep = Annotated[SecureStore, Depends(get_secure_store)]

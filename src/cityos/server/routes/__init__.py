@@ -1,0 +1,1 @@
+"""One router per resource; :func:`cityos.server.create_app` mounts them all."""

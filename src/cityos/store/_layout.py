@@ -201,10 +201,9 @@ class Layout:
     def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
         raise NotImplementedError
 
-    def _split_partitions(self, t: np.ndarray | None) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-        """Partition number per row and, per partition, the row positions."""
+    def _split_partitions(self, t: np.ndarray | None, n: int) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+        """Partition number per row and, per partition, the row positions (``n`` rows)."""
         if t is None or not self.schema.model.has_time:
-            n = 0 if t is None else len(t)
             return np.zeros(n, dtype=np.int64), [("static", np.arange(n))]
         part = np.floor_divide(t, self.pms)
         uniq, inv = np.unique(part, return_inverse=True)
@@ -259,7 +258,7 @@ class PointLayout(Layout):
         y = np.round(tbl[Y_COL].to_numpy() / q) * q
         has_t = s.model.has_time
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
-        _, parts = self._split_partitions(t)
+        _, parts = self._split_partitions(t, tbl.num_rows)
         z = z2_key(x, y, key_bounds(s)) >> np.uint64(22)  # 20 bits per axis: ~40 m cells
         out = []
         for label, rows in parts:
@@ -323,7 +322,7 @@ class ExtentLayout(Layout):
         has_t = s.model.has_time
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
         t_end = tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
-        _, parts = self._split_partitions(t)
+        _, parts = self._split_partitions(t, tbl.num_rows)
         xz = xz2_key(b[:, 0], b[:, 1], b[:, 2], b[:, 3], key_bounds(s))
         out = []
         for label, rows in parts:
@@ -407,7 +406,7 @@ class TableLayout(Layout):
     def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
         has_t = self.schema.model.has_time or TIME_COL in tbl.column_names
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t and TIME_COL in tbl.column_names else None
-        _, parts = self._split_partitions(t if self.schema.model.has_time else None)
+        _, parts = self._split_partitions(t if self.schema.model.has_time else None, tbl.num_rows)
         if not self.schema.model.has_time:
             parts = [("static", np.arange(tbl.num_rows))]
         out = []

@@ -472,8 +472,10 @@ class Store:
                     )
                 else:
                     con.execute(f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)')
-            res = con.execute(query)
-            return res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
+            rel = con.sql(query)
+            if rel is None:  # a statement without a result
+                return pa.table({})
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
         except duckdb.Error as exc:
             raise QueryError(f"SQL failed: {exc}") from exc
         finally:

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up CityOS on a fresh machine with Python 3.11: a virtual environment in .venv with
+# the package and its extras. With --services it also installs (Debian packages, as root)
+# what the full test suite needs: PostgreSQL + PostGIS, Mosquitto, and Java for Spark.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_services=0
+for a in "$@"; do
+  case "$a" in
+    --services) want_services=1 ;;
+    *) echo "usage: scripts/setup.sh [--services]" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+if [ "$want_services" = 1 ]; then
+  missing=()
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql)
+  [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "[setup] need root to install: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
+      exit 1
+    fi
+    log "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # the Debian packages start their own services; tests start private ones on free ports
+    systemctl disable --now mosquitto >/dev/null 2>&1 || true
+  fi
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3; do
+    if command -v "$c" >/dev/null 2>&1; then PY=$c; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "[setup] Python 3.11 is required" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.cityos-installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  log "installing CityOS and its dependencies into .venv (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  # torch is pinned to the CPU build (see pyproject); everything else from PyPI
+  .venv/bin/python -m pip install -q -e ".[all,dev]"
+  rm -f .venv/.cityos-installed-*
+  touch "$stamp"
+fi
+log "ready: .venv/bin/cityos"

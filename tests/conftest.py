@@ -1,0 +1,38 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cityos.store import Store
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip when a real service or tool is missing locally, but fail in CI: an
+    integration suite must never be skipped silently there."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> Iterator[Store]:
+    """An empty city (SQLite catalog, data in a temp folder)."""
+    store = Store(tmp_path / "city")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data beside the repository (../shared/data), or CITYOS_SHARED_DATA."""
+    env = os.environ.get("CITYOS_SHARED_DATA")
+    p = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    require(p.is_dir(), f"real data folder {p} is missing")
+    return p

@@ -166,7 +166,7 @@ class DuckDBEngine(QueryEngine):
 
     def _aggregate(self, ctx: DatasetContext, spec: Aggregate, regions: DatasetContext | None,
                    pred: Predicate, info: dict[str, Any]) -> pa.Table:
-        cols = [a[0] for a in spec.aggs.values() if not isinstance(a, str)]
+        cols = list(dict.fromkeys(a[0] for a in spec.aggs.values() if not isinstance(a, str)))
         pts = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y", *cols]
                          if ctx.schema.model.has_time else [ID_COL, "x", "y", *cols])
         bin_ms = _bin_ms(spec) if ctx.schema.model.has_time else None

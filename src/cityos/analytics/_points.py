@@ -27,7 +27,7 @@ def to_timedelta_ms(value: Any, name: str) -> int:
     """Milliseconds in a duration given as seconds (number), a pandas string ("5min") or a
     ``timedelta``."""
     if isinstance(value, int | float | np.integer | np.floating):
-        return int(round(float(value) * 1000))
+        return round(float(value) * 1000)
     try:
         return int(pd.Timedelta(value) / pd.Timedelta(milliseconds=1))
     except (ValueError, TypeError) as exc:

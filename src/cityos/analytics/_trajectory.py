@@ -14,6 +14,7 @@ import shapely
 
 from cityos.analytics._points import Points, as_points, to_timedelta_ms, with_segments
 from cityos.analytics.errors import AnalyticsError
+from cityos.geo import WGS84
 from cityos.model import (
     GEOM_COL,
     ID_COL,
@@ -473,9 +474,16 @@ def build_trajectories(
 
 
 def trajectories_from_points(
-    df: pd.DataFrame, *, min_points: int = 2, edges: list[list[int]] | None = None
+    df: pd.DataFrame,
+    *,
+    min_points: int = 2,
+    edges: list[list[int]] | None = None,
+    crs: str | None = None,
 ) -> Trajectories:
-    """Rows of points with ``traj_id`` (sorted by it and time) as a :class:`Trajectories`."""
+    """Rows of points with ``traj_id`` (sorted by it and time) as a :class:`Trajectories`.
+
+    ``crs`` defaults to WGS84 for lon/lat values; planar values without a named CRS are
+    labelled EPSG:3857 (a metric placeholder; pass ``crs`` to record the real one)."""
     codes, uniq = pd.factorize(df[TRAJ_COL], sort=False)
     codes = np.asarray(codes, dtype=np.int64)
     counts = np.bincount(codes, minlength=len(uniq)) if len(codes) else np.zeros(0, np.int64)
@@ -508,4 +516,8 @@ def trajectories_from_points(
     }
     if edges is not None:
         cols["edges"] = pa.array([edges[i] for i in segs], type=pa.list_(pa.int64()))
-    return Trajectories.from_arrow(pa.table(cols))  # type: ignore[return-value]
+    if crs is None:
+        geo = bool(len(x) == 0 or (np.abs(x).max() <= 180 and np.abs(y).max() <= 90))
+        crs = WGS84 if geo else "EPSG:3857"
+    schema = Trajectories.schema(crs=crs)
+    return Trajectories.from_arrow(pa.table(cols), schema)  # type: ignore[return-value]

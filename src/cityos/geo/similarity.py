@@ -10,7 +10,7 @@ import numpy as np
 
 from cityos.geo.distance import metric_distance
 
-__all__ = ["discrete_frechet", "dtw", "pairwise_distance"]
+__all__ = ["discrete_frechet", "dtw", "hausdorff", "lcss", "pairwise_distance"]
 
 
 def pairwise_distance(a: np.ndarray, b: np.ndarray, geographic: bool = True) -> np.ndarray:
@@ -67,3 +67,57 @@ def discrete_frechet(a: np.ndarray, b: np.ndarray, geographic: bool = True) -> f
     if len(a) == 0 or len(b) == 0:
         raise ValueError("discrete_frechet needs two non-empty trajectories")
     return _diagonal_dp(pairwise_distance(a, b, geographic), "max")
+
+
+def hausdorff(a: np.ndarray, b: np.ndarray, geographic: bool = True) -> float:
+    """Hausdorff distance (metres): the farthest any point of one trajectory lies from the
+    nearest point of the other, both ways. Order and timing are ignored.
+
+    Examples
+    --------
+    >>> a = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+    >>> hausdorff(a, np.array([[0.0, 0.0], [5.0, 0.0]]), geographic=False)
+    3.0
+    """
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("hausdorff needs two non-empty trajectories")
+    a = np.asarray(a, dtype="float64")
+    b = np.asarray(b, dtype="float64")
+    best_a = np.full(len(a), np.inf)
+    worst_b = 0.0
+    for lo in range(0, len(b), 2048):  # bounded memory on long trajectories
+        d = pairwise_distance(a, b[lo:lo + 2048], geographic)
+        best_a = np.minimum(best_a, d.min(axis=1))
+        worst_b = max(worst_b, float(d.min(axis=0).max()))
+    return max(float(best_a.max()), worst_b)
+
+
+def lcss(
+    a: np.ndarray, b: np.ndarray, eps_m: float, delta: int | None = None, geographic: bool = True
+) -> float:
+    """LCSS distance in [0, 1]: one minus the share of the shorter trajectory's points that
+    a longest common subsequence matches, where points match when within ``eps_m`` metres
+    (and, if ``delta`` is given, at most ``delta`` positions apart) (Vlachos et al. 2002).
+
+    Rows are computed whole: ``L[i] = cummax(max(L[i-1], shift(L[i-1]) + match[i]))``.
+
+    Examples
+    --------
+    >>> a = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    >>> lcss(a, a + [0.0, 0.5], eps_m=1.0, geographic=False)
+    0.0
+    >>> lcss(a, np.array([[0.0, 0.0], [9.0, 9.0]]), eps_m=1.0, geographic=False)
+    0.5
+    """
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("lcss needs two non-empty trajectories")
+    match = pairwise_distance(a, b, geographic) <= eps_m
+    n, m = match.shape
+    if delta is not None:
+        ii, jj = np.indices((n, m))
+        match &= np.abs(ii - jj) <= delta
+    prev = np.zeros(m + 1, dtype=np.int64)
+    for i in range(n):
+        cur = np.maximum(prev, np.concatenate(([0], prev[:-1] + match[i])))
+        prev = np.maximum.accumulate(cur)
+    return 1.0 - float(prev[-1]) / float(min(n, m))

@@ -36,3 +36,29 @@ def shared_data() -> Path:
     p = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
     require(p.is_dir(), f"real data folder {p} is missing")
     return p
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session (or CITYOS_TEST_PG_URL)."""
+    from cityos.testing.postgres import PostgresUnavailable, postgres_server
+
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        require(False, f"PostgreSQL is not available: {exc}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_city(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A city whose catalog is SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        store = Store(tmp_path / "city")
+    else:
+        from cityos.testing.postgres import fresh_database
+
+        url = fresh_database(request.getfixturevalue("pg_url"))
+        store = Store(tmp_path / "city", database_url=url)
+    yield store
+    store.close()

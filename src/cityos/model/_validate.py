@@ -50,7 +50,12 @@ def to_arrow_table(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if isinstance(data, list):
-        return pa.Table.from_pylist(data)
+        names: dict[str, None] = {}
+        for rec in data:
+            if not isinstance(rec, dict):
+                raise ValidationError(f"records must be objects (dicts), got {type(rec).__name__}")
+            names.update(dict.fromkeys(rec))
+        return pa.table({n: _lenient_array([rec.get(n) for rec in data]) for n in names})
     if isinstance(data, pd.DataFrame):
         try:
             import geopandas as gpd
@@ -62,11 +67,25 @@ def to_arrow_table(data: Any) -> pa.Table:
                 return pa.Table.from_pandas(df, preserve_index=False)
         except ImportError:  # pragma: no cover - geopandas is a dependency
             pass
-        return pa.Table.from_pandas(data, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            return pa.table({str(c): _lenient_array(data[c].tolist()) for c in data.columns})
     raise ValidationError(
         f"cannot read records from {type(data).__name__}; pass a pyarrow Table, a pandas or "
         "GeoPandas DataFrame, or a list of dicts"
     )
+
+
+def _lenient_array(values: list[Any]) -> pa.Array:
+    """An Arrow array of ``values``; mixed types become strings so that validation can
+    report the exact rows that do not convert instead of failing on the whole column."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return pa.array([None if v is None or (isinstance(v, float) and v != v) else
+                         v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values],
+                        pa.string())
 
 
 class _Problems:
@@ -235,7 +254,8 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     tbl = to_arrow_table(data)
     probs = _Problems(dataset, tbl, schema)
     missing = [c for c in schema.canonical_columns if c not in tbl.column_names
-               and c not in (EDGES_COL, TIME_END_COL, TIMES_COL, TRAJ_COL)]
+               and c not in (EDGES_COL, TIME_END_COL, TRAJ_COL)
+               and not (c == TIME_COL and schema.model is ModelKind.NETWORK_ST)]
     missing += [f.name for f in schema.fields if f.required and f.name not in tbl.column_names]
     if schema.point_layout and GEOM_COL in tbl.column_names:
         missing = [c for c in missing if c not in (X_COL, Y_COL)]
@@ -249,7 +269,7 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     cols: dict[str, pa.ChunkedArray] = {}
     cols[ID_COL] = _id_column(tbl, schema, probs)
     m = schema.model
-    if m.has_time:
+    if m.has_time and m is not ModelKind.NETWORK_ST:  # trajectories derive t from their times
         cols[TIME_COL] = _to_time(tbl[TIME_COL], TIME_COL, probs)
         _check_time_range(cols[TIME_COL], TIME_COL, probs, required=True)
     if m is ModelKind.NETWORK_STATIC:

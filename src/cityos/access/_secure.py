@@ -116,7 +116,10 @@ class SecureStore:
 
     def _personal_fields(self, dataset: str) -> dict[str, str]:
         if dataset not in self._personal:
-            schema = self.store.describe(dataset).schema
+            # Store.schema reads only the schema; describe() also sums file statistics
+            get_schema = getattr(self.store, "schema", None)
+            schema = (get_schema(dataset) if callable(get_schema)
+                      else self.store.describe(dataset).schema)
             self._personal[dataset] = {f.name: f.personal for f in schema.fields if f.personal}
         return self._personal[dataset]
 
@@ -140,9 +143,10 @@ class SecureStore:
         if dec.filters is not None and table is raw.table:
             table, hidden = apply_row_filters(table, dec.filters)
         masked: list[str] = []
+        rules = load_policy(self.db).rules
         for name, d in [(dataset, dec), *others]:
-            table, m = mask_table(table, self._personal_fields(name), load_policy(self.db).rules,
-                                  d.shows, self.mask_key)
+            table, m = mask_table(table, self._personal_fields(name), rules, d.shows,
+                                  self.mask_key)
             masked += m
         for name, d in [(dataset, dec), *others]:
             if d.classification.audited:

@@ -1,0 +1,92 @@
+"""The data through-train: sources (files, SQL, HTTP push, MQTT) mapped onto the six models,
+validated, stored exactly once, with dead letters and lineage. Start with :class:`FileSource`
+and :func:`load_mapping`; ``cityos.ingest.http.router`` is the push endpoint."""
+
+from cityos.ingest._base import (
+    Batch,
+    BatchResult,
+    IngestReport,
+    Part,
+    Rejected,
+    Source,
+    SourceContext,
+    identity_mapping,
+    mapping_for,
+    process_batch,
+)
+from cityos.ingest._coords import (
+    BD09,
+    GCJ02,
+    bd09_to_gcj02,
+    bd09_to_wgs84,
+    gcj02_to_bd09,
+    gcj02_to_wgs84,
+    transform_coords,
+    wgs84_to_bd09,
+    wgs84_to_gcj02,
+)
+from cityos.ingest._deadletters import DeadLetters, ReplayReport
+from cityos.ingest._demo import EXAMPLES_DIR, demo_ingest, example_mapping
+from cityos.ingest._files import FileSource, read_file
+from cityos.ingest._mapping import Mapped, Mapping, RowProblem, load_mapping
+from cityos.ingest._push import HttpPushSource, push_records
+from cityos.ingest._registry import SOURCES, register_source
+from cityos.ingest._sql import SQLSource
+from cityos.ingest._state import DeadLetter, IngestState, LineageEntry
+from cityos.ingest._units import convert_units
+from cityos.ingest.errors import IngestError, MappingError, SourceError
+from cityos.ingest.mqtt import MqttSource, observation
+
+__all__ = [
+    "BD09",
+    "EXAMPLES_DIR",
+    "GCJ02",
+    "SOURCES",
+    "Batch",
+    "BatchResult",
+    "DeadLetter",
+    "DeadLetters",
+    "FileSource",
+    "HttpPushSource",
+    "IngestError",
+    "IngestReport",
+    "IngestState",
+    "LineageEntry",
+    "Mapped",
+    "Mapping",
+    "MappingError",
+    "MqttSource",
+    "Part",
+    "Rejected",
+    "ReplayReport",
+    "RowProblem",
+    "SQLSource",
+    "Source",
+    "SourceContext",
+    "SourceError",
+    "bd09_to_gcj02",
+    "bd09_to_wgs84",
+    "convert_units",
+    "demo_ingest",
+    "example_mapping",
+    "gcj02_to_bd09",
+    "gcj02_to_wgs84",
+    "identity_mapping",
+    "lineage",
+    "load_mapping",
+    "mapping_for",
+    "observation",
+    "process_batch",
+    "push_records",
+    "read_file",
+    "register_source",
+    "transform_coords",
+    "wgs84_to_bd09",
+    "wgs84_to_gcj02",
+]
+
+
+def lineage(store: "Store", dataset: str | None = None) -> list[LineageEntry]:  # noqa: F821
+    """Which sources fed ``dataset`` (or every dataset), when, and how many records each
+    run accepted and rejected."""
+    return IngestState(store.db).lineage(dataset)

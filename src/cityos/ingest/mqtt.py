@@ -1,0 +1,217 @@
+"""MQTT source for IoT sensors: topic patterns mapped to datasets, QoS 1, JSON payloads (one
+record or a list), acknowledged to the broker only after the records are durably stored.
+
+Observations follow a format modelled on OGC SensorThings: ``{"datastream": ...,
+"phenomenonTime": ..., "result": ..., "location": {"type": "Point", "coordinates": [x, y]}}``
+(see ``examples/sensorthings_observations.yaml``); any JSON works with a matching mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from cityos.ingest._base import Batch, Part, Rejected, Source, SourceContext
+from cityos.ingest._mapping import Mapping
+from cityos.ingest.errors import SourceError
+
+__all__ = ["MqttSource", "observation"]
+
+
+def observation(datastream: str, phenomenon_time: str, result: Any, *, x: float | None = None,
+                y: float | None = None, **extra: Any) -> dict[str, Any]:
+    """An observation in the SensorThings-like format this module documents.
+
+    Examples
+    --------
+    >>> observation("aq-1/pm25", "2026-03-02T08:00:00Z", 35.0, x=116.4, y=39.9)["location"]
+    {'type': 'Point', 'coordinates': [116.4, 39.9]}
+    """
+    o: dict[str, Any] = {"datastream": datastream, "phenomenonTime": phenomenon_time, "result": result}
+    if x is not None and y is not None:
+        o["location"] = {"type": "Point", "coordinates": [x, y]}
+    o.update(extra)
+    return o
+
+
+@dataclass
+class _Pending:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    positions: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos)
+    since: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.rejected)
+
+
+class MqttSource(Source):
+    """Subscribe to MQTT topics and ingest their JSON payloads.
+
+    The session is persistent (fixed client id, clean session off) and QoS 1 messages are
+    acknowledged manually after their batch is stored, so a crash before the acknowledgement
+    makes the broker deliver them again; the store's record keys drop the repeats.
+
+    Parameters
+    ----------
+    topics:
+        Topic pattern (``+``/``#`` wildcards) → mapping of the dataset it feeds.
+    host, port, username, password:
+        The broker.
+    client_id:
+        Stable id of the persistent session (default: derived from the source name).
+    batch_rows, linger_s:
+        A batch is stored when it has ``batch_rows`` records or its oldest record has waited
+        ``linger_s`` seconds.
+    max_records, idle_timeout_s:
+        Stop after this many records, or after this long without a message (None: run until
+        ``stop`` is set).
+
+    Notes
+    -----
+    The broker must let enough unacknowledged messages be in flight for throughput (Mosquitto:
+    ``max_inflight_messages 0`` or a few thousand) and queue messages for an offline
+    subscriber (``max_queued_messages``) and persist them across restarts (``persistence true``).
+    """
+
+    kind = "mqtt"
+
+    def __init__(self, topics: dict[str, Mapping], *, host: str = "127.0.0.1", port: int = 1883,
+                 username: str | None = None, password: str | None = None, client_id: str | None = None,
+                 qos: int = 1, batch_rows: int = 5000, linger_s: float = 0.05,
+                 max_records: int | None = None, idle_timeout_s: float | None = None,
+                 connect_timeout_s: float = 15.0, name: str | None = None) -> None:
+        if not topics:
+            raise SourceError("MqttSource needs at least one topic pattern → mapping")
+        self.topics = dict(topics)
+        self.host, self.port = host, port
+        self.username, self.password = username, password
+        self.qos = qos
+        self.batch_rows = batch_rows
+        self.linger_s = linger_s
+        self.max_records = max_records
+        self.idle_timeout_s = idle_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        super().__init__(list({m.dataset: m for m in topics.values()}.values()),
+                         name=name or f"mqtt:{host}:{port}/{','.join(topics)}")
+        self.client_id = client_id or "cityos-" + hashlib.sha1(self.name.encode()).hexdigest()[:16]
+        self._client: Any = None
+        self.connected = threading.Event()
+
+    def _dataset_for(self, topic: str) -> str | None:
+        from paho.mqtt.client import topic_matches_sub
+
+        for pattern, m in self.topics.items():
+            if topic_matches_sub(pattern, topic):
+                return m.dataset
+        return None
+
+    def _connect(self, inbox: queue.Queue[Any]) -> Any:
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError as e:  # pragma: no cover - optional dependency
+            from cityos.errors import MissingDependency
+
+            raise MissingDependency("paho-mqtt", "the MQTT source", "mqtt") from e
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+                        manual_ack=True)
+        if self.username is not None:
+            c.username_pw_set(self.username, self.password)
+        c.reconnect_delay_set(min_delay=0.1, max_delay=2)
+        # deliveries beyond this would wait in paho; the broker's limit is what matters
+        c.max_inflight_messages_set(65535)
+
+        def on_connect(client: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
+            if not reason.is_failure:
+                client.subscribe([(t, self.qos) for t in self.topics])
+                self.connected.set()
+
+        def on_disconnect(_c: Any, _u: Any, _f: Any, _r: Any, _p: Any) -> None:
+            self.connected.clear()
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            inbox.put((msg.topic, msg.mid, msg.qos, msg.payload))
+
+        c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
+        c.connect_async(self.host, self.port, keepalive=30)
+        c.loop_start()
+        if not self.connected.wait(self.connect_timeout_s):
+            c.loop_stop()
+            raise SourceError(f"cannot reach the MQTT broker at {self.host}:{self.port} within "
+                              f"{self.connect_timeout_s:.0f} s; is it running?")
+        return c
+
+    def read(self, ctx: SourceContext) -> Iterator[Batch]:
+        inbox: queue.Queue[Any] = queue.Queue()
+        self._client = client = self._connect(inbox)
+        pending: dict[str, _Pending] = {}
+        taken = 0
+        last_msg = time.monotonic()
+
+        def batch(ds: str) -> Batch:
+            p = pending.pop(ds)
+            acks = p.acks
+
+            def ack() -> None:
+                for mid, qos in acks:
+                    if qos > 0:
+                        client.ack(mid, qos)
+
+            return Batch(ds, [Part(p.records, "mqtt", 0, p.positions)], p.rejected, ack, len(p))
+
+        while not ctx.stopping:
+            now = time.monotonic()
+            if self.max_records is not None and taken >= self.max_records and not pending:
+                return
+            if self.idle_timeout_s is not None and now - last_msg > self.idle_timeout_s and not pending:
+                return
+            due = [ds for ds, p in pending.items() if len(p) >= self.batch_rows or now - p.since >= self.linger_s]
+            for ds in due:
+                yield batch(ds)
+            if due:
+                continue
+            wait = min((self.linger_s - (now - p.since) for p in pending.values()), default=0.2)
+            try:
+                topic, mid, qos, payload = inbox.get(timeout=max(0.001, wait))
+            except queue.Empty:
+                continue
+            last_msg = time.monotonic()
+            ds = self._dataset_for(topic)
+            if ds is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
+                if qos > 0:
+                    client.ack(mid, qos)
+                continue
+            p = pending.get(ds)
+            if p is None:
+                p = pending[ds] = _Pending(since=time.monotonic())
+            pos = f"mqtt:{topic}#mid={mid}"
+            p.acks.append((mid, qos))
+            try:
+                value = json.loads(payload)
+            except (ValueError, UnicodeDecodeError) as e:
+                p.rejected.append(Rejected(pos, payload.decode("utf8", "replace"), "payload.json",
+                                           f"payload is not JSON: {e}"))
+                continue
+            recs = value if isinstance(value, list) else [value]
+            for j, r in enumerate(recs):
+                if isinstance(r, dict):
+                    p.records.append(r)
+                    p.positions.append(pos if len(recs) == 1 else f"{pos}[{j}]")
+                else:
+                    p.rejected.append(Rejected(pos, r, "payload.object", "a record must be a JSON object"))
+            taken += len(recs)
+        for ds in list(pending):  # stopping: store what was received, so it can be acknowledged
+            yield batch(ds)
+
+    def close(self) -> None:
+        c, self._client = self._client, None
+        if c is not None:
+            c.disconnect()
+            c.loop_stop()

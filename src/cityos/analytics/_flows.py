@@ -175,8 +175,7 @@ def grid_flows(
     inflow = np.bincount(inv, weights=moved_in[ok], minlength=len(uk)).astype(np.int64)
     outflow = np.bincount(inv, weights=moved_out[ok], minlength=len(uk)).astype(np.int64)
     # distinct objects: unique (key, object) pairs counted per key
-    pair = np.unique(np.column_stack([inv, p.obj[ok]]), axis=0) if len(inv) else np.zeros((0, 2), np.int64)
-    objects = np.bincount(pair[:, 0], minlength=len(uk)) if len(pair) else np.zeros(len(uk), np.int64)
+    objects = _distinct_per_key(inv, p.obj[ok], len(uk))
     cid = uk % ncell
     cx, cy = g.centres()
     out = pd.DataFrame({
@@ -206,6 +205,16 @@ def _grid(p: Points, grid: CellGrid | float, bbox: tuple[float, float, float, fl
         pad = 1e-9
         bbox = (float(p.x.min()), float(p.y.min()), float(p.x.max()) + pad, float(p.y.max()) + pad)
     return CellGrid.from_metres(bbox, float(grid), p.geographic)
+
+
+def _distinct_per_key(inv: np.ndarray, obj: np.ndarray, n: int) -> np.ndarray:
+    """Number of distinct objects per key (one int64 pair code, not a 2-D unique)."""
+    if not len(inv):
+        return np.zeros(n, dtype=np.int64)
+    m = int(obj.max()) + 1
+    pair = np.sort(inv.astype(np.int64) * m + obj)
+    first = np.concatenate(([True], pair[1:] != pair[:-1]))
+    return np.bincount(pair[first] // m, minlength=n).astype(np.int64)
 
 
 def _codes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,7 +321,6 @@ def region_flows(points: Any, regions: Any, time_bin: Any = "1h", *,
     tcode, t_uniq = _codes(tb[ok])
     key = tcode * len(rid) + reg[ok]
     uk, inv = np.unique(key, return_inverse=True)
-    pair = np.unique(np.column_stack([inv, p.obj[ok]]), axis=0) if len(inv) else np.zeros((0, 2), np.int64)
     geoms = np.asarray(regions.geometry.to_numpy())
     rep = shapely.point_on_surface(geoms)
     r = uk % len(rid)
@@ -321,7 +329,7 @@ def region_flows(points: Any, regions: Any, time_bin: Any = "1h", *,
         TIME_COL: pd.to_datetime(t_uniq[uk // len(rid)] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True),
         X_COL: shapely.get_x(rep)[r], Y_COL: shapely.get_y(rep)[r],
         "n": np.bincount(inv, minlength=len(uk)).astype(np.int64),
-        "objects": np.bincount(pair[:, 0], minlength=len(uk)).astype(np.int64) if len(pair) else np.zeros(len(uk), np.int64),
+        "objects": _distinct_per_key(inv, p.obj[ok], len(uk)),
         "inflow": np.bincount(inv, weights=moved_in[ok], minlength=len(uk)).astype(np.int64),
         "outflow": np.bincount(inv, weights=moved_out[ok], minlength=len(uk)).astype(np.int64),
     })

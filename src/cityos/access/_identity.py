@@ -490,7 +490,7 @@ def principal_from_api_key(db: Database, key: str) -> Principal:
     ApiKeyRevoked
         The key was revoked.
     """
-    parts = key.split("_")
+    parts = key.split("_", 2)  # the random part may itself contain "_"
     if len(parts) != 3 or parts[0] != _KEY_PREFIX or len(parts[1]) != 16:
         raise InvalidCredentials("malformed API key")
     with db.session() as s:

@@ -164,8 +164,9 @@ def _max_removed_error(df: pd.DataFrame, kept: pd.DataFrame, sed: bool) -> float
                 px, py = a.x + r * (b.x - a.x), a.y + r * (b.y - a.y)
                 d = float(np.hypot(row.x - px, row.y - py))
             else:
-                d = shapely.distance(shapely.Point(row.x, row.y),
-                                     shapely.LineString([(a.x, a.y), (b.x, b.y)]))
+                seg = shapely.LineString([(a.x, a.y), (b.x, b.y)]) if (a.x, a.y) != (b.x, b.y) \
+                    else shapely.Point(a.x, a.y)  # a zero-length segment is its point
+                d = shapely.distance(shapely.Point(row.x, row.y), seg)
             worst = max(worst, float(d))
     return worst
 

@@ -164,9 +164,11 @@ def _max_removed_error(df: pd.DataFrame, kept: pd.DataFrame, sed: bool) -> float
                 px, py = a.x + r * (b.x - a.x), a.y + r * (b.y - a.y)
                 d = float(np.hypot(row.x - px, row.y - py))
             else:
-                seg = shapely.LineString([(a.x, a.y), (b.x, b.y)]) if (a.x, a.y) != (b.x, b.y) \
-                    else shapely.Point(a.x, a.y)  # a zero-length segment is its point
-                d = shapely.distance(shapely.Point(row.x, row.y), seg)
+                # textbook point-to-segment distance (a zero-length segment is its point)
+                dx, dy = b.x - a.x, b.y - a.y
+                den = dx * dx + dy * dy
+                r = min(1.0, max(0.0, ((row.x - a.x) * dx + (row.y - a.y) * dy) / den)) if den > 0 else 0.0
+                d = float(np.hypot(row.x - (a.x + r * dx), row.y - (a.y + r * dy)))
             worst = max(worst, float(d))
     return worst
 

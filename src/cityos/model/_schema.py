@@ -166,8 +166,8 @@ class DatasetSchema:
     key: tuple[str, ...] = ()
     id_type: str = "string"
     time_partition: str = "1D"
-    time_bin: str = "1h"  # the T of the Z2T / XZ2T key
-    row_group_rows: int = 8192
+    time_bin: str = "3h"  # the T of the Z2T / XZ2T key
+    row_group_rows: int = 2048
     network: str | None = None  # NETWORK_SERIES / NETWORK_ST: the network dataset they refer to
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

@@ -1,0 +1,388 @@
+"""How fast are spatio-temporal queries in CityOS against DuckDB over plain GeoParquet,
+PostgreSQL + PostGIS with a GiST index, and GeoPandas with an STRtree — and how small is
+the data?
+
+BerlinMOD-style vehicles move on a generated road network (``cityos.synth``). The same
+points (coordinates snapped to CityOS's 2^-23 degree grid first, so every system stores
+identical values) are loaded into each system; every query is run on each, the answers
+are checked against each other, and the script prints median latencies, bytes per point,
+load throughput, and one ratio line per baseline.
+
+    .venv/bin/python benchmarks/st_query.py --points 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import median_ms, print_table, save, timed  # noqa: E402
+
+from cityos.geo import haversine  # noqa: E402
+from cityos.model import DatasetSchema, ModelKind  # noqa: E402
+from cityos.store import Store  # noqa: E402
+from cityos.synth import iter_vehicle_points, make_city  # noqa: E402
+
+Q = 2.0**-23
+HOUR = 3_600_000
+
+
+def generate(n: int, seed: int) -> pd.DataFrame:
+    city = make_city(seed=seed)
+    parts = []
+    for chunk in iter_vehicle_points(city, n, chunk_points=1_000_000, seed=seed):
+        parts.append(chunk[["id", "t", "x", "y"]])
+    df = pd.concat(parts, ignore_index=True)
+    df["x"] = np.round(df["x"].to_numpy() / Q) * Q
+    df["y"] = np.round(df["y"].to_numpy() / Q) * Q
+    return df
+
+
+# -- query sets ----------------------------------------------------------------------------
+
+def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    rng = np.random.default_rng(seed)
+    t = df["t"].to_numpy().astype("datetime64[ms]").astype("int64")
+    x, y = df["x"].to_numpy(), df["y"].to_numpy()
+    x0, x1 = np.quantile(x, [0.001, 0.999])
+    y0, y1 = np.quantile(y, [0.001, 0.999])
+    span_h = (t.max() - t.min()) / HOUR
+    area = (x1 - x0) * (y1 - y0)
+    ids = df["id"].unique()
+    out: dict[str, list[dict[str, Any]]] = {}
+
+    def centres(k: int) -> np.ndarray:
+        return rng.integers(0, len(df), k)
+
+    # spatial range over all time selecting ~0.1% of points
+    side = np.sqrt(area * 0.001)
+    out["spatial range ~0.1%"] = [
+        {"box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2), "start": None, "end": None}
+        for i in centres(nq)]
+    for sel in (0.00001, 0.0001, 0.001):
+        frac_t = min(1.0, 1.0 / span_h)
+        side = np.sqrt(area * min(1.0, sel / frac_t))
+        qs = []
+        for i in centres(nq):
+            s = int(t[i] - HOUR // 2)
+            qs.append({"box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2),
+                       "start": s, "end": s + HOUR})
+        out[f"ST range ~{sel * 100:g}%"] = qs
+    out["ID-temporal 1 h"] = [{"id": str(ids[j]), "start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
+                              for j, i in zip(rng.integers(0, len(ids), nq), centres(nq), strict=True)]
+    out["kNN k=10, 1 h"] = [{"x": float(x[i]) + 0.001, "y": float(y[i]), "k": 10, "start": int(t[i] - HOUR // 2),
+                             "end": int(t[i] + HOUR // 2)} for i in centres(nq)]
+    return out
+
+
+def key_set(tbl: pd.DataFrame) -> set[tuple[str, int]]:
+    tt = pd.to_datetime(tbl["t"], utc=True).astype("datetime64[ns, UTC]").astype("int64") // 10**6
+    return set(zip(tbl["id"].astype(str), tt, strict=True))
+
+
+# -- systems --------------------------------------------------------------------------------
+
+class CityOS:
+    name = "CityOS"
+
+    def __init__(self, work: Path, df: pd.DataFrame) -> None:
+        shutil.rmtree(work / "cityos", ignore_errors=True)
+        self.store = Store(work / "cityos")
+        self.store.create_dataset("v", DatasetSchema(ModelKind.POINT_ST))
+        tbl = pa.Table.from_pandas(df, preserve_index=False)
+        step = 1_000_000
+
+        def load() -> None:
+            for i in range(0, tbl.num_rows, step):
+                self.store.append("v", tbl.slice(i, step))
+
+        _, self.load_s = timed(load)
+        _, self.compact_s = timed(lambda: self.store.compact("v"))
+        self.bytes = self.store.describe("v").bytes
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.store.scan("v", geometry=q["box"], start=q["start"], end=q["end"],
+                               columns=["id", "t"]).to_pandas()
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.store.id_temporal("v", q["id"], q["start"], q["end"]).to_pandas()
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.store.knn("v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"]).to_pandas()
+
+
+class DuckDBGeoParquet:
+    """DuckDB over GeoParquet as GeoPandas writes it (time-ordered rows, WKB geometry, the
+    GeoParquet 1.1 bbox covering column that DuckDB can filter on without the spatial
+    extension, which cannot be installed here)."""
+
+    name = "DuckDB+GeoParquet"
+
+    def __init__(self, work: Path, df: pd.DataFrame) -> None:
+        import duckdb
+        import geopandas as gpd
+
+        self.path = work / "plain.parquet"
+        default = work / "default.parquet"
+        gdf = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
+        _, self.load_s = timed(lambda: gdf.to_parquet(self.path, write_covering_bbox=True))
+        gdf.to_parquet(default)
+        self.bytes = self.path.stat().st_size
+        self.default_bytes = default.stat().st_size
+        del gdf
+        self.con = duckdb.connect()
+        self.con.execute("SET threads=2")
+        self.con.execute(f"CREATE VIEW v AS SELECT * FROM read_parquet('{self.path}')")
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        b = q["box"]
+        sql = ("SELECT id, t FROM v WHERE bbox.xmin >= ? AND bbox.xmax <= ? AND bbox.ymin >= ? AND bbox.ymax <= ?")
+        args: list[Any] = [b[0], b[2], b[1], b[3]]
+        if q["start"] is not None:
+            sql += " AND t >= make_timestamp(?::BIGINT * 1000) AND t < make_timestamp(?::BIGINT * 1000)"
+            args += [q["start"], q["end"]]
+        return self.con.execute(sql, args).df()
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT id, t FROM v WHERE id = ? AND t >= make_timestamp(?::BIGINT * 1000) "
+            "AND t < make_timestamp(?::BIGINT * 1000)", [q["id"], q["start"], q["end"]]).df()
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        # haversine in SQL over the rows in the time window, as a DuckDB user would write it
+        return self.con.execute(
+            """SELECT id, t, 2 * 6371008.8 * asin(sqrt(pow(sin(radians(bbox.ymin - ?) / 2), 2) +
+                      cos(radians(?)) * cos(radians(bbox.ymin)) * pow(sin(radians(bbox.xmin - ?) / 2), 2)))
+                      AS distance_m
+               FROM v WHERE t >= make_timestamp(?::BIGINT * 1000) AND t < make_timestamp(?::BIGINT * 1000)
+               ORDER BY distance_m, id, t LIMIT ?""",
+            [q["y"], q["y"], q["x"], q["start"], q["end"], q["k"]]).df()
+
+
+class PostGIS:
+    """PostgreSQL + PostGIS, points in a geometry(Point, 4326) column with a GiST index and
+    a B-tree on time, loaded with COPY."""
+
+    name = "PostGIS+GiST"
+
+    def __init__(self, work: Path, df: pd.DataFrame, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        c = self.conn
+        c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        c.execute("DROP TABLE IF EXISTS v")
+        c.execute("CREATE UNLOGGED TABLE stage (id text, t timestamptz, x float8, y float8)")
+        c.execute("CREATE TABLE v (id text, t timestamptz, geom geometry(Point, 4326))")
+        csv = work / "full_precision.csv"
+        tbl = pa.Table.from_pandas(df, preserve_index=False)
+        pcsv.write_csv(tbl, csv)
+        os.chmod(csv, 0o644)
+        os.chmod(work, 0o755)
+
+        def load() -> None:
+            with c.cursor() as cur, cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER true)") as cp, open(csv, "rb") as fh:
+                while data := fh.read(1 << 20):
+                    cp.write(data)
+            c.execute("INSERT INTO v SELECT id, t, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM stage")
+            c.execute("DROP TABLE stage")
+            c.execute("CREATE INDEX v_geom ON v USING gist (geom)")
+            c.execute("CREATE INDEX v_t ON v (t)")
+            c.execute("CREATE INDEX v_id_t ON v (id, t)")
+            c.execute("VACUUM ANALYZE v")
+
+        _, self.load_s = timed(load)
+        row = c.execute("SELECT pg_total_relation_size('v')").fetchone()
+        self.bytes = int(row[0]) if row else 0
+
+    @staticmethod
+    def _ts(ms: int) -> pd.Timestamp:
+        return pd.Timestamp(ms, unit="ms", tz="UTC")
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        b = q["box"]
+        # ST_Intersects: && on the GiST index (float4 boxes, rounded outward) then an exact test
+        sql = "SELECT id, t FROM v WHERE ST_Intersects(geom, ST_MakeEnvelope(%s, %s, %s, %s, 4326))"
+        args: list[Any] = [b[0], b[1], b[2], b[3]]
+        if q["start"] is not None:
+            sql += " AND t >= %s AND t < %s"
+            args += [self._ts(q["start"]), self._ts(q["end"])]
+        rows = self.conn.execute(sql, args).fetchall()
+        return pd.DataFrame(rows, columns=["id", "t"])
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        rows = self.conn.execute("SELECT id, t FROM v WHERE id = %s AND t >= %s AND t < %s",
+                                 [q["id"], self._ts(q["start"]), self._ts(q["end"])]).fetchall()
+        return pd.DataFrame(rows, columns=["id", "t"])
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        # index-assisted kNN (<->, planar degrees) over a 4k-row candidate set, re-ranked by
+        # spherical distance: the usual PostGIS idiom for metric kNN on lon/lat points
+        rows = self.conn.execute(
+            """SELECT id, t, d FROM (
+                 SELECT id, t, ST_DistanceSphere(geom, p) AS d FROM v,
+                        (SELECT ST_SetSRID(ST_MakePoint(%s, %s), 4326) AS p) q
+                 WHERE t >= %s AND t < %s ORDER BY geom <-> p LIMIT %s) c
+               ORDER BY d, id, t LIMIT %s""",
+            [q["x"], q["y"], self._ts(q["start"]), self._ts(q["end"]), 40 * q["k"], q["k"]]).fetchall()
+        return pd.DataFrame(rows, columns=["id", "t", "distance_m"])
+
+
+class GeoPandasSTR:
+    """GeoPandas in memory with a shapely STRtree on the points."""
+
+    name = "GeoPandas+STRtree"
+
+    def __init__(self, work: Path, df: pd.DataFrame) -> None:
+        import geopandas as gpd
+        import shapely
+
+        def load() -> Any:
+            g = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
+            return g, shapely.STRtree(g.geometry.values)
+
+        (self.gdf, self.tree), self.load_s = timed(load)
+        self.t = df["t"].to_numpy().astype("datetime64[ms]").astype("int64")
+        self.ids = df["id"].to_numpy()
+        self.x, self.y = df["x"].to_numpy(), df["y"].to_numpy()
+        self.bytes = None
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        import shapely
+
+        idx = self.tree.query(shapely.box(*q["box"]), predicate="intersects")
+        if q["start"] is not None:
+            tt = self.t[idx]
+            idx = idx[(tt >= q["start"]) & (tt < q["end"])]
+        return self.gdf.iloc[idx][["id", "t"]]
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        m = (self.t >= q["start"]) & (self.t < q["end"])
+        m &= self.ids == q["id"]
+        return self.gdf.loc[m, ["id", "t"]]
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        m = np.flatnonzero((self.t >= q["start"]) & (self.t < q["end"]))
+        d = haversine(q["x"], q["y"], self.x[m], self.y[m])
+        k = min(q["k"], len(d))
+        top = np.argpartition(d, k - 1)[:k] if k else np.array([], dtype=int)
+        out = self.gdf.iloc[m[top]][["id", "t"]].assign(distance_m=d[top])
+        return out.sort_values(["distance_m", "id", "t"])
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=25)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--skip", nargs="*", default=[], help="systems to skip: duckdb postgis geopandas")
+    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "_work")
+    args = ap.parse_args()
+    work = args.work / f"st_query_{args.points}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    print(f"generating {args.points:,} BerlinMOD-style points ...", flush=True)
+    df, gen_s = timed(lambda: generate(args.points, args.seed))
+    n = len(df)
+    print(f"  {n:,} points, {df['id'].nunique():,} vehicles, {df.t.min()} .. {df.t.max()} ({gen_s:.0f} s)")
+    raw = work / "raw.csv"
+    csv_tbl = pa.table({"id": df["id"].astype(str), "t": pa.array(df["t"]),
+                        "x": np.round(df["x"].to_numpy(), 7), "y": np.round(df["y"].to_numpy(), 7)})
+    pcsv.write_csv(csv_tbl, raw)
+    csv_bytes = raw.stat().st_size
+    raw.unlink()
+
+    systems: list[Any] = []
+    print("loading CityOS ...", flush=True)
+    cityos = CityOS(work, df)
+    systems.append(cityos)
+    duck = None
+    if "duckdb" not in args.skip:
+        print("writing GeoParquet for DuckDB ...", flush=True)
+        duck = DuckDBGeoParquet(work, df)
+        systems.append(duck)
+    pg_ctx = None
+    if "postgis" not in args.skip:
+        from cityos.testing.postgres import postgres_server
+
+        print("starting PostgreSQL + PostGIS and loading with COPY ...", flush=True)
+        pg_ctx = postgres_server()
+        url = pg_ctx.__enter__()
+        systems.append(PostGIS(work, df, url))
+    if "geopandas" not in args.skip:
+        print("building GeoPandas + STRtree ...", flush=True)
+        systems.append(GeoPandasSTR(work, df))
+
+    queries = make_queries(df, args.queries, args.seed)
+    results: dict[str, dict[str, float]] = {}
+    selectivity: dict[str, float] = {}
+    agree: dict[str, bool] = {}
+    for qname, qs in queries.items():
+        results[qname] = {}
+        answers = {}
+        for sys_ in systems:
+            fn = sys_.knn if qname.startswith("kNN") else sys_.id_temporal if qname.startswith("ID") else sys_.range
+            ms, ans = median_ms(fn, qs, warmup=2)
+            results[qname][sys_.name] = ms
+            answers[sys_.name] = ans
+        ref = answers[cityos.name]
+        selectivity[qname] = float(np.mean([len(a) for a in ref])) / n
+        ok = True
+        for name, ans in answers.items():
+            for a, b in zip(ref, ans, strict=True):
+                if qname.startswith("kNN"):
+                    # different earth models (haversine radii) may reorder exact ties at the k-th place
+                    da, db = np.sort(a["distance_m"].to_numpy()), np.sort(b["distance_m"].to_numpy())
+                    ok &= len(da) == len(db) and bool(np.allclose(da, db, rtol=5e-3))
+                else:
+                    ok &= key_set(a) == key_set(b)
+            if not ok:
+                print(f"  !! {name} disagrees with CityOS on {qname}")
+        agree[qname] = ok
+
+    names = [s.name for s in systems]
+    print(f"\nMedian latency (ms) over {args.queries} queries each, {n:,} points, 2 cores")
+    print_table(["query", "rows (mean)", *names],
+                [[q, selectivity[q] * n, *[results[q][s] for s in names]] for q in queries])
+    print("\nStorage and load")
+    size_rows = [["raw CSV (id,t,x,y)", csv_bytes / n, None]]
+    if duck is not None:
+        size_rows.append(["GeoParquet (GeoPandas default)", duck.default_bytes / n, None])
+    for s in systems:
+        size_rows.append([s.name, None if s.bytes is None else s.bytes / n, n / s.load_s])
+    print_table(["system", "bytes/point", "load points/s"], size_rows)
+    print(f"  CityOS load {cityos.load_s:.1f} s in 1M-point appends (+ {cityos.compact_s:.1f} s compaction, "
+          f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)")
+
+    print("\nRatios (baseline time / CityOS time; >1 means CityOS is faster)")
+    for s in names[1:]:
+        parts = [f"{q}: {results[q][s] / results[q][cityos.name]:.1f}x" for q in queries]
+        print(f"  vs {s}: " + "; ".join(parts))
+    print(f"  storage: CityOS is 1/{csv_bytes / cityos.bytes:.1f} of raw CSV"
+          + (f", 1/{duck.default_bytes / cityos.bytes:.1f} of default GeoParquet" if duck else ""))
+    print("  answers agree: " + ", ".join(f"{q}: {'yes' if v else 'NO'}" for q, v in agree.items()))
+    save(f"st_query_{n}", {"points": n, "latency_ms": results, "selectivity": selectivity, "agree": agree,
+                           "bytes_per_point": {s.name: (None if s.bytes is None else s.bytes / n) for s in systems}
+                           | {"raw CSV": csv_bytes / n} | ({"GeoParquet default": duck.default_bytes / n} if duck else {}),
+                           "load_points_per_s": {s.name: n / s.load_s for s in systems},
+                           "cityos_compact_s": cityos.compact_s})
+    if pg_ctx is not None:
+        pg_ctx.__exit__(None, None, None)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

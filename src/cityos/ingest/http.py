@@ -3,19 +3,17 @@ answers only after they are durable. The server layer mounts :data:`router`; the
 plugs its API-key check in through :func:`api_key_dependency` or ``app.state``.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI reads the route's annotations at runtime,
+# and they refer to names local to make_router
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cityos.errors import ConfigError, DatasetNotFound
-
-if TYPE_CHECKING:
-    from cityos.store import Store
+from cityos.store import Store
 
 __all__ = [
     "ApiKeyVerifier",
@@ -44,7 +42,7 @@ class IngestSettings(BaseSettings):
     environment: str = Field(default="development", validation_alias="CITYOS_ENVIRONMENT")
 
 
-def static_key_verifier(settings: IngestSettings | None = None) -> ApiKeyVerifier:
+def static_key_verifier(settings: "IngestSettings | None" = None) -> ApiKeyVerifier:
     """A verifier accepting the one key in ``CITYOS_INGEST_API_KEY`` (until the access layer
     provides per-user keys). With no key configured, every key is refused.
 

@@ -245,3 +245,30 @@ def test_spark_stats_and_pruning(city: Store, spark_ready: None) -> None:
     assert st["files_total"] >= 3 and 0 < st["files_read"] < st["files_total"]
     assert 0 < st["row_groups_read"] < st["row_groups_total"]
     assert st["rows_out"] == len(res)
+
+
+@pytest.mark.spark
+def test_spark_knn_search_rounds(city: Store, spark_ready: None) -> None:
+    """The search box starts at the size the density predicts and grows a few times at most
+    (row groups of this small city each span all of it, so they cannot be pruned by space)."""
+    for k in (1, 3, 40):
+        res = city.knn("cars", 116.41, 39.93, k, engine="spark")
+        assert len(res) == k
+        assert 1 <= res.stats["search_rounds"] <= 3, res.stats
+    far = city.knn("cars", 118.0, 41.0, 2, engine="spark")
+    assert far.stats["search_rounds"] <= 3, far.stats
+
+
+@pytest.mark.spark
+def test_one_spark_session_per_process(city: Store, spark_ready: None,
+                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    city.id_temporal("cars", "v01", engine="spark")
+    shared = city.engine("spark").spark  # type: ignore[attr-defined]
+    other = cityos.open_city(tmp_path_factory.mktemp("other_city"))
+    other.create_dataset("pts", DatasetSchema(ModelKind.POINT_ST))
+    other.append("pts", [{"id": "a", "t": "2026-03-02T08:00Z", "x": 116.4, "y": 39.9}])
+    assert len(other.knn("pts", 116.4, 39.9, 1, engine="spark")) == 1
+    assert other.engine("spark").spark is shared  # type: ignore[attr-defined]
+    other.close()
+    # closing one store leaves the session to the others still using it
+    assert len(city.id_temporal("cars", "v01", engine="spark")) == 288

@@ -239,6 +239,8 @@ class SparkEngine(QueryEngine):
 
     def execute(self, spec: Any) -> QueryResult:
         with _quiet():
+            # Spark column expressions need a live session, even before any file is read
+            _ = self.spark
             return super().execute(spec)
 
     def close(self) -> None:
@@ -404,6 +406,7 @@ class SparkEngine(QueryEngine):
             step = next(boxes)
             while True:
                 g, r_in, covers = step
+                info["search_rounds"] = info.get("search_rounds", 0) + 1
                 df = self._frame(ctx, Predicate(g, pred.start, pred.end, pred.ids), info)
                 if df is not None:
                     df = df.mapInArrow(_with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()}))
@@ -427,6 +430,7 @@ class SparkEngine(QueryEngine):
             step = next(boxes)
             while True:
                 g, r_in, covers = step
+                info["search_rounds"] = info.get("search_rounds", 0) + 1
                 df = self._frame(ctx, Predicate(g, pred.start, pred.end), info, [ID_COL, X_COL, Y_COL])
                 if df is not None:
                     df = df.mapInArrow(_with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()}))

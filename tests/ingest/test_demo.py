@@ -19,7 +19,7 @@ def test_demo_ingest_real_data(city: Store, shared_data: Path) -> None:
     assert aq["n"] == 12
     assert str(aq["t0"]).startswith("2013-02-28 16:00")  # 2013-03-01 00:00 Beijing time
     assert 0.5 < aq["co"] < 3.0  # CO converted from ug/m3 to mg/m3
-    assert 116.1 < aq["x0"] and aq["y1"] < 40.4
+    assert aq["x0"] > 116.1 and aq["y1"] < 40.4
     ev = city.describe("nyc311")
     dead = DeadLetters(city).list(dataset="nyc311", limit=None)
     assert ev.rows + len(dead) == 924 + 235

@@ -131,13 +131,12 @@ def _create_session(broker: Broker) -> None:
     import paho.mqtt.client as mqtt
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="durability-worker", clean_session=False)
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    _, mid = c.subscribe(f"{TOPIC}/+", qos=1)
     done = threading.Event()
     c.on_subscribe = lambda *_a: done.set()
-    assert done.wait(10) or True
-    time.sleep(0.2)
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    c.subscribe(f"{TOPIC}/+", qos=1)
+    assert done.wait(10), "the broker did not confirm the subscription"
     c.disconnect()
     c.loop_stop()
 

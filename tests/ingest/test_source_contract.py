@@ -24,6 +24,7 @@ from cityos.ingest import (
     lineage,
 )
 from cityos.store import Store
+
 from .builders import READINGS_MAPPING, need_mosquitto, reading
 
 GOOD = [reading("s1", 8), reading("s1", 9), reading("s2", 8)]

@@ -2,6 +2,10 @@
 validated, stored exactly once, with dead letters and lineage. Start with :class:`FileSource`
 and :func:`load_mapping`; ``cityos.ingest.http.router`` is the push endpoint."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from cityos.ingest._base import (
     Batch,
     BatchResult,
@@ -36,6 +40,9 @@ from cityos.ingest._state import DeadLetter, IngestState, LineageEntry
 from cityos.ingest._units import convert_units
 from cityos.ingest.errors import IngestError, MappingError, SourceError
 from cityos.ingest.mqtt import MqttSource, observation
+
+if TYPE_CHECKING:
+    from cityos.store import Store
 
 __all__ = [
     "BD09",
@@ -86,7 +93,7 @@ __all__ = [
 ]
 
 
-def lineage(store: "Store", dataset: str | None = None) -> list[LineageEntry]:  # noqa: F821
+def lineage(store: Store, dataset: str | None = None) -> list[LineageEntry]:
     """Which sources fed ``dataset`` (or every dataset), when, and how many records each
     run accepted and rejected."""
     return IngestState(store.db).lineage(dataset)

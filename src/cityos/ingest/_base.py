@@ -318,6 +318,7 @@ class Source(ABC):
 
     def close(self) -> None:
         """Release connections (called when :meth:`run` ends)."""
+        return None
 
     def run(self, store: Store, *, stop: threading.Event | None = None,
             on_batch: Callable[[BatchResult, Batch], None] | None = None) -> IngestReport:

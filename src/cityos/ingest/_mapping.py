@@ -464,7 +464,8 @@ class Mapping:
         src_crs = normalise_crs(g.crs)
         dst_crs = schema.crs
         if g.x is not None and g.y is not None:
-            xs, ys = [], []
+            xs: list[np.ndarray] = []
+            ys: list[np.ndarray] = []
             for axis, path in (("x", g.x), ("y", g.y)):
                 c = _resolve(tbl, path)
                 if c is None:
@@ -484,11 +485,10 @@ class Mapping:
             return
         import shapely
 
-        path = g.wkt or g.wkb or g.geojson
-        assert path is not None
-        c = _resolve(tbl, path)
+        src_path = g.wkt or g.wkb or g.geojson or ""
+        c = _resolve(tbl, src_path)
         if c is None:
-            probs += [RowProblem(i, "geometry", f"source field {path!r} is missing") for i in range(n)]
+            probs += [RowProblem(i, "geometry", f"source field {src_path!r} is missing") for i in range(n)]
             geoms = np.full(n, None, dtype=object)
         else:
             vals = c.to_numpy(zero_copy_only=False)
@@ -570,16 +570,16 @@ def _finish_time(ts: pd.Series, null_in: np.ndarray, rule: str, what: str,
 def _numbers(col: pa.ChunkedArray, rule: str, probs: list[RowProblem]) -> np.ndarray:
     """Column as float64; values that are present but not numbers become problems."""
     if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
-        return col.to_numpy(zero_copy_only=False).astype("float64")
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype="float64")
     try:
-        return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     s = pd.Series(col.to_pandas(), dtype="object")
     num = pd.to_numeric(s, errors="coerce")
     for i in np.flatnonzero(num.isna().to_numpy() & s.notna().to_numpy()):
         probs.append(RowProblem(int(i), rule, f"{s.iloc[int(i)]!r} is not a number"))
-    return num.to_numpy(dtype="float64", na_value=np.nan)
+    return np.asarray(num.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
 
 
 def _to_str(col: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -97,26 +97,27 @@ class SQLSource(Source):
             raise SourceError(f"cannot connect to {_safe_url(self.url)}: {e}") from e
         ref = self.table or "query"
         if self.watermark is None:
-            q = select(sel) if isinstance(sel, Table) else sel
+            q: Any = select(sel) if isinstance(sel, Table) else sel
             with engine.connect() as conn:
                 result = conn.execution_options(yield_per=self.batch_rows).execute(q)
                 off = 0
-                for rows in result.partitions(self.batch_rows):
-                    recs = [dict(r._mapping) for r in rows]
+                for chunk in result.partitions(self.batch_rows):
+                    recs = [dict(r._mapping) for r in chunk]
                     yield Batch(self.mapping.dataset, [Part(_table(recs), ref, off)])
                     off += len(recs)
                     if ctx.stopping:
                         return
             return
-        col = sel.c[self.watermark] if isinstance(sel, Table) else literal_column(self.watermark)
-        base = select(sel) if isinstance(sel, Table) else sel
+        col: Any = sel.c[self.watermark] if isinstance(sel, Table) else literal_column(self.watermark)
+        base: Any = select(sel) if isinstance(sel, Table) else sel
         while not ctx.stopping:
             pos = ctx.state.position(self.name)
             q = base
             if pos is not None:
                 q = q.where(col > _decode(pos["watermark"]))
             with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(q.order_by(col).limit(self.batch_rows))]
+                rows: list[dict[str, Any]] = [
+                    dict(r._mapping) for r in conn.execute(q.order_by(col).limit(self.batch_rows))]
                 if not rows:
                     return
                 last = rows[-1][self.watermark]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from cityos.db import Database, utcnow
 from cityos.ingest._tables import (
@@ -132,7 +132,7 @@ class IngestState:
                 DeadLetterRow.fingerprint.in_([r["fingerprint"] for r in rows]))))
             fresh = [r for r in rows if r["fingerprint"] not in known]
             if fresh:
-                s.execute(DeadLetterRow.__table__.insert(), fresh)
+                s.execute(insert(DeadLetterRow), fresh)
         return len(fresh)
 
     def dead_letters(self, *, dataset: str | None = None, status: str | None = "open",

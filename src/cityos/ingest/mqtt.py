@@ -120,11 +120,13 @@ class MqttSource(Source):
             from cityos.errors import MissingDependency
 
             raise MissingDependency("paho-mqtt", "the MQTT source", "mqtt") from e
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
                         manual_ack=True)
         if self.username is not None:
             c.username_pw_set(self.username, self.password)
-        c.reconnect_delay_set(min_delay=0.1, max_delay=2)
+        c.reconnect_delay_set(min_delay=1, max_delay=2)
         # deliveries beyond this would wait in paho; the broker's limit is what matters
         c.max_inflight_messages_set(65535)
 
@@ -183,14 +185,14 @@ class MqttSource(Source):
             except queue.Empty:
                 continue
             last_msg = time.monotonic()
-            ds = self._dataset_for(topic)
-            if ds is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
+            target = self._dataset_for(topic)
+            if target is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
                 if qos > 0:
                     client.ack(mid, qos)
                 continue
-            p = pending.get(ds)
+            p = pending.get(target)
             if p is None:
-                p = pending[ds] = _Pending(since=time.monotonic())
+                p = pending[target] = _Pending(since=time.monotonic())
             pos = f"mqtt:{topic}#mid={mid}"
             p.acks.append((mid, qos))
             try:

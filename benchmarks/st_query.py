@@ -26,12 +26,11 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_ms, print_table, save, timed  # noqa: E402
-
-from cityos.geo import haversine  # noqa: E402
-from cityos.model import DatasetSchema, ModelKind  # noqa: E402
-from cityos.store import Store  # noqa: E402
-from cityos.synth import iter_vehicle_points, make_city  # noqa: E402
+from _common import median_ms, print_table, save, timed
+from cityos.geo import haversine
+from cityos.model import DatasetSchema, ModelKind
+from cityos.store import Store
+from cityos.synth import iter_vehicle_points, make_city
 
 Q = 2.0**-23
 HOUR = 3_600_000
@@ -134,12 +133,15 @@ class DuckDBGeoParquet:
 
         self.path = work / "plain.parquet"
         default = work / "default.parquet"
-        gdf = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
-        _, self.load_s = timed(lambda: gdf.to_parquet(self.path, write_covering_bbox=True))
+        def write() -> Any:
+            g = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
+            g.to_parquet(self.path, write_covering_bbox=True)
+            return g
+
+        gdf, self.load_s = timed(write)
         gdf.to_parquet(default)
         self.bytes = self.path.stat().st_size
         self.default_bytes = default.stat().st_size
-        del gdf
         self.con = duckdb.connect()
         self.con.execute("SET threads=2")
         self.con.execute(f"CREATE VIEW v AS SELECT * FROM read_parquet('{self.path}')")

@@ -37,10 +37,10 @@ _LAZY = {
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
-if TYPE_CHECKING:
-    from cityos.config import Settings
-    from cityos.errors import CityOSError, DatasetNotFound, QueryError, ValidationError
-    from cityos.model import (
+if TYPE_CHECKING:  # re-exported lazily through __getattr__
+    from cityos.config import Settings  # noqa: F401
+    from cityos.errors import CityOSError, DatasetNotFound, QueryError, ValidationError  # noqa: F401
+    from cityos.model import (  # noqa: F401
         DatasetSchema,
         Field,
         ModelKind,
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         StaticFeatures,
         Trajectories,
     )
-    from cityos.store import Store, open_city
+    from cityos.store import Store, open_city  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -63,14 +63,14 @@ def dataset_create(
     home: HomeOpt = _DEFAULT_HOME,
 ) -> None:
     """Register a dataset with its model and fields."""
-    from cityos.model import DatasetSchema, Field, ModelKind
+    from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 
     try:
         fields = []
         for f in field or []:
             n, _, t = f.partition(":")
             fields.append(Field(n, t or "string"))
-        schema = DatasetSchema(ModelKind(model), fields=tuple(fields), crs=crs, geometry_type=geometry,
+        schema = DatasetSchema(ModelKind(model), fields=tuple(fields), crs=crs, geometry_type=GeometryType(geometry),
                                id_type=id_type, key=tuple(key.split(",")) if key else ())
         info = _store(home).create_dataset(name, schema, description=description)
     except (CityOSError, ValueError) as exc:

@@ -49,7 +49,8 @@ def interleave2(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
     >>> int(interleave2(np.array([3]), np.array([0]))[0])
     5
     """
-    return _spread(np.asarray(xi)) | (_spread(np.asarray(yi)) << np.uint64(1))
+    out: np.ndarray = _spread(np.asarray(xi)) | (_spread(np.asarray(yi)) << np.uint64(1))
+    return out
 
 
 def deinterleave2(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

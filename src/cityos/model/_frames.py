@@ -112,7 +112,7 @@ class STFrame:
         return table_to_geopandas(self.table, self.schema_.crs)
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {len(self)} rows, crs={self.schema_.crs}>"

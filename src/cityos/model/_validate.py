@@ -143,10 +143,7 @@ def _bad_rows(mask: pa.Array | np.ndarray) -> np.ndarray:
 def _to_time(col: pa.ChunkedArray, name: str, probs: _Problems) -> pa.ChunkedArray:
     t = col.type
     if pa.types.is_timestamp(t):
-        if t.tz is None:
-            out = pc.assume_timezone(col, "UTC")
-        else:
-            out = col
+        out = pc.assume_timezone(col, "UTC") if t.tz is None else col
         return out.cast(TS_TYPE)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         s = pd.Series(col.to_pandas(), dtype="object")

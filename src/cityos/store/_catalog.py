@@ -9,9 +9,9 @@ reads before any file is opened.
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -250,7 +250,7 @@ class Catalog:
             row = self._row(s, name)
             return self._info(s, row)
 
-    def list(self) -> list[DatasetInfo]:
+    def all(self) -> list[DatasetInfo]:
         with self.db.session() as s:
             return [self._info(s, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
 
@@ -265,7 +265,7 @@ class Catalog:
                 func.max(FileRow.x_max), func.max(FileRow.y_max),
             ).where(FileRow.dataset_id == row.id)
         ).one()
-        bbox = None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))
+        bbox = None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))  # type: ignore[arg-type]
         return DatasetInfo(
             id=row.id, name=row.name, schema=DatasetSchema.from_json(row.schema_json),
             version=row.version, description=row.description, created_at=row.created_at,

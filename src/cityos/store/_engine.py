@@ -58,7 +58,7 @@ class QueryResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def to_arrow(self) -> pa.Table:
         return self.table

@@ -16,8 +16,8 @@ linestring coordinates and delta-encoded per-point times.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -66,18 +66,21 @@ def hash_values(values: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
     per distinct value through a dictionary encoding, which is much faster than per row."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind in "iuf":
-            return pd.util.hash_array(values.astype("int64"))
+            h: np.ndarray = pd.util.hash_array(values.astype("int64"))
+            return h
         values = pa.array(values.astype(str))
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_timestamp(values.type) or pa.types.is_integer(values.type):
-        return pd.util.hash_array(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
+        out: np.ndarray = pd.util.hash_array(values.cast(pa.int64()).to_numpy(zero_copy_only=False))
+        return out
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         values = values.cast(pa.string())
     enc = values.dictionary_encode()
     dh = pd.util.hash_array(enc.dictionary.to_numpy(zero_copy_only=False).astype(object))
     idx = enc.indices.to_numpy(zero_copy_only=False)
-    return dh[idx]
+    res: np.ndarray = dh[idx]
+    return res
 
 
 def hash_ids(ids: pa.ChunkedArray | pa.Array | np.ndarray) -> np.ndarray:
@@ -122,7 +125,7 @@ class PhysicalPart:
 
 
 def _partition_label(p: int, pms: int) -> str:
-    return pd.Timestamp(p * pms, unit="ms", tz="UTC").strftime("%Y%m%dT%H%M")
+    return str(pd.Timestamp(p * pms, unit="ms", tz="UTC").strftime("%Y%m%dT%H%M"))
 
 
 def _bits(n: int) -> int:
@@ -149,6 +152,13 @@ def _order_within_groups(group: np.ndarray, ids: pa.ChunkedArray, t: np.ndarray 
     return np.lexsort((t, codes, group))
 
 
+def _ext(a: np.ndarray | None, sl: slice, fn: Any) -> Any:
+    if a is None:
+        return None
+    part = a[sl]
+    return (part.min() if fn is min else part.max()).item()
+
+
 def _rg_stats(
     rows: int, rg_size: int, t0: np.ndarray | None, t1: np.ndarray | None,
     x0: np.ndarray | None, y0: np.ndarray | None, x1: np.ndarray | None, y1: np.ndarray | None,
@@ -158,17 +168,12 @@ def _rg_stats(
     starts = np.arange(0, rows, rg_size)
     hashes = hash_ids(ids)
     for i, s in enumerate(starts):
-        e = min(s + rg_size, rows)
-
-        def mn(a: np.ndarray | None) -> Any:
-            return None if a is None else a[s:e].min().item()
-
-        def mx(a: np.ndarray | None) -> Any:
-            return None if a is None else a[s:e].max().item()
-
+        stop = int(s) + min(rg_size, rows - int(s))
+        sl = slice(int(s), stop)
         out.append(RowGroupStats(
-            rg=i, rows=int(e - s), t_min=mn(t0), t_max=mx(t1), x_min=mn(x0), y_min=mn(y0),
-            x_max=mx(x1), y_max=mx(y1), id_hashes=np.unique(hashes[s:e]).tobytes(),
+            rg=i, rows=stop - int(s), t_min=_ext(t0, sl, min), t_max=_ext(t1, sl, max),
+            x_min=_ext(x0, sl, min), y_min=_ext(y0, sl, min), x_max=_ext(x1, sl, max),
+            y_max=_ext(y1, sl, max), id_hashes=np.unique(hashes[sl]).tobytes(),
         ))
     return out
 

@@ -22,12 +22,12 @@ from cityos.store._catalog import StatsArrays
 from cityos.store._layout import hash_ids
 
 __all__ = [
+    "KNN",
     "Aggregate",
     "Grid",
     "IDTemporal",
     "JoinNearest",
     "JoinRegions",
-    "KNN",
     "KNNTrajectories",
     "Predicate",
     "Range",

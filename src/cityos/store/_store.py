@@ -8,6 +8,7 @@ orphaned files). Appends are idempotent by record key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -188,7 +188,7 @@ class Store:
         return self.catalog.info(name)
 
     def list_datasets(self) -> list[DatasetInfo]:
-        return self.catalog.list()
+        return self.catalog.all()
 
     def describe(self, name: str) -> DatasetInfo:
         return self.catalog.info(name)
@@ -268,10 +268,8 @@ class Store:
 
     def _unlink(self, rels: list[str]) -> None:
         for r in rels:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / r).unlink()
-            except FileNotFoundError:
-                pass
 
     def _drop_stored(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
         """Remove rows whose record key is already stored."""
@@ -460,7 +458,7 @@ class Store:
 
         con = duckdb.connect()
         try:
-            for info in self.catalog.list():
+            for info in self.catalog.all():
                 files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
                 if not files:
                     continue

@@ -56,7 +56,7 @@ def _lower_bounds(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, starts: np.ndar
     if metric == "dtw":
         return np.asarray(d0 + d1)
     if metric == "frechet":
-        return np.maximum(d0, d1)
+        return np.asarray(np.maximum(d0, d1))
     lo, hi = q.min(axis=0), q.max(axis=0)
     cx, cy = np.clip(xs, lo[0], hi[0]), np.clip(ys, lo[1], hi[1])
     dbox = np.asarray(metric_distance(xs, ys, cx, cy, geographic))

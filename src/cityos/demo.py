@@ -28,6 +28,7 @@ class DemoReport:
     datasets: dict[str, int] = field(default_factory=dict)
     timings: list[tuple[str, int, float]] = field(default_factory=list)  # (what, rows, ms)
     notes: list[str] = field(default_factory=list)
+    analytics: list[str] = field(default_factory=list)
 
 
 def _timed(report: DemoReport, what: str, fn: Callable[[], Any]) -> Any:
@@ -96,7 +97,6 @@ def build_demo_city(
     report.notes.append(f"generated {len(feed):,} GPS points in {gen_s:.1f} s; stored at {rate:,.0f} points/s")
 
     _load_sensors(store, report, city, shared_data, make_sensor_readings, log)
-    _load_311(store, report, shared_data, log)
 
     for info in store.list_datasets():
         report.datasets[info.name] = info.rows
@@ -105,45 +105,27 @@ def build_demo_city(
 
 def _load_sensors(store: Store, report: DemoReport, city: Any, shared_data: Path | None,
                   make_sensor_readings: Callable[..., pd.DataFrame], log: Callable[[str], None]) -> None:
-    air = None
-    if shared_data is not None and (Path(shared_data) / "beijing-air-quality").is_dir():
-        from cityos.datasets import read_beijing_air_quality
+    """Real data through the data through-train (shipped mappings), or generated readings."""
+    if shared_data is not None and (Path(shared_data) / "beijing-air-quality").is_dir() \
+            and (Path(shared_data) / "nyc-311").is_dir():
+        from cityos.ingest import demo_ingest
 
-        log("loading real Beijing air-quality readings (12 stations, 2013-2017) ...")
-        air = read_beijing_air_quality(Path(shared_data) / "beijing-air-quality")
-        report.notes.append("air_quality: real UCI Beijing Multi-Site Air Quality data")
-    else:
-        log("no real air-quality data found: generating sensor readings instead ...")
-        air = make_sensor_readings(city, 12, start="2026-03-02", days=7, interval="1h", seed=1)
-        air = air.rename(columns={"value": "PM2.5"})
-        report.notes.append("air_quality: generated readings (real data not found)")
-    numeric = [c for c in air.columns if c not in ("id", "t", "x", "y") and pd.api.types.is_numeric_dtype(air[c])]
-    text = [c for c in air.columns if c not in ("id", "t", "x", "y") and c not in numeric]
-    store.create_dataset("air_quality", DatasetSchema(
-        ModelKind.POINT_SERIES, time_partition="30D", time_bin="1D",
-        fields=tuple(Field(c, "float64") for c in numeric) + tuple(Field(c) for c in text),
-        description="Hourly air-quality readings at monitoring stations"), exist_ok=True)
-    _timed(report, f"load {len(air):,} air-quality readings", lambda: store.append("air_quality", air))
-
-
-def _load_311(store: Store, report: DemoReport, shared_data: Path | None, log: Callable[[str], None]) -> None:
-    folder = None if shared_data is None else Path(shared_data) / "nyc-311"
-    if folder is None or not folder.is_dir():
-        report.notes.append("service_requests: skipped (real NYC 311 samples not found)")
+        log("ingesting real Beijing air-quality readings and NYC 311 requests through the shipped mappings ...")
+        t0 = time.perf_counter()
+        lines = demo_ingest(store, shared_data)
+        report.timings.append(("ingest real data (CSV → mapping → validation → store)",
+                               sum(store.describe(n).rows for n in ("beijing_air_quality", "nyc311")),
+                               (time.perf_counter() - t0) * 1000))
+        report.notes += [ln.strip() for ln in lines]
         return
-    from cityos.datasets import read_nyc311
-
-    log("loading real NYC 311 service requests ...")
-    frames = [read_nyc311(p) for p in sorted(folder.glob("*.csv"))]
-    req = pd.concat(frames, ignore_index=True)
-    req = req[req["x"].notna() & req["y"].notna()]
-    keep = ["id", "t", "x", "y", "Agency", "Complaint Type", "Descriptor", "Status", "Borough"]
-    req = req[[c for c in keep if c in req.columns]].rename(columns=lambda c: c.lower().replace(" ", "_"))
-    store.create_dataset("service_requests", DatasetSchema(
-        ModelKind.POINT_ST, time_partition="365D", time_bin="1D",
-        fields=tuple(Field(c) for c in req.columns if c not in ("id", "t", "x", "y")),
-        description="NYC 311 service requests (real samples)"), exist_ok=True)
-    _timed(report, f"load {len(req):,} NYC 311 requests", lambda: store.append("service_requests", req))
+    log("no real data found: generating sensor readings instead ...")
+    air = make_sensor_readings(city, 12, start="2026-03-02", days=7, interval="1h", seed=1)
+    store.create_dataset("sensor_readings", DatasetSchema(
+        ModelKind.POINT_SERIES, time_partition="30D", time_bin="1D",
+        fields=(Field("value", "float64", unit="veh/h"), Field("edge_id", "int64")),
+        description="Hourly loop-detector counts (generated)"), exist_ok=True)
+    _timed(report, f"load {len(air):,} generated sensor readings", lambda: store.append("sensor_readings", air))
+    report.notes.append("sensor_readings: generated (real data not found)")
 
 
 def tour(store: Store, city: Any, report: DemoReport) -> None:
@@ -188,16 +170,33 @@ def tour(store: Store, city: Any, report: DemoReport) -> None:
                       lambda: store.knn("vehicles", sx, sy, 20, start=am[0], end=am[1]))
         kinds = near.to_pandas()["kind"].value_counts().to_dict()
         report.notes.append(f"vehicles nearest a school 08:00-09:00 by kind: {kinds}")
-    air = store.describe("air_quality")
-    if air.rows and air.t_min is not None:
+    names = set(report.datasets) | {d.name for d in store.list_datasets()}
+    if "beijing_air_quality" in names:
+        air = store.describe("beijing_air_quality")
+        assert air.t_min is not None
         a0 = pd.Timestamp(air.t_min, unit="ms", tz="UTC")
-        _timed(report, "aggregate: daily mean PM2.5 per station, first month",
-               lambda: store.aggregate("air_quality", grid=Grid.from_metres(air.bbox or city.bounds, 2000),
-                                       time_bin="1D", aggs={"pm25": ("PM2.5", "mean")}, start=a0,
+        _timed(report, "aggregate: daily mean PM2.5 per station, first month (real data)",
+               lambda: store.aggregate("beijing_air_quality", grid=Grid.from_metres(air.bbox or city.bounds, 2000),
+                                       time_bin="1D", aggs={"pm25": ("pm25", "mean")}, start=a0,
                                        end=a0 + pd.Timedelta("30D")))
-    if "service_requests" in report.datasets:
-        _timed(report, "SQL: NYC 311 requests by agency",
-               lambda: store.sql("SELECT agency, count(*) AS n FROM service_requests GROUP BY 1 ORDER BY 2 DESC"))
+        worst = store.sql("SELECT id, round(avg(pm25), 1) AS pm25 FROM beijing_air_quality "
+                          "GROUP BY id ORDER BY pm25 DESC LIMIT 1").to_pylist()
+        if worst:
+            report.notes.append(f"most polluted station 2013-2017: {worst[0]['id']} "
+                                f"(mean PM2.5 {worst[0]['pm25']} µg/m³)")
+    if "nyc311" in names:
+        _timed(report, "SQL: NYC 311 requests by agency (real data)",
+               lambda: store.sql("SELECT agency, count(*) AS n FROM nyc311 GROUP BY 1 ORDER BY 2 DESC"))
+    if "sensor_readings" in names:
+        _timed(report, "aggregate: daily mean loop-detector flow per 2 km cell",
+               lambda: store.aggregate("sensor_readings", grid=Grid.from_metres(city.bounds, 2000),
+                                       time_bin="1D", aggs={"flow": ("value", "mean")}))
+    from cityos.analytics import demo_tour
+
+    t0 = time.perf_counter()
+    report.analytics = demo_tour(store, "vehicles", "roads")
+    report.timings.append(("analytics: clean, segment, map-match, aggregate one vehicle", 1,
+                           (time.perf_counter() - t0) * 1000))
 
 
 def run_demo(
@@ -211,6 +210,7 @@ def run_demo(
 ) -> DemoReport:
     """Build the demo city in ``home``, tour it, and print what happened."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = console or Console()
@@ -230,8 +230,12 @@ def run_demo(
     for what, rows, ms in report.timings:
         q.add_row(what, f"{rows:,}", f"{ms:,.1f}")
     con.print(q)
+    if report.analytics:
+        con.print("[bold]One vehicle through the analysis library[/]")
+        for line in report.analytics:
+            con.print(line, markup=False, highlight=False)
     for n in report.notes:
-        con.print(f"[green]✓[/] {n}")
+        con.print(f"[green]✓[/] {escape(n)}")
     con.print(f"\nThe demo city is in [bold]{report.home}[/]. Try:\n"
               f"  .venv/bin/cityos dataset list --home {home}\n"
               f"  .venv/bin/cityos query vehicles --home {home} --bbox {city.center[0] - 0.01:.3f},"

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import T0, make_lines, make_points, make_regions
 
+from builders import T0, make_lines, make_points, make_regions
 from cityos.errors import DatasetExists, DatasetNotFound, QueryError, ValidationError
 from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 from cityos.store import Store
@@ -303,3 +303,14 @@ def test_store_reopens_with_data(tmp_path: Path) -> None:
     s2 = Store(tmp_path / "c")
     assert s2.describe("cars").rows == 20
     s2.close()
+
+
+def test_scan_with_a_column_subset_keeps_key_order(city: Store) -> None:
+    city.create_dataset("cars", _points_schema())
+    df = make_points(6, 50)
+    city.append("cars", df)
+    for cols in (["id"], ["t"], ["speed"], ["id", "t"], ["x", "y"]):
+        got = city.scan("cars", columns=cols, start=T0, end=T0 + pd.Timedelta("1h")).to_pandas()
+        full = city.scan("cars", start=T0, end=T0 + pd.Timedelta("1h")).to_pandas()
+        assert list(got.columns) == cols
+        pd.testing.assert_frame_equal(got, full[cols])

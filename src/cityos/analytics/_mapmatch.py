@@ -19,7 +19,7 @@ from cityos.analytics._points import Points, as_points, to_timedelta_ms, with_se
 from cityos.analytics._trajectory import trajectories_from_points
 from cityos.analytics.errors import MapMatchError
 from cityos.geo.distance import EARTH_RADIUS_M
-from cityos.model import GEOM_COL, Trajectories
+from cityos.model import GEOM_COL, ID_COL, Trajectories
 
 __all__ = ["MapMatcher", "MatchResult", "map_match"]
 
@@ -74,6 +74,9 @@ class MapMatcher:
 
     def __init__(self, roads: Any, *, geographic: bool | None = None,
                  max_route_m: float = 5000.0) -> None:
+        if "edge_id" not in roads.columns and ID_COL in roads.columns:
+            # a network dataset read from the store keys its edges by the canonical ``id``
+            roads = roads.rename(columns={ID_COL: "edge_id"})
         missing = [c for c in ("edge_id", "from_node", "to_node", GEOM_COL) if c not in roads.columns]
         if missing or len(roads) == 0:
             raise MapMatchError(

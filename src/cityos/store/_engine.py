@@ -161,10 +161,11 @@ class QueryEngine(ABC):
             self._check_window(pred)
             # read the key columns too, so the canonical order is total (not that of the files)
             # even when the caller leaves them out; they are dropped again after sorting
-            extra = [] if cols is None else [c for c in (*s.key, ID_COL, TIME_COL) if c not in cols]
-            tbl = self._range(ctx, pred, None if cols is None else [*cols, *extra], info)
+            extra = [] if cols is None else \
+                [c for c in dict.fromkeys((*s.key, ID_COL, TIME_COL)) if c not in cols]
+            tbl = self._range(ctx, pred, None if cols is None else list(dict.fromkeys([*cols, *extra])), info)
             tbl = tbl.sort_by(sort_keys(s, tbl)) if tbl.num_rows else tbl
-            drop = [c for c in dict.fromkeys(extra) if c in tbl.column_names]
+            drop = [c for c in extra if c in tbl.column_names]
             tbl = tbl.drop_columns(drop) if drop else tbl
         elif isinstance(spec, KNN | KNNTrajectories):
             if spec.k < 1:

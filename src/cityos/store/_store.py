@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cityos.config import Settings
 from cityos.db import Database
 from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
-from cityos.model import DatasetSchema, conform
+from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL, DatasetSchema, conform
 from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
 from cityos.store._engine import DatasetContext, QueryEngine, QueryResult, read_plan
 from cityos.store._layout import decode, hash_values, layout_for
@@ -228,8 +229,9 @@ class Store:
         tbl = _dedup_within(tbl, schema)
         with self._locks.get(name):
             for _attempt in range(20):
-                _, schema, version = self.catalog.schema(name)
-                new = self._drop_stored(name, schema, tbl)
+                ctx = self._context(name)
+                schema, version = ctx.schema, ctx.version
+                new = self._drop_stored(ctx, tbl)
                 if new.num_rows == 0:
                     return WriteResult(name, rows_in, 0, rows_in, (), version, time.perf_counter() - t0)
                 entries = self._write_parts(name, schema, new)
@@ -271,33 +273,38 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / r).unlink()
 
-    def _drop_stored(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
-        """Remove rows whose record key is already stored."""
-        if tbl.num_rows == 0:
-            return tbl
-        t_lo = t_hi = None
-        if schema.model.has_time:
-            t = tbl["t"].cast(pa.int64()).to_numpy()
-            t_lo, t_hi = int(t.min()), int(t.max())
-        files = self.catalog.files(name, t_lo, t_hi)
-        if not files:
+    def _drop_stored(self, ctx: DatasetContext, tbl: pa.Table) -> pa.Table:
+        """Remove rows whose record key is already stored.
+
+        Only the key columns of row groups that can hold a matching key are read: those
+        whose time range meets the batch's and whose object-id hashes meet the batch's ids,
+        so a stream appending new times reads almost nothing."""
+        schema = ctx.schema
+        if tbl.num_rows == 0 or not ctx.stats.paths:
             return tbl
         keys = list(schema.key)
-        stored = []
-        for f in files:
-            phys = [k for k in keys if k not in ("x", "y")]
-            part = pq.read_table(self.data_dir / f.path, columns=phys)
-            stored.append(part)
-        st = pa.concat_tables(stored, promote_options="permissive")
+        start = end = None
+        if schema.model.has_time and TIME_COL in tbl.column_names:
+            t = tbl[TIME_COL].cast(pa.int64()).to_numpy()
+            start, end = int(t.min()), int(t.max()) + 1
+        ids = None
+        if ID_COL in keys:
+            uniq = pc.unique(tbl[ID_COL]).to_numpy(zero_copy_only=False)
+            if len(uniq) <= 10_000:  # beyond that, per-row-group hash checks cost more than reading
+                ids = tuple(uniq.tolist())
+        plan = plan_scan(ctx.stats, Predicate(None, start, end, ids))
+        if not plan.files:
+            return tbl
+        stored = read_plan(ctx, plan, [k for k in keys if k not in (X_COL, Y_COL)])
         new_h = _key_hash(tbl, keys)
-        old_h = _key_hash(st, keys)
+        old_h = _key_hash(stored, keys)
         cand = np.isin(new_h, old_h)
         if not cand.any():
             return tbl
         # confirm candidates on the real key values (hashes could collide)
         a = tbl.select(keys).filter(pa.array(cand)).to_pandas()
         a["_pos"] = np.flatnonzero(cand)
-        b = st.select(keys).filter(pa.array(np.isin(old_h, new_h[cand]))).to_pandas().drop_duplicates()
+        b = stored.select(keys).filter(pa.array(np.isin(old_h, new_h[cand]))).to_pandas().drop_duplicates()
         hit = a.merge(b, on=keys, how="inner")["_pos"].to_numpy()
         keep = np.ones(tbl.num_rows, dtype=bool)
         keep[hit] = False

@@ -190,6 +190,28 @@ class StatsArrays:
     x_max: np.ndarray
     y_max: np.ndarray
     id_hashes: list[np.ndarray | None]
+    _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def rows_with_ids(self, hashes: np.ndarray) -> np.ndarray:
+        """Mask of row groups that may hold any of the id ``hashes``: one binary search per
+        hash in a sorted (hash, row group) index built once per dataset version. Row groups
+        without recorded hashes always match."""
+        if self._by_hash is None:
+            parts = [h for h in self.id_hashes if h is not None]
+            owner = np.repeat(np.arange(len(self.id_hashes)),
+                              [0 if h is None else len(h) for h in self.id_hashes])
+            flat = np.concatenate(parts) if parts else np.array([], dtype=np.uint32)
+            order = np.argsort(flat, kind="stable")
+            unknown = np.array([h is None for h in self.id_hashes], dtype=bool)
+            self._by_hash = (flat[order], owner[order], unknown)
+        flat, owner, unknown = self._by_hash
+        m = unknown.copy()
+        lo = np.searchsorted(flat, hashes, side="left")
+        hi = np.searchsorted(flat, hashes, side="right")
+        for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+            if b > a:
+                m[owner[a:b]] = True
+        return m
 
 
 @lru_cache(maxsize=512)

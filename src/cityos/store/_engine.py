@@ -84,19 +84,18 @@ class DatasetContext:
     data_dir: Path
 
 
-_md_cache: dict[str, pq.FileMetaData] = {}
+_md_cache: dict[str, pq.FileMetaData] = {}  # parsed footers by path; files never change
 _md_lock = threading.Lock()
 
 
 def _parquet_file(path: str) -> pq.ParquetFile:
     md = _md_cache.get(path)
     if md is None:
-        pf = pq.ParquetFile(path)
+        md = pq.ParquetFile(path).metadata
         with _md_lock:
             if len(_md_cache) > 4096:
                 _md_cache.clear()
-            _md_cache[path] = pf.metadata
-        return pf
+            _md_cache[path] = md
     return pq.ParquetFile(path, metadata=md)
 
 
@@ -105,7 +104,7 @@ def read_plan(ctx: DatasetContext, plan: ScanPlan, columns: list[str] | None = N
     parts = []
     for rel, rgs in plan.files.items():
         pf = _parquet_file(str(ctx.data_dir / rel))
-        parts.append(pf.read_row_groups(sorted(rgs), columns=columns, use_threads=len(rgs) > 4))
+        parts.append(pf.read_row_groups(sorted(rgs), columns=columns, use_threads=len(rgs) > 2))
     if not parts:
         return empty_table(ctx, columns)
     tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]

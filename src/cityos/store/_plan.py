@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cityos.errors import QueryError
 from cityos.geo.crs import crs_from_user, to_crs
@@ -117,8 +118,10 @@ class Predicate:
             if self.end is not None:
                 m &= t < self.end
         if self.ids is not None:
-            m &= np.isin(tbl[ID_COL].to_numpy(zero_copy_only=False), np.asarray(self.ids, dtype=object)
-                         if tbl[ID_COL].type == pa.string() else np.asarray(self.ids))
+            col = tbl[ID_COL]
+            vt = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
+            values = pa.array(list(self.ids)).cast(vt) if len(self.ids) else pa.array([], vt)
+            m &= pc.is_in(col, value_set=values).to_numpy(zero_copy_only=False)
         if self.geometry is not None:
             if X_COL in tbl.column_names:
                 x = tbl[X_COL].to_numpy()
@@ -163,11 +166,7 @@ def prune_mask(stats: StatsArrays, pred: Predicate) -> np.ndarray:
     if pred.end is not None:
         m &= stats.t_min < pred.end
     if pred.ids is not None:
-        hs = hash_ids(np.asarray(pred.ids))
-        for i in np.flatnonzero(m):
-            h = stats.id_hashes[i]
-            if h is not None and not np.isin(hs, h, assume_unique=False).any():
-                m[i] = False
+        m &= stats.rows_with_ids(np.unique(hash_ids(np.asarray(pred.ids))))
     return m
 
 

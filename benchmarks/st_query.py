@@ -14,9 +14,10 @@ load throughput, and one ratio line per baseline.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
+import warnings
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median_ms, print_table, save, timed
@@ -36,20 +38,25 @@ Q = 2.0**-23
 HOUR = 3_600_000
 
 
-def generate(n: int, seed: int) -> pd.DataFrame:
+def stream(n: int, seed: int) -> Iterator[pd.DataFrame]:
+    """The points in time order, 1M at a time, snapped to the 2^-23 degree grid."""
     city = make_city(seed=seed)
-    parts = []
     for chunk in iter_vehicle_points(city, n, chunk_points=1_000_000, seed=seed):
-        parts.append(chunk[["id", "t", "x", "y"]])
-    df = pd.concat(parts, ignore_index=True)
-    df["x"] = np.round(df["x"].to_numpy() / Q) * Q
-    df["y"] = np.round(df["y"].to_numpy() / Q) * Q
-    return df
+        df = chunk[["id", "t", "x", "y"]].copy()
+        df["id"] = df["id"].astype(str)
+        df["x"] = np.round(df["x"].to_numpy() / Q) * Q
+        df["y"] = np.round(df["y"].to_numpy() / Q) * Q
+        yield df
+
+
+def generate(n: int, seed: int) -> pd.DataFrame:
+    return pd.concat(list(stream(n, seed)), ignore_index=True)
 
 
 # -- query sets ----------------------------------------------------------------------------
 
 def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Query sets sized for target selectivities; ``df`` may be a uniform sample of the data."""
     rng = np.random.default_rng(seed)
     t = df["t"].to_numpy().astype("datetime64[ms]").astype("int64")
     x, y = df["x"].to_numpy(), df["y"].to_numpy()
@@ -57,7 +64,7 @@ def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[st
     y0, y1 = np.quantile(y, [0.001, 0.999])
     span_h = (t.max() - t.min()) / HOUR
     area = (x1 - x0) * (y1 - y0)
-    ids = df["id"].unique()
+    ids = df["id"].to_numpy()
     out: dict[str, list[dict[str, Any]]] = {}
 
     def centres(k: int) -> np.ndarray:
@@ -77,8 +84,9 @@ def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[st
             qs.append({"box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2),
                        "start": s, "end": s + HOUR})
         out[f"ST range ~{sel * 100:g}%"] = qs
-    out["ID-temporal 1 h"] = [{"id": str(ids[j]), "start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
-                              for j, i in zip(rng.integers(0, len(ids), nq), centres(nq), strict=True)]
+    # an object that is moving at that time, over the hour around it
+    out["ID-temporal 1 h"] = [{"id": str(ids[i]), "start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
+                              for i in centres(nq)]
     out["kNN k=10, 1 h"] = [{"x": float(x[i]) + 0.001, "y": float(y[i]), "k": 10, "start": int(t[i] - HOUR // 2),
                              "end": int(t[i] + HOUR // 2)} for i in centres(nq)]
     return out
@@ -94,18 +102,17 @@ def key_set(tbl: pd.DataFrame) -> set[tuple[str, int]]:
 class CityOS:
     name = "CityOS"
 
-    def __init__(self, work: Path, df: pd.DataFrame) -> None:
+    def __init__(self, work: Path) -> None:
         shutil.rmtree(work / "cityos", ignore_errors=True)
         self.store = Store(work / "cityos")
         self.store.create_dataset("v", DatasetSchema(ModelKind.POINT_ST))
+        self.load_s = 0.0
+
+    def add(self, df: pd.DataFrame) -> None:
         tbl = pa.Table.from_pandas(df, preserve_index=False)
-        step = 1_000_000
+        self.load_s += timed(lambda: self.store.append("v", tbl))[1]
 
-        def load() -> None:
-            for i in range(0, tbl.num_rows, step):
-                self.store.append("v", tbl.slice(i, step))
-
-        _, self.load_s = timed(load)
+    def finish(self) -> None:
         _, self.compact_s = timed(lambda: self.store.compact("v"))
         self.bytes = self.store.describe("v").bytes
 
@@ -120,28 +127,64 @@ class CityOS:
         return self.store.knn("v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"]).to_pandas()
 
 
+def _geoparquet_meta(covering: bool) -> bytes:
+    col: dict[str, Any] = {"encoding": "WKB", "geometry_types": ["Point"], "crs": None}
+    from pyproj import CRS
+
+    col["crs"] = __import__("json").loads(CRS.from_epsg(4326).to_json())
+    if covering:
+        col["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
+    return __import__("json").dumps({"version": "1.1.0", "primary_column": "geometry",
+                                     "columns": {"geometry": col}}).encode()
+
+
 class DuckDBGeoParquet:
-    """DuckDB over GeoParquet as GeoPandas writes it (time-ordered rows, WKB geometry, the
-    GeoParquet 1.1 bbox covering column that DuckDB can filter on without the spatial
-    extension, which cannot be installed here)."""
+    """DuckDB over GeoParquet as GeoPandas writes it (rows in arrival order, i.e. by time;
+    WKB geometry; the GeoParquet 1.1 bbox covering column, which DuckDB can filter on
+    without the spatial extension — that cannot be installed here). The file is written
+    chunk by chunk with pyarrow exactly as ``GeoDataFrame.to_parquet(write_covering_bbox=True)``
+    lays it out, so 100M points fit in memory; a second file without the covering column is
+    the "default GeoParquet" for the storage comparison."""
 
     name = "DuckDB+GeoParquet"
 
-    def __init__(self, work: Path, df: pd.DataFrame) -> None:
-        import duckdb
-        import geopandas as gpd
+    def __init__(self, work: Path) -> None:
+        import shapely
 
+        self._shapely = shapely
         self.path = work / "plain.parquet"
-        default = work / "default.parquet"
-        def write() -> Any:
-            g = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
-            g.to_parquet(self.path, write_covering_bbox=True)
-            return g
+        self.default_path = work / "default.parquet"
+        ts = pa.timestamp("ms", tz="UTC")
+        bbox = pa.struct([(k, pa.float64()) for k in ("xmin", "ymin", "xmax", "ymax")])
+        cov = pa.schema([("id", pa.string()), ("t", ts), ("geometry", pa.binary()), ("bbox", bbox)],
+                        metadata={b"geo": _geoparquet_meta(True)})
+        plain = pa.schema([("id", pa.string()), ("t", ts), ("geometry", pa.binary())],
+                          metadata={b"geo": _geoparquet_meta(False)})
+        self.w_cov = pq.ParquetWriter(self.path, cov)
+        self.w_plain = pq.ParquetWriter(self.default_path, plain)
+        self.load_s = 0.0
 
-        gdf, self.load_s = timed(write)
-        gdf.to_parquet(default)
+    def add(self, df: pd.DataFrame) -> None:
+        def write() -> None:
+            x, y = df["x"].to_numpy(), df["y"].to_numpy()
+            wkb = pa.array(self._shapely.to_wkb(self._shapely.points(x, y)), pa.binary())
+            base = [pa.array(df["id"]), pa.array(df["t"]), wkb]
+            bb = pa.StructArray.from_arrays([pa.array(x), pa.array(y), pa.array(x), pa.array(y)],
+                                            names=["xmin", "ymin", "xmax", "ymax"])
+            self.w_cov.write_table(pa.Table.from_arrays([*base, bb], schema=self.w_cov.schema))
+            return base
+
+        base, dt = timed(write)
+        self.load_s += dt
+        self.w_plain.write_table(pa.Table.from_arrays(base, schema=self.w_plain.schema))
+
+    def finish(self) -> None:
+        import duckdb
+
+        self.w_cov.close()
+        self.w_plain.close()
         self.bytes = self.path.stat().st_size
-        self.default_bytes = default.stat().st_size
+        self.default_bytes = self.default_path.stat().st_size
         self.con = duckdb.connect()
         self.con.execute("SET threads=2")
         self.con.execute(f"CREATE VIEW v AS SELECT * FROM read_parquet('{self.path}')")
@@ -173,27 +216,35 @@ class DuckDBGeoParquet:
 
 class PostGIS:
     """PostgreSQL + PostGIS, points in a geometry(Point, 4326) column with a GiST index and
-    a B-tree on time, loaded with COPY."""
+    B-trees on time and (id, time), loaded with COPY from a full-precision CSV."""
 
     name = "PostGIS+GiST"
 
-    def __init__(self, work: Path, df: pd.DataFrame, url: str) -> None:
+    def __init__(self, work: Path, url: str) -> None:
         import psycopg
 
+        self.csv = work / "full_precision.csv"
+        self.writer: pcsv.CSVWriter | None = None
         self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        self.load_s = 0.0
+
+    def add(self, df: pd.DataFrame) -> None:
+        tbl = pa.Table.from_pandas(df, preserve_index=False)
+        if self.writer is None:
+            self.writer = pcsv.CSVWriter(self.csv, tbl.schema)
+        self.writer.write_table(tbl)
+
+    def finish(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
         c = self.conn
         c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        c.execute("DROP TABLE IF EXISTS v")
         c.execute("CREATE UNLOGGED TABLE stage (id text, t timestamptz, x float8, y float8)")
         c.execute("CREATE TABLE v (id text, t timestamptz, geom geometry(Point, 4326))")
-        csv = work / "full_precision.csv"
-        tbl = pa.Table.from_pandas(df, preserve_index=False)
-        pcsv.write_csv(tbl, csv)
-        os.chmod(csv, 0o644)
-        os.chmod(work, 0o755)
 
         def load() -> None:
-            with c.cursor() as cur, cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER true)") as cp, open(csv, "rb") as fh:
+            with c.cursor() as cur, cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER true)") as cp, \
+                    open(self.csv, "rb") as fh:
                 while data := fh.read(1 << 20):
                     cp.write(data)
             c.execute("INSERT INTO v SELECT id, t, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM stage")
@@ -204,6 +255,7 @@ class PostGIS:
             c.execute("VACUUM ANALYZE v")
 
         _, self.load_s = timed(load)
+        self.csv.unlink()
         row = c.execute("SELECT pg_total_relation_size('v')").fetchone()
         self.bytes = int(row[0]) if row else 0
 
@@ -228,7 +280,7 @@ class PostGIS:
         return pd.DataFrame(rows, columns=["id", "t"])
 
     def knn(self, q: dict[str, Any]) -> pd.DataFrame:
-        # index-assisted kNN (<->, planar degrees) over a 4k-row candidate set, re-ranked by
+        # index-assisted kNN (<->, planar degrees) over a 40k-row candidate set, re-ranked by
         # spherical distance: the usual PostGIS idiom for metric kNN on lon/lat points
         rows = self.conn.execute(
             """SELECT id, t, d FROM (
@@ -245,9 +297,20 @@ class GeoPandasSTR:
 
     name = "GeoPandas+STRtree"
 
-    def __init__(self, work: Path, df: pd.DataFrame) -> None:
+    def __init__(self) -> None:
+        self.parts: list[pd.DataFrame] = []
+        self.load_s = 0.0
+        self.bytes = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        self.parts.append(df)
+
+    def finish(self) -> None:
         import geopandas as gpd
         import shapely
+
+        df = pd.concat(self.parts, ignore_index=True)
+        self.parts = []
 
         def load() -> Any:
             g = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
@@ -257,7 +320,6 @@ class GeoPandasSTR:
         self.t = df["t"].to_numpy().astype("datetime64[ms]").astype("int64")
         self.ids = df["id"].to_numpy()
         self.x, self.y = df["x"].to_numpy(), df["y"].to_numpy()
-        self.bytes = None
 
     def range(self, q: dict[str, Any]) -> pd.DataFrame:
         import shapely
@@ -285,6 +347,8 @@ class GeoPandasSTR:
 # -- the run ----------------------------------------------------------------------------------
 
 def main() -> None:
+    # DuckDB's and pandas' conversion warnings (deprecations in their own code) are noise here
+    warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=25)
@@ -296,39 +360,55 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
-    print(f"generating {args.points:,} BerlinMOD-style points ...", flush=True)
-    df, gen_s = timed(lambda: generate(args.points, args.seed))
-    n = len(df)
-    print(f"  {n:,} points, {df['id'].nunique():,} vehicles, {df.t.min()} .. {df.t.max()} ({gen_s:.0f} s)")
-    raw = work / "raw.csv"
-    csv_tbl = pa.table({"id": df["id"].astype(str), "t": pa.array(df["t"]),
-                        "x": np.round(df["x"].to_numpy(), 7), "y": np.round(df["y"].to_numpy(), 7)})
-    pcsv.write_csv(csv_tbl, raw)
-    csv_bytes = raw.stat().st_size
-    raw.unlink()
-
-    systems: list[Any] = []
-    print("loading CityOS ...", flush=True)
-    cityos = CityOS(work, df)
-    systems.append(cityos)
+    systems: list[Any] = [CityOS(work)]
+    cityos = systems[0]
     duck = None
     if "duckdb" not in args.skip:
-        print("writing GeoParquet for DuckDB ...", flush=True)
-        duck = DuckDBGeoParquet(work, df)
+        duck = DuckDBGeoParquet(work)
         systems.append(duck)
     pg_ctx = None
     if "postgis" not in args.skip:
         from cityos.testing.postgres import postgres_server
 
-        print("starting PostgreSQL + PostGIS and loading with COPY ...", flush=True)
         pg_ctx = postgres_server()
-        url = pg_ctx.__enter__()
-        systems.append(PostGIS(work, df, url))
+        systems.append(PostGIS(work, pg_ctx.__enter__()))
     if "geopandas" not in args.skip:
-        print("building GeoPandas + STRtree ...", flush=True)
-        systems.append(GeoPandasSTR(work, df))
+        systems.append(GeoPandasSTR())
 
-    queries = make_queries(df, args.queries, args.seed)
+    print(f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems ...", flush=True)
+    rng = np.random.default_rng(args.seed)
+    raw = work / "raw.csv"
+    csv_writer: pcsv.CSVWriter | None = None
+    samples, n, gen_s, vehicles = [], 0, 0.0, set()
+    it = stream(args.points, args.seed)
+    while True:
+        df, dt = timed(lambda: next(it, None))
+        if df is None:
+            break
+        gen_s += dt
+        n += len(df)
+        vehicles.update(df["id"].unique().tolist())
+        csv_tbl = pa.table({"id": df["id"], "t": pa.array(df["t"]),
+                            "x": np.round(df["x"].to_numpy(), 7), "y": np.round(df["y"].to_numpy(), 7)})
+        if csv_writer is None:
+            csv_writer = pcsv.CSVWriter(raw, csv_tbl.schema)
+        csv_writer.write_table(csv_tbl)
+        samples.append(df.iloc[rng.random(len(df)) < min(1.0, 200_000 / args.points)])
+        for sys_ in systems:
+            sys_.add(df)
+        print(f"  {n:,} points", end="\r", flush=True)
+    assert csv_writer is not None
+    csv_writer.close()
+    csv_bytes = raw.stat().st_size
+    raw.unlink()
+    sample = pd.concat(samples, ignore_index=True)
+    print(f"  {n:,} points, {len(vehicles):,} vehicles, {sample.t.min()} .. {sample.t.max()} "
+          f"(generated in {gen_s:.0f} s)")
+    for sys_ in systems:
+        print(f"finishing {sys_.name} (indexes, compaction) ...", flush=True)
+        sys_.finish()
+
+    queries = make_queries(sample, args.queries, args.seed)
     results: dict[str, dict[str, float]] = {}
     selectivity: dict[str, float] = {}
     agree: dict[str, bool] = {}

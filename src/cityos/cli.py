@@ -231,7 +231,7 @@ def demo(
 
 
 #: Layers contributing commands through ``register(app)``; each is optional until built.
-_LAYER_CLIS = ("cityos.ingest.cli", "cityos.access.cli", "cityos.server.cli")
+_LAYER_CLIS = ("cityos.ingest.cli", "cityos.access.cli", "cityos.server.cli", "cityos.analytics.cli")
 
 
 def _register_layers() -> None:

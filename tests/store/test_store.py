@@ -314,3 +314,17 @@ def test_scan_with_a_column_subset_keeps_key_order(city: Store) -> None:
         full = city.scan("cars", start=T0, end=T0 + pd.Timedelta("1h")).to_pandas()
         assert list(got.columns) == cols
         pd.testing.assert_frame_equal(got, full[cols])
+
+
+def test_sql_spatial_functions(city: Store) -> None:
+    city.create_dataset("cars", _points_schema())
+    city.append("cars", make_points(4, 25))
+    t = city.sql("SELECT id, x, y, haversine_m(x, y, 116.4, 39.91) AS d, z2_cell(x, y, 10) AS c FROM cars")
+    from cityos.geo import haversine
+
+    d = haversine(t["x"].to_numpy(), t["y"].to_numpy(), 116.4, 39.91)
+    assert np.allclose(t["d"].to_numpy(), d)
+    # points in one level-10 cell share its id; neighbours far apart do not
+    assert len(set(t["c"].to_pylist())) < t.num_rows
+    near = city.sql("SELECT count(*) AS n FROM cars WHERE haversine_m(x, y, 116.4, 39.91) < 5000")
+    assert near["n"][0].as_py() == int((d < 5000).sum())

@@ -455,7 +455,9 @@ class Store:
     # -- SQL -------------------------------------------------------------------------------
     def sql(self, query: str) -> pa.Table:
         """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
-        and ``y``; other geometry is WKB in ``geometry``).
+        and ``y``; other geometry is WKB in ``geometry``). Spatio-temporal functions:
+        ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and
+        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level).
 
         Examples
         --------
@@ -465,6 +467,7 @@ class Store:
 
         con = duckdb.connect()
         try:
+            _register_sql_functions(con)
             for info in self.catalog.all():
                 files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
                 if not files:
@@ -485,6 +488,24 @@ class Store:
             raise QueryError(f"SQL failed: {exc}") from exc
         finally:
             con.close()
+
+
+def _register_sql_functions(con: Any) -> None:
+    import duckdb
+
+    from cityos.geo import haversine, z2_key
+
+    def hav(x1: pa.Array, y1: pa.Array, x2: pa.Array, y2: pa.Array) -> pa.Array:
+        return pa.array(haversine(*(a.to_numpy(zero_copy_only=False) for a in (x1, y1, x2, y2))))
+
+    def cell(x: pa.Array, y: pa.Array, level: pa.Array) -> pa.Array:
+        lv = level.to_numpy(zero_copy_only=False).astype(np.int64)
+        z = z2_key(x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False), (-180.0, -90.0, 180.0, 90.0))
+        return pa.array((z >> (np.uint64(62) - 2 * lv.astype(np.uint64))).astype(np.int64))
+
+    dbl, big = duckdb.sqltype("DOUBLE"), duckdb.sqltype("BIGINT")
+    con.create_function("haversine_m", hav, [dbl, dbl, dbl, dbl], dbl, type="arrow")
+    con.create_function("z2_cell", cell, [dbl, dbl, duckdb.sqltype("INTEGER")], big, type="arrow")
 
 
 def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:

@@ -3,6 +3,7 @@ datasets from the command line, printed or saved back into the store as datasets
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -52,10 +53,8 @@ def _save(store: Any, name: str | None, frame: Any) -> None:
         return
     from cityos.errors import DatasetNotFound
 
-    try:
+    with contextlib.suppress(DatasetNotFound):
         store.drop_dataset(name)
-    except DatasetNotFound:
-        pass
     store.create_dataset(name, frame.schema_)
     store.append(name, frame.to_arrow(), source="cityos analytics")
     typer.echo(f"saved {len(frame):,} rows as dataset {name!r}")

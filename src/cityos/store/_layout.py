@@ -132,50 +132,62 @@ def _bits(n: int) -> int:
     return max(1, int(n).bit_length())
 
 
-def _order_within_groups(group: np.ndarray, ids: pa.ChunkedArray, t: np.ndarray | None) -> np.ndarray:
-    """Permutation sorting rows by (group, id, t), with one argsort when the key fits 63 bits."""
-    codes = pc.dictionary_encode(ids).combine_chunks().indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    # order ids by value so runs are stable across files
-    dic = pc.dictionary_encode(ids).combine_chunks().dictionary
+def id_codes(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integer codes of ids that order them by value (equal ids share a code)."""
+    arr = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    enc = pc.dictionary_encode(arr)
+    dic = enc.dictionary.to_numpy(zero_copy_only=False)
     rank = np.empty(len(dic), dtype=np.int64)
-    rank[np.argsort(dic.to_numpy(zero_copy_only=False), kind="stable")] = np.arange(len(dic))
-    codes = rank[codes] if len(codes) else codes
-    gb, ib = _bits(int(group.max()) if len(group) else 0), _bits(len(dic))
+    rank[np.argsort(dic, kind="stable")] = np.arange(len(dic))
+    idx = enc.indices.to_numpy(zero_copy_only=False)
+    return rank[idx] if len(idx) else idx.astype(np.int64)
+
+
+def _order_within_groups(group: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+    """Permutation sorting rows by (group, id code, t), with one argsort when the key fits 63 bits.
+    Keys are unique per (group, id, t), so an unstable sort gives the same order."""
+    gb = _bits(int(group.max()) if len(group) else 0)
+    ib = _bits(int(codes.max()) if len(codes) else 0)
     if t is None:
         if gb + ib <= 63:
-            return np.argsort((group << ib) | codes, kind="stable")
+            return np.argsort((group << ib) | codes)
         return np.lexsort((codes, group))
     tr = t - t.min() if len(t) else t
     tb = _bits(int(tr.max()) if len(tr) else 0)
     if gb + ib + tb <= 63:
-        return np.argsort((group << (ib + tb)) | (codes << tb) | tr, kind="stable")
+        return np.argsort((group << (ib + tb)) | (codes << tb) | tr)
     return np.lexsort((t, codes, group))
-
-
-def _ext(a: np.ndarray | None, sl: slice, fn: Any) -> Any:
-    if a is None:
-        return None
-    part = a[sl]
-    return (part.min() if fn is min else part.max()).item()
 
 
 def _rg_stats(
     rows: int, rg_size: int, t0: np.ndarray | None, t1: np.ndarray | None,
     x0: np.ndarray | None, y0: np.ndarray | None, x1: np.ndarray | None, y1: np.ndarray | None,
-    ids: pa.ChunkedArray | pa.Array,
+    hashes: np.ndarray, codes: np.ndarray,
 ) -> list[RowGroupStats]:
-    out = []
+    """Statistics of consecutive ``rg_size``-row groups, vectorised over groups. The id hashes
+    of a group are read at the starts of runs of equal ids, so sorted groups cost little."""
     starts = np.arange(0, rows, rg_size)
-    hashes = hash_ids(ids)
-    for i, s in enumerate(starts):
-        stop = int(s) + min(rg_size, rows - int(s))
-        sl = slice(int(s), stop)
-        out.append(RowGroupStats(
-            rg=i, rows=stop - int(s), t_min=_ext(t0, sl, min), t_max=_ext(t1, sl, max),
-            x_min=_ext(x0, sl, min), y_min=_ext(y0, sl, min), x_max=_ext(x1, sl, max),
-            y_max=_ext(y1, sl, max), id_hashes=np.unique(hashes[sl]).tobytes(),
-        ))
-    return out
+    if rows == 0:
+        return []
+
+    def ext(a: np.ndarray | None, fn: Any) -> list[Any]:
+        return [None] * len(starts) if a is None else fn.reduceat(a, starts).tolist()
+
+    cols = [ext(t0, np.minimum), ext(t1, np.maximum), ext(x0, np.minimum), ext(y0, np.minimum),
+            ext(x1, np.maximum), ext(y1, np.maximum)]
+    run = np.ones(rows, dtype=bool)
+    run[1:] = codes[1:] != codes[:-1]
+    run[starts] = True
+    run_pos = np.flatnonzero(run)
+    cut = np.searchsorted(run_pos, starts[1:])
+    per_group = np.split(hashes[run_pos], cut)
+    sizes = np.diff(np.append(starts, rows))
+    return [
+        RowGroupStats(rg=i, rows=int(sizes[i]), t_min=cols[0][i], t_max=cols[1][i], x_min=cols[2][i],
+                      y_min=cols[3][i], x_max=cols[4][i], y_max=cols[5][i],
+                      id_hashes=np.unique(per_group[i]).tobytes())
+        for i in range(len(starts))
+    ]
 
 
 def geo_metadata(schema: DatasetSchema, encoding: str, bbox: list[float] | None, covering: bool) -> bytes:
@@ -265,6 +277,8 @@ class PointLayout(Layout):
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
         _, parts = self._split_partitions(t, tbl.num_rows)
         z = z2_key(x, y, key_bounds(s)) >> np.uint64(22)  # 20 bits per axis: ~40 m cells
+        codes = id_codes(tbl[ID_COL])
+        hashes = hash_ids(tbl[ID_COL])
         out = []
         for label, rows in parts:
             if has_t:
@@ -276,17 +290,17 @@ class PointLayout(Layout):
             else:
                 key = z[rows]
                 tsub = None
-            o1 = np.argsort(key, kind="stable")
+            # ties in the key are re-ordered by (id, t) inside each group: no need for stability
+            o1 = np.argsort(key)
             rows1 = rows[o1]
             group = np.arange(len(rows1), dtype=np.int64) // self.rg_size
-            ids1 = tbl[ID_COL].take(pa.array(rows1))
-            o2 = _order_within_groups(group, ids1, None if tsub is None else tsub[o1])
+            o2 = _order_within_groups(group, codes[rows1], None if tsub is None else tsub[o1])
             final = rows1[o2]
-            out.append(self._build(tbl, final, x, y, t, label))
+            out.append(self._build(tbl, final, x, y, t, label, hashes[final], codes[final]))
         return out
 
     def _build(self, tbl: pa.Table, rows: np.ndarray, x: np.ndarray, y: np.ndarray,
-               t: np.ndarray | None, label: str) -> PhysicalPart:
+               t: np.ndarray | None, label: str, hashes: np.ndarray, codes: np.ndarray) -> PhysicalPart:
         idx = pa.array(rows)
         xs, ys = x[rows], y[rows]
         cols: dict[str, pa.Array | pa.ChunkedArray] = {ID_COL: tbl[ID_COL].take(idx)}
@@ -300,7 +314,7 @@ class PointLayout(Layout):
         bbox = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())] if len(xs) else None
         phys = phys.replace_schema_metadata({b"geo": geo_metadata(self.schema, "point", bbox, False)})
         ts = None if t is None else t[rows]
-        stats = _rg_stats(len(rows), self.rg_size, ts, ts, xs, ys, xs, ys, cols[ID_COL])
+        stats = _rg_stats(len(rows), self.rg_size, ts, ts, xs, ys, xs, ys, hashes, codes)
         return PhysicalPart(label, phys, stats)
 
     def decode(self, tbl: pa.Table) -> pa.Table:
@@ -329,6 +343,8 @@ class ExtentLayout(Layout):
         t_end = tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
         _, parts = self._split_partitions(t, tbl.num_rows)
         xz = xz2_key(b[:, 0], b[:, 1], b[:, 2], b[:, 3], key_bounds(s))
+        codes = id_codes(tbl[ID_COL])
+        hashes = hash_ids(tbl[ID_COL])
         out = []
         for label, rows in parts:
             if has_t and t is not None:
@@ -338,14 +354,14 @@ class ExtentLayout(Layout):
             else:
                 key = xz[rows]
             final = rows[np.argsort(key, kind="stable")]
-            out.append(self._build(tbl, final, b, t, t_end, label))
+            out.append(self._build(tbl, final, b, t, t_end, label, hashes[final], codes[final]))
         return out
 
     def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
         return tbl[GEOM_COL].take(idx), "WKB"
 
     def _build(self, tbl: pa.Table, rows: np.ndarray, b: np.ndarray, t: np.ndarray | None,
-               t_end: np.ndarray | None, label: str) -> PhysicalPart:
+               t_end: np.ndarray | None, label: str, hashes: np.ndarray, codes: np.ndarray) -> PhysicalPart:
         idx = pa.array(rows)
         bb = b[rows]
         cols: dict[str, Any] = {}
@@ -363,7 +379,7 @@ class ExtentLayout(Layout):
         ts = None if t is None else t[rows]
         te = None if t_end is None else t_end[rows]
         stats = _rg_stats(len(rows), self.rg_size, ts, te, bb[:, 0], bb[:, 1], bb[:, 2], bb[:, 3],
-                          tbl[ID_COL].take(idx))
+                          hashes, codes)
         return PhysicalPart(label, phys, stats)
 
     def decode(self, tbl: pa.Table) -> pa.Table:
@@ -414,16 +430,17 @@ class TableLayout(Layout):
         _, parts = self._split_partitions(t if self.schema.model.has_time else None, tbl.num_rows)
         if not self.schema.model.has_time:
             parts = [("static", np.arange(tbl.num_rows))]
+        codes = id_codes(tbl[ID_COL])
+        hashes = hash_ids(tbl[ID_COL])
         out = []
         for label, rows in parts:
-            ids = tbl[ID_COL].take(pa.array(rows))
-            o = _order_within_groups(np.zeros(len(rows), dtype=np.int64), ids,
+            o = _order_within_groups(np.zeros(len(rows), dtype=np.int64), codes[rows],
                                      None if t is None else t[rows])
             final = rows[o]
             phys = tbl.take(pa.array(final))
             ts = None if t is None else t[final]
             stats = _rg_stats(len(final), self.rg_size, ts, ts, None, None, None, None,
-                              phys[ID_COL])
+                              hashes[final], codes[final])
             out.append(PhysicalPart(label, phys, stats))
         return out
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -512,11 +513,10 @@ def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:
     keys = [k for k in schema.key if k in tbl.column_names]
     if not keys or tbl.num_rows < 2:
         return tbl
-    h = _key_hash(tbl, keys)
-    _, first = np.unique(h, return_index=True)
-    if len(first) == tbl.num_rows:
+    dup = pd.Series(_key_hash(tbl, keys)).duplicated().to_numpy()  # a hash table: O(n), keeps the first
+    if not dup.any():
         return tbl
-    return tbl.take(pa.array(np.sort(first)))
+    return tbl.filter(pa.array(~dup))
 
 
 def _key_hash(tbl: pa.Table, keys: list[str]) -> np.ndarray:

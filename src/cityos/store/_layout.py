@@ -140,7 +140,8 @@ def id_codes(ids: pa.ChunkedArray | pa.Array) -> np.ndarray:
     rank = np.empty(len(dic), dtype=np.int64)
     rank[np.argsort(dic, kind="stable")] = np.arange(len(dic))
     idx = enc.indices.to_numpy(zero_copy_only=False)
-    return rank[idx] if len(idx) else idx.astype(np.int64)
+    out: np.ndarray = rank[idx] if len(idx) else idx.astype(np.int64)
+    return out
 
 
 def _order_within_groups(group: np.ndarray, codes: np.ndarray, t: np.ndarray | None) -> np.ndarray:

@@ -50,7 +50,7 @@ def to_ms(v: Any) -> int | None:
         ts = pd.Timestamp(v)
     except (ValueError, TypeError) as exc:
         raise QueryError(f"cannot read {v!r} as a time; give an ISO 8601 string or a datetime") from exc
-    if ts is pd.NaT:
+    if pd.isna(ts):
         raise QueryError(f"time {v!r} is not a valid timestamp")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")

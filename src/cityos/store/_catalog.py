@@ -50,7 +50,18 @@ class DatasetRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class FileRow(Base):
+class _Extent:
+    """Time range (epoch ms) and bounding box shared by files and row groups."""
+
+    t_min: Mapped[int | None] = mapped_column(BigInteger)
+    t_max: Mapped[int | None] = mapped_column(BigInteger)
+    x_min: Mapped[float | None] = mapped_column(Float)
+    y_min: Mapped[float | None] = mapped_column(Float)
+    x_max: Mapped[float | None] = mapped_column(Float)
+    y_max: Mapped[float | None] = mapped_column(Float)
+
+
+class FileRow(_Extent, Base):
     __tablename__ = "st_files"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     dataset_id: Mapped[int] = mapped_column(
@@ -60,17 +71,11 @@ class FileRow(Base):
     partition: Mapped[str] = mapped_column(String(100), nullable=False)
     rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
     bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    t_min: Mapped[int | None] = mapped_column(BigInteger)
-    t_max: Mapped[int | None] = mapped_column(BigInteger)
-    x_min: Mapped[float | None] = mapped_column(Float)
-    y_min: Mapped[float | None] = mapped_column(Float)
-    x_max: Mapped[float | None] = mapped_column(Float)
-    y_max: Mapped[float | None] = mapped_column(Float)
     commit_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class RowGroupRow(Base):
+class RowGroupRow(_Extent, Base):
     __tablename__ = "st_row_groups"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     file_id: Mapped[int] = mapped_column(
@@ -78,12 +83,6 @@ class RowGroupRow(Base):
     )
     rg: Mapped[int] = mapped_column(Integer, nullable=False)
     rows: Mapped[int] = mapped_column(Integer, nullable=False)
-    t_min: Mapped[int | None] = mapped_column(BigInteger)
-    t_max: Mapped[int | None] = mapped_column(BigInteger)
-    x_min: Mapped[float | None] = mapped_column(Float)
-    y_min: Mapped[float | None] = mapped_column(Float)
-    x_max: Mapped[float | None] = mapped_column(Float)
-    y_max: Mapped[float | None] = mapped_column(Float)
     id_hashes: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 

@@ -3,6 +3,7 @@ to the store, dead-letter the bad records, record lineage, then commit the sourc
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -25,13 +26,16 @@ __all__ = [
     "Batch",
     "BatchResult",
     "IngestReport",
+    "MappedBatch",
     "Part",
     "Rejected",
     "Source",
     "SourceContext",
     "identity_mapping",
+    "map_batch",
     "mapping_for",
     "process_batch",
+    "store_batch",
 ]
 
 
@@ -138,10 +142,13 @@ class SourceContext:
     store: Store
     state: IngestState
     stop: threading.Event
+    # set by the ingest loop itself when it ends early (an error while storing), so a source
+    # reading ahead on a helper thread stops too, without touching the caller's ``stop``
+    halt: threading.Event = field(default_factory=threading.Event)
 
     @property
     def stopping(self) -> bool:
-        return self.stop.is_set()
+        return self.stop.is_set() or self.halt.is_set()
 
 
 def identity_mapping(name: str, store: Store) -> Mapping:
@@ -198,19 +205,24 @@ def _rule(p: dict[str, Any]) -> str:
     return str(f or e or "schema")
 
 
-def process_batch(store: Store, mapping: Mapping, batch: Batch, source: str,
-                  state: IngestState | None = None) -> BatchResult:
-    """Map, validate and append one batch; dead-letter every record that fails.
+@dataclass
+class MappedBatch:
+    """A batch after mapping, before storage: the mapped tables of its parts (bad rows
+    removed), where each kept row came from, and the dead letters found so far."""
 
-    Good records are stored even when others in the batch are bad: the batch is split
-    using the rows the store's :class:`~cityos.errors.ValidationError` names.
-    """
-    state = state or IngestState(store.db)
-    res = BatchResult(batch.dataset, received=len(batch))
+    batch: Batch
+    tables: list[pa.Table]
+    origin: list[tuple[int, np.ndarray]]  # (part index, row indices) of the rows kept
+    dead: list[tuple[str, Any, str, str]]  # (position, payload, rule, message)
+
+
+def map_batch(mapping: Mapping, batch: Batch) -> MappedBatch:
+    """Map one batch (no store access, so it can run ahead of the append of the previous
+    batch on another thread)."""
     dead: list[tuple[str, Any, str, str]] = [(r.position, r.payload, r.rule, r.message)
                                              for r in batch.rejected]
     tables: list[pa.Table] = []
-    origin: list[tuple[int, np.ndarray]] = []  # (part index, row indices) of the rows kept
+    origin: list[tuple[int, np.ndarray]] = []
     for pi, part in enumerate(batch.parts):
         if len(part) == 0:
             continue
@@ -220,10 +232,36 @@ def process_batch(store: Store, mapping: Mapping, batch: Batch, source: str,
             first.setdefault(p.row, p)
         for row, p in first.items():
             dead.append((part.position(row), part.payload(row), p.rule, p.message))
-        keep = np.setdiff1d(np.arange(len(part)), np.fromiter(first, dtype=np.int64, count=len(first)))
-        tbl = mapped.table if len(keep) == len(part) else mapped.table.take(pa.array(keep))
+        if first:
+            ok = np.ones(len(part), dtype=bool)
+            ok[np.fromiter(first, dtype=np.int64, count=len(first))] = False
+            keep = np.flatnonzero(ok)
+            tbl = mapped.table.take(pa.array(keep))
+        else:  # the usual case: no sort, no copy
+            keep = np.arange(len(part))
+            tbl = mapped.table
         tables.append(tbl)
         origin.append((pi, keep))
+    return MappedBatch(batch, tables, origin, dead)
+
+
+def process_batch(store: Store, mapping: Mapping, batch: Batch, source: str,
+                  state: IngestState | None = None) -> BatchResult:
+    """Map, validate and append one batch; dead-letter every record that fails.
+
+    Good records are stored even when others in the batch are bad: the batch is split
+    using the rows the store's :class:`~cityos.errors.ValidationError` names.
+    """
+    return store_batch(store, mapping, map_batch(mapping, batch), source, state)
+
+
+def store_batch(store: Store, mapping: Mapping, mb: MappedBatch, source: str,
+                state: IngestState | None = None) -> BatchResult:
+    """Append a mapped batch (one store append when its parts agree on column types) and
+    write its dead letters; see :func:`process_batch`."""
+    state = state or IngestState(store.db)
+    batch, tables, origin, dead = mb.batch, mb.tables, mb.origin, list(mb.dead)
+    res = BatchResult(batch.dataset, received=len(batch))
     if tables:
         try:
             table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
@@ -297,6 +335,10 @@ class Source(ABC):
     """
 
     kind: ClassVar[str] = "source"
+    #: Read and map the next batch on a helper thread while the current one is appended.
+    #: Only for sources whose reading does not depend on the previous batch being committed
+    #: (acknowledgements and positions are still committed strictly in order, after storage).
+    prefetch: ClassVar[bool] = False
 
     def __init__(self, mappings: Mapping | Sequence[Mapping], *, name: str | None = None) -> None:
         ms = [mappings] if isinstance(mappings, Mapping) else list(mappings)
@@ -334,13 +376,15 @@ class Source(ABC):
         lineage: dict[str, int] = {}
         report = IngestReport(self.name)
         t0 = time.perf_counter()
+        ahead: _Ahead | None = None
         try:
-            for batch in self.read(ctx):
-                mapping = self.mappings.get(batch.dataset)
-                if mapping is None:
-                    raise IngestError(f"source {self.name!r} produced records for {batch.dataset!r}, "
-                                      f"which has no mapping (known: {sorted(self.mappings)})")
-                res = process_batch(store, mapping, batch, self.name, state)
+            items: Iterator[MappedBatch] = self._mapped(ctx)
+            if self.prefetch:
+                items = ahead = _Ahead(items, ctx)
+            for mb in items:
+                batch = mb.batch
+                mapping = self.mappings[batch.dataset]
+                res = store_batch(store, mapping, mb, self.name, state)
                 lid = lineage.get(batch.dataset)
                 if lid is None:
                     lid = lineage[batch.dataset] = state.start_lineage(batch.dataset, self.name, self.kind)
@@ -353,6 +397,64 @@ class Source(ABC):
                 if on_batch is not None:
                     on_batch(res, batch)
         finally:
+            if ahead is not None:
+                ahead.finish()
             report.seconds = time.perf_counter() - t0
             self.close()
         return report
+
+    def _mapped(self, ctx: SourceContext) -> Iterator[MappedBatch]:
+        for batch in self.read(ctx):
+            mapping = self.mappings.get(batch.dataset)
+            if mapping is None:
+                raise IngestError(f"source {self.name!r} produced records for {batch.dataset!r}, "
+                                  f"which has no mapping (known: {sorted(self.mappings)})")
+            yield map_batch(mapping, batch)
+
+
+_END = object()
+
+
+class _Ahead(Iterator[MappedBatch]):
+    """Runs a source's read-and-map generator on a helper thread, one batch ahead of the
+    consumer (a queue of one), so CSV parsing, JSON decoding and mapping (much of it in
+    Arrow/NumPy code that releases the GIL) overlap the store append of the previous batch.
+    Errors on the helper thread are re-raised in the consumer."""
+
+    def __init__(self, items: Iterator[MappedBatch], ctx: SourceContext) -> None:
+        self._items = items
+        self._ctx = ctx
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._thread = threading.Thread(target=self._work, name="cityos-ingest-read", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._ctx.halt.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for mb in self._items:
+                if not self._put(mb):
+                    return  # the consumer gave up: leave the batch uncommitted (it is re-read)
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+
+    def __next__(self) -> MappedBatch:
+        item = self._q.get()
+        if item is _END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def finish(self) -> None:
+        """Stop the helper (the consumer is done or failed) and wait for it."""
+        self._ctx.halt.set()
+        self._thread.join()

@@ -173,6 +173,7 @@ class FileSource(Source):
     """
 
     kind = "files"
+    prefetch = True  # parse and map the next file while the previous batch is appended
 
     def __init__(self, path: str | Path, mapping: Mapping, *, incremental: bool = True,
                  pattern: str | None = None, format: str | None = None, batch_rows: int = 1_000_000,

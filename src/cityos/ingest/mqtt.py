@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from cityos.ingest._base import Batch, Part, Rejected, Source, SourceContext
 from cityos.ingest._mapping import Mapping
 from cityos.ingest.errors import SourceError
 
 __all__ = ["MqttSource", "observation"]
+
+_UNSEEN = object()
 
 
 def observation(datastream: str, phenomenon_time: str, result: Any, *, x: float | None = None,
@@ -40,16 +42,89 @@ def observation(datastream: str, phenomenon_time: str, result: Any, *, x: float 
     return o
 
 
+_fast_loads: Callable[[bytes], Any]
+try:  # optional: several times faster than the standard library on small objects
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is not a dependency
+    _fast_loads = json.loads
+
+
+def _loads(payload: bytes) -> Any:
+    """Decode one payload. orjson accepts a subset of what :func:`json.loads` does (no NaN,
+    no integers beyond 64 bits), so anything it refuses is tried again with the standard
+    library: the fast path never dead-letters a payload the slow one would have stored."""
+    try:
+        return _fast_loads(payload)
+    except ValueError:
+        return json.loads(payload)
+
+
+class _Positions(Sequence[str]):
+    """Source positions (``mqtt:<topic>#mid=<id>[k]``) of a batch's records, formatted only
+    when one is needed (a dead letter), not for every message."""
+
+    def __init__(self, topics: list[str], mids: list[int], idx: list[int], sub: list[int]) -> None:
+        self._topics, self._mids, self._idx, self._sub = topics, mids, idx, sub
+
+    def __len__(self) -> int:
+        return len(self._idx)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        m = self._idx[i]
+        pos = f"mqtt:{self._topics[m]}#mid={self._mids[m]}"
+        return pos if self._sub[i] < 0 else f"{pos}[{self._sub[i]}]"
+
+
 @dataclass
 class _Pending:
-    records: list[dict[str, Any]] = field(default_factory=list)
-    positions: list[str] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos)
+    """Messages received for one dataset and not yet handed on: raw payloads, decoded only
+    when the batch is cut, in one pass."""
+
+    topics: list[str] = field(default_factory=list)
+    mids: list[int] = field(default_factory=list)
+    qos: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
     since: float = 0.0
 
     def __len__(self) -> int:
-        return len(self.records) + len(self.rejected)
+        return len(self.payloads)
+
+    def decode(self) -> tuple[list[dict[str, Any]], _Positions, list[Rejected]]:
+        records: list[dict[str, Any]] = []
+        idx: list[int] = []  # message of each record
+        sub: list[int] = []  # element of a list payload, -1 for a single object
+        rejected: list[Rejected] = []
+        for m, payload in enumerate(self.payloads):
+            try:
+                value = _loads(payload)
+            except (ValueError, UnicodeDecodeError) as e:
+                rejected.append(Rejected(f"mqtt:{self.topics[m]}#mid={self.mids[m]}",
+                                         payload.decode("utf8", "replace"), "payload.json",
+                                         f"payload is not JSON: {e}"))
+                continue
+            if isinstance(value, dict):
+                records.append(value)
+                idx.append(m)
+                sub.append(-1)
+                continue
+            recs = value if isinstance(value, list) else [value]
+            for j, r in enumerate(recs):
+                if isinstance(r, dict):
+                    records.append(r)
+                    idx.append(m)
+                    sub.append(j if len(recs) > 1 else -1)
+                else:
+                    rejected.append(Rejected(f"mqtt:{self.topics[m]}#mid={self.mids[m]}", r,
+                                             "payload.object", "a record must be a JSON object"))
+        return records, _Positions(self.topics, self.mids, idx, sub), rejected
 
 
 class MqttSource(Source):
@@ -82,6 +157,7 @@ class MqttSource(Source):
     """
 
     kind = "mqtt"
+    prefetch = True  # decode and map the next batch while the previous one is appended
 
     def __init__(self, topics: dict[str, Mapping], *, host: str = "127.0.0.1", port: int = 1883,
                  username: str | None = None, password: str | None = None, client_id: str | None = None,
@@ -103,17 +179,23 @@ class MqttSource(Source):
                          name=name or f"mqtt:{host}:{port}/{','.join(topics)}")
         self.client_id = client_id or "cityos-" + hashlib.sha1(self.name.encode()).hexdigest()[:16]
         self._client: Any = None
+        self._routes: dict[str, str | None] = {}
         self.connected = threading.Event()
 
     def _dataset_for(self, topic: str) -> str | None:
+        # topic matching is slow in paho (a trie per call); devices reuse few topics, so cache
+        found = self._routes.get(topic, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
         from paho.mqtt.client import topic_matches_sub
 
-        for pattern, m in self.topics.items():
-            if topic_matches_sub(pattern, topic):
-                return m.dataset
-        return None
+        ds = next((m.dataset for pattern, m in self.topics.items() if topic_matches_sub(pattern, topic)), None)
+        if len(self._routes) >= 100_000:  # bounded: one entry per distinct topic
+            self._routes.clear()
+        self._routes[topic] = ds
+        return ds
 
-    def _connect(self, inbox: queue.Queue[Any]) -> Any:
+    def _connect(self, inbox: deque[tuple[str, int, int, bytes]], wake: threading.Event) -> Any:
         try:
             import paho.mqtt.client as mqtt
         except ImportError as e:  # pragma: no cover - optional dependency
@@ -139,7 +221,11 @@ class MqttSource(Source):
             self.connected.clear()
 
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
-            inbox.put((msg.topic, msg.mid, msg.qos, msg.payload))
+            # runs on paho's network thread for every message: keep it to an append (atomic
+            # under the GIL) and a flag, far cheaper than a queue.Queue's locks
+            inbox.append((msg.topic, msg.mid, msg.qos, msg.payload))
+            if not wake.is_set():
+                wake.set()
 
         c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
         c.connect_async(self.host, self.port, keepalive=30)
@@ -151,64 +237,68 @@ class MqttSource(Source):
         return c
 
     def read(self, ctx: SourceContext) -> Iterator[Batch]:
-        inbox: queue.Queue[Any] = queue.Queue()
-        self._client = client = self._connect(inbox)
+        inbox: deque[tuple[str, int, int, bytes]] = deque()
+        wake = threading.Event()
+        self._client = client = self._connect(inbox, wake)
         pending: dict[str, _Pending] = {}
         taken = 0
         last_msg = time.monotonic()
 
         def batch(ds: str) -> Batch:
             p = pending.pop(ds)
-            acks = p.acks
+            records, positions, rejected = p.decode()
+            acks = [(mid, qos) for mid, qos in zip(p.mids, p.qos, strict=True) if qos > 0]
 
             def ack() -> None:
+                # called by the ingest loop only after the batch's append has committed (and
+                # its dead letters are written): a crash before this point means the broker
+                # delivers every message of the batch again, and record keys drop the repeats
                 for mid, qos in acks:
-                    if qos > 0:
-                        client.ack(mid, qos)
+                    client.ack(mid, qos)
 
-            return Batch(ds, [Part(p.records, "mqtt", 0, p.positions)], p.rejected, ack, len(p))
+            return Batch(ds, [Part(records, "mqtt", 0, positions)], rejected, ack, len(p))
 
         while not ctx.stopping:
+            # take everything that has arrived (bounded by a batch), instead of one message
+            # per loop turn
+            budget = max(1, self.batch_rows - max((len(p) for p in pending.values()), default=0))
+            got = 0
+            while inbox and got < budget:
+                topic, mid, qos, payload = inbox.popleft()
+                got += 1
+                target = self._dataset_for(topic)
+                if target is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
+                    if qos > 0:
+                        client.ack(mid, qos)
+                    continue
+                p = pending.get(target)
+                if p is None:
+                    p = pending[target] = _Pending(since=time.monotonic())
+                p.topics.append(topic)
+                p.mids.append(mid)
+                p.qos.append(qos)
+                p.payloads.append(payload)
+                if len(p) >= self.batch_rows:
+                    break
             now = time.monotonic()
+            if got:
+                last_msg = now
+                taken += got
+            due = [ds for ds, p in pending.items() if len(p) >= self.batch_rows or now - p.since >= self.linger_s]
+            for ds in due:
+                yield batch(ds)
+            if due or inbox:
+                continue
             if self.max_records is not None and taken >= self.max_records and not pending:
                 return
             if self.idle_timeout_s is not None and now - last_msg > self.idle_timeout_s and not pending:
                 return
-            due = [ds for ds, p in pending.items() if len(p) >= self.batch_rows or now - p.since >= self.linger_s]
-            for ds in due:
-                yield batch(ds)
-            if due:
-                continue
             wait = min((self.linger_s - (now - p.since) for p in pending.values()), default=0.2)
-            try:
-                topic, mid, qos, payload = inbox.get(timeout=max(0.001, wait))
-            except queue.Empty:
-                continue
-            last_msg = time.monotonic()
-            target = self._dataset_for(topic)
-            if target is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
-                if qos > 0:
-                    client.ack(mid, qos)
-                continue
-            p = pending.get(target)
-            if p is None:
-                p = pending[target] = _Pending(since=time.monotonic())
-            pos = f"mqtt:{topic}#mid={mid}"
-            p.acks.append((mid, qos))
-            try:
-                value = json.loads(payload)
-            except (ValueError, UnicodeDecodeError) as e:
-                p.rejected.append(Rejected(pos, payload.decode("utf8", "replace"), "payload.json",
-                                           f"payload is not JSON: {e}"))
-                continue
-            recs = value if isinstance(value, list) else [value]
-            for j, r in enumerate(recs):
-                if isinstance(r, dict):
-                    p.records.append(r)
-                    p.positions.append(pos if len(recs) == 1 else f"{pos}[{j}]")
-                else:
-                    p.rejected.append(Rejected(pos, r, "payload.object", "a record must be a JSON object"))
-            taken += len(recs)
+            # clear, then look again: a message appended in between is seen now or sets the
+            # flag again, so the wait never sleeps on a non-empty inbox
+            wake.clear()
+            if not inbox:
+                wake.wait(max(0.001, wait))
         for ds in list(pending):  # stopping: store what was received, so it can be acknowledged
             yield batch(ds)
 

@@ -1,8 +1,10 @@
 """How fast does data come in? CSV files into the store (rows/s) against a plain
 pandas-to-Parquet baseline in the same run, and MQTT observations through a loopback Mosquitto
-(sustained messages/s, p50/p99 delay from publish to queryable, loss).
+(sustained messages/s and p50/p99 delay from publish to queryable at a fixed publish rate,
+loss; and the drain rate of a queued backlog, which is CityOS's capacity without a publisher
+competing for the CPU).
 
-    .venv/bin/python benchmarks/ingest.py [--copies 3] [--messages 60000] [--seconds 60]
+    .venv/bin/python benchmarks/ingest.py [--copies 3] [--messages 200000 --rate 12000]
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from cityos.ingest import EXAMPLES_DIR, FileSource, MqttSource, example_mapping, load_mapping
+from cityos.ingest._files import read_file
 from cityos.store import open_city
 
 
@@ -30,7 +34,7 @@ def _shared_data() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def bench_files(work: Path, copies: int) -> dict[str, Any]:
+def bench_files(work: Path, copies: int, batch_rows: int | None) -> dict[str, Any]:
     """Beijing air quality (12 CSVs, 420,768 rows) repeated ``copies`` times with shifted
     station names, so each copy holds new records."""
     src = _shared_data() / "beijing-air-quality"
@@ -59,57 +63,120 @@ def bench_files(work: Path, copies: int) -> dict[str, Any]:
 
     city = open_city(work / "city")
     m = example_mapping("beijing_air_quality", base_dir=data)
+    kw = {} if batch_rows is None else {"batch_rows": batch_rows}
     t0 = time.perf_counter()
-    rep = FileSource(data, m, batch_rows=2_000_000).run(city)
+    rep = FileSource(data, m, **kw).run(city)
     t_city = time.perf_counter() - t0
     stored = city.describe("beijing_air_quality").rows
     assert stored == len(base) == rep.accepted, (stored, len(base), rep.accepted)
+
+    # the store's share: the same rows, already mapped, in one append to a fresh dataset
+    mapped = pa.concat_tables([m.apply(t).table for f in files for t, _, _ in read_file(f, null_values=["NA", ""])],
+                              promote_options="permissive")
+    city.create_dataset("aq_append_only", m.schema())
+    t0 = time.perf_counter()
+    city.append("aq_append_only", mapped)
+    t_append = time.perf_counter() - t0
     city.close()
-    return {"rows": len(base), "mb": size / 1e6, "t_city": t_city, "t_base": t_base}
+    return {"rows": len(base), "mb": size / 1e6, "t_city": t_city, "t_base": t_base, "t_append": t_append,
+            "batches": rep.batches}
 
 
-def _publisher(host: str, port: int, n: int, seconds: float, out: Any) -> None:
-    import paho.mqtt.client as mqtt
+def _varlen(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, b = divmod(n, 128)
+        out.append(b | (128 if n else 0))
+        if not n:
+            return bytes(out)
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub")
-    c.max_inflight_messages_set(1000)
-    c.max_queued_messages_set(0)
+
+def _publisher(host: str, port: int, k: int, lo: int, hi: int, rate: float, seconds: float, out: Any) -> None:
+    """Publish messages ``lo..hi`` with QoS 1 at ``rate`` msg/s over a bare MQTT 3.1.1 socket.
+
+    A minimal client (CONNECT, PUBLISH QoS 1 written in bursts of 100, PUBACKs counted on a
+    reader thread) costs a few microseconds per message, so the publisher is not what limits
+    the figure; paho's publish path (a lock, a queue and a wake-up per message) topped out
+    near 5,000 msg/s here. Each message carries its publish time."""
+    import socket
+
+    s = socket.create_connection((host, port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    cid = f"bench-pub-{k}".encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid  # clean session, no keepalive
+    s.sendall(b"\x10" + _varlen(len(body)) + body)
+    ack = b""
+    while len(ack) < 4:
+        ack += s.recv(4 - len(ack))
+    assert ack[3] == 0, f"broker refused the publisher: {ack!r}"
     acked = [0]
-    c.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
-    c.connect(host, port)
-    c.loop_start()
+
+    def reader() -> None:
+        buf = b""
+        while acked[0] < hi - lo:
+            chunk = s.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            whole = len(buf) // 4 * 4  # PUBACK: 0x40 0x02 <packet id>
+            acked[0] += whole // 4
+            buf = buf[whole:]
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    topic = b"bench/obs"
+    head = len(topic).to_bytes(2, "big") + topic
     t0 = time.time()
-    t_base = 1_772_409_600
     sent = 0
-    for i in range(n):
-        if time.time() - t0 > seconds:
+    burst = 100
+    for start in range(lo, hi, burst):
+        due = t0 + (start - lo) / rate
+        now = time.time()
+        if now - t0 > seconds:
             break
-        o = {"datastream": f"aq-{i % 1000:03d}", "phenomenonTime": t_base + (i // 1000) * 60,
-             "result": float(i % 500), "location": {"type": "Point", "coordinates": [116.3 + (i % 1000) * 1e-4, 39.9]},
-             "sent": time.time()}
-        c.publish("bench/obs", json.dumps(o), qos=1)
-        sent += 1
+        if due > now:
+            time.sleep(due - now)
+        while sent - acked[0] > 20_000:  # bound the packets in flight (ids are 16 bit)
+            time.sleep(0.001)
+        now = time.time()
+        pkts = []
+        for i in range(start, min(start + burst, hi)):
+            o = {"datastream": f"aq-{i % 1000:03d}", "phenomenonTime": 1_772_409_600 + (i // 1000) * 60,
+                 "result": float(i % 500),
+                 "location": {"type": "Point", "coordinates": [116.3 + (i % 1000) * 1e-4, 39.9]}, "sent": now}
+            pid = i % 65535 + 1
+            var = head + pid.to_bytes(2, "big") + json.dumps(o).encode()
+            pkts.append(b"\x32" + _varlen(len(var)) + var)  # PUBLISH, QoS 1
+            sent += 1
+        s.sendall(b"".join(pkts))
     deadline = time.time() + 30
     while acked[0] < sent and time.time() < deadline:
         time.sleep(0.01)
     out.put((sent, acked[0], t0, time.time()))
-    c.disconnect()
-    c.loop_stop()
+    s.sendall(b"\xe0\x00")  # DISCONNECT
+    s.close()
 
 
-def bench_mqtt(work: Path, n: int, seconds: float) -> dict[str, Any]:
-    from cityos.testing.mosquitto import mosquitto_broker
-
+def _mqtt_mapping() -> Any:
     doc = json.loads(json.dumps(load_mapping(EXAMPLES_DIR / "sensorthings_observations.yaml").doc.model_dump(
         mode="json", by_alias=True, exclude_defaults=True)))
     doc["time"] = {"from": "phenomenonTime", "format": "epoch_s"}
     doc["dataset"]["time_partition"] = "30D"
-    m = load_mapping(doc)
+    return load_mapping(doc)
+
+
+def bench_mqtt(work: Path, n: int, seconds: float, rate: float, publishers: int,
+               batch_rows: int, linger_s: float) -> dict[str, Any]:
+    """Sustained: ``publishers`` processes publish ``n`` messages at ``rate`` msg/s in total
+    while ``MqttSource`` ingests them; delay = time the batch was committed − publish time."""
+    from cityos.testing.mosquitto import mosquitto_broker
+
+    m = _mqtt_mapping()
     city = open_city(work / "mqtt-city")
     with mosquitto_broker() as b:
         delays: list[np.ndarray] = []
         stored = [0]
-        first_done = [0.0]
+        batches = [0]
         last_done = [0.0]
 
         def on_batch(res: Any, batch: Any) -> None:
@@ -117,54 +184,112 @@ def bench_mqtt(work: Path, n: int, seconds: float) -> dict[str, Any]:
             sent = np.array([r["sent"] for p in batch.parts for r in p.records])
             delays.append(now - sent)
             stored[0] += res.accepted
-            first_done[0] = first_done[0] or now
+            batches[0] += 1
             last_done[0] = now
 
         src = MqttSource({"bench/obs": m}, host=b.host, port=b.port, client_id="bench-ingest",
-                         batch_rows=20_000, linger_s=0.2, idle_timeout_s=10.0, max_records=n)
+                         batch_rows=batch_rows, linger_s=linger_s, idle_timeout_s=10.0, max_records=n)
         stop = threading.Event()
         th = threading.Thread(target=lambda: src.run(city, stop=stop, on_batch=on_batch), daemon=True)
         th.start()
         src.connected.wait(15)
-        q: Any = mp.get_context("spawn").Queue()
-        pub = mp.get_context("spawn").Process(target=_publisher, args=(b.host, b.port, n, seconds, q))
-        pub.start()
-        sent, acked, t0, t_pub_end = q.get(timeout=seconds + 120)
-        pub.join()
+        ctx = mp.get_context("spawn")
+        q: Any = ctx.Queue()
+        cuts = np.linspace(0, n, publishers + 1).astype(int)
+        procs = [ctx.Process(target=_publisher, args=(b.host, b.port, k, int(cuts[k]), int(cuts[k + 1]),
+                                                      rate / publishers, seconds, q)) for k in range(publishers)]
+        for pr in procs:
+            pr.start()
+        res = [q.get(timeout=seconds + 120) for _ in procs]
+        for pr in procs:
+            pr.join()
+        sent, acked = sum(r[0] for r in res), sum(r[1] for r in res)
+        t0, t_pub_end = min(r[2] for r in res), max(r[3] for r in res)
         deadline = time.time() + 60
         while stored[0] < sent and time.time() < deadline:
             time.sleep(0.05)
         stop.set()
         th.join(30)
     rows = city.describe("observations").rows
+    files = len(city.catalog.files("observations")) if hasattr(city.catalog, "files") else None
     city.close()
     d = np.concatenate(delays) if delays else np.array([np.nan])
-    return {"sent": sent, "acked": acked, "stored": rows, "t_pub": t_pub_end - t0,
-            "t_total": last_done[0] - t0, "p50": float(np.percentile(d, 50)), "p99": float(np.percentile(d, 99))}
+    return {"sent": sent, "acked": acked, "stored": rows, "t_pub": t_pub_end - t0, "batches": batches[0],
+            "files": files, "t_total": last_done[0] - t0, "p50": float(np.percentile(d, 50)),
+            "p99": float(np.percentile(d, 99)), "max": float(d.max())}
+
+
+def bench_mqtt_drain(work: Path, n: int, batch_rows: int, linger_s: float) -> dict[str, Any]:
+    """Capacity: ``n`` messages queued by the broker for the (offline) persistent session,
+    then ingested as fast as CityOS can; no publisher competes for the CPU meanwhile."""
+    from cityos.testing.mosquitto import mosquitto_broker
+
+    m = _mqtt_mapping()
+    city = open_city(work / "mqtt-drain-city")
+    with mosquitto_broker() as b:
+        kw: dict[str, Any] = {"host": b.host, "port": b.port, "client_id": "bench-drain",
+                              "batch_rows": batch_rows, "linger_s": linger_s}
+        MqttSource({"bench/obs": m}, max_records=0, **kw).run(city)  # subscribe, then go offline
+        ctx = mp.get_context("spawn")
+        q: Any = ctx.Queue()
+        procs = [ctx.Process(target=_publisher, args=(b.host, b.port, k, k * n // 2, (k + 1) * n // 2,
+                                                      1e9, 600.0, q)) for k in range(2)]
+        for pr in procs:
+            pr.start()
+        sent = sum(q.get(timeout=300)[0] for _ in procs)
+        for pr in procs:
+            pr.join()
+        done = [0.0]
+        t0 = time.time()
+        rep = MqttSource({"bench/obs": m}, max_records=n, idle_timeout_s=5.0, **kw).run(
+            city, on_batch=lambda *_a: done.__setitem__(0, time.time()))
+    rows = city.describe("observations").rows
+    city.close()
+    return {"sent": sent, "stored": rows, "accepted": rep.accepted, "t": done[0] - t0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--copies", type=int, default=3, help="copies of the Beijing data (420,768 rows each)")
-    ap.add_argument("--messages", type=int, default=60_000)
+    ap.add_argument("--file-batch-rows", type=int, default=None, help="FileSource batch_rows (default: its own)")
+    ap.add_argument("--messages", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=12_000, help="total publish rate, msg/s")
+    ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--seconds", type=float, default=60.0, help="bound on publishing time")
+    ap.add_argument("--batch-rows", type=int, default=50_000, help="MqttSource batch_rows")
+    ap.add_argument("--linger", type=float, default=0.5, help="MqttSource linger_s")
+    ap.add_argument("--drain", type=int, default=100_000, help="messages for the drain (capacity) run; 0 skips it")
+    ap.add_argument("--skip-files", action="store_true")
     ap.add_argument("--skip-mqtt", action="store_true")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cityos-bench-ingest-"))
     try:
-        f = bench_files(work, a.copies)
-        print(f"\nCSV -> store: {f['rows']:,} rows, {f['mb']:.0f} MB of CSV")
-        print("| path | seconds | rows/s |\n|---|---|---|")
-        print(f"| CityOS FileSource (map, validate, Z2T layout, catalog) | {f['t_city']:.2f} | {f['rows'] / f['t_city']:,.0f} |")
-        print(f"| pandas read_csv + to_parquet | {f['t_base']:.2f} | {f['rows'] / f['t_base']:,.0f} |")
-        print(f"ratio CityOS / pandas-to-Parquet time: {f['t_city'] / f['t_base']:.2f}x")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if not a.skip_files:
+            f = bench_files(work, a.copies, a.file_batch_rows)
+            print(f"\nCSV -> store: {f['rows']:,} rows, {f['mb']:.0f} MB of CSV, {f['batches']} appends")
+            print("| path | seconds | rows/s |\n|---|---|---|")
+            print(f"| CityOS FileSource (read, map, validate, Z2T layout, catalog) | {f['t_city']:.2f} | "
+                  f"{f['rows'] / f['t_city']:,.0f} |")
+            print(f"| CityOS Store.append alone (the mapped table, one append) | {f['t_append']:.2f} | "
+                  f"{f['rows'] / f['t_append']:,.0f} |")
+            print(f"| pandas read_csv + to_parquet | {f['t_base']:.2f} | {f['rows'] / f['t_base']:,.0f} |")
+            print(f"ratio CityOS / pandas-to-Parquet time: {f['t_city'] / f['t_base']:.2f}x")
         if not a.skip_mqtt:
-            r = bench_mqtt(work, a.messages, a.seconds)
-            print(f"\nMQTT (loopback Mosquitto, QoS 1): {r['sent']:,} published, {r['acked']:,} acknowledged by "
-                  f"the broker, {r['stored']:,} stored (loss {r['sent'] - r['stored']:,})")
+            r = bench_mqtt(work, a.messages, a.seconds, a.rate, a.publishers, a.batch_rows, a.linger)
+            print(f"\nMQTT sustained (loopback Mosquitto, QoS 1, {a.publishers} publishers at {a.rate:,.0f} msg/s, "
+                  f"batch_rows={a.batch_rows:,}, linger={a.linger}s): {r['sent']:,} published, {r['acked']:,} "
+                  f"acknowledged by the broker, {r['stored']:,} stored (loss {r['sent'] - r['stored']:,}) "
+                  f"in {r['batches']:,} batches, {r['files']} files")
             print(f"publish rate {r['sent'] / r['t_pub']:,.0f} msg/s; sustained ingest "
                   f"{r['stored'] / r['t_total']:,.0f} msg/s (first publish to last stored)")
-            print(f"delay publish -> queryable: p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms")
+            print(f"delay publish -> queryable: p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms, "
+                  f"max {r['max'] * 1000:.0f} ms")
+            if a.drain:
+                d = bench_mqtt_drain(work, a.drain, a.batch_rows, a.linger)
+                print(f"\nMQTT drain (backlog of {d['sent']:,} queued messages, no publisher running): "
+                      f"{d['stored']:,} stored in {d['t']:.2f} s = {d['stored'] / d['t']:,.0f} msg/s")
+        print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cityos._compat import import_optional
 from cityos.access._audit import append_audit, audit_transaction, record
+from cityos.access._generation import bump_generation, read_generation
 from cityos.access._tables import ApiKeyRow, DepartmentRow, RoleRow, UserRoleRow, UserRow
 from cityos.access.errors import (
     AccessConflict,
@@ -48,6 +51,7 @@ __all__ = [
     "create_department",
     "create_role",
     "create_user",
+    "current_principal",
     "get_user",
     "hash_password",
     "issue_token",
@@ -291,6 +295,7 @@ def assign_role(db: Database, username: str, role: str, *, actor: str = "system"
         u, r = _user(s, username), _role(s, role)
         if s.get(UserRoleRow, (u.id, r.id)) is None:
             s.add(UserRoleRow(user_id=u.id, role_id=r.id))
+            bump_generation(s)
             append_audit(s, actor=actor, action="role.assign",
                          detail={"user": username, "role": role})
 
@@ -303,6 +308,7 @@ def revoke_role(db: Database, username: str, role: str, *, actor: str = "system"
         if link is None:
             raise AccessNotFound(f"user {username!r} does not have role {role!r}")
         s.delete(link)
+        bump_generation(s)
         append_audit(s, actor=actor, action="role.revoke",
                      detail={"user": username, "role": role})
 
@@ -319,6 +325,7 @@ def set_user_active(db: Database, username: str, active: bool, *, actor: str = "
     """Enable or disable a user; a disabled user's tokens and keys stop working at once."""
     with audit_transaction(db) as s:
         _user(s, username).is_active = active
+        bump_generation(s)
         append_audit(s, actor=actor, action="user.enable" if active else "user.disable",
                      detail={"name": username})
 
@@ -328,6 +335,86 @@ def _principal(s: Session, row: UserRow, via: Any) -> Principal:
     info = _user_info(s, row)
     return Principal(user_id=row.id, username=row.username, roles=frozenset(info.roles),
                      department=info.department, via=via)
+
+
+@dataclass(frozen=True)
+class _UserState:
+    """What a request needs to know about a user, as of one access generation."""
+
+    generation: int
+    username: str
+    is_active: bool
+    roles: frozenset[str]
+    department: str | None
+
+
+@dataclass(frozen=True)
+class _KeyState:
+    generation: int
+    key_hash: str
+    revoked: bool
+    user_id: int
+
+
+# Per database, per process: user id -> state, key id -> state. Entries are trusted only
+# at the generation they were loaded at; every change of roles, activity or keys bumps it
+# (see ``_generation``), so the next request after a revocation reloads.
+_users: weakref.WeakKeyDictionary[Database, dict[int, _UserState]] = weakref.WeakKeyDictionary()
+_keys: weakref.WeakKeyDictionary[Database, dict[str, _KeyState]] = weakref.WeakKeyDictionary()
+_state_lock = threading.Lock()
+# Bounds memory under churn; a cleared cache only costs reloads.
+_CACHE_MAX = 10_000
+
+
+def _remember(cache: weakref.WeakKeyDictionary[Database, dict[Any, Any]], db: Database,
+              key: Any, value: Any) -> None:
+    with _state_lock:
+        entries = cache.setdefault(db, {})
+        if len(entries) >= _CACHE_MAX:
+            entries.clear()
+        entries[key] = value
+
+
+def _user_state(db: Database, user_id: int, generation: int) -> _UserState | None:
+    """The user's state at ``generation`` (cached), or ``None`` if there is no such user."""
+    cached = _users.get(db, {}).get(user_id)
+    if cached is not None and cached.generation == generation:
+        return cached
+    with db.session() as s:
+        row = s.get(UserRow, user_id)
+        if row is None:
+            return None  # not cached: unknown ids must not grow the cache
+        info = _user_info(s, row)
+    # loaded after ``generation`` was read, so at least as new as its label
+    state = _UserState(generation, info.username, info.is_active, frozenset(info.roles),
+                       info.department)
+    _remember(_users, db, user_id, state)
+    return state
+
+
+def current_principal(db: Database, principal: Principal, *,
+                      generation: int | None = None) -> Principal:
+    """``principal`` with the roles and department its user has now.
+
+    A principal held for a long time (e.g. by a :class:`SecureStore`) would otherwise
+    keep roles revoked since it was made. Principals without a user id (built by hand for
+    scripts) are returned as they are.
+
+    Raises
+    ------
+    InvalidCredentials
+        The user no longer exists, was renamed or is disabled.
+    """
+    if principal.user_id is None:
+        return principal
+    gen = read_generation(db) if generation is None else generation
+    state = _user_state(db, principal.user_id, gen)
+    if state is None or state.username != principal.username or not state.is_active:
+        raise InvalidCredentials(f"user {principal.username!r} no longer exists or is disabled")
+    if state.roles == principal.roles and state.department == principal.department:
+        return principal
+    return Principal(user_id=principal.user_id, username=principal.username,
+                     roles=state.roles, department=state.department, via=principal.via)
 
 
 def principal_for(db: Database, username: str) -> Principal:
@@ -421,11 +508,16 @@ def principal_from_token(db: Database, token: str, secret_key: str) -> Principal
         raise InvalidToken(f"the access token is not valid: {exc}") from exc
     if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
         raise InvalidToken("the token is not an access token")
-    with db.session() as s:
-        row = s.scalar(select(UserRow).where(UserRow.username == claims["sub"]))
-        if row is None or row.id != claims.get("uid") or not row.is_active:
-            raise InvalidToken("the token's user no longer exists or is disabled")
-        return _principal(s, row, "token")
+    uid = claims.get("uid")
+    # bool is an int subclass; a forged-but-signed token could not carry one, but be exact
+    if not isinstance(uid, int) or isinstance(uid, bool):
+        raise InvalidToken("the token's user no longer exists or is disabled")
+    # one read of the generation; roles come from the cache unless something changed
+    state = _user_state(db, uid, read_generation(db))
+    if state is None or state.username != claims["sub"] or not state.is_active:
+        raise InvalidToken("the token's user no longer exists or is disabled")
+    return Principal(user_id=uid, username=state.username, roles=state.roles,
+                     department=state.department, via="token")
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -477,6 +569,7 @@ def revoke_api_key(db: Database, key_id: str, *, actor: str = "system",
             raise AccessNotFound(f"no API key {key_id!r}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
+            bump_generation(s)
             append_audit(s, actor=actor, action="apikey.revoke", detail={"key_id": key_id})
 
 
@@ -493,16 +586,26 @@ def principal_from_api_key(db: Database, key: str) -> Principal:
     parts = key.split("_", 2)  # the random part may itself contain "_"
     if len(parts) != 3 or parts[0] != _KEY_PREFIX or len(parts[1]) != 16:
         raise InvalidCredentials("malformed API key")
-    with db.session() as s:
-        row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == parts[1]))
-        if row is None or not hmac.compare_digest(row.key_hash, _key_hash(key)):
-            raise InvalidCredentials("unknown API key")
-        if row.revoked_at is not None:
-            raise ApiKeyRevoked(f"API key {row.key_id} was revoked; create a new key")
-        user = s.get(UserRow, row.user_id)
-        if user is None or not user.is_active:
-            raise InvalidCredentials("the API key's user is disabled")
-        return _principal(s, user, "api_key")
+    key_id = parts[1]
+    gen = read_generation(db)
+    ks = _keys.get(db, {}).get(key_id)
+    if ks is None or ks.generation != gen:
+        with db.session() as s:
+            row = s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+            if row is None:
+                raise InvalidCredentials("unknown API key")  # misses are not cached
+            ks = _KeyState(gen, row.key_hash, row.revoked_at is not None, row.user_id)
+        _remember(_keys, db, key_id, ks)
+    # the hash is compared on every request: the cache holds no key, only its hash
+    if not hmac.compare_digest(ks.key_hash, _key_hash(key)):
+        raise InvalidCredentials("unknown API key")
+    if ks.revoked:
+        raise ApiKeyRevoked(f"API key {key_id} was revoked; create a new key")
+    state = _user_state(db, ks.user_id, gen)
+    if state is None or not state.is_active:
+        raise InvalidCredentials("the API key's user is disabled")
+    return Principal(user_id=ks.user_id, username=state.username, roles=state.roles,
+                     department=state.department, via="api_key")
 
 
 def update_user(
@@ -538,6 +641,7 @@ def update_user(
             s.delete(link)
             changes.setdefault("roles_removed", []).append(name)
         if changes:
+            bump_generation(s)
             append_audit(s, actor=actor, action="user.update",
                          detail={"name": username, **changes})
     return get_user(db, username)

@@ -1,8 +1,8 @@
 """Data rights: dataset classification and ownership, grants, row filters, unmasking.
 
 Policies are small, so every decision reads one cached :class:`PolicySnapshot`; each
-change bumps a generation counter in the database, which invalidates the caches of every
-process at their next decision.
+change bumps the access generation in the database (see ``_generation``), which
+invalidates the caches of every process at their next decision.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import CursorResult, Delete, delete, select
 from sqlalchemy.orm import Session
 
 from cityos.access._audit import append_audit, audit_transaction, canonical_json
+from cityos.access._generation import bump_generation, read_generation
 from cityos.access._identity import Principal
 from cityos.access._masking import DEFAULT_RULES, PERSONAL_KINDS, MaskingRule
 from cityos.access._tables import (
@@ -26,7 +27,6 @@ from cityos.access._tables import (
     DepartmentRow,
     GrantRow,
     MaskingRuleRow,
-    MetaRow,
     RoleRow,
     RowFilterRow,
     UnmaskRow,
@@ -57,7 +57,6 @@ __all__ = [
 
 #: Wildcard dataset (in grants and unmask rules) or personal kind (in unmask rules).
 ALL = "*"
-_GEN_KEY = "policy_generation"
 
 
 class Classification(StrEnum):
@@ -164,27 +163,20 @@ def _delete(s: Session, stmt: Delete) -> int:
     return int(cast(CursorResult[Any], s.execute(stmt)).rowcount)
 
 
-def _generation(s: Session) -> int:
-    row = s.get(MetaRow, _GEN_KEY)
-    return row.value if row else 0
+def load_policy(db: Database, *, generation: int | None = None) -> PolicySnapshot:
+    """The current policies, from cache unless the generation counter moved.
 
-
-def _bump(s: Session) -> None:
-    row = s.get(MetaRow, _GEN_KEY)
-    if row is None:
-        s.add(MetaRow(key=_GEN_KEY, value=1))
-    else:
-        row.value += 1
-
-
-def load_policy(db: Database) -> PolicySnapshot:
-    """The current policies, from cache unless the generation counter moved."""
+    ``generation`` is a value the caller has just read with
+    :func:`~cityos.access._generation.read_generation` (saves that round trip).
+    """
+    gen = read_generation(db) if generation is None else generation
+    cached = _cache.get(db)
+    if cached is not None and cached.generation == gen:
+        return cached
+    # The tables are read after the counter, so they are at least as new as the label:
+    # a change racing with this load only makes the next request reload once more.
+    snap = PolicySnapshot(generation=gen)
     with db.session() as s:
-        gen = _generation(s)
-        cached = _cache.get(db)
-        if cached is not None and cached.generation == gen:
-            return cached
-        snap = PolicySnapshot(generation=gen)
         depts = {d.id: d.name for d in s.scalars(select(DepartmentRow))}
         roles = {r.id: r.name for r in s.scalars(select(RoleRow))}
         for p in s.scalars(select(DatasetPolicyRow)):
@@ -203,7 +195,10 @@ def load_policy(db: Database) -> PolicySnapshot:
             snap.rules[m.personal] = MaskingRule(m.strategy, m.keep_start, m.keep_end,
                                                  m.mask_char)
     with _cache_lock:
-        _cache[db] = snap
+        current = _cache.get(db)
+        # never replace a newer snapshot with an older one loaded by a slower thread
+        if current is None or current.generation <= gen:
+            _cache[db] = snap
     return snap
 
 
@@ -314,7 +309,7 @@ def set_dataset_policy(db: Database, dataset: str, classification: Classificatio
                                    owner_department_id=dept_id))
         else:
             row.classification, row.owner_department_id = cls.value, dept_id
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="policy.set", dataset=dataset,
                      detail={"classification": cls.value, "owner": owner_department})
 
@@ -330,7 +325,7 @@ def grant(db: Database, role: str, dataset: str, permission: Permission | str = 
                                                  GrantRow.permission == perm.value))
         if exists is None:
             s.add(GrantRow(role_id=r.id, dataset=dataset, permission=perm.value))
-            _bump(s)
+            bump_generation(s)
             append_audit(s, actor=actor, action="grant.add", dataset=dataset,
                          detail={"role": role, "permission": perm.value})
 
@@ -346,7 +341,7 @@ def revoke(db: Database, role: str, dataset: str, permission: Permission | str =
                                              GrantRow.permission == perm.value))
         if not n:
             raise AccessNotFound(f"role {role!r} has no {perm} grant on {dataset!r}")
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="grant.revoke", dataset=dataset,
                      detail={"role": role, "permission": perm.value})
 
@@ -358,7 +353,7 @@ def add_row_filter(db: Database, role: str, dataset: str, row_filter: RowFilter,
         r = _role_row(s, role)
         s.add(RowFilterRow(role_id=r.id, dataset=dataset, kind=row_filter.kind,
                            spec=canonical_json(row_filter.spec)))
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="filter.add", dataset=dataset,
                      detail={"role": role, "kind": row_filter.kind, "spec": row_filter.spec})
 
@@ -369,7 +364,7 @@ def clear_row_filters(db: Database, role: str, dataset: str, *, actor: str = "sy
         r = _role_row(s, role)
         n = _delete(s, delete(RowFilterRow).where(RowFilterRow.role_id == r.id,
                                                      RowFilterRow.dataset == dataset))
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="filter.clear", dataset=dataset,
                      detail={"role": role, "removed": n})
     return n
@@ -392,7 +387,7 @@ def allow_unmask(db: Database, role: str, dataset: str = ALL, personal: str = AL
                                                   UnmaskRow.personal == personal))
         if exists is None:
             s.add(UnmaskRow(role_id=r.id, dataset=dataset, personal=personal))
-            _bump(s)
+            bump_generation(s)
             append_audit(s, actor=actor, action="unmask.add", dataset=dataset,
                          detail={"role": role, "personal": personal})
 
@@ -408,7 +403,7 @@ def disallow_unmask(db: Database, role: str, dataset: str = ALL, personal: str =
         if not n:
             raise AccessNotFound(f"role {role!r} has no unmask rule for {personal!r} on "
                                  f"{dataset!r}")
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="unmask.revoke", dataset=dataset,
                      detail={"role": role, "personal": personal})
 
@@ -426,7 +421,7 @@ def set_masking_rule(db: Database, personal: str, rule: MaskingRule, *,
         else:
             row.strategy, row.keep_start, row.keep_end, row.mask_char = (
                 rule.strategy, rule.keep_start, rule.keep_end, rule.mask_char)
-        _bump(s)
+        bump_generation(s)
         append_audit(s, actor=actor, action="masking.set",
                      detail={"personal": personal, "strategy": rule.strategy,
                              "keep_start": rule.keep_start, "keep_end": rule.keep_end})

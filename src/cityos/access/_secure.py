@@ -5,16 +5,25 @@ HTTP server is not the only gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from sqlalchemy import Select, bindparam, select
 
 from cityos.access._audit import record
-from cityos.access._identity import Principal
-from cityos.access._masking import mask_table
-from cityos.access._policy import ReadDecision, decide_read, decide_write, load_policy
+from cityos.access._generation import GENERATION_QUERY
+from cityos.access._identity import Principal, current_principal
+from cityos.access._masking import MaskingRule, mask_table
+from cityos.access._policy import (
+    PolicySnapshot,
+    ReadDecision,
+    decide_read,
+    decide_write,
+    load_policy,
+)
 from cityos.access._rowfilter import apply_row_filters
 from cityos.access.errors import PermissionDenied
 from cityos.errors import DatasetNotFound
@@ -29,6 +38,42 @@ __all__ = ["SecureResult", "SecureStore"]
 # knn under a row filter fetches more candidates until k visible ones are found
 _KNN_GROWTH = 4
 _KNN_CAP = 100_000
+
+
+@cache
+def _generation_and_schema() -> Select[Any]:
+    """``SELECT (access generation), (schema of :name)``: the policy version and the
+    dataset's personal fields in one round trip, read together on every query so neither
+    a revoked grant nor a changed schema is ever served from a stale cache."""
+    # imported here: the access layer does not need the store until a store is wrapped
+    from cityos.store._catalog import DatasetRow
+
+    q: Select[Any] = select(
+        GENERATION_QUERY.scalar_subquery(),
+        select(DatasetRow.schema_json)
+        .where(DatasetRow.name == bindparam("name")).scalar_subquery(),
+    )
+    return q
+
+
+@lru_cache(maxsize=1024)
+def _personal_of(schema_json: str) -> Mapping[str, str]:
+    """Column -> personal kind, parsed once per distinct schema text."""
+    from cityos.model import DatasetSchema
+
+    schema = DatasetSchema.from_json(schema_json)
+    return {f.name: f.personal for f in schema.fields if f.personal}
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """One authorised read: the decision, the masking rules of the same policy snapshot,
+    and the dataset's personal fields (``None`` when this database's catalog does not
+    know the dataset, e.g. a store with its own catalog)."""
+
+    decision: ReadDecision
+    rules: Mapping[str, MaskingRule]
+    personal: Mapping[str, str] | None
 
 
 @dataclass
@@ -56,7 +101,8 @@ class SecureResult:
         return int(self.table.num_rows)
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.table.to_pandas()
+        df: pd.DataFrame = self.table.to_pandas()
+        return df
 
 
 class SecureStore:
@@ -82,7 +128,6 @@ class SecureStore:
         self.store = store
         self.principal = principal
         self.mask_key = mask_key
-        self._personal: dict[str, dict[str, str]] = {}
 
     @property
     def db(self) -> Database:
@@ -90,22 +135,37 @@ class SecureStore:
         return db
 
     # -- decisions --------------------------------------------------------------------------
+    def _state(self, dataset: str | None = None) -> tuple[PolicySnapshot, Principal,
+                                                          Mapping[str, str] | None]:
+        """Policies, the principal's current roles and ``dataset``'s personal fields,
+        with one database round trip when nothing changed since the last call."""
+        with self.db.engine.connect() as conn:
+            gen_value, schema_json = conn.execute(_generation_and_schema(),
+                                                  {"name": dataset or ""}).one()
+        gen = int(gen_value or 0)
+        snap = load_policy(self.db, generation=gen)
+        principal = current_principal(self.db, self.principal, generation=gen)
+        return snap, principal, (None if schema_json is None else _personal_of(schema_json))
+
     def can_read(self, dataset: str) -> ReadDecision:
         """The read decision for ``dataset`` (allowed, filters, unmasked kinds)."""
-        return decide_read(load_policy(self.db), self.principal, dataset)
+        snap, principal, _ = self._state()
+        return decide_read(snap, principal, dataset)
 
-    def _require_read(self, dataset: str, query: str) -> ReadDecision:
-        dec = self.can_read(dataset)
+    def _require_read(self, dataset: str, query: str) -> _Grant:
+        snap, principal, personal = self._state(dataset)
+        dec = decide_read(snap, principal, dataset)
         if not dec.allowed:
             self._exists(dataset)  # an unknown name is a 404, not a 403
             if dec.classification.audited:
                 record(self.db, actor=self.principal.username, action="read.denied",
                        dataset=dataset, detail={"query": query})
             raise PermissionDenied(dec.reason)
-        return dec
+        return _Grant(dec, snap.rules, personal)
 
     def _require_write(self, dataset: str, action: str) -> None:
-        ok, reason = decide_write(load_policy(self.db), self.principal, dataset)
+        snap, principal, _ = self._state()
+        ok, reason = decide_write(snap, principal, dataset)
         if not ok:
             record(self.db, actor=self.principal.username, action="write.denied",
                    dataset=dataset, detail={"operation": action})
@@ -114,21 +174,21 @@ class SecureStore:
     def _exists(self, dataset: str) -> None:
         self.store.describe(dataset)
 
-    def _personal_fields(self, dataset: str) -> dict[str, str]:
-        if dataset not in self._personal:
-            # Store.schema reads only the schema; describe() also sums file statistics
-            get_schema = getattr(self.store, "schema", None)
-            schema = (get_schema(dataset) if callable(get_schema)
-                      else self.store.describe(dataset).schema)
-            self._personal[dataset] = {f.name: f.personal for f in schema.fields if f.personal}
-        return self._personal[dataset]
+    def _personal_fields(self, dataset: str, grant: _Grant) -> Mapping[str, str]:
+        if grant.personal is not None:
+            return grant.personal
+        # a store whose catalog is not in this database: ask it (schema only, no stats)
+        get_schema = getattr(self.store, "schema", None)
+        schema = (get_schema(dataset) if callable(get_schema)
+                  else self.store.describe(dataset).schema)
+        return {f.name: f.personal for f in schema.fields if f.personal}
 
     # -- catalog ----------------------------------------------------------------------------
     def list_datasets(self) -> list[Any]:
         """The datasets this principal may read (others are not listed)."""
-        snap = load_policy(self.db)
+        snap, principal, _ = self._state()
         return [d for d in self.store.list_datasets()
-                if decide_read(snap, self.principal, d.name).allowed]
+                if decide_read(snap, principal, d.name).allowed]
 
     def describe(self, dataset: str) -> Any:
         """A dataset's description; needs read permission."""
@@ -136,19 +196,21 @@ class SecureStore:
         return self.store.describe(dataset)
 
     # -- reads ------------------------------------------------------------------------------
-    def _finish(self, query: str, dataset: str, dec: ReadDecision, raw: Any,
-                others: Sequence[tuple[str, ReadDecision]] = (),
+    def _finish(self, query: str, dataset: str, grant: _Grant, raw: Any,
+                others: Sequence[tuple[str, _Grant]] = (),
                 table: pa.Table | None = None, hidden: int = 0) -> SecureResult:
         table = raw.table if table is None else table
+        dec = grant.decision
         if dec.filters is not None and table is raw.table:
             table, hidden = apply_row_filters(table, dec.filters)
         masked: list[str] = []
-        rules = load_policy(self.db).rules
-        for name, d in [(dataset, dec), *others]:
-            table, m = mask_table(table, self._personal_fields(name), rules, d.shows,
-                                  self.mask_key)
+        # rules and personal fields come from the snapshot the decision was made on: no
+        # second policy read, and no window in which they could disagree
+        for name, g in [(dataset, grant), *others]:
+            table, m = mask_table(table, self._personal_fields(name, g), g.rules,
+                                  g.decision.shows, self.mask_key)
             masked += m
-        for name, d in [(dataset, dec), *others]:
+        for name, d in [(dataset, dec), *[(n, g.decision) for n, g in others]]:
             if d.classification.audited:
                 record(self.db, actor=self.principal.username, action="read", dataset=name,
                        detail={"query": query, "rows": table.num_rows, "masked": masked,
@@ -181,17 +243,20 @@ class SecureStore:
 
     def knn(self, dataset: str, x: float, y: float, k: int, **kwargs: Any) -> SecureResult:
         """:meth:`Store.knn`; under a row filter, the k nearest *visible* points."""
-        dec = self._require_read(dataset, "knn")
-        if dec.filters is None:
-            return self._finish("knn", dataset, dec, self.store.knn(dataset, x, y, k, **kwargs))
+        grant = self._require_read(dataset, "knn")
+        filters = grant.decision.filters
+        if filters is None:
+            return self._finish("knn", dataset, grant,
+                                self.store.knn(dataset, x, y, k, **kwargs))
         want = k
         while True:
             raw = self.store.knn(dataset, x, y, want, **kwargs)
-            table, hidden = apply_row_filters(raw.table, dec.filters)
+            table, hidden = apply_row_filters(raw.table, filters)
             if table.num_rows >= k or raw.table.num_rows < want or want >= _KNN_CAP:
                 break
             want = min(want * _KNN_GROWTH, _KNN_CAP)
-        return self._finish("knn", dataset, dec, raw, table=table.slice(0, k), hidden=hidden)
+        return self._finish("knn", dataset, grant, raw, table=table.slice(0, k),
+                            hidden=hidden)
 
     def knn_trajectories(self, dataset: str, x: float, y: float, k: int,
                          **kwargs: Any) -> SecureResult:
@@ -226,7 +291,7 @@ class SecureStore:
         others = []
         if isinstance(regions, str):
             others.append((regions, self._require_read(regions, "aggregate")))
-        if dec.filters is not None:
+        if dec.decision.filters is not None:
             raise PermissionDenied(
                 f"your role sees only part of {dataset!r}; aggregates over it are not "
                 "available under a row filter (query the rows and aggregate them instead)"
@@ -263,7 +328,8 @@ class SecureStore:
 
     def drop_dataset(self, name: str) -> None:
         """:meth:`Store.drop_dataset`; admins only; audited."""
-        if not self.principal.is_admin:
+        _, principal, _ = self._state()
+        if not principal.is_admin:
             raise PermissionDenied("only administrators may drop datasets")
         if name not in {d.name for d in self.store.list_datasets()}:
             raise DatasetNotFound(name)

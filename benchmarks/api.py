@@ -107,7 +107,7 @@ def run(url: str, args: argparse.Namespace) -> None:
            "CITYOS_HOME": str(home)}
     server = subprocess.Popen(
         [sys.executable, "-m", "cityos.cli", "serve", "--home", str(home), "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+         "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         base = f"http://127.0.0.1:{port}"

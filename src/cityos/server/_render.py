@@ -13,6 +13,11 @@ from fastapi import Response
 
 from cityos.access import SecureResult
 
+try:  # optional speed-up (the ``server`` extra): ~10x faster encoding of row pages
+    import orjson
+except ImportError:  # pragma: no cover - exercised only without the extra
+    orjson = None  # type: ignore[assignment]
+
 __all__ = ["ARROW", "ARROW_MAX", "GEOJSON", "JSON_MAX", "render"]
 
 ARROW = "application/vnd.apache.arrow.stream"
@@ -42,7 +47,24 @@ def _jsonable(v: Any) -> Any:
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    if orjson is not None:
+        # orjson writes datetimes as isoformat() does and non-finite floats as null;
+        # only bytes (WKB) reach _orjson_default
+        rows: list[dict[str, Any]] = table.to_pylist()
+        return rows
     return [{k: _jsonable(v) for k, v in r.items()} for r in table.to_pylist()]
+
+
+def _orjson_default(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return _jsonable(v)
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    if orjson is not None:
+        return orjson.dumps(body, default=_orjson_default)
+    return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def _features(table: pa.Table) -> list[dict[str, Any]]:
@@ -92,5 +114,4 @@ def render(result: SecureResult, *, fmt: str | None, accept: str | None, offset:
         body = {"total": total, "offset": offset, "limit": lim, "next_offset": nxt,
                 "columns": page.column_names, "masked": result.masked, "rows": _rows(page)}
         media = "application/json"
-    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False), media_type=media,
-                    headers=headers)
+    return Response(_dumps(body), media_type=media, headers=headers)

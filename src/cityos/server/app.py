@@ -44,8 +44,8 @@ def create_app(
     --------
     >>> import tempfile
     >>> app = create_app(Settings(home=tempfile.mkdtemp()))
-    >>> sorted(r.path for r in app.routes if r.path.startswith("/auth"))[:2]
-    ['/auth/api-keys', '/auth/api-keys']
+    >>> sorted(p for p in app.openapi()["paths"] if p.startswith("/auth"))[:2]
+    ['/auth/api-keys', '/auth/api-keys/{key_id}']
     """
     settings = settings or Settings()
     if store is not None:
@@ -83,12 +83,17 @@ def _store_factory(settings: Settings) -> Callable[[], Any]:
 
 
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000, *,
-          log_level: str = "info") -> None:
+          log_level: str = "info", access_log: bool = True) -> None:
     """Run the API with uvicorn until interrupted (``cityos serve``).
 
     Binds to loopback by default; pass ``host="0.0.0.0"`` deliberately to expose it.
+    uvicorn picks the ``httptools`` parser and the ``uvloop`` event loop when they are
+    installed (``uvicorn[standard]``) instead of the pure-Python h11 and asyncio;
+    ``access_log=False`` skips one log record per request (the audit log, not
+    the access log, is the record of who read what).
     """
     from cityos._compat import import_optional
 
     uvicorn = import_optional("uvicorn", "the API server")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                access_log=access_log, http="auto", loop="auto")

@@ -18,6 +18,8 @@ def serve_command(
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. "
                                                           "postgresql+psycopg://...")] = None,
     log_level: str = "info",
+    access_log: Annotated[bool, typer.Option(help="Log every request (uvicorn's access log)")
+                          ] = True,
 ) -> None:
     """Serve the city's HTTP API (OpenAPI docs at /docs)."""
     from cityos.config import get_settings
@@ -28,7 +30,8 @@ def serve_command(
         overrides["home"] = home
     if database_url is not None:
         overrides["database_url"] = database_url
-    serve(get_settings(**overrides), host=host, port=port, log_level=log_level)
+    serve(get_settings(**overrides), host=host, port=port, log_level=log_level,
+          access_log=access_log)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -54,7 +55,9 @@ class City:
         return self.settings.secret_key
 
 
-def get_city(request: Request) -> City:
+# Dependencies that do no I/O are ``async``: FastAPI runs sync dependencies in the
+# thread pool, one hop each, which costs more than the work they do.
+async def get_city(request: Request) -> City:
     city: City = request.app.state.city
     return city
 
@@ -80,7 +83,11 @@ def get_current_user(
     token: Annotated[str | None, Security(oauth2)],
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Principal:
-    """The caller, from a bearer token or an ``X-API-Key`` header (401 otherwise)."""
+    """The caller, from a bearer token or an ``X-API-Key`` header (401 otherwise).
+
+    Sync on purpose: it reads the access generation from the database, which must not
+    block the event loop.
+    """
     if token:
         return principal_from_token(city.db, token, city.secret)
     if api_key:
@@ -92,7 +99,7 @@ def get_current_user(
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
-def get_admin(user: CurrentUser) -> Principal:
+async def get_admin(user: CurrentUser) -> Principal:
     if not user.is_admin:
         raise PermissionDenied("this endpoint is for administrators (role 'admin')")
     return user
@@ -101,8 +108,11 @@ def get_admin(user: CurrentUser) -> Principal:
 AdminUser = Annotated[Principal, Depends(get_admin)]
 
 
-def get_secure_store(city: CityDep, user: CurrentUser) -> SecureStore:
-    return SecureStore(city.store, user, mask_key=city.secret.encode())
+async def get_secure_store(city: CityDep, user: CurrentUser) -> SecureStore:
+    # opening the store (first request only) does I/O: keep it off the event loop
+    store = city._store if city._store is not None else await run_in_threadpool(
+        lambda: city.store)
+    return SecureStore(store, user, mask_key=city.secret.encode())
 
 
 StoreDep = Annotated[SecureStore, Depends(get_secure_store)]

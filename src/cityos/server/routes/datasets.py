@@ -45,7 +45,7 @@ _ANSWER: dict[int | str, dict[str, Any]] = {200: {
 }}
 
 
-def page_params(
+async def page_params(  # async: no I/O, so no thread-pool hop
     format: Annotated[Literal["json", "geojson", "arrow"] | None,
                       Query(description="default: JSON, or Arrow if Accept asks for it")] = None,
     offset: Annotated[int, Query(ge=0, le=2**40)] = 0,

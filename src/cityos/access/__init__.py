@@ -36,6 +36,7 @@ from cityos.access._identity import (
     create_department,
     create_role,
     create_user,
+    current_principal,
     get_user,
     hash_password,
     issue_token,
@@ -52,6 +53,7 @@ from cityos.access._identity import (
     set_user_active,
     update_user,
     verify_password,
+    verify_token,
 )
 from cityos.access._masking import DEFAULT_RULES, PERSONAL_KINDS, MaskingRule, mask_array
 from cityos.access._policy import (
@@ -132,6 +134,7 @@ __all__ = [
     "create_department",
     "create_role",
     "create_user",
+    "current_principal",
     "decide_read",
     "decide_write",
     "disallow_unmask",
@@ -160,4 +163,5 @@ __all__ = [
     "update_user",
     "verify_audit",
     "verify_password",
+    "verify_token",
 ]

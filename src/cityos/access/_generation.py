@@ -9,15 +9,18 @@ further queries.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, insert, select, update
+from sqlalchemy import Connection, CursorResult, insert, select, update
 from sqlalchemy.orm import Session
 
 from cityos.access._tables import MetaRow
 from cityos.db import Database
 
-__all__ = ["GENERATION_QUERY", "GEN_KEY", "bump_generation", "read_generation"]
+__all__ = ["GENERATION_QUERY", "GEN_KEY", "bump_generation", "read_connection",
+           "read_generation"]
 
 #: Key of the counter in ``access_meta`` (the name predates identity caching).
 GEN_KEY = "policy_generation"
@@ -38,8 +41,20 @@ def bump_generation(s: Session) -> None:
         s.execute(insert(MetaRow).values(key=GEN_KEY, value=1))
 
 
+@contextmanager
+def read_connection(db: Database) -> Iterator[Connection]:
+    """A connection for one read-only statement, in autocommit mode.
+
+    One statement is atomic on its own; without an open transaction the pool's
+    reset-on-return needs no ROLLBACK round trip (measured ~0.1 ms of ~0.35 ms per read
+    on loopback PostgreSQL).
+    """
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        yield conn
+
+
 def read_generation(db: Database) -> int:
     """The current generation (0 before the first change)."""
-    with db.engine.connect() as conn:
+    with read_connection(db) as conn:
         value = conn.execute(GENERATION_QUERY).scalar()
     return int(value or 0)

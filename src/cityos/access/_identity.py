@@ -68,6 +68,7 @@ __all__ = [
     "set_user_active",
     "update_user",
     "verify_password",
+    "verify_token",
 ]
 
 #: Role whose members administer users, policies and the audit log, and see everything.
@@ -488,15 +489,21 @@ def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN
     return str(jwt.encode(claims, _signing_key(secret_key), algorithm="HS256"))
 
 
-def principal_from_token(db: Database, token: str, secret_key: str) -> Principal:
-    """Verify an access token and load the current roles of its user.
+def verify_token(token: str, secret_key: str) -> Principal:
+    """Check an access token's signature, expiry and claims, without the database.
+
+    The principal returned has **no roles**: it names the user and nothing more, so code
+    that forgets to resolve it gets fewer rights, never more. Resolve it with
+    :func:`current_principal` (which also refuses disabled or deleted users);
+    :class:`SecureStore` does so on every operation, which is why the server's query
+    routes need no separate user lookup.
 
     Raises
     ------
     TokenExpired
         The token is past its expiry.
     InvalidToken
-        Bad signature, wrong algorithm, missing claims, or the user is gone or disabled.
+        Bad signature, wrong algorithm or missing claims.
     """
     jwt = import_optional("jwt", "access tokens")
     try:
@@ -512,11 +519,26 @@ def principal_from_token(db: Database, token: str, secret_key: str) -> Principal
     # bool is an int subclass; a forged-but-signed token could not carry one, but be exact
     if not isinstance(uid, int) or isinstance(uid, bool):
         raise InvalidToken("the token's user no longer exists or is disabled")
+    return Principal(user_id=uid, username=claims["sub"], via="token")
+
+
+def principal_from_token(db: Database, token: str, secret_key: str) -> Principal:
+    """Verify an access token and load the current roles of its user.
+
+    Raises
+    ------
+    TokenExpired
+        The token is past its expiry.
+    InvalidToken
+        Bad signature, wrong algorithm, missing claims, or the user is gone or disabled.
+    """
+    claimed = verify_token(token, secret_key)
+    assert claimed.user_id is not None
     # one read of the generation; roles come from the cache unless something changed
-    state = _user_state(db, uid, read_generation(db))
-    if state is None or state.username != claims["sub"] or not state.is_active:
+    state = _user_state(db, claimed.user_id, read_generation(db))
+    if state is None or state.username != claimed.username or not state.is_active:
         raise InvalidToken("the token's user no longer exists or is disabled")
-    return Principal(user_id=uid, username=state.username, roles=state.roles,
+    return Principal(user_id=claimed.user_id, username=state.username, roles=state.roles,
                      department=state.department, via="token")
 
 

@@ -14,7 +14,7 @@ import pyarrow as pa
 from sqlalchemy import Select, bindparam, select
 
 from cityos.access._audit import record
-from cityos.access._generation import GENERATION_QUERY
+from cityos.access._generation import GENERATION_QUERY, read_connection
 from cityos.access._identity import Principal, current_principal
 from cityos.access._masking import MaskingRule, mask_table
 from cityos.access._policy import (
@@ -139,7 +139,7 @@ class SecureStore:
                                                           Mapping[str, str] | None]:
         """Policies, the principal's current roles and ``dataset``'s personal fields,
         with one database round trip when nothing changed since the last call."""
-        with self.db.engine.connect() as conn:
+        with read_connection(self.db) as conn:
             gen_value, schema_json = conn.execute(_generation_and_schema(),
                                                   {"name": dataset or ""}).one()
         gen = int(gen_value or 0)

@@ -127,7 +127,7 @@ def load(
     import pandas as pd
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
-    from rich.progress import Progress
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     store = _store(home)
     ren = {k: v for k, v in {id: "id", t: "t", x: "x", y: "y"}.items() if k != v}
@@ -145,17 +145,19 @@ def load(
             import geopandas as gpd
 
             batches = iter([gpd.read_file(path)])
-        total_rows = path.stat().st_size
         written = dups = 0
         t0 = time.perf_counter()
-        with Progress(console=console, transient=True) as prog:
-            task = prog.add_task(f"loading {path.name}", total=total_rows)
+        # the total row count is unknown until the file is read: show rows done and the rate
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                      TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn(),
+                      console=console, transient=True) as prog:
+            task = prog.add_task(f"loading {path.name}", total=None)
             for df in batches:
                 df = df.rename(columns=ren)
                 r = store.append(name, df, source=str(path))
                 written += r.rows_written
                 dups += r.duplicates
-                prog.update(task, advance=total_rows / max(1, 10))
+                prog.update(task, advance=r.rows_in)
         el = time.perf_counter() - t0
     except (CityOSError, OSError) as exc:
         _fail(exc)

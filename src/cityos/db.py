@@ -20,9 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
+    "MIGRATION_LAYERS",
     "Base",
     "Database",
-    "MIGRATION_LAYERS",
     "utcnow",
 ]
 

@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from builders import make_points
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import boxes, point_records, windows
 
+from builders import make_points
 from cityos.geo import haversine
 from cityos.model import DatasetSchema, Field, ModelKind
 from cityos.store import Grid, Store
+from strategies import boxes, point_records, windows
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -16,6 +16,7 @@ linestring coordinates and delta-encoded per-point times.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -216,7 +217,9 @@ class Layout:
         self.bms = _ms(schema.time_bin)
 
     # -- writing -------------------------------------------------------------------------
-    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+    def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
+        """The rows as stored, one part (file) per time partition, produced one at a time so a
+        caller can write a part while the next is being sorted."""
         raise NotImplementedError
 
     def _split_partitions(self, t: np.ndarray | None, n: int) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
@@ -269,7 +272,7 @@ class Layout:
 class PointLayout(Layout):
     """Z2T order for points; coordinates in a GeoArrow ``point`` struct column."""
 
-    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+    def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
         s = self.schema
         q = quantum(s)
         x = np.round(tbl[X_COL].to_numpy() / q) * q
@@ -280,7 +283,6 @@ class PointLayout(Layout):
         z = z2_key(x, y, key_bounds(s)) >> np.uint64(22)  # 20 bits per axis: ~40 m cells
         codes = id_codes(tbl[ID_COL])
         hashes = hash_ids(tbl[ID_COL])
-        out = []
         for label, rows in parts:
             if has_t:
                 assert t is not None
@@ -297,8 +299,7 @@ class PointLayout(Layout):
             group = np.arange(len(rows1), dtype=np.int64) // self.rg_size
             o2 = _order_within_groups(group, codes[rows1], None if tsub is None else tsub[o1])
             final = rows1[o2]
-            out.append(self._build(tbl, final, x, y, t, label, hashes[final], codes[final]))
-        return out
+            yield self._build(tbl, final, x, y, t, label, hashes[final], codes[final])
 
     def _build(self, tbl: pa.Table, rows: np.ndarray, x: np.ndarray, y: np.ndarray,
                t: np.ndarray | None, label: str, hashes: np.ndarray, codes: np.ndarray) -> PhysicalPart:
@@ -336,7 +337,7 @@ class ExtentLayout(Layout):
 
         return np.asarray(shapely.bounds(shapely.from_wkb(tbl[GEOM_COL].to_numpy(zero_copy_only=False))))
 
-    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+    def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
         s = self.schema
         b = self._bounds(tbl)
         has_t = s.model.has_time
@@ -346,7 +347,6 @@ class ExtentLayout(Layout):
         xz = xz2_key(b[:, 0], b[:, 1], b[:, 2], b[:, 3], key_bounds(s))
         codes = id_codes(tbl[ID_COL])
         hashes = hash_ids(tbl[ID_COL])
-        out = []
         for label, rows in parts:
             if has_t and t is not None:
                 tp = t[rows]
@@ -355,8 +355,7 @@ class ExtentLayout(Layout):
             else:
                 key = xz[rows]
             final = rows[np.argsort(key, kind="stable")]
-            out.append(self._build(tbl, final, b, t, t_end, label, hashes[final], codes[final]))
-        return out
+            yield self._build(tbl, final, b, t, t_end, label, hashes[final], codes[final])
 
     def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
         return tbl[GEOM_COL].take(idx), "WKB"
@@ -425,7 +424,7 @@ class TrajectoryLayout(ExtentLayout):
 class TableLayout(Layout):
     """Plain tables and network time series: time-partitioned when timed, sorted by id then time."""
 
-    def encode(self, tbl: pa.Table) -> list[PhysicalPart]:
+    def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
         has_t = self.schema.model.has_time or TIME_COL in tbl.column_names
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t and TIME_COL in tbl.column_names else None
         _, parts = self._split_partitions(t if self.schema.model.has_time else None, tbl.num_rows)
@@ -433,7 +432,6 @@ class TableLayout(Layout):
             parts = [("static", np.arange(tbl.num_rows))]
         codes = id_codes(tbl[ID_COL])
         hashes = hash_ids(tbl[ID_COL])
-        out = []
         for label, rows in parts:
             o = _order_within_groups(np.zeros(len(rows), dtype=np.int64), codes[rows],
                                      None if t is None else t[rows])
@@ -442,8 +440,7 @@ class TableLayout(Layout):
             ts = None if t is None else t[final]
             stats = _rg_stats(len(final), self.rg_size, ts, ts, None, None, None, None,
                               hashes[final], codes[final])
-            out.append(PhysicalPart(label, phys, stats))
-        return out
+            yield PhysicalPart(label, phys, stats)
 
 
 @lru_cache(maxsize=256)

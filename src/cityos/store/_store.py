@@ -249,25 +249,40 @@ class Store:
         raise ConflictError(f"dataset {name!r} kept changing during the append; retry later")
 
     def _write_parts(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> list[FileEntry]:
+        """Encode ``tbl`` into one file per time partition and write them, each under a unique
+        name invisible to readers until registered. Parquet writing releases the GIL, so
+        files are written on two threads while the next partition is being sorted."""
+        from concurrent.futures import ThreadPoolExecutor
+
         layout = layout_for(schema)
-        parts = layout.encode(tbl)
         entries: list[FileEntry] = []
-        try:
-            for part in parts:
-                rel = f"{name}/{part.partition}/part-{uuid.uuid4().hex}.parquet"
-                full = self.data_dir / rel
-                full.parent.mkdir(parents=True, exist_ok=True)
-                tmp = full.with_name("." + full.name + ".tmp")
-                pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, full)
-                entries.append(FileEntry(rel, part.partition, part.table.num_rows, full.stat().st_size,
-                                         tuple(part.row_groups)))
-        except BaseException:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityos-write") as pool:
+            futures = [pool.submit(self._write_part, name, layout, part) for part in layout.encode(tbl)]
+            errors = []
+            for f in futures:
+                try:
+                    entries.append(f.result())
+                except BaseException as exc:  # every file written must be accounted for
+                    errors.append(exc)
+        if errors:
             self._unlink([e.path for e in entries])
-            raise
+            raise errors[0]
         return entries
+
+    def _write_part(self, name: str, layout: Any, part: Any) -> FileEntry:
+        rel = f"{name}/{part.partition}/part-{uuid.uuid4().hex}.parquet"
+        full = self.data_dir / rel
+        full.parent.mkdir(parents=True, exist_ok=True)
+        tmp = full.with_name("." + full.name + ".tmp")
+        try:
+            pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, full)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return FileEntry(rel, part.partition, part.table.num_rows, full.stat().st_size, tuple(part.row_groups))
 
     def _unlink(self, rels: list[str]) -> None:
         for r in rels:

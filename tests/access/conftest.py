@@ -3,7 +3,6 @@ throwaway cluster per session, or ``CITYOS_TEST_PG_URL``), and a small city to q
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,22 +10,10 @@ import pytest
 
 from cityos import access
 from cityos.db import Database
-from cityos.testing.postgres import PostgresUnavailable, fresh_database, postgres_server
+from cityos.testing.postgres import fresh_database
 
 # argon2 at its default cost takes ~50 ms per hash; tests check behaviour, not cost
 access.configure_password_hashing(time_cost=1, memory_cost_kib=8, parallelism=1)
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a PostgreSQL server; fails (not skips) under CI when none can start."""
-    try:
-        with postgres_server() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

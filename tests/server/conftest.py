@@ -3,7 +3,6 @@ points dataset (one per classification), regions and roads, and one user per rol
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from cityos.config import Settings
 from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 from cityos.server import create_app
 from cityos.store import Store
-from cityos.testing.postgres import PostgresUnavailable, fresh_database, postgres_server
+from cityos.testing.postgres import fresh_database
 
 with warnings.catch_warnings():
     # starlette asks for `httpx2`; the TestClient works the same with httpx 0.28
@@ -64,17 +63,6 @@ class ServedCity:
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
-
-
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    try:
-        with postgres_server() as url:
-            yield url
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
 
 
 def build_city(home: Path, database_url: str) -> ServedCity:

@@ -328,3 +328,20 @@ def test_sql_spatial_functions(city: Store) -> None:
     assert len(set(t["c"].to_pylist())) < t.num_rows
     near = city.sql("SELECT count(*) AS n FROM cars WHERE haversine_m(x, y, 116.4, 39.91) < 5000")
     assert near["n"][0].as_py() == int((d < 5000).sum())
+
+
+def test_id_temporal_skips_row_groups_where_the_object_is_only_outside_the_window(city: Store) -> None:
+    # "a" reports for 10 minutes, "b" for three hours, at the same place: one row group
+    ta = pd.date_range(T0, periods=60, freq="10s")
+    tb = pd.date_range(T0, periods=1080, freq="10s")
+    df = pd.concat([pd.DataFrame({"id": "a", "t": ta}), pd.DataFrame({"id": "b", "t": tb})])
+    df = df.assign(x=116.4, y=39.9, speed=1.0)
+    city.create_dataset("cars", _points_schema())
+    city.append("cars", df)
+    assert city.describe("cars").files == 1
+    late = city.id_temporal("cars", "a", T0 + pd.Timedelta("1h"), T0 + pd.Timedelta("2h"))
+    assert len(late) == 0 and late.stats["row_groups_read"] == 0
+    early = city.id_temporal("cars", "a", T0 + pd.Timedelta("5min"), T0 + pd.Timedelta("2h"))
+    assert len(early) == 30 and early.stats["row_groups_read"] == 1
+    both = city.id_temporal("cars", ["a", "b"], T0 + pd.Timedelta("1h"), T0 + pd.Timedelta("2h"))
+    assert set(both.table["id"].to_pylist()) == {"b"} and len(both) == 360

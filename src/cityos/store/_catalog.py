@@ -35,6 +35,12 @@ from cityos.db import Base, Database, utcnow
 from cityos.errors import ConflictError, DatasetExists, DatasetNotFound
 from cityos.model import DatasetSchema
 
+#: Row-group id sets with each id's time span: the marker, then records of (hash, first and
+#: last second relative to the group's first time). Without the marker a blob is plain
+#: uint32 hashes (datasets without time).
+SPANS_MARK = b"S1"
+SPAN_DTYPE = np.dtype([("h", "<u4"), ("t0", "<i4"), ("t1", "<i4")])
+
 __all__ = ["Catalog", "DatasetInfo", "FileEntry", "RowGroupStats"]
 
 
@@ -188,28 +194,57 @@ class StatsArrays:
     y_min: np.ndarray
     x_max: np.ndarray
     y_max: np.ndarray
-    id_hashes: list[np.ndarray | None]
-    _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    id_hashes: list[bytes | None]
+    _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def rows_with_ids(self, hashes: np.ndarray) -> np.ndarray:
-        """Mask of row groups that may hold any of the id ``hashes``: one binary search per
-        hash in a sorted (hash, row group) index built once per dataset version. Row groups
-        without recorded hashes always match."""
+    def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(hash, row group, first ms, last ms) sorted by hash, and the groups without ids."""
         if self._by_hash is None:
-            parts = [h for h in self.id_hashes if h is not None]
-            owner = np.repeat(np.arange(len(self.id_hashes)),
-                              [0 if h is None else len(h) for h in self.id_hashes])
-            flat = np.concatenate(parts) if parts else np.array([], dtype=np.uint32)
+            hs, owner, t0, t1 = [], [], [], []
+            unknown = np.zeros(len(self.id_hashes), dtype=bool)
+            for i, blob in enumerate(self.id_hashes):
+                if blob is None:
+                    unknown[i] = True
+                    continue
+                if blob[:2] == SPANS_MARK and len(blob) % 4 == 2:
+                    rec = np.frombuffer(blob, dtype=SPAN_DTYPE, offset=2)
+                    base = int(self.t_min[i])
+                    hs.append(rec["h"])
+                    t0.append(base + rec["t0"].astype(np.int64) * 1000)
+                    t1.append(base + rec["t1"].astype(np.int64) * 1000)
+                else:  # ids without time spans
+                    h = np.frombuffer(blob, dtype=np.uint32)
+                    hs.append(h)
+                    t0.append(np.full(len(h), self.t_min[i], dtype=np.int64))
+                    t1.append(np.full(len(h), self.t_max[i], dtype=np.int64))
+                owner.append(np.full(len(hs[-1]), i, dtype=np.int64))
+
+            def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+                return np.concatenate(parts) if parts else np.array([], dtype=dtype)
+
+            flat = cat(hs, np.uint32)
             order = np.argsort(flat, kind="stable")
-            unknown = np.array([h is None for h in self.id_hashes], dtype=bool)
-            self._by_hash = (flat[order], owner[order], unknown)
-        flat, owner, unknown = self._by_hash
+            self._by_hash = (flat[order], cat(owner, np.int64)[order], cat(t0, np.int64)[order],
+                             cat(t1, np.int64)[order], unknown)
+        return self._by_hash
+
+    def rows_with_ids(self, hashes: np.ndarray, start: int | None = None, end: int | None = None) -> np.ndarray:
+        """Mask of row groups that may hold any of the id ``hashes`` in [start, end): one binary
+        search per hash in a (hash, row group, time span) index built once per dataset
+        version, so a group where the object appears only outside the window is skipped.
+        Row groups without recorded ids always match."""
+        flat, owner, t0, t1, unknown = self._index()
         m = unknown.copy()
         lo = np.searchsorted(flat, hashes, side="left")
         hi = np.searchsorted(flat, hashes, side="right")
         for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
             if b > a:
-                m[owner[a:b]] = True
+                keep = np.ones(b - a, dtype=bool)
+                if start is not None:
+                    keep &= t1[a:b] >= start
+                if end is not None:
+                    keep &= t0[a:b] < end
+                m[owner[a:b][keep]] = True
         return m
 
 
@@ -412,7 +447,7 @@ class Catalog:
                 t_min=col(3, "int64", -big), t_max=col(4, "int64", big),
                 x_min=col(5, "float64", -np.inf), y_min=col(6, "float64", -np.inf),
                 x_max=col(7, "float64", np.inf), y_max=col(8, "float64", np.inf),
-                id_hashes=[None if r[9] is None else np.frombuffer(r[9], dtype=np.uint32) for r in rows],
+                id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
             )
             self._stats[name] = st
             return st

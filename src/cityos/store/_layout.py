@@ -41,7 +41,7 @@ from cityos.model import (
     GeometryType,
     ModelKind,
 )
-from cityos.store._catalog import RowGroupStats
+from cityos.store._catalog import SPAN_DTYPE, SPANS_MARK, RowGroupStats
 
 __all__ = [
     "BBOX_COL",
@@ -181,15 +181,41 @@ def _rg_stats(
     run[1:] = codes[1:] != codes[:-1]
     run[starts] = True
     run_pos = np.flatnonzero(run)
-    cut = np.searchsorted(run_pos, starts[1:])
-    per_group = np.split(hashes[run_pos], cut)
     sizes = np.diff(np.append(starts, rows))
+    if t0 is None or t1 is None:
+        cut = np.searchsorted(run_pos, starts[1:])
+        blobs = [np.unique(h).tobytes() for h in np.split(hashes[run_pos], cut)]
+    else:
+        blobs = _id_spans(starts, run_pos, hashes[run_pos], t0, t1, rows)
     return [
         RowGroupStats(rg=i, rows=int(sizes[i]), t_min=cols[0][i], t_max=cols[1][i], x_min=cols[2][i],
-                      y_min=cols[3][i], x_max=cols[4][i], y_max=cols[5][i],
-                      id_hashes=np.unique(per_group[i]).tobytes())
+                      y_min=cols[3][i], x_max=cols[4][i], y_max=cols[5][i], id_hashes=blobs[i])
         for i in range(len(starts))
     ]
+
+
+def _id_spans(starts: np.ndarray, run_pos: np.ndarray, run_hash: np.ndarray, t0: np.ndarray,
+              t1: np.ndarray, rows: int) -> list[bytes]:
+    """Per row group, each id's hash with the seconds (from the group's first time) in which
+    it appears, widened to whole seconds so pruning by them stays conservative."""
+    run_t0 = np.minimum.reduceat(t0, run_pos)
+    run_t1 = np.maximum.reduceat(t1, run_pos)
+    run_rg = np.searchsorted(starts, run_pos, side="right") - 1
+    # one entry per (group, id): merge repeated runs of the same id in a group
+    order = np.lexsort((run_hash, run_rg))
+    g, h, a, b = run_rg[order], run_hash[order], run_t0[order], run_t1[order]
+    first = np.ones(len(g), dtype=bool)
+    first[1:] = (g[1:] != g[:-1]) | (h[1:] != h[:-1])
+    pos = np.flatnonzero(first)
+    g, h = g[pos], h[pos]
+    a, b = np.minimum.reduceat(a, pos), np.maximum.reduceat(b, pos)
+    base = np.minimum.reduceat(t0, starts)[g]
+    rec = np.empty(len(pos), dtype=SPAN_DTYPE)
+    rec["h"] = h
+    rec["t0"] = np.floor_divide(a - base, 1000)
+    rec["t1"] = -np.floor_divide(-(b - base), 1000)
+    cut = np.searchsorted(g, np.arange(1, len(starts)))
+    return [SPANS_MARK + part.tobytes() for part in np.split(rec, cut)]
 
 
 def geo_metadata(schema: DatasetSchema, encoding: str, bbox: list[float] | None, covering: bool) -> bytes:

@@ -166,7 +166,7 @@ def prune_mask(stats: StatsArrays, pred: Predicate) -> np.ndarray:
     if pred.end is not None:
         m &= stats.t_min < pred.end
     if pred.ids is not None:
-        m &= stats.rows_with_ids(np.unique(hash_ids(np.asarray(pred.ids))))
+        m &= stats.rows_with_ids(np.unique(hash_ids(np.asarray(pred.ids))), pred.start, pred.end)
     return m
 
 

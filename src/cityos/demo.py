@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
@@ -96,14 +95,14 @@ def build_demo_city(
     rate = w.rows_written / max(report.timings[-1][2] / 1000, 1e-9)
     report.notes.append(f"generated {len(feed):,} GPS points in {gen_s:.1f} s; stored at {rate:,.0f} points/s")
 
-    _load_sensors(store, report, city, shared_data, make_sensor_readings, log)
+    _load_city_data(store, report, city, shared_data, make_sensor_readings, log)
 
     for info in store.list_datasets():
         report.datasets[info.name] = info.rows
     return store, city, report
 
 
-def _load_sensors(store: Store, report: DemoReport, city: Any, shared_data: Path | None,
+def _load_city_data(store: Store, report: DemoReport, city: Any, shared_data: Path | None,
                   make_sensor_readings: Callable[..., pd.DataFrame], log: Callable[[str], None]) -> None:
     """Real data through the data through-train (shipped mappings), or generated readings."""
     if shared_data is not None and (Path(shared_data) / "beijing-air-quality").is_dir() \
@@ -245,5 +244,3 @@ def run_demo(
     store.close()
     return report
 
-
-_ = np

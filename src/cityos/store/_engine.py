@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from cityos.errors import QueryError
 from cityos.geo.crs import crs_from_user, transform_xy
-from cityos.model import ID_COL, TIME_COL, TRAJ_COL, DatasetSchema, ModelKind, table_to_geopandas
+from cityos.model import ID_COL, TIME_COL, TRAJ_COL, DatasetSchema, table_to_geopandas
 from cityos.store._catalog import StatsArrays
 from cityos.store._layout import decode
 from cityos.store._plan import (
@@ -41,9 +41,6 @@ if TYPE_CHECKING:
     from cityos.store._store import Store
 
 __all__ = ["DatasetContext", "QueryEngine", "QueryResult", "read_plan"]
-
-DIST_COL = "distance_m"
-
 
 @dataclass
 class QueryResult:
@@ -278,5 +275,3 @@ class QueryEngine(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""
 
-
-_ = ModelKind

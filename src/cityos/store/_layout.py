@@ -29,12 +29,10 @@ import pyarrow.compute as pc
 from cityos.geo.crs import _crs
 from cityos.geo.sfc import xz2_key, z2_key
 from cityos.model import (
-    EDGES_COL,
     GEOM_COL,
     ID_COL,
     TIME_COL,
     TIME_END_COL,
-    TIMES_COL,
     X_COL,
     Y_COL,
     DatasetSchema,
@@ -485,5 +483,3 @@ def decode(schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
     """Stored rows back to the canonical form of :func:`cityos.model.conform`."""
     return layout_for(schema).decode(tbl)
 
-
-_ = (EDGES_COL, TIMES_COL)  # stored as they are

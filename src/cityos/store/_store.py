@@ -545,5 +545,3 @@ def open_city(home: str | Path = "city", **kw: Any) -> Store:
     """Open (or create) the city in ``home``: a :class:`Store` with its catalog migrated."""
     return Store(home, **kw)
 
-
-_ = read_plan

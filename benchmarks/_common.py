@@ -18,7 +18,9 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def median_ms(fn: Callable[[Any], Any], args: list[Any], warmup: int = 1) -> tuple[float, list[Any]]:
+def median_ms(
+    fn: Callable[[Any], Any], args: list[Any], warmup: int = 1
+) -> tuple[float, list[Any]]:
     """Median latency in ms of ``fn`` over ``args`` (after ``warmup`` untimed calls), and the answers."""
     for a in args[:warmup]:
         fn(a)
@@ -34,7 +36,12 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for j, r in enumerate(cells):
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
         if j == 0:
             print("  ".join("-" * w for w in widths))
 

@@ -39,7 +39,10 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def load(n: int) -> tuple[Any, pd.DataFrame]:
     city = make_city(0)
-    parts = [c[["id", "t", "x", "y", "true_edge"]] for c in iter_vehicle_points(city, n, 1_000_000, seed=0)]
+    parts = [
+        c[["id", "t", "x", "y", "true_edge"]]
+        for c in iter_vehicle_points(city, n, 1_000_000, seed=0)
+    ]
     return city, pd.concat(parts, ignore_index=True)
 
 
@@ -57,8 +60,11 @@ def mp_collection(df: pd.DataFrame) -> Any:
         warnings.simplefilter("ignore")
         import movingpandas as mpd
 
-        gdf = gpd.GeoDataFrame(df[["id", "t"]].assign(t=df["t"].dt.tz_localize(None)),
-                               geometry=gpd.points_from_xy(df.x, df.y), crs="EPSG:4326")
+        gdf = gpd.GeoDataFrame(
+            df[["id", "t"]].assign(t=df["t"].dt.tz_localize(None)),
+            geometry=gpd.points_from_xy(df.x, df.y),
+            crs="EPSG:4326",
+        )
         return mpd, mpd.TrajectoryCollection(gdf, traj_id_col="id", t="t")
 
 
@@ -84,8 +90,10 @@ def main() -> None:
     rows.append(("stay points", "CityOS", len(df), t))
     seg, t = timed(lambda: split_by_gap(df, GAP, min_points=2))
     rows.append(("segmentation (gap)", "CityOS", len(df), t))
-    grid = CellGrid.from_metres((float(df.x.min()), float(df.y.min()), float(df.x.max()) + 1e-9,
-                                 float(df.y.max()) + 1e-9), CELL_M)
+    grid = CellGrid.from_metres(
+        (float(df.x.min()), float(df.y.min()), float(df.x.max()) + 1e-9, float(df.y.max()) + 1e-9),
+        CELL_M,
+    )
     g, t = timed(lambda: grid_flows(df, grid, "1h"))
     rows.append(("grid aggregation", "CityOS", len(df), t))
     mm_df = df if not a.match_points else subset(df, a.match_points)
@@ -100,8 +108,11 @@ def main() -> None:
     mpd, tc = mp_collection(sub)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ranges, t = timed(lambda: mpd.TrajectoryStopDetector(tc).get_stop_time_ranges(
-            max_diameter=2 * STAY_M, min_duration=timedelta(minutes=STAY_MIN)))
+        ranges, t = timed(
+            lambda: mpd.TrajectoryStopDetector(tc).get_stop_time_ranges(
+                max_diameter=2 * STAY_M, min_duration=timedelta(minutes=STAY_MIN)
+            )
+        )
         rows.append(("stay points", "MovingPandas", len(sub), t))
         split, t = timed(lambda: mpd.ObservationGapSplitter(tc).split(gap=pd.Timedelta(GAP)))
         rows.append(("segmentation (gap)", "MovingPandas", len(sub), t))
@@ -117,22 +128,35 @@ def main() -> None:
         tput[(op, impl)] = n / sec
         print(f"{op:<22}{impl:<18}{n:>12,}{sec:>10.2f}{n / sec:>14,.0f}")
     print()
-    for op, base in (("stay points", "MovingPandas"), ("segmentation (gap)", "MovingPandas"),
-                     ("grid aggregation", "pandas groupby")):
-        print(f"ratio {op} CityOS/{base}: {tput[(op, 'CityOS')] / tput[(op, base)]:.1f}x throughput")
+    for op, base in (
+        ("stay points", "MovingPandas"),
+        ("segmentation (gap)", "MovingPandas"),
+        ("grid aggregation", "pandas groupby"),
+    ):
+        print(
+            f"ratio {op} CityOS/{base}: {tput[(op, 'CityOS')] / tput[(op, base)]:.1f}x throughput"
+        )
     print("ratio map matching CityOS/MovingPandas: n/a (MovingPandas has no map matcher)")
     print()
-    print(f"answers on the baseline subset ({len(sub):,} points): stays CityOS {len(ours_sub_sp)} "
-          f"(anchor radius {STAY_M:.0f} m) vs MovingPandas {len(ranges)} (diameter {2 * STAY_M:.0f} m); "
-          f"segments CityOS {ours_sub_seg['traj_id'].nunique()} vs MovingPandas {len(split.trajectories)}")
+    print(
+        f"answers on the baseline subset ({len(sub):,} points): stays CityOS {len(ours_sub_sp)} "
+        f"(anchor radius {STAY_M:.0f} m) vs MovingPandas {len(ranges)} (diameter {2 * STAY_M:.0f} m); "
+        f"segments CityOS {ours_sub_seg['traj_id'].nunique()} vs MovingPandas {len(split.trajectories)}"
+    )
     gdf = g.to_pandas()
-    same = len(gdf) == len(pg) and bool((np.sort(gdf["n"].to_numpy()) == np.sort(pg.to_numpy())).all())
-    print(f"grid cells x hours: CityOS {len(g)} non-empty, pandas {len(pg)}, same counts: {same}; "
-          f"points counted {int(gdf['n'].sum()):,} of {len(df):,} (CityOS also computes inflow, "
-          "outflow and distinct objects, and validates the PointSeries)")
+    same = len(gdf) == len(pg) and bool(
+        (np.sort(gdf["n"].to_numpy()) == np.sort(pg.to_numpy())).all()
+    )
+    print(
+        f"grid cells x hours: CityOS {len(g)} non-empty, pandas {len(pg)}, same counts: {same}; "
+        f"points counted {int(gdf['n'].sum()):,} of {len(df):,} (CityOS also computes inflow, "
+        "outflow and distinct objects, and validates the PointSeries)"
+    )
     print(f"stay points found: {len(sp):,}; segments: {seg['traj_id'].nunique():,}")
-    print(f"map-matching accuracy: {accuracy:.2%} of {len(got):,} points on the true road segment "
-          f"(unmatched {(got.edge_id < 0).mean():.2%})")
+    print(
+        f"map-matching accuracy: {accuracy:.2%} of {len(got):,} points on the true road segment "
+        f"(unmatched {(got.edge_id < 0).mean():.2%})"
+    )
 
 
 if __name__ == "__main__":

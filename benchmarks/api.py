@@ -39,20 +39,28 @@ BBOX = (116.20, 39.80, 116.60, 40.05)
 
 def build(store: Store, rows: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    store.create_dataset("taxis", DatasetSchema(ModelKind.POINT_ST, fields=(
-        Field("speed", "float64"), Field("phone", personal="phone"))))
+    store.create_dataset(
+        "taxis",
+        DatasetSchema(
+            ModelKind.POINT_ST, fields=(Field("speed", "float64"), Field("phone", personal="phone"))
+        ),
+    )
     import pyarrow as pa
 
     n_obj = max(rows // 200, 1)
-    tbl = pa.table({
-        "id": pa.array([f"v{i}" for i in rng.integers(0, n_obj, rows)]),
-        "t": pa.array(T0 + rng.integers(0, 86_400_000, rows).astype("timedelta64[ms]"),
-                      pa.timestamp("ms", tz="UTC")),
-        "x": rng.uniform(BBOX[0], BBOX[2], rows),
-        "y": rng.uniform(BBOX[1], BBOX[3], rows),
-        "speed": rng.uniform(0, 80, rows),
-        "phone": pa.array([f"138{v:08d}" for v in rng.integers(0, 10**8, rows)]),
-    })
+    tbl = pa.table(
+        {
+            "id": pa.array([f"v{i}" for i in rng.integers(0, n_obj, rows)]),
+            "t": pa.array(
+                T0 + rng.integers(0, 86_400_000, rows).astype("timedelta64[ms]"),
+                pa.timestamp("ms", tz="UTC"),
+            ),
+            "x": rng.uniform(BBOX[0], BBOX[2], rows),
+            "y": rng.uniform(BBOX[1], BBOX[3], rows),
+            "speed": rng.uniform(0, 80, rows),
+            "phone": pa.array([f"138{v:08d}" for v in rng.integers(0, 10**8, rows)]),
+        }
+    )
     store.append("taxis", tbl)
 
 
@@ -69,8 +77,9 @@ def queries(n: int, seed: int) -> list[tuple[tuple[float, float, float, float], 
     return out
 
 
-def timed(fns: dict[str, Callable[[int], int]], n: int,
-          budget_s: float) -> dict[str, tuple[np.ndarray, list[int]]]:
+def timed(
+    fns: dict[str, Callable[[int], int]], n: int, budget_s: float
+) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Run query ``i`` on every path in turn (rotating which goes first), so a change of
     machine load during the run hits all paths alike instead of whichever ran then."""
     lat: dict[str, list[float]] = {k: [] for k in fns}
@@ -103,8 +112,10 @@ def run(url: str, args: argparse.Namespace) -> None:
     store = Store(settings=settings)
     t = time.perf_counter()
     build(store, args.rows, args.seed)
-    print(f"built {args.rows} rows in {time.perf_counter() - t:.1f} s "
-          f"(catalog: PostgreSQL, {store.describe('taxis').files} files)")
+    print(
+        f"built {args.rows} rows in {time.perf_counter() - t:.1f} s "
+        f"(catalog: PostgreSQL, {store.describe('taxis').files} files)"
+    )
     db = store.db
     access.create_role(db, "analyst")
     access.grant(db, "analyst", "taxis", "read")
@@ -113,12 +124,32 @@ def run(url: str, args: argparse.Namespace) -> None:
     secure = access.SecureStore(store, principal, mask_key=secret.encode())
 
     port = free_port()
-    env = {**os.environ, "CITYOS_SECRET_KEY": secret, "CITYOS_DATABASE_URL": url,
-           "CITYOS_HOME": str(home)}
+    env = {
+        **os.environ,
+        "CITYOS_SECRET_KEY": secret,
+        "CITYOS_DATABASE_URL": url,
+        "CITYOS_HOME": str(home),
+    }
     server = subprocess.Popen(
-        [sys.executable, "-m", "cityos.cli", "serve", "--home", str(home), "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "cityos.cli",
+            "serve",
+            "--home",
+            str(home),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=30.0) as client:
@@ -130,20 +161,24 @@ def run(url: str, args: argparse.Namespace) -> None:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("server did not start: " + (server.stderr.read().decode()
-                                                                   if server.stderr else ""))
+                    raise SystemExit(
+                        "server did not start: "
+                        + (server.stderr.read().decode() if server.stderr else "")
+                    )
                 time.sleep(0.2)
-            token = client.post("/auth/token", data={"username": "bench",
-                                                     "password": "bench-password"}
-                                ).json()["access_token"]
+            token = client.post(
+                "/auth/token", data={"username": "bench", "password": "bench-password"}
+            ).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             qs = queries(args.queries, args.seed + 1)
 
             def http(i: int) -> int:
                 box, start, end = qs[i]
-                r = client.post("/datasets/taxis/query/st_range", headers=headers,
-                                json={"region": {"bbox": list(box)}, "start": start,
-                                      "end": end})
+                r = client.post(
+                    "/datasets/taxis/query/st_range",
+                    headers=headers,
+                    json={"region": {"bbox": list(box)}, "start": start, "end": end},
+                )
                 r.raise_for_status()
                 return int(r.json()["total"])
 
@@ -158,8 +193,15 @@ def run(url: str, args: argparse.Namespace) -> None:
             for fn in (http, python_secure, python_bare):  # warm caches and connections
                 for i in range(min(10, len(qs))):
                     fn(i)
-            results = timed({"HTTP (cityos serve)": http, "Python SecureStore": python_secure,
-                             "Python Store": python_bare}, len(qs), args.seconds)
+            results = timed(
+                {
+                    "HTTP (cityos serve)": http,
+                    "Python SecureStore": python_secure,
+                    "Python Store": python_bare,
+                },
+                len(qs),
+                args.seconds,
+            )
     finally:
         server.terminate()
         try:
@@ -173,16 +215,19 @@ def run(url: str, args: argparse.Namespace) -> None:
     for name, (_, counts) in results.items():
         assert counts[:n] == ref, f"{name} returned different answers"
     load = os.getloadavg()[0]
-    print(f"\n{n} authorised st_range queries (~1 km x 1 h, mean "
-          f"{np.mean(ref):.1f} rows per answer), one at a time, paths interleaved, "
-          f"loopback; load average {load:.1f}\n")
+    print(
+        f"\n{n} authorised st_range queries (~1 km x 1 h, mean "
+        f"{np.mean(ref):.1f} rows per answer), one at a time, paths interleaved, "
+        f"loopback; load average {load:.1f}\n"
+    )
     print(f"{'path':<22}{'queries/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     p50 = {}
     for name, (lat, _) in results.items():
         lat = lat[:n]
         p50[name] = float(np.percentile(lat, 50))
-        print(f"{name:<22}{1000 / lat.mean():>10.1f}{p50[name]:>9.2f}"
-              f"{np.percentile(lat, 99):>9.2f}")
+        print(
+            f"{name:<22}{1000 / lat.mean():>10.1f}{p50[name]:>9.2f}{np.percentile(lat, 99):>9.2f}"
+        )
     print()
     for base_name in ("Python SecureStore", "Python Store"):
         ratio = p50["HTTP (cityos serve)"] / p50[base_name]
@@ -193,11 +238,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--queries", type=int, default=400, help="per path (bounded)")
-    ap.add_argument("--seconds", type=float, default=60.0,
-                    help="time budget per path (the interleaved run gets the sum)")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="time budget per path (the interleaved run gets the sum)",
+    )
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--database-url", default=None,
-                    help="PostgreSQL URL (default: a throwaway local cluster)")
+    ap.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL (default: a throwaway local cluster)"
+    )
     args = ap.parse_args()
     access.configure_password_hashing()
     if args.database_url:

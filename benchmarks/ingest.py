@@ -42,7 +42,9 @@ def bench_files(work: Path, copies: int, batch_rows: int | None) -> dict[str, An
     data.mkdir()
     shutil.copy(src / "stations.csv", data / "stations.csv")
     st = pd.read_csv(src / "stations.csv")
-    stations = pd.concat([st.assign(station=st["station"] + (f"-{k}" if k else "")) for k in range(copies)])
+    stations = pd.concat(
+        [st.assign(station=st["station"] + (f"-{k}" if k else "")) for k in range(copies)]
+    )
     stations.to_csv(data / "stations.csv", index=False)
     for k in range(copies):
         for f in sorted(src.glob("PRSA_Data_*.csv")):
@@ -71,15 +73,23 @@ def bench_files(work: Path, copies: int, batch_rows: int | None) -> dict[str, An
     assert stored == len(base) == rep.accepted, (stored, len(base), rep.accepted)
 
     # the store's share: the same rows, already mapped, in one append to a fresh dataset
-    mapped = pa.concat_tables([m.apply(t).table for f in files for t, _, _ in read_file(f, null_values=["NA", ""])],
-                              promote_options="permissive")
+    mapped = pa.concat_tables(
+        [m.apply(t).table for f in files for t, _, _ in read_file(f, null_values=["NA", ""])],
+        promote_options="permissive",
+    )
     city.create_dataset("aq_append_only", m.schema())
     t0 = time.perf_counter()
     city.append("aq_append_only", mapped)
     t_append = time.perf_counter() - t0
     city.close()
-    return {"rows": len(base), "mb": size / 1e6, "t_city": t_city, "t_base": t_base, "t_append": t_append,
-            "batches": rep.batches}
+    return {
+        "rows": len(base),
+        "mb": size / 1e6,
+        "t_city": t_city,
+        "t_base": t_base,
+        "t_append": t_append,
+        "batches": rep.batches,
+    }
 
 
 def _varlen(n: int) -> bytes:
@@ -91,7 +101,9 @@ def _varlen(n: int) -> bytes:
             return bytes(out)
 
 
-def _publisher(host: str, port: int, k: int, lo: int, hi: int, rate: float, seconds: float, out: Any) -> None:
+def _publisher(
+    host: str, port: int, k: int, lo: int, hi: int, rate: float, seconds: float, out: Any
+) -> None:
     """Publish messages ``lo..hi`` with QoS 1 at ``rate`` msg/s over a bare MQTT 3.1.1 socket.
 
     A minimal client (CONNECT, PUBLISH QoS 1 written in bursts of 100, PUBACKs counted on a
@@ -103,7 +115,9 @@ def _publisher(host: str, port: int, k: int, lo: int, hi: int, rate: float, seco
     s = socket.create_connection((host, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     cid = f"bench-pub-{k}".encode()
-    body = b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid  # clean session, no keepalive
+    body = (
+        b"\x00\x04MQTT\x04\x02\x00\x00" + len(cid).to_bytes(2, "big") + cid
+    )  # clean session, no keepalive
     s.sendall(b"\x10" + _varlen(len(body)) + body)
     ack = b""
     while len(ack) < 4:
@@ -141,9 +155,13 @@ def _publisher(host: str, port: int, k: int, lo: int, hi: int, rate: float, seco
         now = time.time()
         pkts = []
         for i in range(start, min(start + burst, hi)):
-            o = {"datastream": f"aq-{i % 1000:03d}", "phenomenonTime": 1_772_409_600 + (i // 1000) * 60,
-                 "result": float(i % 500),
-                 "location": {"type": "Point", "coordinates": [116.3 + (i % 1000) * 1e-4, 39.9]}, "sent": now}
+            o = {
+                "datastream": f"aq-{i % 1000:03d}",
+                "phenomenonTime": 1_772_409_600 + (i // 1000) * 60,
+                "result": float(i % 500),
+                "location": {"type": "Point", "coordinates": [116.3 + (i % 1000) * 1e-4, 39.9]},
+                "sent": now,
+            }
             pid = i % 65535 + 1
             var = head + pid.to_bytes(2, "big") + json.dumps(o).encode()
             pkts.append(b"\x32" + _varlen(len(var)) + var)  # PUBLISH, QoS 1
@@ -158,15 +176,27 @@ def _publisher(host: str, port: int, k: int, lo: int, hi: int, rate: float, seco
 
 
 def _mqtt_mapping() -> Any:
-    doc = json.loads(json.dumps(load_mapping(EXAMPLES_DIR / "sensorthings_observations.yaml").doc.model_dump(
-        mode="json", by_alias=True, exclude_defaults=True)))
+    doc = json.loads(
+        json.dumps(
+            load_mapping(EXAMPLES_DIR / "sensorthings_observations.yaml").doc.model_dump(
+                mode="json", by_alias=True, exclude_defaults=True
+            )
+        )
+    )
     doc["time"] = {"from": "phenomenonTime", "format": "epoch_s"}
     doc["dataset"]["time_partition"] = "30D"
     return load_mapping(doc)
 
 
-def bench_mqtt(work: Path, n: int, seconds: float, rate: float, publishers: int,
-               batch_rows: int, linger_s: float) -> dict[str, Any]:
+def bench_mqtt(
+    work: Path,
+    n: int,
+    seconds: float,
+    rate: float,
+    publishers: int,
+    batch_rows: int,
+    linger_s: float,
+) -> dict[str, Any]:
     """Sustained: ``publishers`` processes publish ``n`` messages at ``rate`` msg/s in total
     while ``MqttSource`` ingests them; delay = time the batch was committed − publish time."""
     from cityos.testing.mosquitto import mosquitto_broker
@@ -187,17 +217,41 @@ def bench_mqtt(work: Path, n: int, seconds: float, rate: float, publishers: int,
             batches[0] += 1
             last_done[0] = now
 
-        src = MqttSource({"bench/obs": m}, host=b.host, port=b.port, client_id="bench-ingest",
-                         batch_rows=batch_rows, linger_s=linger_s, idle_timeout_s=10.0, max_records=n)
+        src = MqttSource(
+            {"bench/obs": m},
+            host=b.host,
+            port=b.port,
+            client_id="bench-ingest",
+            batch_rows=batch_rows,
+            linger_s=linger_s,
+            idle_timeout_s=10.0,
+            max_records=n,
+        )
         stop = threading.Event()
-        th = threading.Thread(target=lambda: src.run(city, stop=stop, on_batch=on_batch), daemon=True)
+        th = threading.Thread(
+            target=lambda: src.run(city, stop=stop, on_batch=on_batch), daemon=True
+        )
         th.start()
         src.connected.wait(15)
         ctx = mp.get_context("spawn")
         q: Any = ctx.Queue()
         cuts = np.linspace(0, n, publishers + 1).astype(int)
-        procs = [ctx.Process(target=_publisher, args=(b.host, b.port, k, int(cuts[k]), int(cuts[k + 1]),
-                                                      rate / publishers, seconds, q)) for k in range(publishers)]
+        procs = [
+            ctx.Process(
+                target=_publisher,
+                args=(
+                    b.host,
+                    b.port,
+                    k,
+                    int(cuts[k]),
+                    int(cuts[k + 1]),
+                    rate / publishers,
+                    seconds,
+                    q,
+                ),
+            )
+            for k in range(publishers)
+        ]
         for pr in procs:
             pr.start()
         res = [q.get(timeout=seconds + 120) for _ in procs]
@@ -214,9 +268,18 @@ def bench_mqtt(work: Path, n: int, seconds: float, rate: float, publishers: int,
     files = len(city.catalog.files("observations")) if hasattr(city.catalog, "files") else None
     city.close()
     d = np.concatenate(delays) if delays else np.array([np.nan])
-    return {"sent": sent, "acked": acked, "stored": rows, "t_pub": t_pub_end - t0, "batches": batches[0],
-            "files": files, "t_total": last_done[0] - t0, "p50": float(np.percentile(d, 50)),
-            "p99": float(np.percentile(d, 99)), "max": float(d.max())}
+    return {
+        "sent": sent,
+        "acked": acked,
+        "stored": rows,
+        "t_pub": t_pub_end - t0,
+        "batches": batches[0],
+        "files": files,
+        "t_total": last_done[0] - t0,
+        "p50": float(np.percentile(d, 50)),
+        "p99": float(np.percentile(d, 99)),
+        "max": float(d.max()),
+    }
 
 
 def bench_mqtt_drain(work: Path, n: int, batch_rows: int, linger_s: float) -> dict[str, Any]:
@@ -227,13 +290,23 @@ def bench_mqtt_drain(work: Path, n: int, batch_rows: int, linger_s: float) -> di
     m = _mqtt_mapping()
     city = open_city(work / "mqtt-drain-city")
     with mosquitto_broker() as b:
-        kw: dict[str, Any] = {"host": b.host, "port": b.port, "client_id": "bench-drain",
-                              "batch_rows": batch_rows, "linger_s": linger_s}
+        kw: dict[str, Any] = {
+            "host": b.host,
+            "port": b.port,
+            "client_id": "bench-drain",
+            "batch_rows": batch_rows,
+            "linger_s": linger_s,
+        }
         MqttSource({"bench/obs": m}, max_records=0, **kw).run(city)  # subscribe, then go offline
         ctx = mp.get_context("spawn")
         q: Any = ctx.Queue()
-        procs = [ctx.Process(target=_publisher, args=(b.host, b.port, k, k * n // 2, (k + 1) * n // 2,
-                                                      1e9, 600.0, q)) for k in range(2)]
+        procs = [
+            ctx.Process(
+                target=_publisher,
+                args=(b.host, b.port, k, k * n // 2, (k + 1) * n // 2, 1e9, 600.0, q),
+            )
+            for k in range(2)
+        ]
         for pr in procs:
             pr.start()
         sent = sum(q.get(timeout=300)[0] for _ in procs)
@@ -242,7 +315,8 @@ def bench_mqtt_drain(work: Path, n: int, batch_rows: int, linger_s: float) -> di
         done = [0.0]
         t0 = time.time()
         rep = MqttSource({"bench/obs": m}, max_records=n, idle_timeout_s=5.0, **kw).run(
-            city, on_batch=lambda *_a: done.__setitem__(0, time.time()))
+            city, on_batch=lambda *_a: done.__setitem__(0, time.time())
+        )
     rows = city.describe("observations").rows
     city.close()
     return {"sent": sent, "stored": rows, "accepted": rep.accepted, "t": done[0] - t0}
@@ -250,15 +324,24 @@ def bench_mqtt_drain(work: Path, n: int, batch_rows: int, linger_s: float) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--copies", type=int, default=3, help="copies of the Beijing data (420,768 rows each)")
-    ap.add_argument("--file-batch-rows", type=int, default=None, help="FileSource batch_rows (default: its own)")
+    ap.add_argument(
+        "--copies", type=int, default=3, help="copies of the Beijing data (420,768 rows each)"
+    )
+    ap.add_argument(
+        "--file-batch-rows", type=int, default=None, help="FileSource batch_rows (default: its own)"
+    )
     ap.add_argument("--messages", type=int, default=200_000)
     ap.add_argument("--rate", type=float, default=12_000, help="total publish rate, msg/s")
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
     ap.add_argument("--seconds", type=float, default=60.0, help="bound on publishing time")
     ap.add_argument("--batch-rows", type=int, default=50_000, help="MqttSource batch_rows")
     ap.add_argument("--linger", type=float, default=0.5, help="MqttSource linger_s")
-    ap.add_argument("--drain", type=int, default=100_000, help="messages for the drain (capacity) run; 0 skips it")
+    ap.add_argument(
+        "--drain",
+        type=int,
+        default=100_000,
+        help="messages for the drain (capacity) run; 0 skips it",
+    )
     ap.add_argument("--skip-files", action="store_true")
     ap.add_argument("--skip-mqtt", action="store_true")
     a = ap.parse_args()
@@ -267,28 +350,46 @@ def main() -> None:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         if not a.skip_files:
             f = bench_files(work, a.copies, a.file_batch_rows)
-            print(f"\nCSV -> store: {f['rows']:,} rows, {f['mb']:.0f} MB of CSV, {f['batches']} appends")
+            print(
+                f"\nCSV -> store: {f['rows']:,} rows, {f['mb']:.0f} MB of CSV, {f['batches']} appends"
+            )
             print("| path | seconds | rows/s |\n|---|---|---|")
-            print(f"| CityOS FileSource (read, map, validate, Z2T layout, catalog) | {f['t_city']:.2f} | "
-                  f"{f['rows'] / f['t_city']:,.0f} |")
-            print(f"| CityOS Store.append alone (the mapped table, one append) | {f['t_append']:.2f} | "
-                  f"{f['rows'] / f['t_append']:,.0f} |")
-            print(f"| pandas read_csv + to_parquet | {f['t_base']:.2f} | {f['rows'] / f['t_base']:,.0f} |")
+            print(
+                f"| CityOS FileSource (read, map, validate, Z2T layout, catalog) | {f['t_city']:.2f} | "
+                f"{f['rows'] / f['t_city']:,.0f} |"
+            )
+            print(
+                f"| CityOS Store.append alone (the mapped table, one append) | {f['t_append']:.2f} | "
+                f"{f['rows'] / f['t_append']:,.0f} |"
+            )
+            print(
+                f"| pandas read_csv + to_parquet | {f['t_base']:.2f} | {f['rows'] / f['t_base']:,.0f} |"
+            )
             print(f"ratio CityOS / pandas-to-Parquet time: {f['t_city'] / f['t_base']:.2f}x")
         if not a.skip_mqtt:
-            r = bench_mqtt(work, a.messages, a.seconds, a.rate, a.publishers, a.batch_rows, a.linger)
-            print(f"\nMQTT sustained (loopback Mosquitto, QoS 1, {a.publishers} publishers at {a.rate:,.0f} msg/s, "
-                  f"batch_rows={a.batch_rows:,}, linger={a.linger}s): {r['sent']:,} published, {r['acked']:,} "
-                  f"acknowledged by the broker, {r['stored']:,} stored (loss {r['sent'] - r['stored']:,}) "
-                  f"in {r['batches']:,} batches, {r['files']} files")
-            print(f"publish rate {r['sent'] / r['t_pub']:,.0f} msg/s; sustained ingest "
-                  f"{r['stored'] / r['t_total']:,.0f} msg/s (first publish to last stored)")
-            print(f"delay publish -> queryable: p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms, "
-                  f"max {r['max'] * 1000:.0f} ms")
+            r = bench_mqtt(
+                work, a.messages, a.seconds, a.rate, a.publishers, a.batch_rows, a.linger
+            )
+            print(
+                f"\nMQTT sustained (loopback Mosquitto, QoS 1, {a.publishers} publishers at {a.rate:,.0f} msg/s, "
+                f"batch_rows={a.batch_rows:,}, linger={a.linger}s): {r['sent']:,} published, {r['acked']:,} "
+                f"acknowledged by the broker, {r['stored']:,} stored (loss {r['sent'] - r['stored']:,}) "
+                f"in {r['batches']:,} batches, {r['files']} files"
+            )
+            print(
+                f"publish rate {r['sent'] / r['t_pub']:,.0f} msg/s; sustained ingest "
+                f"{r['stored'] / r['t_total']:,.0f} msg/s (first publish to last stored)"
+            )
+            print(
+                f"delay publish -> queryable: p50 {r['p50'] * 1000:.0f} ms, p99 {r['p99'] * 1000:.0f} ms, "
+                f"max {r['max'] * 1000:.0f} ms"
+            )
             if a.drain:
                 d = bench_mqtt_drain(work, a.drain, a.batch_rows, a.linger)
-                print(f"\nMQTT drain (backlog of {d['sent']:,} queued messages, no publisher running): "
-                      f"{d['stored']:,} stored in {d['t']:.2f} s = {d['stored'] / d['t']:,.0f} msg/s")
+                print(
+                    f"\nMQTT drain (backlog of {d['sent']:,} queued messages, no publisher running): "
+                    f"{d['stored']:,} stored in {d['t']:.2f} s = {d['stored'] / d['t']:,.0f} msg/s"
+                )
         print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,7 @@ def generate(n: int, seed: int) -> pd.DataFrame:
 
 # -- query sets ----------------------------------------------------------------------------
 
+
 def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[str, Any]]]:
     """Query sets sized for target selectivities; ``df`` may be a uniform sample of the data."""
     rng = np.random.default_rng(seed)
@@ -73,22 +74,42 @@ def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[st
     # spatial range over all time selecting ~0.1% of points
     side = np.sqrt(area * 0.001)
     out["spatial range ~0.1%"] = [
-        {"box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2), "start": None, "end": None}
-        for i in centres(nq)]
+        {
+            "box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2),
+            "start": None,
+            "end": None,
+        }
+        for i in centres(nq)
+    ]
     for sel in (0.00001, 0.0001, 0.001):
         frac_t = min(1.0, 1.0 / span_h)
         side = np.sqrt(area * min(1.0, sel / frac_t))
         qs = []
         for i in centres(nq):
             s = int(t[i] - HOUR // 2)
-            qs.append({"box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2),
-                       "start": s, "end": s + HOUR})
+            qs.append(
+                {
+                    "box": (x[i] - side / 2, y[i] - side / 2, x[i] + side / 2, y[i] + side / 2),
+                    "start": s,
+                    "end": s + HOUR,
+                }
+            )
         out[f"ST range ~{sel * 100:g}%"] = qs
     # an object that is moving at that time, over the hour around it
-    out["ID-temporal 1 h"] = [{"id": str(ids[i]), "start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
-                              for i in centres(nq)]
-    out["kNN k=10, 1 h"] = [{"x": float(x[i]) + 0.001, "y": float(y[i]), "k": 10, "start": int(t[i] - HOUR // 2),
-                             "end": int(t[i] + HOUR // 2)} for i in centres(nq)]
+    out["ID-temporal 1 h"] = [
+        {"id": str(ids[i]), "start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
+        for i in centres(nq)
+    ]
+    out["kNN k=10, 1 h"] = [
+        {
+            "x": float(x[i]) + 0.001,
+            "y": float(y[i]),
+            "k": 10,
+            "start": int(t[i] - HOUR // 2),
+            "end": int(t[i] + HOUR // 2),
+        }
+        for i in centres(nq)
+    ]
     return out
 
 
@@ -98,6 +119,7 @@ def key_set(tbl: pd.DataFrame) -> set[tuple[str, int]]:
 
 
 # -- systems --------------------------------------------------------------------------------
+
 
 class CityOS:
     name = "CityOS"
@@ -117,14 +139,17 @@ class CityOS:
         self.bytes = self.store.describe("v").bytes
 
     def range(self, q: dict[str, Any]) -> pd.DataFrame:
-        return self.store.scan("v", geometry=q["box"], start=q["start"], end=q["end"],
-                               columns=["id", "t"]).to_pandas()
+        return self.store.scan(
+            "v", geometry=q["box"], start=q["start"], end=q["end"], columns=["id", "t"]
+        ).to_pandas()
 
     def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
         return self.store.id_temporal("v", q["id"], q["start"], q["end"]).to_pandas()
 
     def knn(self, q: dict[str, Any]) -> pd.DataFrame:
-        return self.store.knn("v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"]).to_pandas()
+        return self.store.knn(
+            "v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"]
+        ).to_pandas()
 
 
 def _geoparquet_meta(covering: bool) -> bytes:
@@ -134,8 +159,11 @@ def _geoparquet_meta(covering: bool) -> bytes:
     col["crs"] = __import__("json").loads(CRS.from_epsg(4326).to_json())
     if covering:
         col["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
-    return __import__("json").dumps({"version": "1.1.0", "primary_column": "geometry",
-                                     "columns": {"geometry": col}}).encode()
+    return (
+        __import__("json")
+        .dumps({"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": col}})
+        .encode()
+    )
 
 
 class DuckDBGeoParquet:
@@ -156,10 +184,14 @@ class DuckDBGeoParquet:
         self.default_path = work / "default.parquet"
         ts = pa.timestamp("ms", tz="UTC")
         bbox = pa.struct([(k, pa.float64()) for k in ("xmin", "ymin", "xmax", "ymax")])
-        cov = pa.schema([("id", pa.string()), ("t", ts), ("geometry", pa.binary()), ("bbox", bbox)],
-                        metadata={b"geo": _geoparquet_meta(True)})
-        plain = pa.schema([("id", pa.string()), ("t", ts), ("geometry", pa.binary())],
-                          metadata={b"geo": _geoparquet_meta(False)})
+        cov = pa.schema(
+            [("id", pa.string()), ("t", ts), ("geometry", pa.binary()), ("bbox", bbox)],
+            metadata={b"geo": _geoparquet_meta(True)},
+        )
+        plain = pa.schema(
+            [("id", pa.string()), ("t", ts), ("geometry", pa.binary())],
+            metadata={b"geo": _geoparquet_meta(False)},
+        )
         self.w_cov = pq.ParquetWriter(self.path, cov)
         self.w_plain = pq.ParquetWriter(self.default_path, plain)
         self.load_s = 0.0
@@ -169,8 +201,10 @@ class DuckDBGeoParquet:
             x, y = df["x"].to_numpy(), df["y"].to_numpy()
             wkb = pa.array(self._shapely.to_wkb(self._shapely.points(x, y)), pa.binary())
             base = [pa.array(df["id"]), pa.array(df["t"]), wkb]
-            bb = pa.StructArray.from_arrays([pa.array(x), pa.array(y), pa.array(x), pa.array(y)],
-                                            names=["xmin", "ymin", "xmax", "ymax"])
+            bb = pa.StructArray.from_arrays(
+                [pa.array(x), pa.array(y), pa.array(x), pa.array(y)],
+                names=["xmin", "ymin", "xmax", "ymax"],
+            )
             self.w_cov.write_table(pa.Table.from_arrays([*base, bb], schema=self.w_cov.schema))
             return base
 
@@ -191,7 +225,7 @@ class DuckDBGeoParquet:
 
     def range(self, q: dict[str, Any]) -> pd.DataFrame:
         b = q["box"]
-        sql = ("SELECT id, t FROM v WHERE bbox.xmin >= ? AND bbox.xmax <= ? AND bbox.ymin >= ? AND bbox.ymax <= ?")
+        sql = "SELECT id, t FROM v WHERE bbox.xmin >= ? AND bbox.xmax <= ? AND bbox.ymin >= ? AND bbox.ymax <= ?"
         args: list[Any] = [b[0], b[2], b[1], b[3]]
         if q["start"] is not None:
             sql += " AND t >= make_timestamp(?::BIGINT * 1000) AND t < make_timestamp(?::BIGINT * 1000)"
@@ -201,7 +235,9 @@ class DuckDBGeoParquet:
     def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
         return self.con.execute(
             "SELECT id, t FROM v WHERE id = ? AND t >= make_timestamp(?::BIGINT * 1000) "
-            "AND t < make_timestamp(?::BIGINT * 1000)", [q["id"], q["start"], q["end"]]).df()
+            "AND t < make_timestamp(?::BIGINT * 1000)",
+            [q["id"], q["start"], q["end"]],
+        ).df()
 
     def knn(self, q: dict[str, Any]) -> pd.DataFrame:
         # haversine in SQL over the rows in the time window, as a DuckDB user would write it
@@ -211,7 +247,8 @@ class DuckDBGeoParquet:
                       AS distance_m
                FROM v WHERE t >= make_timestamp(?::BIGINT * 1000) AND t < make_timestamp(?::BIGINT * 1000)
                ORDER BY distance_m, id, t LIMIT ?""",
-            [q["y"], q["y"], q["x"], q["start"], q["end"], q["k"]]).df()
+            [q["y"], q["y"], q["x"], q["start"], q["end"], q["k"]],
+        ).df()
 
 
 class PostGIS:
@@ -225,7 +262,9 @@ class PostGIS:
 
         self.csv = work / "full_precision.csv"
         self.writer: pcsv.CSVWriter | None = None
-        self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+        self.conn = psycopg.connect(
+            url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
         self.load_s = 0.0
 
     def add(self, df: pd.DataFrame) -> None:
@@ -243,8 +282,11 @@ class PostGIS:
         c.execute("CREATE TABLE v (id text, t timestamptz, geom geometry(Point, 4326))")
 
         def load() -> None:
-            with c.cursor() as cur, cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER true)") as cp, \
-                    open(self.csv, "rb") as fh:
+            with (
+                c.cursor() as cur,
+                cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER true)") as cp,
+                open(self.csv, "rb") as fh,
+            ):
                 while data := fh.read(1 << 20):
                     cp.write(data)
             c.execute("INSERT INTO v SELECT id, t, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM stage")
@@ -275,8 +317,10 @@ class PostGIS:
         return pd.DataFrame(rows, columns=["id", "t"])
 
     def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
-        rows = self.conn.execute("SELECT id, t FROM v WHERE id = %s AND t >= %s AND t < %s",
-                                 [q["id"], self._ts(q["start"]), self._ts(q["end"])]).fetchall()
+        rows = self.conn.execute(
+            "SELECT id, t FROM v WHERE id = %s AND t >= %s AND t < %s",
+            [q["id"], self._ts(q["start"]), self._ts(q["end"])],
+        ).fetchall()
         return pd.DataFrame(rows, columns=["id", "t"])
 
     def knn(self, q: dict[str, Any]) -> pd.DataFrame:
@@ -288,7 +332,8 @@ class PostGIS:
                         (SELECT ST_SetSRID(ST_MakePoint(%s, %s), 4326) AS p) q
                  WHERE t >= %s AND t < %s ORDER BY geom <-> p LIMIT %s) c
                ORDER BY d, id, t LIMIT %s""",
-            [q["x"], q["y"], self._ts(q["start"]), self._ts(q["end"]), 40 * q["k"], q["k"]]).fetchall()
+            [q["x"], q["y"], self._ts(q["start"]), self._ts(q["end"]), 40 * q["k"], q["k"]],
+        ).fetchall()
         return pd.DataFrame(rows, columns=["id", "t", "distance_m"])
 
 
@@ -313,7 +358,9 @@ class GeoPandasSTR:
         self.parts = []
 
         def load() -> Any:
-            g = gpd.GeoDataFrame(df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326)
+            g = gpd.GeoDataFrame(
+                df[["id", "t"]], geometry=gpd.points_from_xy(df["x"], df["y"]), crs=4326
+            )
             return g, shapely.STRtree(g.geometry.values)
 
         (self.gdf, self.tree), self.load_s = timed(load)
@@ -346,14 +393,19 @@ class GeoPandasSTR:
 
 # -- the run ----------------------------------------------------------------------------------
 
+
 def main() -> None:
     # DuckDB's and pandas' conversion warnings (deprecations in their own code) are noise here
     warnings.simplefilter("ignore")
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=25)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--skip", nargs="*", default=[], help="systems to skip: duckdb postgis geopandas")
+    ap.add_argument(
+        "--skip", nargs="*", default=[], help="systems to skip: duckdb postgis geopandas"
+    )
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "_work")
     args = ap.parse_args()
     work = args.work / f"st_query_{args.points}"
@@ -375,7 +427,10 @@ def main() -> None:
     if "geopandas" not in args.skip:
         systems.append(GeoPandasSTR())
 
-    print(f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems ...", flush=True)
+    print(
+        f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems ...",
+        flush=True,
+    )
     rng = np.random.default_rng(args.seed)
     raw = work / "raw.csv"
     csv_writer: pcsv.CSVWriter | None = None
@@ -388,8 +443,14 @@ def main() -> None:
         gen_s += dt
         n += len(df)
         vehicles.update(df["id"].unique().tolist())
-        csv_tbl = pa.table({"id": df["id"], "t": pa.array(df["t"]),
-                            "x": np.round(df["x"].to_numpy(), 7), "y": np.round(df["y"].to_numpy(), 7)})
+        csv_tbl = pa.table(
+            {
+                "id": df["id"],
+                "t": pa.array(df["t"]),
+                "x": np.round(df["x"].to_numpy(), 7),
+                "y": np.round(df["y"].to_numpy(), 7),
+            }
+        )
         if csv_writer is None:
             csv_writer = pcsv.CSVWriter(raw, csv_tbl.schema)
         csv_writer.write_table(csv_tbl)
@@ -402,8 +463,10 @@ def main() -> None:
     csv_bytes = raw.stat().st_size
     raw.unlink()
     sample = pd.concat(samples, ignore_index=True)
-    print(f"  {n:,} points, {len(vehicles):,} vehicles, {sample.t.min()} .. {sample.t.max()} "
-          f"(generated in {gen_s:.0f} s)")
+    print(
+        f"  {n:,} points, {len(vehicles):,} vehicles, {sample.t.min()} .. {sample.t.max()} "
+        f"(generated in {gen_s:.0f} s)"
+    )
     for sys_ in systems:
         print(f"finishing {sys_.name} (indexes, compaction) ...", flush=True)
         sys_.finish()
@@ -416,7 +479,13 @@ def main() -> None:
         results[qname] = {}
         answers = {}
         for sys_ in systems:
-            fn = sys_.knn if qname.startswith("kNN") else sys_.id_temporal if qname.startswith("ID") else sys_.range
+            fn = (
+                sys_.knn
+                if qname.startswith("kNN")
+                else sys_.id_temporal
+                if qname.startswith("ID")
+                else sys_.range
+            )
             ms, ans = median_ms(fn, qs, warmup=2)
             results[qname][sys_.name] = ms
             answers[sys_.name] = ans
@@ -427,7 +496,10 @@ def main() -> None:
             for a, b in zip(ref, ans, strict=True):
                 if qname.startswith("kNN"):
                     # different earth models (haversine radii) may reorder exact ties at the k-th place
-                    da, db = np.sort(a["distance_m"].to_numpy()), np.sort(b["distance_m"].to_numpy())
+                    da, db = (
+                        np.sort(a["distance_m"].to_numpy()),
+                        np.sort(b["distance_m"].to_numpy()),
+                    )
                     ok &= len(da) == len(db) and bool(np.allclose(da, db, rtol=5e-3))
                 else:
                     ok &= key_set(a) == key_set(b)
@@ -437,8 +509,10 @@ def main() -> None:
 
     names = [s.name for s in systems]
     print(f"\nMedian latency (ms) over {args.queries} queries each, {n:,} points, 2 cores")
-    print_table(["query", "rows (mean)", *names],
-                [[q, selectivity[q] * n, *[results[q][s] for s in names]] for q in queries])
+    print_table(
+        ["query", "rows (mean)", *names],
+        [[q, selectivity[q] * n, *[results[q][s] for s in names]] for q in queries],
+    )
     print("\nStorage and load")
     size_rows = [["raw CSV (id,t,x,y)", csv_bytes / n, None]]
     if duck is not None:
@@ -446,21 +520,34 @@ def main() -> None:
     for s in systems:
         size_rows.append([s.name, None if s.bytes is None else s.bytes / n, n / s.load_s])
     print_table(["system", "bytes/point", "load points/s"], size_rows)
-    print(f"  CityOS load {cityos.load_s:.1f} s in 1M-point appends (+ {cityos.compact_s:.1f} s compaction, "
-          f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)")
+    print(
+        f"  CityOS load {cityos.load_s:.1f} s in 1M-point appends (+ {cityos.compact_s:.1f} s compaction, "
+        f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)"
+    )
 
     print("\nRatios (baseline time / CityOS time; >1 means CityOS is faster)")
     for s in names[1:]:
         parts = [f"{q}: {results[q][s] / results[q][cityos.name]:.1f}x" for q in queries]
         print(f"  vs {s}: " + "; ".join(parts))
-    print(f"  storage: CityOS is 1/{csv_bytes / cityos.bytes:.1f} of raw CSV"
-          + (f", 1/{duck.default_bytes / cityos.bytes:.1f} of default GeoParquet" if duck else ""))
+    print(
+        f"  storage: CityOS is 1/{csv_bytes / cityos.bytes:.1f} of raw CSV"
+        + (f", 1/{duck.default_bytes / cityos.bytes:.1f} of default GeoParquet" if duck else "")
+    )
     print("  answers agree: " + ", ".join(f"{q}: {'yes' if v else 'NO'}" for q, v in agree.items()))
-    save(f"st_query_{n}", {"points": n, "latency_ms": results, "selectivity": selectivity, "agree": agree,
-                           "bytes_per_point": {s.name: (None if s.bytes is None else s.bytes / n) for s in systems}
-                           | {"raw CSV": csv_bytes / n} | ({"GeoParquet default": duck.default_bytes / n} if duck else {}),
-                           "load_points_per_s": {s.name: n / s.load_s for s in systems},
-                           "cityos_compact_s": cityos.compact_s})
+    save(
+        f"st_query_{n}",
+        {
+            "points": n,
+            "latency_ms": results,
+            "selectivity": selectivity,
+            "agree": agree,
+            "bytes_per_point": {s.name: (None if s.bytes is None else s.bytes / n) for s in systems}
+            | {"raw CSV": csv_bytes / n}
+            | ({"GeoParquet default": duck.default_bytes / n} if duck else {}),
+            "load_points_per_s": {s.name: n / s.load_s for s in systems},
+            "cityos_compact_s": cityos.compact_s,
+        },
+    )
     if pg_ctx is not None:
         pg_ctx.__exit__(None, None, None)
     shutil.rmtree(work, ignore_errors=True)

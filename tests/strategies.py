@@ -11,7 +11,9 @@ LAT = (39.7, 40.1)
 
 
 @st.composite
-def boxes(draw: st.DrawFn, lon: tuple[float, float] = LON, lat: tuple[float, float] = LAT) -> tuple[float, float, float, float]:
+def boxes(
+    draw: st.DrawFn, lon: tuple[float, float] = LON, lat: tuple[float, float] = LAT
+) -> tuple[float, float, float, float]:
     """Query boxes from tiny to the whole extent."""
     x0 = draw(st.floats(lon[0] - 0.05, lon[1]))
     y0 = draw(st.floats(lat[0] - 0.05, lat[1]))
@@ -38,4 +40,6 @@ def point_records(draw: st.DrawFn, max_rows: int = 300) -> pd.DataFrame:
     secs = draw(st.lists(st.integers(0, 3 * 86400), min_size=n, max_size=n))
     xs = draw(st.lists(st.floats(*LON), min_size=n, max_size=n))
     ys = draw(st.lists(st.floats(*LAT), min_size=n, max_size=n))
-    return pd.DataFrame({"id": ids, "t": [T0 + pd.Timedelta(seconds=s) for s in secs], "x": xs, "y": ys})
+    return pd.DataFrame(
+        {"id": ids, "t": [T0 + pd.Timedelta(seconds=s) for s in secs], "x": xs, "y": ys}
+    )

@@ -19,8 +19,11 @@ from rich.table import Table
 
 from cityos.errors import CityOSError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="CityOS: an urban operating system (data engine, AI, governance).")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="CityOS: an urban operating system (data engine, AI, governance).",
+)
 dataset_app = typer.Typer(no_args_is_help=True, help="Create, list, describe and drop datasets.")
 app.add_typer(dataset_app, name="dataset")
 console = Console()
@@ -51,10 +54,19 @@ def init(home: HomeOpt = _DEFAULT_HOME) -> None:
 @dataset_app.command("create")
 def dataset_create(
     name: str,
-    model: Annotated[str, typer.Option(help="point_static | point_series | point_st | network_static | "
-                                            "network_series | network_st | table")] = "point_st",
-    field: Annotated[list[str] | None, typer.Option(help="NAME:TYPE, repeatable (types: string, int64, "
-                                                         "float64, bool, timestamp, ...)")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="point_static | point_series | point_st | network_static | "
+            "network_series | network_st | table"
+        ),
+    ] = "point_st",
+    field: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME:TYPE, repeatable (types: string, int64, float64, bool, timestamp, ...)"
+        ),
+    ] = None,
     crs: str = "EPSG:4326",
     geometry: Annotated[str, typer.Option(help="point | line | region | any")] = "point",
     id_type: Annotated[str, typer.Option(help="string | int64")] = "string",
@@ -70,8 +82,14 @@ def dataset_create(
         for f in field or []:
             n, _, t = f.partition(":")
             fields.append(Field(n, t or "string"))
-        schema = DatasetSchema(ModelKind(model), fields=tuple(fields), crs=crs, geometry_type=GeometryType(geometry),
-                               id_type=id_type, key=tuple(key.split(",")) if key else ())
+        schema = DatasetSchema(
+            ModelKind(model),
+            fields=tuple(fields),
+            crs=crs,
+            geometry_type=GeometryType(geometry),
+            id_type=id_type,
+            key=tuple(key.split(",")) if key else (),
+        )
         info = _store(home).create_dataset(name, schema, description=description)
     except (CityOSError, ValueError) as exc:
         _fail(exc)
@@ -84,8 +102,15 @@ def dataset_list(home: HomeOpt = _DEFAULT_HOME) -> None:
     t = Table("name", "model", "rows", "files", "MB", "from", "to")
     for d in _store(home).list_datasets():
         dd = d.to_dict()
-        t.add_row(d.name, d.model, f"{d.rows:,}", str(d.files), f"{d.bytes / 1e6:.2f}",
-                  str(dd["t_min"] or ""), str(dd["t_max"] or ""))
+        t.add_row(
+            d.name,
+            d.model,
+            f"{d.rows:,}",
+            str(d.files),
+            f"{d.bytes / 1e6:.2f}",
+            str(dd["t_min"] or ""),
+            str(dd["t_max"] or ""),
+        )
     console.print(t)
 
 
@@ -99,8 +124,11 @@ def dataset_describe(name: str, home: HomeOpt = _DEFAULT_HOME) -> None:
 
 
 @dataset_app.command("drop")
-def dataset_drop(name: str, yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
-                 home: HomeOpt = _DEFAULT_HOME) -> None:
+def dataset_drop(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask")] = False,
+    home: HomeOpt = _DEFAULT_HOME,
+) -> None:
     """Delete a dataset and its files."""
     if not yes and not typer.confirm(f"drop dataset {name!r} and all its data?"):
         raise typer.Exit(1)
@@ -148,9 +176,14 @@ def load(
         written = dups = 0
         t0 = time.perf_counter()
         # the total row count is unknown until the file is read: show rows done and the rate
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                      TextColumn("{task.completed:,.0f} rows"), TimeElapsedColumn(),
-                      console=console, transient=True) as prog:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,.0f} rows"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as prog:
             task = prog.add_task(f"loading {path.name}", total=None)
             for df in batches:
                 df = df.rename(columns=ren)
@@ -161,8 +194,10 @@ def load(
         el = time.perf_counter() - t0
     except (CityOSError, OSError) as exc:
         _fail(exc)
-    console.print(f"{name}: {written:,} rows written, {dups:,} already stored, "
-                  f"{el:.1f} s ({(written + dups) / max(el, 1e-9):,.0f} rows/s)")
+    console.print(
+        f"{name}: {written:,} rows written, {dups:,} already stored, "
+        f"{el:.1f} s ({(written + dups) / max(el, 1e-9):,.0f} rows/s)"
+    )
 
 
 @app.command()
@@ -173,7 +208,9 @@ def query(
     end: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
     ids: Annotated[str | None, typer.Option(help="object ids, comma-separated")] = None,
     knn: Annotated[str | None, typer.Option(help="x,y,k: the k nearest points")] = None,
-    sql: Annotated[str | None, typer.Option(help="DuckDB SQL over every dataset (views by name)")] = None,
+    sql: Annotated[
+        str | None, typer.Option(help="DuckDB SQL over every dataset (views by name)")
+    ] = None,
     engine: Annotated[str, typer.Option(help="duckdb | spark")] = "duckdb",
     limit: int = 20,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
@@ -193,8 +230,14 @@ def query(
             tbl, stats = r.table, r.stats
         else:
             geom = tuple(float(v) for v in bbox.split(",")) if bbox else None
-            r = store.scan(name, geometry=geom, start=start, end=end,
-                           ids=ids.split(",") if ids else None, engine=engine)
+            r = store.scan(
+                name,
+                geometry=geom,
+                start=start,
+                end=end,
+                ids=ids.split(",") if ids else None,
+                engine=engine,
+            )
             tbl, stats = r.table, r.stats
     except (CityOSError, ValueError) as exc:
         _fail(exc)
@@ -210,30 +253,50 @@ def query(
         t.add_row(*[str(v) for v in row])
     console.print(t)
     more = f" (showing {limit})" if len(df) > limit else ""
-    ms = f" in {stats['elapsed_ms']:.1f} ms, {stats.get('row_groups_read', 0)}/{stats.get('row_groups_total', 0)} row groups read" if stats else ""
+    ms = (
+        f" in {stats['elapsed_ms']:.1f} ms, {stats.get('row_groups_read', 0)}/{stats.get('row_groups_total', 0)} row groups read"
+        if stats
+        else ""
+    )
     console.print(f"{len(df):,} rows{more}{ms}")
 
 
 @app.command()
 def demo(
-    home: Annotated[Path, typer.Option("--home", help="folder for the demo city")] = Path("demo-city"),
+    home: Annotated[Path, typer.Option("--home", help="folder for the demo city")] = Path(
+        "demo-city"
+    ),
     vehicles: Annotated[int, typer.Option(help="number of simulated vehicles")] = 300,
     days: Annotated[int, typer.Option(help="days of simulated movement")] = 2,
-    shared_data: Annotated[Path | None, typer.Option(envvar="CITYOS_SHARED_DATA",
-                                                     help="folder of the real public data")] = None,
+    shared_data: Annotated[
+        Path | None,
+        typer.Option(envvar="CITYOS_SHARED_DATA", help="folder of the real public data"),
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="delete the demo city first")] = True,
 ) -> None:
     """Build and tour the demo city (synthetic city + real air-quality and 311 data)."""
     from cityos.demo import run_demo
 
     try:
-        run_demo(home, vehicles=vehicles, days=days, shared_data=shared_data, fresh=fresh, console=console)
+        run_demo(
+            home,
+            vehicles=vehicles,
+            days=days,
+            shared_data=shared_data,
+            fresh=fresh,
+            console=console,
+        )
     except CityOSError as exc:
         _fail(exc)
 
 
 #: Layers contributing commands through ``register(app)``; each is optional until built.
-_LAYER_CLIS = ("cityos.ingest.cli", "cityos.access.cli", "cityos.server.cli", "cityos.analytics.cli")
+_LAYER_CLIS = (
+    "cityos.ingest.cli",
+    "cityos.access.cli",
+    "cityos.server.cli",
+    "cityos.analytics.cli",
+)
 
 
 def _register_layers() -> None:

@@ -90,8 +90,14 @@ class ValidationError(CityOSError, ValueError):
         self.field = field
         self.expected = expected
         self.problems = problems or [
-            {"dataset": dataset, "row": row, "key": key, "field": field, "expected": expected,
-             "message": message}
+            {
+                "dataset": dataset,
+                "row": row,
+                "key": key,
+                "field": field,
+                "expected": expected,
+                "message": message,
+            }
         ]
         super().__init__(message)
 

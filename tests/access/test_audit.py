@@ -17,8 +17,9 @@ from cityos.db import Database
 
 def _fill(db: Database, n: int = 6) -> None:
     for i in range(n):
-        access.record(db, actor=f"user{i}", action="read", dataset="taxis",
-                      detail={"rows": i, "note": "区"})
+        access.record(
+            db, actor=f"user{i}", action="read", dataset="taxis", detail={"rows": i, "note": "区"}
+        )
 
 
 def test_chain_links_entries_by_sha256(db: Database) -> None:
@@ -31,8 +32,12 @@ def test_chain_links_entries_by_sha256(db: Database) -> None:
     import hashlib
 
     first = entries[0]
-    assert first.hash == hashlib.sha256(
-        (access.GENESIS_HASH + access.canonical_json(first.payload())).encode()).hexdigest()
+    assert (
+        first.hash
+        == hashlib.sha256(
+            (access.GENESIS_HASH + access.canonical_json(first.payload())).encode()
+        ).hexdigest()
+    )
     report = access.verify_audit(db)
     assert report.ok and report.entries == 3 and report.head_hash == entries[-1].hash
 
@@ -69,16 +74,30 @@ def test_reordered_entries_are_detected(db: Database) -> None:
     # swap the contents of entries 2 and 3 (including their hashes), keeping seq order
     cols = "ts, actor, action, dataset, detail, prev_hash, hash"
     with db.engine.begin() as conn:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            text(f"SELECT seq, {cols} FROM access_audit WHERE seq IN (2, 3)"))}
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(text(f"SELECT seq, {cols} FROM access_audit WHERE seq IN (2, 3)"))
+        }
         conn.execute(text("UPDATE access_audit SET prev_hash = 'a', hash = 'b' WHERE seq = 2"))
         conn.execute(text("UPDATE access_audit SET prev_hash = 'c', hash = 'd' WHERE seq = 3"))
         for seq, other in ((2, 3), (3, 2)):
             v = rows[other]
-            conn.execute(text("UPDATE access_audit SET ts=:ts, actor=:a, action=:ac, "
-                              "dataset=:d, detail=:de, prev_hash=:p, hash=:h WHERE seq=:s"),
-                         {"ts": v[0], "a": v[1], "ac": v[2], "d": v[3], "de": v[4],
-                          "p": v[5], "h": v[6], "s": seq})
+            conn.execute(
+                text(
+                    "UPDATE access_audit SET ts=:ts, actor=:a, action=:ac, "
+                    "dataset=:d, detail=:de, prev_hash=:p, hash=:h WHERE seq=:s"
+                ),
+                {
+                    "ts": v[0],
+                    "a": v[1],
+                    "ac": v[2],
+                    "d": v[3],
+                    "de": v[4],
+                    "p": v[5],
+                    "h": v[6],
+                    "s": seq,
+                },
+            )
     report = access.verify_audit(db)
     assert not report.ok and report.first_broken == 2
     assert "does not follow" in report.reason or "edited" in report.reason
@@ -104,18 +123,26 @@ def test_every_change_is_audited(db: Database) -> None:
     access.create_user(db, "zhao", "long-password", roles=["officer"])
     access.set_dataset_policy(db, "plates", "secret", owner_department="police")
     access.grant(db, "officer", "plates", "read")
-    access.add_row_filter(db, "officer", "plates",
-                          access.RowFilter("bbox", {"bbox": [0, 0, 1, 1]}))
+    access.add_row_filter(db, "officer", "plates", access.RowFilter("bbox", {"bbox": [0, 0, 1, 1]}))
     access.allow_unmask(db, "officer", "plates", "plate")
     access.revoke(db, "officer", "plates", "read")
     actions = [e.action for e in access.read_audit(db)]
-    assert actions == ["department.create", "role.create", "user.create", "policy.set",
-                       "grant.add", "filter.add", "unmask.add", "grant.revoke"]
+    assert actions == [
+        "department.create",
+        "role.create",
+        "user.create",
+        "policy.set",
+        "grant.add",
+        "filter.add",
+        "unmask.add",
+        "grant.revoke",
+    ]
     assert access.verify_audit(db).ok
 
 
-def test_cli_audit_verify_reports_tampering(db: Database, db_url: str, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_audit_verify_reports_tampering(
+    db: Database, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CITYOS_DATABASE_URL", db_url)
     app = Typer()
     register(app)

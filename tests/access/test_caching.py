@@ -25,13 +25,20 @@ START, END = "2026-03-02T00:00Z", "2026-03-03T00:00Z"
 
 
 def _rows(n: int = 6) -> list[dict[str, object]]:
-    return [{"id": f"v{i}", "t": f"2026-03-02T0{i}:00Z", "x": 116.30 + 0.1 * i,
-             "y": 39.90 + 0.01 * i, "phone": f"1381234{i:04d}", "note": f"n{i}"}
-            for i in range(n)]
+    return [
+        {
+            "id": f"v{i}",
+            "t": f"2026-03-02T0{i}:00Z",
+            "x": 116.30 + 0.1 * i,
+            "y": 39.90 + 0.01 * i,
+            "phone": f"1381234{i:04d}",
+            "note": f"n{i}",
+        }
+        for i in range(n)
+    ]
 
 
-SCHEMA = DatasetSchema(ModelKind.POINT_ST, fields=(Field("phone", personal="phone"),
-                                                   Field("note")))
+SCHEMA = DatasetSchema(ModelKind.POINT_ST, fields=(Field("phone", personal="phone"), Field("note")))
 
 
 @pytest.fixture
@@ -74,8 +81,9 @@ def test_row_filters_and_unmasking_apply_at_once(city: tuple[Store, Database]) -
     first = _query(ss)
     assert first.masked == ["phone"]
     assert all("*" in p for p in first.table.column("phone").to_pylist())
-    access.add_row_filter(other, "analyst", "taxis",
-                          access.RowFilter("bbox", {"bbox": [116.0, 39.0, 116.45, 41.0]}))
+    access.add_row_filter(
+        other, "analyst", "taxis", access.RowFilter("bbox", {"bbox": [116.0, 39.0, 116.45, 41.0]})
+    )
     filtered = _query(ss)
     assert filtered.table.column("id").to_pylist() == ["v0", "v1"]
     assert filtered.rows_hidden == 4
@@ -86,7 +94,8 @@ def test_row_filters_and_unmasking_apply_at_once(city: tuple[Store, Database]) -
 
 
 def test_role_taken_from_user_denies_a_long_lived_secure_store(
-        city: tuple[Store, Database]) -> None:
+    city: tuple[Store, Database],
+) -> None:
     store, other = city
     # the principal was resolved before the change and is never re-created by the caller
     ss = access.SecureStore(store, access.principal_for(store.db, "li"))
@@ -131,32 +140,53 @@ def test_a_recreated_dataset_is_masked_by_its_new_schema(city: tuple[Store, Data
     ss = access.SecureStore(store, access.principal_for(store.db, "li"))
     assert _query(ss).table.column("note").to_pylist()[0] == "n0"
     store.drop_dataset("taxis")
-    store.create_dataset("taxis", DatasetSchema(ModelKind.POINT_ST, fields=(
-        Field("phone", personal="phone"), Field("note", personal="name"))))
+    store.create_dataset(
+        "taxis",
+        DatasetSchema(
+            ModelKind.POINT_ST,
+            fields=(Field("phone", personal="phone"), Field("note", personal="name")),
+        ),
+    )
     store.append("taxis", _rows())
     res = _query(ss)
     assert sorted(res.masked) == ["note", "phone"]
     assert res.table.column("note").to_pylist()[0] == "n*"
 
 
-@pytest.mark.parametrize("change", [
-    lambda db: access.grant(db, "auditor", "taxis", "read"),
-    lambda db: access.revoke(db, "analyst", "taxis", "read"),
-    lambda db: access.set_dataset_policy(db, "taxis", "sensitive"),
-    lambda db: access.add_row_filter(db, "analyst", "taxis",
-                                     access.RowFilter("column", {"column": "note",
-                                                                 "values": ["n1"]})),
-    lambda db: access.allow_unmask(db, "analyst"),
-    lambda db: access.set_masking_rule(db, "phone", access.MaskingRule("redact")),
-    lambda db: access.assign_role(db, "li", "auditor"),
-    lambda db: access.revoke_role(db, "li", "analyst"),
-    lambda db: access.set_user_active(db, "li", False),
-    lambda db: access.update_user(db, "li", add_roles=["auditor"]),
-    lambda db: access.revoke_api_key(db, access.create_api_key(db, "li")[0]),
-], ids=["grant", "revoke", "classify", "row_filter", "unmask", "masking_rule",
-        "assign_role", "revoke_role", "disable", "update_user", "revoke_key"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db: access.grant(db, "auditor", "taxis", "read"),
+        lambda db: access.revoke(db, "analyst", "taxis", "read"),
+        lambda db: access.set_dataset_policy(db, "taxis", "sensitive"),
+        lambda db: access.add_row_filter(
+            db, "analyst", "taxis", access.RowFilter("column", {"column": "note", "values": ["n1"]})
+        ),
+        lambda db: access.allow_unmask(db, "analyst"),
+        lambda db: access.set_masking_rule(db, "phone", access.MaskingRule("redact")),
+        lambda db: access.assign_role(db, "li", "auditor"),
+        lambda db: access.revoke_role(db, "li", "analyst"),
+        lambda db: access.set_user_active(db, "li", False),
+        lambda db: access.update_user(db, "li", add_roles=["auditor"]),
+        lambda db: access.revoke_api_key(db, access.create_api_key(db, "li")[0]),
+    ],
+    ids=[
+        "grant",
+        "revoke",
+        "classify",
+        "row_filter",
+        "unmask",
+        "masking_rule",
+        "assign_role",
+        "revoke_role",
+        "disable",
+        "update_user",
+        "revoke_key",
+    ],
+)
 def test_every_change_of_rights_or_identity_bumps_the_generation(
-        city: tuple[Store, Database], change: Callable[[Database], None]) -> None:
+    city: tuple[Store, Database], change: Callable[[Database], None]
+) -> None:
     store, other = city
     before = read_generation(store.db)
     change(other)

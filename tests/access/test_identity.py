@@ -66,8 +66,9 @@ def test_token_round_trip_reflects_current_roles(people: Database) -> None:
 
 
 def test_expired_token_is_refused(people: Database) -> None:
-    token = access.issue_token(access.principal_for(people, "li"), SECRET,
-                               ttl=timedelta(seconds=-1))
+    token = access.issue_token(
+        access.principal_for(people, "li"), SECRET, ttl=timedelta(seconds=-1)
+    )
     with pytest.raises(access.TokenExpired):
         access.principal_from_token(people, token, SECRET)
 
@@ -78,8 +79,14 @@ def test_forged_tokens_are_refused(people: Database) -> None:
     with pytest.raises(access.InvalidToken, match="not valid"):
         access.principal_from_token(people, other, SECRET)
     now = datetime.now(UTC)
-    claims = {"sub": "li", "uid": p.user_id, "iat": now, "exp": now + timedelta(minutes=5),
-              "iss": "cityos", "typ": "access"}
+    claims = {
+        "sub": "li",
+        "uid": p.user_id,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        "iss": "cityos",
+        "typ": "access",
+    }
     unsigned = jwt.encode(claims, None, algorithm="none")
     with pytest.raises(access.InvalidToken):
         access.principal_from_token(people, unsigned, SECRET)
@@ -108,8 +115,9 @@ def test_api_key_is_stored_only_as_hash_and_revocable(people: Database) -> None:
     assert [k.revoked for k in access.list_api_keys(people, "li")] == [True]
 
 
-@pytest.mark.parametrize("bad", ["", "cos_", "cos_0123456789abcdef_x", "Bearer abc",
-                                 "cos_0123456789abcdef"])
+@pytest.mark.parametrize(
+    "bad", ["", "cos_", "cos_0123456789abcdef_x", "Bearer abc", "cos_0123456789abcdef"]
+)
 def test_unknown_or_malformed_api_keys_are_refused(people: Database, bad: str) -> None:
     with pytest.raises(access.InvalidCredentials):
         access.principal_from_api_key(people, bad)
@@ -131,8 +139,9 @@ def test_duplicate_names_conflict_and_bad_names_are_refused(people: Database) ->
 
 def test_update_user_changes_roles_and_password_in_one_audited_step(people: Database) -> None:
     access.create_role(people, "officer")
-    u = access.update_user(people, "li", password="new-password", add_roles=["officer"],
-                           remove_roles=["analyst"])
+    u = access.update_user(
+        people, "li", password="new-password", add_roles=["officer"], remove_roles=["analyst"]
+    )
     assert u.roles == ("officer",)
     assert access.authenticate(people, "li", "new-password").roles == frozenset({"officer"})
     last = access.read_audit(people, action="user.update")[-1]

@@ -10,20 +10,34 @@ import shapely
 T0 = pd.Timestamp("2026-03-01T08:00:00Z")
 
 
-def make_traj(xy: list[tuple[float, float]] | np.ndarray, *, oid: str = "a", step_s: float = 10.0,
-              t0: pd.Timestamp = T0) -> pd.DataFrame:
+def make_traj(
+    xy: list[tuple[float, float]] | np.ndarray,
+    *,
+    oid: str = "a",
+    step_s: float = 10.0,
+    t0: pd.Timestamp = T0,
+) -> pd.DataFrame:
     """One object's points, one every ``step_s`` seconds."""
     xy = np.asarray(xy, dtype="float64")
-    return pd.DataFrame({
-        "id": oid,
-        "t": t0 + pd.to_timedelta(np.arange(len(xy)) * step_s, unit="s"),
-        "x": xy[:, 0],
-        "y": xy[:, 1],
-    })
+    return pd.DataFrame(
+        {
+            "id": oid,
+            "t": t0 + pd.to_timedelta(np.arange(len(xy)) * step_s, unit="s"),
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+        }
+    )
 
 
-def stop_and_go(rng: np.random.Generator, oid: str = "a", n_stops: int = 3, step_s: float = 30.0,
-                stop_pts: int = 20, move_pts: int = 15, jitter_m: float = 5.0) -> pd.DataFrame:
+def stop_and_go(
+    rng: np.random.Generator,
+    oid: str = "a",
+    n_stops: int = 3,
+    step_s: float = 30.0,
+    stop_pts: int = 20,
+    move_pts: int = 15,
+    jitter_m: float = 5.0,
+) -> pd.DataFrame:
     """Alternating moves (about 300 m per step) and stops (jitter only), in metres."""
     pos = np.zeros(2)
     pts = []
@@ -37,8 +51,9 @@ def stop_and_go(rng: np.random.Generator, oid: str = "a", n_stops: int = 3, step
     return make_traj(np.array(pts), oid=oid, step_s=step_s)
 
 
-def grid_network(n: int = 6, spacing_deg: float = 0.004, lon0: float = 116.30,
-                 lat0: float = 39.90) -> pd.DataFrame:
+def grid_network(
+    n: int = 6, spacing_deg: float = 0.004, lon0: float = 116.30, lat0: float = 39.90
+) -> pd.DataFrame:
     """A Manhattan grid of two-way streets as a roads table (edge_id, from_node, to_node,
     geometry, length_m): one edge per block side, between nodes numbered row-major."""
     import geopandas as gpd
@@ -54,12 +69,22 @@ def grid_network(n: int = 6, spacing_deg: float = 0.004, lon0: float = 116.30,
                 ii, jj = i + di, j + dj
                 if ii < n and jj < n:
                     b = ii * n + jj
-                    line = shapely.LineString([
-                        (lon0 + j * spacing_deg, lat0 + i * spacing_deg),
-                        (lon0 + jj * spacing_deg, lat0 + ii * spacing_deg),
-                    ])
+                    line = shapely.LineString(
+                        [
+                            (lon0 + j * spacing_deg, lat0 + i * spacing_deg),
+                            (lon0 + jj * spacing_deg, lat0 + ii * spacing_deg),
+                        ]
+                    )
                     (x1, y1), (x2, y2) = line.coords
-                    rows.append({"edge_id": eid, "from_node": a, "to_node": b, "geometry": line,
-                                 "length_m": float(haversine(x1, y1, x2, y2)), "oneway": False})
+                    rows.append(
+                        {
+                            "edge_id": eid,
+                            "from_node": a,
+                            "to_node": b,
+                            "geometry": line,
+                            "length_m": float(haversine(x1, y1, x2, y2)),
+                            "oneway": False,
+                        }
+                    )
                     eid += 1
     return gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:4326")

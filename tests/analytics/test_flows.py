@@ -39,8 +39,12 @@ def test_grid_counts_sum_to_points_inside_extent(df: pd.DataFrame, cell: float, 
 
 def test_flows_count_moves_between_cells() -> None:
     g = CellGrid(0, 0, 300, 100, 3, 1)
-    df = pd.concat([make_traj([(50, 50), (150, 50), (250, 50), (250, 50)], oid="a"),
-                    make_traj([(250, 50), (150, 50)], oid="b")])
+    df = pd.concat(
+        [
+            make_traj([(50, 50), (150, 50), (250, 50), (250, 50)], oid="a"),
+            make_traj([(250, 50), (150, 50)], oid="b"),
+        ]
+    )
     r = grid_flows(df, g, "1h", geographic=False).to_pandas().set_index("id")
     assert r.loc[0, ["n", "inflow", "outflow"]].tolist() == [1, 0, 1]
     assert r.loc[1, ["n", "objects", "inflow", "outflow"]].tolist() == [2, 2, 2, 1]
@@ -57,14 +61,28 @@ def test_time_bins_split_counts() -> None:
 
 def test_grid_agrees_with_geopandas_spatial_join() -> None:
     rng = np.random.default_rng(0)
-    df = pd.DataFrame({"id": rng.integers(0, 20, 2000).astype(str), "t": rng.integers(0, 7200, 2000),
-                       "x": rng.uniform(116.30, 116.40, 2000), "y": rng.uniform(39.90, 39.98, 2000)})
+    df = pd.DataFrame(
+        {
+            "id": rng.integers(0, 20, 2000).astype(str),
+            "t": rng.integers(0, 7200, 2000),
+            "x": rng.uniform(116.30, 116.40, 2000),
+            "y": rng.uniform(39.90, 39.98, 2000),
+        }
+    )
     g = CellGrid.from_metres((116.30, 39.90, 116.40, 39.98), 1000)
     ours = grid_flows(df, g, "1h").to_pandas().groupby("id")["n"].sum()
-    cells = gpd.GeoDataFrame({"cell": np.arange(g.nx * g.ny)}, geometry=[
-        shapely.box(g.xmin + c % g.nx * g.dx, g.ymin + c // g.nx * g.dy,
-                    g.xmin + (c % g.nx + 1) * g.dx, g.ymin + (c // g.nx + 1) * g.dy)
-        for c in range(g.nx * g.ny)])
+    cells = gpd.GeoDataFrame(
+        {"cell": np.arange(g.nx * g.ny)},
+        geometry=[
+            shapely.box(
+                g.xmin + c % g.nx * g.dx,
+                g.ymin + c // g.nx * g.dy,
+                g.xmin + (c % g.nx + 1) * g.dx,
+                g.ymin + (c // g.nx + 1) * g.dy,
+            )
+            for c in range(g.nx * g.ny)
+        ],
+    )
     pts = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df.x, df.y))
     j = gpd.sjoin(pts, cells, predicate="within").groupby("cell").size()
     common = ours.index.intersection(j.index)
@@ -72,9 +90,15 @@ def test_grid_agrees_with_geopandas_spatial_join() -> None:
 
 
 def test_region_flows_and_od_matrix() -> None:
-    regions = gpd.GeoDataFrame({"id": [1, 2]}, geometry=[shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)])
-    df = pd.concat([make_traj([(10, 10), (20, 10), (150, 10)], oid="a"),
-                    make_traj([(150, 50), (50, 50)], oid="b", step_s=30)])
+    regions = gpd.GeoDataFrame(
+        {"id": [1, 2]}, geometry=[shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)]
+    )
+    df = pd.concat(
+        [
+            make_traj([(10, 10), (20, 10), (150, 10)], oid="a"),
+            make_traj([(150, 50), (50, 50)], oid="b", step_s=30),
+        ]
+    )
     r = region_flows(df, regions, "1h", geographic=False).to_pandas().set_index("id")
     assert r.loc[1, ["n", "objects", "inflow", "outflow"]].tolist() == [3, 2, 1, 1]
     assert r.loc[2, ["n", "objects", "inflow", "outflow"]].tolist() == [2, 2, 1, 1]

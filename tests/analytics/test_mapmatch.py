@@ -16,8 +16,13 @@ from cityos.geo import haversine
 from .builders import grid_network, make_traj
 
 
-def _drive(roads: pd.DataFrame, edge_path: list[int], step_m: float, noise_m: float,
-           rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndarray]:
+def _drive(
+    roads: pd.DataFrame,
+    edge_path: list[int],
+    step_m: float,
+    noise_m: float,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Fixes every ``step_m`` along a path of edges (in lon/lat), with Gaussian noise, and
     the true edge of each fix."""
     line_pts, truth = [], []
@@ -40,7 +45,10 @@ def _drive(roads: pd.DataFrame, edge_path: list[int], step_m: float, noise_m: fl
 
 
 def _edge(roads: pd.DataFrame, a: int, b: int) -> int:
-    hit = roads[((roads.from_node == a) & (roads.to_node == b)) | ((roads.from_node == b) & (roads.to_node == a))]
+    hit = roads[
+        ((roads.from_node == a) & (roads.to_node == b))
+        | ((roads.from_node == b) & (roads.to_node == a))
+    ]
     return int(hit.index[0])
 
 

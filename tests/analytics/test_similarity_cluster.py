@@ -42,17 +42,34 @@ def test_lcss_matches_textbook_recurrence(a: np.ndarray, b: np.ndarray, eps: flo
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 10_000), st.sampled_from(["dtw", "frechet", "hausdorff", "lcss"]), st.integers(1, 5))
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from(["dtw", "frechet", "hausdorff", "lcss"]),
+    st.integers(1, 5),
+)
 def test_top_k_equals_full_scan(seed: int, metric: str, k: int) -> None:
     rng = np.random.default_rng(seed)
-    frames = [pd.DataFrame({"id": f"c{i}", "t": np.arange(n), "x": rng.normal(size=n).cumsum() * 50 + rng.uniform(-500, 500),
-                            "y": rng.normal(size=n).cumsum() * 50})
-              for i, n in enumerate(rng.integers(2, 15, 12))]
+    frames = [
+        pd.DataFrame(
+            {
+                "id": f"c{i}",
+                "t": np.arange(n),
+                "x": rng.normal(size=n).cumsum() * 50 + rng.uniform(-500, 500),
+                "y": rng.normal(size=n).cumsum() * 50,
+            }
+        )
+        for i, n in enumerate(rng.integers(2, 15, 12))
+    ]
     df = pd.concat(frames, ignore_index=True)
     q = np.column_stack([rng.normal(size=8).cumsum() * 50, rng.normal(size=8).cumsum() * 50])
     got = top_k_similar(q, df, k, metric, eps_m=60, geographic=False)  # type: ignore[arg-type]
-    full = sorted((trajectory_distance(q, f[["x", "y"]].to_numpy(), metric, eps_m=60, geographic=False),  # type: ignore[arg-type]
-                   f["id"].iloc[0]) for f in frames)[:k]
+    full = sorted(
+        (
+            trajectory_distance(q, f[["x", "y"]].to_numpy(), metric, eps_m=60, geographic=False),  # type: ignore[arg-type]
+            f["id"].iloc[0],
+        )
+        for f in frames
+    )[:k]
     assert np.allclose(got["distance"], [d for d, _ in full])
 
 
@@ -61,7 +78,9 @@ def test_dbscan_matches_scikit_learn() -> None:
 
     rng = np.random.default_rng(4)
     centres = rng.uniform(0, 5000, (6, 2))
-    xy = np.vstack([c + rng.normal(0, 60, (80, 2)) for c in centres] + [rng.uniform(0, 5000, (100, 2))])
+    xy = np.vstack(
+        [c + rng.normal(0, 60, (80, 2)) for c in centres] + [rng.uniform(0, 5000, (100, 2))]
+    )
     df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
     ours = dbscan(df, 50, 5, geographic=False)
     model = DBSCAN(eps=50, min_samples=5).fit(xy)
@@ -81,9 +100,15 @@ def test_dbscan_matches_scikit_learn() -> None:
 
 
 def test_cluster_stays_groups_places() -> None:
-    stays = pd.DataFrame({"id": ["a", "b", "c", "a", "b"], "x": [116.300, 116.3003, 116.3001, 116.35, 116.3502],
-                          "y": 39.9, "duration_s": [600.0, 300, 100, 900, 60],
-                          "t": pd.to_datetime(range(5), unit="h", utc=True)})
+    stays = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "a", "b"],
+            "x": [116.300, 116.3003, 116.3001, 116.35, 116.3502],
+            "y": 39.9,
+            "duration_s": [600.0, 300, 100, 900, 60],
+            "t": pd.to_datetime(range(5), unit="h", utc=True),
+        }
+    )
     out = cluster_stays(stays, 50, 2)
     assert out["stays"].tolist() == [3, 2] and out["objects"].tolist() == [3, 2]
     assert out["total_duration_s"].tolist() == [1000.0, 960.0]

@@ -50,15 +50,18 @@ def _mp_collection(df: pd.DataFrame, crs: str = "EPSG:3857"):
     import geopandas as gpd
 
     mpd = _mpd()
-    gdf = gpd.GeoDataFrame(df.assign(t=df["t"].dt.tz_localize(None)),
-                           geometry=gpd.points_from_xy(df.x, df.y), crs=crs)
+    gdf = gpd.GeoDataFrame(
+        df.assign(t=df["t"].dt.tz_localize(None)), geometry=gpd.points_from_xy(df.x, df.y), crs=crs
+    )
     return mpd.TrajectoryCollection(gdf, traj_id_col="id", t="t")
 
 
 # -- splitting ---------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(point_streams(), st.integers(1, 900))
-def test_split_by_gap_keeps_every_point_once_and_time_increasing(df: pd.DataFrame, gap: int) -> None:
+def test_split_by_gap_keeps_every_point_once_and_time_increasing(
+    df: pd.DataFrame, gap: int
+) -> None:
     out = split_by_gap(df, gap, geographic=False)
     assert len(out) == len(df)
     assert sorted(zip(out.id, out.t, strict=True)) == sorted(zip(df.id, df.t, strict=True))
@@ -81,15 +84,25 @@ def test_split_by_gap_matches_movingpandas() -> None:
     frames = []
     for k in range(5):
         steps = rng.choice([10, 20, 700, 3000], size=60, p=[0.5, 0.4, 0.07, 0.03])
-        frames.append(pd.DataFrame({"id": f"v{k}",
-                                    "t": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.cumsum(steps), unit="s"),
-                                    "x": rng.normal(size=60).cumsum(), "y": rng.normal(size=60).cumsum()}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": f"v{k}",
+                    "t": pd.Timestamp("2026-01-01", tz="UTC")
+                    + pd.to_timedelta(np.cumsum(steps), unit="s"),
+                    "x": rng.normal(size=60).cumsum(),
+                    "y": rng.normal(size=60).cumsum(),
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True)
     ours = split_by_gap(df, "10min", min_points=2, geographic=False)
     mpd = _mpd()
     theirs = mpd.ObservationGapSplitter(_mp_collection(df)).split(gap=timedelta(minutes=10))
     assert ours["traj_id"].nunique() == len(theirs.trajectories)
-    ours_sets = sorted(tuple(g["t"].dt.tz_localize(None)) for _, g in ours.groupby("traj_id", observed=True))
+    ours_sets = sorted(
+        tuple(g["t"].dt.tz_localize(None)) for _, g in ours.groupby("traj_id", observed=True)
+    )
     theirs_sets = sorted(tuple(tr.df.index) for tr in theirs.trajectories)
     assert ours_sets == theirs_sets
 
@@ -103,9 +116,13 @@ def test_split_rejects_bad_gap_and_missing_columns() -> None:
 
 
 def test_filter_min_length_drops_short_and_sparse_trajectories() -> None:
-    df = pd.concat([make_traj([(0, 0), (300, 0), (600, 0)], oid="long"),
-                    make_traj([(0, 0), (5, 0), (10, 0)], oid="short"),
-                    make_traj([(0, 0)], oid="single")])
+    df = pd.concat(
+        [
+            make_traj([(0, 0), (300, 0), (600, 0)], oid="long"),
+            make_traj([(0, 0), (5, 0), (10, 0)], oid="short"),
+            make_traj([(0, 0)], oid="single"),
+        ]
+    )
     out = filter_min_length(df, 100, geographic=False)
     assert out["id"].unique().tolist() == ["long"]
     assert filter_min_length(df, 0, min_points=3, geographic=False)["id"].nunique() == 2
@@ -167,15 +184,23 @@ def _max_removed_error(df: pd.DataFrame, kept: pd.DataFrame, sed: bool) -> float
                 # textbook point-to-segment distance (a zero-length segment is its point)
                 dx, dy = b.x - a.x, b.y - a.y
                 den = dx * dx + dy * dy
-                r = min(1.0, max(0.0, ((row.x - a.x) * dx + (row.y - a.y) * dy) / den)) if den > 0 else 0.0
+                r = (
+                    min(1.0, max(0.0, ((row.x - a.x) * dx + (row.y - a.y) * dy) / den))
+                    if den > 0
+                    else 0.0
+                )
                 d = float(np.hypot(row.x - (a.x + r * dx), row.y - (a.y + r * dy)))
             worst = max(worst, float(d))
     return worst
 
 
 @settings(max_examples=50, deadline=None)
-@given(point_streams(max_objects=2, max_points=30), st.floats(0.5, 300), st.sampled_from(["dp", "sed"]))
-def test_simplify_never_moves_a_point_farther_than_tolerance(df: pd.DataFrame, tol: float, method: str) -> None:
+@given(
+    point_streams(max_objects=2, max_points=30), st.floats(0.5, 300), st.sampled_from(["dp", "sed"])
+)
+def test_simplify_never_moves_a_point_farther_than_tolerance(
+    df: pd.DataFrame, tol: float, method: str
+) -> None:
     kept = simplify(df, tol, method=method, geographic=False)  # type: ignore[arg-type]
     assert _max_removed_error(df, kept, sed=method == "sed") <= tol + 1e-6
     for oid, g in df.groupby("id"):  # end points always kept
@@ -222,7 +247,7 @@ def test_stay_points_satisfy_their_definition(df: pd.DataFrame, dist: float, dur
         i, j = r.first_index, r.last_index
         assert p.obj[i] == p.obj[j] and j > prev_end
         assert (p.t[j] - p.t[i]) >= dur * 1000
-        d = np.hypot(p.mx[i:j + 1] - p.mx[i], p.my[i:j + 1] - p.my[i])
+        d = np.hypot(p.mx[i : j + 1] - p.mx[i], p.my[i : j + 1] - p.my[i])
         assert (d <= dist + 1e-9).all()
         if j + 1 < p.n and p.obj[j + 1] == p.obj[i]:  # the stay is maximal
             assert np.hypot(p.mx[j + 1] - p.mx[i], p.my[j + 1] - p.my[i]) > dist
@@ -232,12 +257,14 @@ def test_stay_points_satisfy_their_definition(df: pd.DataFrame, dist: float, dur
 @movingpandas_warnings
 def test_stay_points_agree_with_movingpandas_stop_detector() -> None:
     rng = np.random.default_rng(11)
-    df = pd.concat([stop_and_go(rng, oid=f"v{k}", n_stops=3, jitter_m=4) for k in range(3)],
-                   ignore_index=True)
+    df = pd.concat(
+        [stop_and_go(rng, oid=f"v{k}", n_stops=3, jitter_m=4) for k in range(3)], ignore_index=True
+    )
     ours = stay_points(df, 40, "5min", geographic=False)
     mpd = _mpd()
     ranges = mpd.TrajectoryStopDetector(_mp_collection(df)).get_stop_time_ranges(
-        max_diameter=40, min_duration=timedelta(minutes=5))
+        max_diameter=40, min_duration=timedelta(minutes=5)
+    )
     assert len(ours) == len(ranges) == 9
     theirs = sorted((r.traj_id, r.t_0) for r in ranges)
     mine = sorted(zip(ours.id, ours.t.dt.tz_localize(None), strict=True))
@@ -258,8 +285,12 @@ def test_split_by_stays_returns_the_moves_between_stops() -> None:
 
 # -- build -------------------------------------------------------------------------------
 def test_build_trajectories_returns_the_trajectory_model() -> None:
-    df = pd.concat([make_traj([(116.3 + i * 1e-3, 39.9) for i in range(6)], oid="a"),
-                    make_traj([(116.4, 39.9 + i * 1e-3) for i in range(3)], oid="b", step_s=900)])
+    df = pd.concat(
+        [
+            make_traj([(116.3 + i * 1e-3, 39.9) for i in range(6)], oid="a"),
+            make_traj([(116.4, 39.9 + i * 1e-3) for i in range(3)], oid="b", step_s=900),
+        ]
+    )
     tr = build_trajectories(df, "5min")
     assert isinstance(tr, Trajectories)
     pdf = tr.to_pandas()

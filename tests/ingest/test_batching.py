@@ -59,14 +59,24 @@ class _CrashBeforeAck(MqttSource):
         return client
 
 
-def _source(broker: Broker, client_id: str, cls: type[MqttSource] = MqttSource, *pre: Any,
-            **kw: Any) -> MqttSource:
-    return cls(*pre, {"city/air/+": Mapping.from_dict(READINGS_MAPPING)}, host=broker.host,
-               port=broker.port, client_id=client_id, idle_timeout_s=1.0, name="batching-mqtt", **kw)
+def _source(
+    broker: Broker, client_id: str, cls: type[MqttSource] = MqttSource, *pre: Any, **kw: Any
+) -> MqttSource:
+    return cls(
+        *pre,
+        {"city/air/+": Mapping.from_dict(READINGS_MAPPING)},
+        host=broker.host,
+        port=broker.port,
+        client_id=client_id,
+        idle_timeout_s=1.0,
+        name="batching-mqtt",
+        **kw,
+    )
 
 
 def test_mqtt_batch_acknowledged_only_after_append_and_redelivery_stores_nothing_twice(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     city = open_city(tmp_path / "city")
     cid = f"batching-{uuid.uuid4().hex[:8]}"
     _source(broker, cid, max_records=0).run(city)  # the persistent session that queues messages
@@ -81,7 +91,8 @@ def test_mqtt_batch_acknowledged_only_after_append_and_redelivery_stores_nothing
     # ... so the broker still holds every message and delivers them all again
     seen: list[int] = []
     rep = _source(broker, cid, batch_rows=1000, linger_s=0.3).run(
-        city, on_batch=lambda res, batch: seen.append(len(batch)))
+        city, on_batch=lambda res, batch: seen.append(len(batch))
+    )
     assert sum(seen) == n
     assert rep.received == n and rep.accepted == 0 and rep.datasets["readings"].duplicates == n
     assert city.describe("readings").rows == n
@@ -90,22 +101,35 @@ def test_mqtt_batch_acknowledged_only_after_append_and_redelivery_stores_nothing
 
 
 def test_mqtt_batch_with_bad_payloads_stores_the_good_and_dead_letters_the_rest(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     city = open_city(tmp_path / "city")
     cid = f"batching-{uuid.uuid4().hex[:8]}"
     _source(broker, cid, max_records=0).run(city)
     good = [json.dumps(reading("a", h)).encode() for h in range(3)]
     listed = json.dumps([reading("b", 1), 7, reading("b", 2)]).encode()
-    payloads = [good[0], b"{not json", good[1], listed, b'{"sensor": "c", "ts": "never", "lon": 1, "lat": 2}',
-                b"NaN", good[2]]
+    payloads = [
+        good[0],
+        b"{not json",
+        good[1],
+        listed,
+        b'{"sensor": "c", "ts": "never", "lon": 1, "lat": 2}',
+        b"NaN",
+        good[2],
+    ]
     _publish(broker, payloads)
     batches: list[int] = []
-    rep = _source(broker, cid, batch_rows=1000, linger_s=0.3).run(city, on_batch=lambda r, b: batches.append(len(b)))
+    rep = _source(broker, cid, batch_rows=1000, linger_s=0.3).run(
+        city, on_batch=lambda r, b: batches.append(len(b))
+    )
     assert len(batches) == 1  # one decode, one append for the whole burst
     assert rep.accepted == 5  # a0..a2, b1, b2
     problems = {(p["rule"], p["position"].split("#")[0]) for p in rep.datasets["readings"].problems}
-    assert problems == {("payload.json", "mqtt:city/air/x"), ("payload.object", "mqtt:city/air/x"),
-                        ("time", "mqtt:city/air/x")}
+    assert problems == {
+        ("payload.json", "mqtt:city/air/x"),
+        ("payload.object", "mqtt:city/air/x"),
+        ("time", "mqtt:city/air/x"),
+    }
     positions = [p["position"] for p in rep.datasets["readings"].problems]
     assert all("#mid=" in p for p in positions)
     # NaN is JSON to the standard library (a number, not an object), never "not JSON"
@@ -136,8 +160,11 @@ class _Listed(Source):
                 if i == self.fail_read_at:
                     raise RuntimeError("source broke")
                 self.yielded.append(i)
-                yield Batch("readings", [Part([reading(f"s{i}", 1)], "memory", i)],
-                            on_durable=lambda i=i: self.committed.append(i))
+                yield Batch(
+                    "readings",
+                    [Part([reading(f"s{i}", 1)], "memory", i)],
+                    on_durable=lambda i=i: self.committed.append(i),
+                )
         finally:
             self.reader_done.set()
 
@@ -146,13 +173,17 @@ def test_read_ahead_commits_in_order_after_storage(tmp_path: Path) -> None:
     city = open_city(tmp_path / "city")
     src = _Listed(Mapping.from_dict(READINGS_MAPPING), 6)
     stored_at_commit: list[int] = []
-    rep = src.run(city, on_batch=lambda r, b: stored_at_commit.append(city.describe("readings").rows))
+    rep = src.run(
+        city, on_batch=lambda r, b: stored_at_commit.append(city.describe("readings").rows)
+    )
     assert src.committed == list(range(6))
     assert stored_at_commit == [1, 2, 3, 4, 5, 6]
     assert rep.accepted == 6
 
 
-def test_read_ahead_error_in_the_source_is_raised_and_earlier_batches_stay_committed(tmp_path: Path) -> None:
+def test_read_ahead_error_in_the_source_is_raised_and_earlier_batches_stay_committed(
+    tmp_path: Path,
+) -> None:
     city = open_city(tmp_path / "city")
     src = _Listed(Mapping.from_dict(READINGS_MAPPING), 6, fail_read_at=3)
     with pytest.raises(RuntimeError, match="source broke"):
@@ -175,10 +206,18 @@ def test_read_ahead_stops_reading_when_storing_fails(tmp_path: Path) -> None:
     assert len(src.yielded) < 10  # and reading stopped instead of running through the source
 
 
-def _times(doc_time: dict[str, Any], cols: dict[str, Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+def _times(
+    doc_time: dict[str, Any], cols: dict[str, Any]
+) -> tuple[list[Any], list[tuple[int, str]]]:
     n = len(next(iter(cols.values())))
-    m = Mapping.from_dict({"dataset": {"name": "x", "model": "point_series"}, "id": {"from": "k"},
-                           "time": doc_time, "geometry": {"x": "lon", "y": "lon"}})
+    m = Mapping.from_dict(
+        {
+            "dataset": {"name": "x", "model": "point_series"},
+            "id": {"from": "k"},
+            "time": doc_time,
+            "geometry": {"x": "lon", "y": "lon"},
+        }
+    )
     out = m.apply(pa.table({"k": ["a"] * n, "lon": [1.0] * n, **cols}))
     t = [None if v is None else v.isoformat() for v in out.table["t"].to_pylist()]
     return t, sorted((p.row, p.message) for p in out.problems)
@@ -186,24 +225,36 @@ def _times(doc_time: dict[str, Any], cols: dict[str, Any]) -> tuple[list[Any], l
 
 @pytest.mark.parametrize(("ambiguous", "fold"), [("earliest", "05:30"), ("latest", "06:30")])
 def test_integer_time_parts_follow_the_zone_rules(ambiguous: str, fold: str) -> None:
-    parts = {"year": pa.array([2021, 2021, 2021, 2021, 2021, None], pa.int64()),
-             "month": pa.array([11, 3, 2, 12, 6, 1], pa.int64()),
-             "day": pa.array([7, 14, 30, 31, 1, 1], pa.int64()),
-             "hour": pa.array([1, 2, 0, 24, 12, 0], pa.int64()),
-             "minute": pa.array([30, 30, 0, 0, 0, 0], pa.int64())}
-    t, problems = _times({"from": {k: k for k in parts}, "timezone": "America/New_York",
-                          "ambiguous": ambiguous}, parts)
-    assert t == [f"2021-11-07T{fold}:00+00:00",  # the repeated hour of the autumn change
-                 "2021-03-14T07:00:00+00:00",  # the skipped hour moves to its end (03:00 EDT)
-                 None,  # 30 February
-                 "2022-01-01T05:00:00+00:00",  # hour 24 is the next day, as with pandas
-                 "2021-06-01T16:00:00+00:00", None]
-    assert problems == [(2, "cannot read the time: time parts do not form a valid date"),
-                        (5, "record has no time")]
+    parts = {
+        "year": pa.array([2021, 2021, 2021, 2021, 2021, None], pa.int64()),
+        "month": pa.array([11, 3, 2, 12, 6, 1], pa.int64()),
+        "day": pa.array([7, 14, 30, 31, 1, 1], pa.int64()),
+        "hour": pa.array([1, 2, 0, 24, 12, 0], pa.int64()),
+        "minute": pa.array([30, 30, 0, 0, 0, 0], pa.int64()),
+    }
+    t, problems = _times(
+        {"from": {k: k for k in parts}, "timezone": "America/New_York", "ambiguous": ambiguous},
+        parts,
+    )
+    assert t == [
+        f"2021-11-07T{fold}:00+00:00",  # the repeated hour of the autumn change
+        "2021-03-14T07:00:00+00:00",  # the skipped hour moves to its end (03:00 EDT)
+        None,  # 30 February
+        "2022-01-01T05:00:00+00:00",  # hour 24 is the next day, as with pandas
+        "2021-06-01T16:00:00+00:00",
+        None,
+    ]
+    assert problems == [
+        (2, "cannot read the time: time parts do not form a valid date"),
+        (5, "record has no time"),
+    ]
 
 
 def test_integer_epoch_seconds_are_exact_and_out_of_range_values_rejected() -> None:
     v = pa.array([1_772_409_600, None, -1, 2**62], pa.int64())
     t, problems = _times({"from": "ts", "format": "epoch_s"}, {"ts": v})
     assert t == ["2026-03-02T00:00:00+00:00", None, "1969-12-31T23:59:59+00:00", None]
-    assert problems == [(1, "record has no time"), (3, "cannot read the time: not a number of seconds")]
+    assert problems == [
+        (1, "record has no time"),
+        (3, "cannot read the time: not a number of seconds"),
+    ]

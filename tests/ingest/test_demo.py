@@ -14,8 +14,10 @@ from cityos.store import Store
 def test_demo_ingest_real_data(city: Store, shared_data: Path) -> None:
     lines = demo_ingest(city, shared_data)
     assert lines[0].startswith("beijing_air_quality: 420,768 stored")
-    aq = city.sql("SELECT count(DISTINCT id) AS n, min(t) AS t0, avg(co) AS co, "
-                  "min(x) AS x0, max(y) AS y1 FROM beijing_air_quality").to_pylist()[0]
+    aq = city.sql(
+        "SELECT count(DISTINCT id) AS n, min(t) AS t0, avg(co) AS co, "
+        "min(x) AS x0, max(y) AS y1 FROM beijing_air_quality"
+    ).to_pylist()[0]
     assert aq["n"] == 12
     assert str(aq["t0"]).startswith("2013-02-28 16:00")  # 2013-03-01 00:00 Beijing time
     assert 0.5 < aq["co"] < 3.0  # CO converted from ug/m3 to mg/m3

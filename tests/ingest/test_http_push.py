@@ -34,8 +34,11 @@ def _client(city: Store, app_router: object = router, **state: object) -> TestCl
 def test_push_is_durable_when_answered_and_uses_the_saved_mapping(city: Store) -> None:
     ensure_dataset(city, Mapping.from_dict(READINGS_MAPPING), IngestState(city.db))
     c = _client(city, ingest_api_key_verifier=lambda k: k == "k-1")
-    r = c.post("/ingest/readings/records", headers={"X-API-Key": "k-1"},
-               json={"records": [reading("s1", 8), reading("s2", 8, lat=120.0)], "source": "gateway-7"})
+    r = c.post(
+        "/ingest/readings/records",
+        headers={"X-API-Key": "k-1"},
+        json={"records": [reading("s1", 8), reading("s2", 8, lat=120.0)], "source": "gateway-7"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["accepted"], body["rejected"]) == (1, 1)
@@ -44,8 +47,11 @@ def test_push_is_durable_when_answered_and_uses_the_saved_mapping(city: Store) -
     assert city.scan("readings").to_pandas()["pm25"].tolist() == [35.0]
     [d] = DeadLetters(city).list()
     assert d.source == "http:gateway-7" and d.position.startswith("http:")
-    again = c.post("/ingest/readings/records", headers={"Authorization": "Bearer k-1"},
-                   json={"records": [reading("s1", 8)]}).json()
+    again = c.post(
+        "/ingest/readings/records",
+        headers={"Authorization": "Bearer k-1"},
+        json={"records": [reading("s1", 8)]},
+    ).json()
     assert (again["accepted"], again["duplicates"]) == (0, 1)
 
 
@@ -53,11 +59,27 @@ def test_keys_are_checked(city: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     c = _client(city)
     assert c.post("/ingest/readings/records", json={"records": []}).status_code == 401
     monkeypatch.delenv("CITYOS_INGEST_API_KEY", raising=False)
-    assert c.post("/ingest/readings/records", headers={"X-API-Key": "x"}, json={"records": []}).status_code == 401
+    assert (
+        c.post(
+            "/ingest/readings/records", headers={"X-API-Key": "x"}, json={"records": []}
+        ).status_code
+        == 401
+    )
     monkeypatch.setenv("CITYOS_INGEST_API_KEY", "static-key-123")
-    assert c.post("/ingest/readings/records", headers={"X-API-Key": "wrong"}, json={"records": []}).status_code == 401
-    r = c.post("/ingest/nowhere/records", headers={"X-API-Key": "static-key-123"}, json={"records": []})
+    assert (
+        c.post(
+            "/ingest/readings/records", headers={"X-API-Key": "wrong"}, json={"records": []}
+        ).status_code
+        == 401
+    )
+    r = c.post(
+        "/ingest/nowhere/records", headers={"X-API-Key": "static-key-123"}, json={"records": []}
+    )
     assert r.status_code == 404 and "nowhere" in r.json()["detail"]
     custom = _client(city, make_router(verifier=lambda k: k == "from-access-layer"))
-    assert custom.post("/ingest/nowhere/records", headers={"X-API-Key": "static-key-123"},
-                       json={"records": []}).status_code == 401
+    assert (
+        custom.post(
+            "/ingest/nowhere/records", headers={"X-API-Key": "static-key-123"}, json={"records": []}
+        ).status_code
+        == 401
+    )

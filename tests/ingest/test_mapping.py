@@ -21,22 +21,35 @@ from cityos.ingest import (
 
 
 def _m(**over: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"dataset": {"name": "obs", "model": "point_series"}, "id": {"from": "sensor"},
-                         "time": {"from": "ts"}, "geometry": {"x": "lon", "y": "lat"}}
+    d: dict[str, Any] = {
+        "dataset": {"name": "obs", "model": "point_series"},
+        "id": {"from": "sensor"},
+        "time": {"from": "ts"},
+        "geometry": {"x": "lon", "y": "lat"},
+    }
     d.update(over)
     return d
 
 
 def test_every_mistake_is_reported_with_its_path() -> None:
-    doc = _m(fields={"pm25": {"type": "float", "unit": "furlongs"},
-                     "co": {"type": "float64", "unit": "mg/m3", "source_unit": "km/h"}},
-             time={"from": "ts", "timezone": "Mars/Olympus"})
+    doc = _m(
+        fields={
+            "pm25": {"type": "float", "unit": "furlongs"},
+            "co": {"type": "float64", "unit": "mg/m3", "source_unit": "km/h"},
+        },
+        time={"from": "ts", "timezone": "Mars/Olympus"},
+    )
     doc["geometry"] = {"x": "lon", "y": "lat", "crs": "EPSG:999999"}
     with pytest.raises(MappingError) as e:
         Mapping.from_dict(doc, origin="air.yaml")
     paths = {p for p, _ in e.value.mistakes}
-    assert {"fields.pm25.type", "fields.pm25.unit", "fields.co.source_unit", "time.timezone",
-            "geometry.crs"} <= paths
+    assert {
+        "fields.pm25.type",
+        "fields.pm25.unit",
+        "fields.co.source_unit",
+        "time.timezone",
+        "geometry.crs",
+    } <= paths
     assert "air.yaml has" in str(e.value) and "fields.pm25.unit" in str(e.value)
 
 
@@ -48,13 +61,29 @@ def test_structural_mistakes_name_their_path() -> None:
 
 
 def test_units_time_zone_and_format() -> None:
-    m = Mapping.from_dict(_m(
-        time={"from": "ts", "format": "%d/%m/%Y %H:%M", "timezone": "Asia/Shanghai"},
-        fields={"co": {"from": "CO", "type": "float64", "unit": "mg/m3", "source_unit": "ug/m3"},
+    m = Mapping.from_dict(
+        _m(
+            time={"from": "ts", "format": "%d/%m/%Y %H:%M", "timezone": "Asia/Shanghai"},
+            fields={
+                "co": {"from": "CO", "type": "float64", "unit": "mg/m3", "source_unit": "ug/m3"},
                 "wind": {"from": "w", "type": "float64", "unit": "m/s", "source_unit": "km/h"},
-                "temp": {"from": "tf", "type": "float64", "unit": "degC", "source_unit": "degF"}}))
-    out = m.apply([{"sensor": 7, "ts": "02/03/2026 08:30", "lon": 116.4, "lat": 39.9, "CO": 1200,
-                    "w": 36, "tf": 212}])
+                "temp": {"from": "tf", "type": "float64", "unit": "degC", "source_unit": "degF"},
+            },
+        )
+    )
+    out = m.apply(
+        [
+            {
+                "sensor": 7,
+                "ts": "02/03/2026 08:30",
+                "lon": 116.4,
+                "lat": 39.9,
+                "CO": 1200,
+                "w": 36,
+                "tf": 212,
+            }
+        ]
+    )
     assert not out.problems
     r = out.table.to_pylist()[0]
     assert r["id"] == "7"
@@ -64,30 +93,60 @@ def test_units_time_zone_and_format() -> None:
 
 def test_iso_times_with_and_without_offsets_and_dst() -> None:
     m = Mapping.from_dict(_m(time={"from": "ts", "timezone": "America/New_York"}))
-    out = m.apply([{"sensor": "a", "ts": t, "lon": 1, "lat": 2} for t in
-                   ("2026-01-15T12:00:00", "2026-07-15T12:00:00", "2026-07-15T12:00:00+02:00",
-                    "2026-07-15T12:00:00Z", "not a time")])
+    out = m.apply(
+        [
+            {"sensor": "a", "ts": t, "lon": 1, "lat": 2}
+            for t in (
+                "2026-01-15T12:00:00",
+                "2026-07-15T12:00:00",
+                "2026-07-15T12:00:00+02:00",
+                "2026-07-15T12:00:00Z",
+                "not a time",
+            )
+        ]
+    )
     ts = [v.isoformat() if v else None for v in out.table["t"].to_pylist()]
-    assert ts[:4] == ["2026-01-15T17:00:00+00:00", "2026-07-15T16:00:00+00:00",
-                      "2026-07-15T10:00:00+00:00", "2026-07-15T12:00:00+00:00"]
+    assert ts[:4] == [
+        "2026-01-15T17:00:00+00:00",
+        "2026-07-15T16:00:00+00:00",
+        "2026-07-15T10:00:00+00:00",
+        "2026-07-15T12:00:00+00:00",
+    ]
     assert [(p.row, p.rule) for p in out.problems] == [(4, "time")]
 
 
 def test_epoch_and_nested_json_paths() -> None:
-    m = Mapping.from_dict(_m(time={"from": "obs.when", "format": "epoch_ms"},
-                             geometry={"x": "loc.coordinates[0]", "y": "loc.coordinates[1]"},
-                             fields={"v": {"from": "obs.value", "type": "float64"}}))
-    out = m.apply([{"sensor": "a", "obs": {"when": 1_772_409_600_000, "value": 3.5},
-                    "loc": {"type": "Point", "coordinates": [116.4, 39.9]}}])
+    m = Mapping.from_dict(
+        _m(
+            time={"from": "obs.when", "format": "epoch_ms"},
+            geometry={"x": "loc.coordinates[0]", "y": "loc.coordinates[1]"},
+            fields={"v": {"from": "obs.value", "type": "float64"}},
+        )
+    )
+    out = m.apply(
+        [
+            {
+                "sensor": "a",
+                "obs": {"when": 1_772_409_600_000, "value": 3.5},
+                "loc": {"type": "Point", "coordinates": [116.4, 39.9]},
+            }
+        ]
+    )
     r = out.table.to_pylist()[0]
     assert r["t"].isoformat() == "2026-03-02T00:00:00+00:00"
     assert (r["x"], r["y"], r["v"]) == (116.4, 39.9, 3.5)
 
 
 def test_bad_numbers_are_row_problems_not_batch_failures() -> None:
-    m = Mapping.from_dict(_m(fields={"v": {"type": "float64", "unit": "m/s", "source_unit": "km/h"}}))
-    out = m.apply([{"sensor": "a", "ts": "2026-01-01", "lon": 1, "lat": 2, "v": "fast"},
-                   {"sensor": "b", "ts": "2026-01-01", "lon": 1, "lat": 2, "v": 36}])
+    m = Mapping.from_dict(
+        _m(fields={"v": {"type": "float64", "unit": "m/s", "source_unit": "km/h"}})
+    )
+    out = m.apply(
+        [
+            {"sensor": "a", "ts": "2026-01-01", "lon": 1, "lat": 2, "v": "fast"},
+            {"sensor": "b", "ts": "2026-01-01", "lon": 1, "lat": 2, "v": 36},
+        ]
+    )
     assert [(p.row, p.rule) for p in out.problems] == [(0, "fields.v")]
     assert out.table["v"].to_pylist()[1] == pytest.approx(10.0)
 
@@ -95,15 +154,21 @@ def test_bad_numbers_are_row_problems_not_batch_failures() -> None:
 def test_epsg_and_chinese_crs_on_ingest() -> None:
     x, y = transform_coords(116.404, 39.915, "EPSG:4326", "EPSG:3857")
     proj = Mapping.from_dict(_m(geometry={"x": "e", "y": "n", "crs": "EPSG:3857"}))
-    r = proj.apply([{"sensor": "a", "ts": "2026-01-01", "e": float(x), "n": float(y)}]).table.to_pylist()[0]
+    r = proj.apply(
+        [{"sensor": "a", "ts": "2026-01-01", "e": float(x), "n": float(y)}]
+    ).table.to_pylist()[0]
     assert (r["x"], r["y"]) == pytest.approx((116.404, 39.915), abs=1e-9)
     gx, gy = wgs84_to_gcj02(116.404, 39.915)
     gcj = Mapping.from_dict(_m(geometry={"x": "lng", "y": "lat", "crs": "GCJ-02"}))
-    r = gcj.apply([{"sensor": "a", "ts": "2026-01-01", "lng": float(gx), "lat": float(gy)}]).table.to_pylist()[0]
+    r = gcj.apply(
+        [{"sensor": "a", "ts": "2026-01-01", "lng": float(gx), "lat": float(gy)}]
+    ).table.to_pylist()[0]
     assert (r["x"], r["y"]) == pytest.approx((116.404, 39.915), abs=1e-8)
     bx, by = wgs84_to_bd09(116.404, 39.915)
     bd = Mapping.from_dict(_m(geometry={"x": "lng", "y": "lat", "crs": "bd09"}))
-    r = bd.apply([{"sensor": "a", "ts": "2026-01-01", "lng": float(bx), "lat": float(by)}]).table.to_pylist()[0]
+    r = bd.apply(
+        [{"sensor": "a", "ts": "2026-01-01", "lng": float(bx), "lat": float(by)}]
+    ).table.to_pylist()[0]
     assert (r["x"], r["y"]) == pytest.approx((116.404, 39.915), abs=1e-8)
 
 
@@ -140,7 +205,9 @@ def test_round_trips_are_sub_half_metre_across_china() -> None:
     lat = rng.uniform(18, 53, 5000)
     back = gcj02_to_wgs84(*wgs84_to_gcj02(lon, lat))
     assert _metres(lon, lat, *back).max() < 0.5
-    via_bd = transform_coords(*transform_coords(lon, lat, "EPSG:4326", "BD-09"), "BD-09", "EPSG:4326")
+    via_bd = transform_coords(
+        *transform_coords(lon, lat, "EPSG:4326", "BD-09"), "BD-09", "EPSG:4326"
+    )
     assert _metres(lon, lat, *via_bd).max() < 0.5
     # the offset itself is hundreds of metres, so the test would notice a missing inverse
     assert _metres(lon, lat, *wgs84_to_gcj02(lon, lat)).min() > 10

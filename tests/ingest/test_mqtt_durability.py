@@ -41,10 +41,28 @@ class Worker:
     """The ingest process, as an operator would run it (`python -m cityos.ingest ingest mqtt`)."""
 
     def __init__(self, home: Path, broker: Broker, log: Path) -> None:
-        self.cmd = [sys.executable, "-m", "cityos.ingest", "ingest", "mqtt",
-                    "--topic", f"{TOPIC}/+={EXAMPLES_DIR / 'sensorthings_observations.yaml'}",
-                    "--host", broker.host, "--port", str(broker.port), "--client-id", "durability-worker",
-                    "--batch-rows", "300", "--linger", "0.02", "--quiet", "--home", str(home)]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "cityos.ingest",
+            "ingest",
+            "mqtt",
+            "--topic",
+            f"{TOPIC}/+={EXAMPLES_DIR / 'sensorthings_observations.yaml'}",
+            "--host",
+            broker.host,
+            "--port",
+            str(broker.port),
+            "--client-id",
+            "durability-worker",
+            "--batch-rows",
+            "300",
+            "--linger",
+            "0.02",
+            "--quiet",
+            "--home",
+            str(home),
+        ]
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
@@ -96,7 +114,7 @@ class Publisher(threading.Thread):
             todo = list(range(self.n))
             deadline = time.monotonic() + 120
             while todo and time.monotonic() < deadline:
-                chunk, todo = todo[: self.window], todo[self.window:]
+                chunk, todo = todo[: self.window], todo[self.window :]
                 for i in chunk:
                     info = c.publish(f"{TOPIC}/{_obs(i)['datastream']}", json.dumps(_obs(i)), qos=1)
                     with lock:
@@ -130,7 +148,9 @@ def _create_session(broker: Broker) -> None:
     operator starts the ingest before the devices; here processes start concurrently)."""
     import paho.mqtt.client as mqtt
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="durability-worker", clean_session=False)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="durability-worker", clean_session=False
+    )
     done = threading.Event()
     c.on_subscribe = lambda *_a: done.set()
     c.connect(broker.host, broker.port)
@@ -141,7 +161,9 @@ def _create_session(broker: Broker) -> None:
     c.loop_stop()
 
 
-def _chaos(tmp_path: Path, broker: Broker, n: int, kills: int, broker_restarts: int, seed: int) -> None:
+def _chaos(
+    tmp_path: Path, broker: Broker, n: int, kills: int, broker_restarts: int, seed: int
+) -> None:
     home = tmp_path / "city"
     from cityos.ingest import example_mapping
     from cityos.ingest._base import ensure_dataset
@@ -175,8 +197,9 @@ def _chaos(tmp_path: Path, broker: Broker, n: int, kills: int, broker_restarts: 
             got = {(i, t) for i, t, _ in _stored(home)}
             if want <= got:
                 break
-            assert worker.proc is not None and worker.proc.poll() is None, \
-                (tmp_path / "worker.log").read_text()[-3000:]
+            assert worker.proc is not None and worker.proc.poll() is None, (
+                tmp_path / "worker.log"
+            ).read_text()[-3000:]
             time.sleep(0.5)
     finally:
         worker.stop()
@@ -191,7 +214,9 @@ def _chaos(tmp_path: Path, broker: Broker, n: int, kills: int, broker_restarts: 
 
 
 def test_kill_and_broker_restart_lose_nothing(tmp_path: Path, broker: Broker) -> None:
-    _chaos(tmp_path, broker, n=3000, kills=3, broker_restarts=1, seed=int(os.environ.get("SEED", "3")))
+    _chaos(
+        tmp_path, broker, n=3000, kills=3, broker_restarts=1, seed=int(os.environ.get("SEED", "3"))
+    )
 
 
 @pytest.mark.slow

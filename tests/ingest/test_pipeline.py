@@ -17,20 +17,31 @@ from cityos.store import Store
 
 from .builders import READINGS_MAPPING
 
-GEO_MAPPING = {"dataset": {"name": "pois", "model": "point_static"}, "id": {"from": "name"},
-               "geometry": {"wkb": "geometry", "crs": "EPSG:3857"},
-               "fields": {"kind": {"type": "string"}}}
+GEO_MAPPING = {
+    "dataset": {"name": "pois", "model": "point_static"},
+    "id": {"from": "name"},
+    "geometry": {"wkb": "geometry", "crs": "EPSG:3857"},
+    "fields": {"kind": {"type": "string"}},
+}
 
 
 def test_thousands_of_bad_rows_do_not_stop_the_good_ones(city: Store, tmp_path: Path) -> None:
     n = 6000
-    df = pd.DataFrame({"sensor": [f"s{i % 7}" for i in range(n)],
-                       "ts": pd.date_range("2026-03-01", periods=n, freq="min").strftime("%Y-%m-%d %H:%M"),
-                       "lon": 116.4, "lat": [95.0 if i % 3 == 0 else 39.9 for i in range(n)],
-                       "pm25_mg": 0.01})
+    df = pd.DataFrame(
+        {
+            "sensor": [f"s{i % 7}" for i in range(n)],
+            "ts": pd.date_range("2026-03-01", periods=n, freq="min").strftime("%Y-%m-%d %H:%M"),
+            "lon": 116.4,
+            "lat": [95.0 if i % 3 == 0 else 39.9 for i in range(n)],
+            "pm25_mg": 0.01,
+        }
+    )
     df.to_csv(tmp_path / "a.csv", index=False)
     rep = FileSource(tmp_path / "a.csv", Mapping.from_dict(READINGS_MAPPING)).run(city)
-    assert (rep.accepted, rep.rejected) == (4000, 2000)  # 2,000 > the store's 1,000 problems per error
+    assert (rep.accepted, rep.rejected) == (
+        4000,
+        2000,
+    )  # 2,000 > the store's 1,000 problems per error
     assert len(city.scan("readings")) == 4000
     assert len(DeadLetters(city).list(limit=None)) == 2000
     [ln] = lineage(city, "readings")
@@ -52,9 +63,11 @@ def test_incremental_folder_picks_up_only_new_files(city: Store, tmp_path: Path)
 
 @pytest.mark.parametrize("ext", ["geojson", "gpkg", "shp", "parquet"])
 def test_spatial_formats(city: Store, tmp_path: Path, ext: str) -> None:
-    g = gpd.GeoDataFrame({"name": ["a", "b"], "kind": ["school", "park"]},
-                         geometry=[shapely.Point(12957468.0, 4852834.0), shapely.Point(12958000.0, 4853000.0)],
-                         crs="EPSG:3857")
+    g = gpd.GeoDataFrame(
+        {"name": ["a", "b"], "kind": ["school", "park"]},
+        geometry=[shapely.Point(12957468.0, 4852834.0), shapely.Point(12958000.0, 4853000.0)],
+        crs="EPSG:3857",
+    )
     p = tmp_path / f"pois.{ext}"
     if ext == "parquet":
         g.to_parquet(p)
@@ -91,7 +104,9 @@ def test_cli_ingest_and_deadletters(tmp_path: Path) -> None:
     mp = tmp_path / "m.json"
     mp.write_text(json.dumps(READINGS_MAPPING))
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.csv").write_text("sensor,ts,lon,lat,pm25_mg\na,2026-03-02 08:00,116.4,95,0.02\n")
+    (tmp_path / "in" / "a.csv").write_text(
+        "sensor,ts,lon,lat,pm25_mg\na,2026-03-02 08:00,116.4,95,0.02\n"
+    )
     home = str(tmp_path / "city")
     run = CliRunner().invoke
     r = run(app, ["ingest", "files", str(tmp_path / "in"), "-m", str(mp), "--home", home])
@@ -100,7 +115,12 @@ def test_cli_ingest_and_deadletters(tmp_path: Path) -> None:
     r = run(app, ["deadletters", "list", "--home", home, "--json"])
     d = json.loads(r.output.splitlines()[0])
     assert d["rule"].startswith("y:")
-    assert run(app, ["deadletters", "fix", str(d["id"]), "--set", "lat=39.9", "--home", home]).exit_code == 0
+    assert (
+        run(
+            app, ["deadletters", "fix", str(d["id"]), "--set", "lat=39.9", "--home", home]
+        ).exit_code
+        == 0
+    )
     r = run(app, ["deadletters", "replay", "--home", home])
     assert "1 replayed, 0 still failing" in r.output
     r = run(app, ["ingest", "lineage", "readings", "--home", home])

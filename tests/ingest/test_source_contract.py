@@ -66,17 +66,26 @@ class SQLFeeder(Feeder):
         super().__init__(tmp, mapping)
         self.db = tmp / "agency.db"
         with sqlite3.connect(self.db) as con:
-            con.execute("create table readings (seq integer primary key autoincrement, sensor text, "
-                        "ts text, lon real, lat real, pm25_mg real)")
+            con.execute(
+                "create table readings (seq integer primary key autoincrement, sensor text, "
+                "ts text, lon real, lat real, pm25_mg real)"
+            )
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
         with sqlite3.connect(self.db) as con:
-            con.executemany("insert into readings (sensor, ts, lon, lat, pm25_mg) values (?, ?, ?, ?, ?)",
-                            [(r["sensor"], r["ts"], r["lon"], r["lat"], r["pm25_mg"]) for r in records])
+            con.executemany(
+                "insert into readings (sensor, ts, lon, lat, pm25_mg) values (?, ?, ?, ?, ?)",
+                [(r["sensor"], r["ts"], r["lon"], r["lat"], r["pm25_mg"]) for r in records],
+            )
 
     def source(self) -> Source:
-        return SQLSource(f"sqlite:///{self.db}", self.mapping, table="readings", watermark="seq",
-                         name="contract-sql")
+        return SQLSource(
+            f"sqlite:///{self.db}",
+            self.mapping,
+            table="readings",
+            watermark="seq",
+            name="contract-sql",
+        )
 
 
 class HttpFeeder(Feeder):
@@ -119,8 +128,14 @@ class MqttFeeder(Feeder):
         c.loop_stop()
 
     def source(self) -> Source:
-        return MqttSource({"city/air/+": self.mapping}, host=self.broker.host, port=self.broker.port,
-                          client_id=self.client_id, idle_timeout_s=1.0, name="contract-mqtt")
+        return MqttSource(
+            {"city/air/+": self.mapping},
+            host=self.broker.host,
+            port=self.broker.port,
+            client_id=self.client_id,
+            idle_timeout_s=1.0,
+            name="contract-mqtt",
+        )
 
     def close(self) -> None:
         self._ctx.__exit__(None, None, None)
@@ -139,7 +154,9 @@ def test_every_registered_source_has_a_feeder() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(SOURCES))
-def test_source_contract(kind: str, city: Store, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_source_contract(
+    kind: str, city: Store, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     if kind == "mqtt":
         request.applymarker(pytest.mark.integration)
     mapping = Mapping.from_dict(READINGS_MAPPING)

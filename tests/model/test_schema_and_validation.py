@@ -27,7 +27,9 @@ from cityos.model import (
 
 @pytest.mark.parametrize("kind", list(ModelKind))
 def test_schema_round_trips_through_json(kind: ModelKind) -> None:
-    s = DatasetSchema(kind, fields=(Field("a", "float64", unit="m", minimum=0), Field("b", personal="phone")))
+    s = DatasetSchema(
+        kind, fields=(Field("a", "float64", unit="m", minimum=0), Field("b", personal="phone"))
+    )
     assert DatasetSchema.from_json(s.to_json()) == s
     assert s.key == kind.default_key
 
@@ -52,7 +54,9 @@ def _pts(**over: object) -> list[dict[str, object]]:
     return rows
 
 
-SCHEMA = DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64", minimum=0, maximum=300),))
+SCHEMA = DatasetSchema(
+    ModelKind.POINT_ST, fields=(Field("speed", "float64", minimum=0, maximum=300),)
+)
 
 
 @pytest.mark.parametrize(
@@ -69,8 +73,9 @@ SCHEMA = DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64", min
         ({"id": None}, "id", "an id"),
     ],
 )
-def test_bad_values_are_reported_with_dataset_row_key_and_field(override: dict[str, object], field: str,
-                                                                 expected: str) -> None:
+def test_bad_values_are_reported_with_dataset_row_key_and_field(
+    override: dict[str, object], field: str, expected: str
+) -> None:
     with pytest.raises(ValidationError) as ei:
         conform(_pts(**override), SCHEMA, "taxis")
     e = ei.value
@@ -112,8 +117,13 @@ def test_canonical_types_and_time_handling() -> None:
 
 
 def test_epoch_seconds_and_millis() -> None:
-    tbl = conform([{"id": "a", "t": 1772438400, "x": 1.0, "y": 2.0},
-                   {"id": "b", "t": 1772438400000, "x": 1.0, "y": 2.0}], DatasetSchema(ModelKind.POINT_ST))
+    tbl = conform(
+        [
+            {"id": "a", "t": 1772438400, "x": 1.0, "y": 2.0},
+            {"id": "b", "t": 1772438400000, "x": 1.0, "y": 2.0},
+        ],
+        DatasetSchema(ModelKind.POINT_ST),
+    )
     assert tbl["t"][0] == tbl["t"][1]
 
 
@@ -134,17 +144,30 @@ def test_geometry_validation_for_regions_and_lines() -> None:
 
 
 def test_frames_interop_pandas_geopandas_arrow() -> None:
-    df = pd.DataFrame({"car": ["a", "b"], "time": ["2026-03-02T08:00Z"] * 2, "lon": [116.4, 116.5],
-                       "lat": [39.9, 39.8]})
+    df = pd.DataFrame(
+        {
+            "car": ["a", "b"],
+            "time": ["2026-03-02T08:00Z"] * 2,
+            "lon": [116.4, 116.5],
+            "lat": [39.9, 39.8],
+        }
+    )
     f = MovingPoints.from_pandas(df, id="car", t="time", x="lon", y="lat")
     gdf = f.to_geopandas()
     assert list(gdf.geometry.x) == [116.4, 116.5]
     assert str(gdf.crs) == "EPSG:4326"
     back = MovingPoints.from_geopandas(gdf)
     assert back.to_arrow().select(["id", "x", "y"]).equals(f.to_arrow().select(["id", "x", "y"]))
-    roads = RoadNetwork.from_pandas(pd.DataFrame({
-        "id": ["e1"], "from_node": [1], "to_node": [2],
-        "geometry": [shapely.to_wkb(shapely.LineString([(0, 0), (1, 1)]))]}))
+    roads = RoadNetwork.from_pandas(
+        pd.DataFrame(
+            {
+                "id": ["e1"],
+                "from_node": [1],
+                "to_node": [2],
+                "geometry": [shapely.to_wkb(shapely.LineString([(0, 0), (1, 1)]))],
+            }
+        )
+    )
     assert roads.to_geopandas().geometry.iloc[0].geom_type == "LineString"
     poi = StaticFeatures.from_pandas(pd.DataFrame({"id": ["s"], "x": [1.0], "y": [2.0]}))
     assert len(poi) == 1
@@ -160,7 +183,9 @@ def test_trajectories_need_one_time_per_point_in_order() -> None:
     with pytest.raises(ValidationError, match="3 points"):
         conform([{"id": "a", "traj_id": "1", "geometry": line, "times": t[:2]}], s, "trips")
     with pytest.raises(ValidationError, match="backwards"):
-        conform([{"id": "a", "traj_id": "1", "geometry": line, "times": [t[0], t[2], t[1]]}], s, "trips")
+        conform(
+            [{"id": "a", "traj_id": "1", "geometry": line, "times": [t[0], t[2], t[1]]}], s, "trips"
+        )
 
 
 def test_numpy_nan_strings_and_ints() -> None:

@@ -42,13 +42,24 @@ WEST = [116.29, 39.89, 116.40, 40.0]
 
 
 def point_rows(n: int = 40) -> list[dict[str, object]]:
-    return [{"id": f"c{i % 5}", "t": f"2026-03-02T{8 + i // 10:02d}:{(i % 10) * 5:02d}Z",
-             "x": 116.30 + 0.005 * i, "y": 39.90 + 0.002 * i, "phone": f"138{i:08d}",
-             "owner": "张三", "district": "east" if i >= 20 else "west"} for i in range(n)]
+    return [
+        {
+            "id": f"c{i % 5}",
+            "t": f"2026-03-02T{8 + i // 10:02d}:{(i % 10) * 5:02d}Z",
+            "x": 116.30 + 0.005 * i,
+            "y": 39.90 + 0.002 * i,
+            "phone": f"138{i:08d}",
+            "owner": "张三",
+            "district": "east" if i >= 20 else "west",
+        }
+        for i in range(n)
+    ]
 
 
-POINTS = DatasetSchema(ModelKind.POINT_ST, fields=(
-    Field("phone", personal="phone"), Field("owner", personal="name"), Field("district")))
+POINTS = DatasetSchema(
+    ModelKind.POINT_ST,
+    fields=(Field("phone", personal="phone"), Field("owner", personal="name"), Field("district")),
+)
 
 
 @dataclass
@@ -72,14 +83,31 @@ def build_city(home: Path, database_url: str) -> ServedCity:
     for c in CLASSES:
         store.create_dataset(f"pts_{c}", POINTS)
         store.append(f"pts_{c}", point_rows())
-    store.create_dataset("districts", DatasetSchema(
-        ModelKind.POINT_STATIC, geometry_type=GeometryType.REGION, fields=(Field("label"),)))
-    store.append("districts", [
-        {"id": "west", "geometry": shapely.box(*WEST).wkb, "label": "W"},
-        {"id": "east", "geometry": shapely.box(116.40, 39.89, 116.6, 40.0).wkb, "label": "E"}])
+    store.create_dataset(
+        "districts",
+        DatasetSchema(
+            ModelKind.POINT_STATIC, geometry_type=GeometryType.REGION, fields=(Field("label"),)
+        ),
+    )
+    store.append(
+        "districts",
+        [
+            {"id": "west", "geometry": shapely.box(*WEST).wkb, "label": "W"},
+            {"id": "east", "geometry": shapely.box(116.40, 39.89, 116.6, 40.0).wkb, "label": "E"},
+        ],
+    )
     store.create_dataset("roads", DatasetSchema(ModelKind.NETWORK_STATIC))
-    store.append("roads", [{"id": "r1", "from_node": 1, "to_node": 2, "geometry":
-                            shapely.LineString([(116.3, 39.9), (116.5, 39.98)]).wkb}])
+    store.append(
+        "roads",
+        [
+            {
+                "id": "r1",
+                "from_node": 1,
+                "to_node": 2,
+                "geometry": shapely.LineString([(116.3, 39.9), (116.5, 39.98)]).wkb,
+            }
+        ],
+    )
     for d in ("traffic", "parks"):
         access.create_department(db, d)
     for c in CLASSES:
@@ -92,8 +120,7 @@ def build_city(home: Path, database_url: str) -> ServedCity:
             access.grant(db, role, ds, perm)
         access.create_user(db, role, PASSWORD, roles=[role], department=dept)
     for c in CLASSES:
-        access.add_row_filter(db, "district", f"pts_{c}",
-                              access.RowFilter("bbox", {"bbox": WEST}))
+        access.add_row_filter(db, "district", f"pts_{c}", access.RowFilter("bbox", {"bbox": WEST}))
     city = ServedCity(TestClient(create_app(settings, store=store)), store)
     for role in ROLES:
         city.tokens[role] = access.issue_token(access.principal_for(db, role), SECRET)
@@ -101,11 +128,16 @@ def build_city(home: Path, database_url: str) -> ServedCity:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-         ) -> Iterator[ServedCity]:
+def served(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServedCity]:
     home = tmp_path_factory.mktemp("city")
-    url = (f"sqlite:///{home / 'cityos.db'}" if request.param == "sqlite"
-           else fresh_database(request.getfixturevalue("pg_url")))
+    url = (
+        f"sqlite:///{home / 'cityos.db'}"
+        if request.param == "sqlite"
+        else fresh_database(request.getfixturevalue("pg_url"))
+    )
     c = build_city(home, url)
     yield c
     c.client.close()

@@ -23,8 +23,11 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "similar": ("POST", "/query/similar", {"coords": [[116.3, 39.9], [116.35, 39.92]], "k": 2}),
     "join_regions": ("POST", "/query/join_regions", {"regions": "districts"}),
     "join_nearest": ("POST", "/query/join_nearest", {"edges": "roads", "max_distance_m": 5000}),
-    "aggregate": ("POST", "/query/aggregate",
-                  {"grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000}}),
+    "aggregate": (
+        "POST",
+        "/query/aggregate",
+        {"grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000}},
+    ),
     "records": ("POST", "/records", {"records": point_rows(1)}),
 }
 # Results without coordinates cannot be checked against an area: refused under a filter.
@@ -91,13 +94,24 @@ def test_authorisation_matrix(served: ServedCity, endpoint: str) -> None:
 
 def test_listing_shows_only_readable_datasets(served: ServedCity) -> None:
     for role in ROLES:
-        names = {d["name"] for d in served.client.get("/datasets", headers=served.auth(role)).json()}
+        names = {
+            d["name"] for d in served.client.get("/datasets", headers=served.auth(role)).json()
+        }
         want = {f"pts_{c}" for c in CLASSES if may_read(role, c)} | {"districts", "roads"}
         assert names == want, role
 
 
-@pytest.mark.parametrize("path", ["/users", "/roles", "/departments", "/audit",
-                                  "/audit/verify", "/policies/datasets/pts_public"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/users",
+        "/roles",
+        "/departments",
+        "/audit",
+        "/audit/verify",
+        "/policies/datasets/pts_public",
+    ],
+)
 def test_admin_endpoints_refuse_everyone_else(served: ServedCity, path: str) -> None:
     assert served.client.get(path).status_code == 401
     for role in ROLES:

@@ -9,8 +9,11 @@ from cityos.db import Database
 from .conftest import SECRET, ServedCity
 
 ST = "/datasets/pts_internal/query/st_range"
-BODY = {"region": {"bbox": [116, 39, 117, 41]},
-        "start": "2026-03-02T00:00:00Z", "end": "2026-03-03T00:00:00Z"}
+BODY = {
+    "region": {"bbox": [116, 39, 117, 41]},
+    "start": "2026-03-02T00:00:00Z",
+    "end": "2026-03-03T00:00:00Z",
+}
 
 
 def test_revocations_apply_to_the_next_request(served: ServedCity) -> None:
@@ -19,8 +22,10 @@ def test_revocations_apply_to_the_next_request(served: ServedCity) -> None:
     access.create_role(db, "temp")
     access.grant(db, "temp", "pts_internal", "read")
     access.create_user(db, "temp_user", "temp-password-1", roles=["temp"])
-    token = {"Authorization": f"Bearer "
-                              f"{access.issue_token(access.principal_for(db, 'temp_user'), SECRET)}"}
+    token = {
+        "Authorization": f"Bearer "
+        f"{access.issue_token(access.principal_for(db, 'temp_user'), SECRET)}"
+    }
     other = Database(db.url)  # another process, e.g. ``cityos access revoke``
     try:
         for _ in range(2):  # the second request is answered from warm caches

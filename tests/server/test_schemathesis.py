@@ -26,22 +26,28 @@ with warnings.catch_warnings():
         status_code_conformance,
     )
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def _operations() -> list[tuple[str, str]]:
     # the operations are known without data: read them from an empty city's document
     spec = create_app(Settings(home=tempfile.mkdtemp(prefix="cityos-spec-"))).openapi()
-    return [(path, method.upper()) for path, item in sorted(spec["paths"].items())
-            for method in sorted(item)]
+    return [
+        (path, method.upper())
+        for path, item in sorted(spec["paths"].items())
+        for method in sorted(item)
+    ]
 
 
 OPERATIONS = _operations()
 
 
-@pytest.mark.parametrize(("path", "method"), OPERATIONS,
-                         ids=[f"{m} {p}" for p, m in OPERATIONS])
+@pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m} {p}" for p, m in OPERATIONS])
 def test_api_conforms_to_its_schema(served: ServedCity, path: str, method: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -50,8 +56,13 @@ def test_api_conforms_to_its_schema(served: ServedCity, path: str, method: str) 
     headers = served.auth("admin")
 
     @given(data=st.data())
-    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=12,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(data: Any) -> None:
         case = data.draw(operation.as_strategy())
         case.call_and_validate(headers=headers, checks=CHECKS)

@@ -39,8 +39,17 @@ def _cars() -> pd.DataFrame:
         xy = np.clip(start + np.cumsum(steps, axis=0), [BBOX[0], BBOX[1]], [BBOX[2], BBOX[3]])
         if v == 3:
             xy[:] = [116.40, 39.92]
-        rows.append(pd.DataFrame({"id": f"v{v:02d}", "t": t, "x": xy[:, 0], "y": xy[:, 1],
-                                  "speed": rng.uniform(0, 60, n_t).round(3)}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "id": f"v{v:02d}",
+                    "t": t,
+                    "x": xy[:, 0],
+                    "y": xy[:, 1],
+                    "speed": rng.uniform(0, 60, n_t).round(3),
+                }
+            )
+        )
     df = pd.concat(rows, ignore_index=True)
     same = (df["id"] == "v02") & (df["t"] < DAY0 + pd.Timedelta("6h"))
     src = df.loc[(df["id"] == "v01") & (df["t"] < DAY0 + pd.Timedelta("6h")), ["x", "y"]].to_numpy()
@@ -56,7 +65,9 @@ def _regions() -> pd.DataFrame:
         "r3": shapely.from_wkt(TRIANGLE),  # overlaps the others
         "r4": shapely.box(117.0, 41.0, 117.1, 41.1),  # far away: never matched
     }
-    return pd.DataFrame({"id": list(polys), "geometry": [shapely.to_wkb(g) for g in polys.values()]})
+    return pd.DataFrame(
+        {"id": list(polys), "geometry": [shapely.to_wkb(g) for g in polys.values()]}
+    )
 
 
 def _roads() -> pd.DataFrame:
@@ -66,9 +77,14 @@ def _roads() -> pd.DataFrame:
     for i, y in enumerate(np.arange(39.85, 40.001, 0.025)):
         lines.append((f"ew{i}", shapely.LineString([(116.30, y), (116.50, y)])))
     lines.append(("diag", shapely.LineString([(116.30, 39.85), (116.50, 40.0)])))
-    return pd.DataFrame({"id": [n for n, _ in lines], "from_node": np.arange(len(lines)),
-                         "to_node": np.arange(len(lines)) + 1,
-                         "geometry": [shapely.to_wkb(g) for _, g in lines]})
+    return pd.DataFrame(
+        {
+            "id": [n for n, _ in lines],
+            "from_node": np.arange(len(lines)),
+            "to_node": np.arange(len(lines)) + 1,
+            "geometry": [shapely.to_wkb(g) for _, g in lines],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +95,10 @@ def cars_df() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory, cars_df: pd.DataFrame) -> Iterator[Store]:
     store = cityos.open_city(tmp_path_factory.mktemp("contract_city"))
-    store.create_dataset("cars", DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64"),),
-                                               row_group_rows=256))
+    store.create_dataset(
+        "cars",
+        DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64"),), row_group_rows=256),
+    )
     # several appends: several files per day partition, several row groups per file
     day1 = cars_df["t"] < DAY0 + pd.Timedelta("1D")
     store.append("cars", cars_df[day1 & (cars_df["id"] < "v10")])
@@ -90,7 +108,9 @@ def city(tmp_path_factory: pytest.TempPathFactory, cars_df: pd.DataFrame) -> Ite
     store.append("districts", _regions())
     store.create_dataset("roads", DatasetSchema(ModelKind.NETWORK_STATIC))
     store.append("roads", _roads())
-    store.create_dataset("nothing", DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64"),)))
+    store.create_dataset(
+        "nothing", DatasetSchema(ModelKind.POINT_ST, fields=(Field("speed", "float64"),))
+    )
     yield store
     store.close()
 
@@ -120,53 +140,130 @@ GRID = Grid.from_metres(BBOX, 2000)
 
 CASES: dict[str, tuple[Q, tuple[str, ...]]] = {
     "read": (lambda s, e: s.scan("cars", engine=e), ()),
-    "scan_bbox": (lambda s, e: s.scan("cars", geometry=(116.35, 39.88, 116.45, 39.95), engine=e), ()),
-    "scan_polygon_time_ids_columns": (lambda s, e: s.scan(
-        "cars", geometry=TRIANGLE, start=W0, end="2026-03-03T03:00Z", ids=["v01", "v02", "v03", "v07", "v15"],
-        columns=["speed", "t"], engine=e), ()),
+    "scan_bbox": (
+        lambda s, e: s.scan("cars", geometry=(116.35, 39.88, 116.45, 39.95), engine=e),
+        (),
+    ),
+    "scan_polygon_time_ids_columns": (
+        lambda s, e: s.scan(
+            "cars",
+            geometry=TRIANGLE,
+            start=W0,
+            end="2026-03-03T03:00Z",
+            ids=["v01", "v02", "v03", "v07", "v15"],
+            columns=["speed", "t"],
+            engine=e,
+        ),
+        (),
+    ),
     "range_bbox": (lambda s, e: s.range("cars", (116.38, 39.90, 116.42, 39.94), engine=e), ()),
     "range_polygon": (lambda s, e: s.range("cars", TRIANGLE, engine=e), ()),
-    "st_range_bbox": (lambda s, e: s.st_range("cars", (116.35, 39.88, 116.45, 39.95), W0, W1, engine=e), ()),
-    "st_range_polygon": (lambda s, e: s.st_range("cars", TRIANGLE, W0, "2026-03-03T02:00Z", engine=e), ()),
-    "st_range_empty": (lambda s, e: s.st_range("cars", BBOX, "2026-04-01", "2026-04-02", engine=e), ()),
+    "st_range_bbox": (
+        lambda s, e: s.st_range("cars", (116.35, 39.88, 116.45, 39.95), W0, W1, engine=e),
+        (),
+    ),
+    "st_range_polygon": (
+        lambda s, e: s.st_range("cars", TRIANGLE, W0, "2026-03-03T02:00Z", engine=e),
+        (),
+    ),
+    "st_range_empty": (
+        lambda s, e: s.st_range("cars", BBOX, "2026-04-01", "2026-04-02", engine=e),
+        (),
+    ),
     "st_range_empty_dataset": (lambda s, e: s.st_range("nothing", BBOX, W0, W1, engine=e), ()),
     "regions_range_polygon": (lambda s, e: s.range("districts", TRIANGLE, engine=e), ()),
-    "roads_range_bbox": (lambda s, e: s.range("roads", (116.31, 39.86, 116.34, 39.88), engine=e), ()),
+    "roads_range_bbox": (
+        lambda s, e: s.range("roads", (116.31, 39.86, 116.34, 39.88), engine=e),
+        (),
+    ),
     "id_temporal": (lambda s, e: s.id_temporal("cars", ["v03", "v11"], W0, W1, engine=e), ()),
     "id_temporal_all_time": (lambda s, e: s.id_temporal("cars", "v05", engine=e), ()),
     "knn_1": (lambda s, e: s.knn("cars", 116.41, 39.93, 1, engine=e), ()),
     "knn_parked_ties": (lambda s, e: s.knn("cars", 116.40, 39.92, 30, engine=e), ()),
     "knn_window": (lambda s, e: s.knn("cars", 116.37, 39.89, 25, start=W0, end=W1, engine=e), ()),
     "knn_outside": (lambda s, e: s.knn("cars", 116.70, 40.20, 5, engine=e), ()),
-    "knn_more_than_all": (lambda s, e: s.knn("cars", 116.40, 39.90, 200, start=W0,
-                                               end="2026-03-02T07:00Z", engine=e), ()),
-    "knn_empty": (lambda s, e: s.knn("cars", 116.40, 39.90, 3, start="2026-05-01", end="2026-05-02",
-                                      engine=e), ()),
-    "knn_trajectories": (lambda s, e: s.knn_trajectories("cars", 116.41, 39.93, 6, start=W0, end=W1,
-                                                          engine=e), ()),
-    "knn_trajectories_all": (lambda s, e: s.knn_trajectories("cars", 116.45, 39.87, 50, engine=e), ()),
-    "similar_dtw": (lambda s, e: s.similar("cars", QUERY_TRAJ, 5, start=W0, end=W1, metric="dtw",
-                                           engine=e), ()),
-    "similar_frechet": (lambda s, e: s.similar("cars", QUERY_TRAJ, 5, start=W0, end=W1,
-                                               metric="frechet", engine=e), ()),
-    "join_regions": (lambda s, e: s.join_regions("cars", "districts", start=W0, end=W1, engine=e), ()),
-    "join_regions_polygon": (lambda s, e: s.join_regions("cars", "districts", geometry=TRIANGLE,
-                                                         engine=e), ()),
-    "join_nearest": (lambda s, e: s.join_nearest("cars", "roads", max_distance_m=300, start=W0, end=W1,
-                                                 engine=e), ()),
-    "aggregate_grid": (lambda s, e: s.aggregate(
-        "cars", grid=GRID, time_bin="1h", aggs={"n": "count", "total": ("speed", "sum"),
-                                                "avg": ("speed", "mean"), "top": ("speed", "max")},
-        engine=e), ("total", "avg")),
-    "aggregate_grid_window_no_bin": (lambda s, e: s.aggregate(
-        "cars", grid=GRID, time_bin=None, start=W0, end=W1, geometry=TRIANGLE,
-        aggs={"n": "count", "avg": ("speed", "mean")}, engine=e), ("avg",)),
-    "aggregate_regions": (lambda s, e: s.aggregate(
-        "cars", regions="districts", time_bin="6h", aggs={"n": "count", "total": ("speed", "sum"),
-                                                           "avg": ("speed", "mean")},
-        engine=e), ("total", "avg")),
-    "aggregate_empty": (lambda s, e: s.aggregate("cars", grid=GRID, start="2026-05-01", end="2026-05-02",
-                                                 engine=e), ()),
+    "knn_more_than_all": (
+        lambda s, e: s.knn("cars", 116.40, 39.90, 200, start=W0, end="2026-03-02T07:00Z", engine=e),
+        (),
+    ),
+    "knn_empty": (
+        lambda s, e: s.knn(
+            "cars", 116.40, 39.90, 3, start="2026-05-01", end="2026-05-02", engine=e
+        ),
+        (),
+    ),
+    "knn_trajectories": (
+        lambda s, e: s.knn_trajectories("cars", 116.41, 39.93, 6, start=W0, end=W1, engine=e),
+        (),
+    ),
+    "knn_trajectories_all": (
+        lambda s, e: s.knn_trajectories("cars", 116.45, 39.87, 50, engine=e),
+        (),
+    ),
+    "similar_dtw": (
+        lambda s, e: s.similar("cars", QUERY_TRAJ, 5, start=W0, end=W1, metric="dtw", engine=e),
+        (),
+    ),
+    "similar_frechet": (
+        lambda s, e: s.similar("cars", QUERY_TRAJ, 5, start=W0, end=W1, metric="frechet", engine=e),
+        (),
+    ),
+    "join_regions": (
+        lambda s, e: s.join_regions("cars", "districts", start=W0, end=W1, engine=e),
+        (),
+    ),
+    "join_regions_polygon": (
+        lambda s, e: s.join_regions("cars", "districts", geometry=TRIANGLE, engine=e),
+        (),
+    ),
+    "join_nearest": (
+        lambda s, e: s.join_nearest(
+            "cars", "roads", max_distance_m=300, start=W0, end=W1, engine=e
+        ),
+        (),
+    ),
+    "aggregate_grid": (
+        lambda s, e: s.aggregate(
+            "cars",
+            grid=GRID,
+            time_bin="1h",
+            aggs={
+                "n": "count",
+                "total": ("speed", "sum"),
+                "avg": ("speed", "mean"),
+                "top": ("speed", "max"),
+            },
+            engine=e,
+        ),
+        ("total", "avg"),
+    ),
+    "aggregate_grid_window_no_bin": (
+        lambda s, e: s.aggregate(
+            "cars",
+            grid=GRID,
+            time_bin=None,
+            start=W0,
+            end=W1,
+            geometry=TRIANGLE,
+            aggs={"n": "count", "avg": ("speed", "mean")},
+            engine=e,
+        ),
+        ("avg",),
+    ),
+    "aggregate_regions": (
+        lambda s, e: s.aggregate(
+            "cars",
+            regions="districts",
+            time_bin="6h",
+            aggs={"n": "count", "total": ("speed", "sum"), "avg": ("speed", "mean")},
+            engine=e,
+        ),
+        ("total", "avg"),
+    ),
+    "aggregate_empty": (
+        lambda s, e: s.aggregate("cars", grid=GRID, start="2026-05-01", end="2026-05-02", engine=e),
+        (),
+    ),
 }
 
 
@@ -177,7 +274,9 @@ def assert_same_table(a: pa.Table, b: pa.Table, rel: tuple[str, ...] = ()) -> No
     assert a.num_rows == b.num_rows
     for name in a.column_names:
         if name in rel:
-            np.testing.assert_allclose(a[name].to_numpy(), b[name].to_numpy(), rtol=1e-9, err_msg=name)
+            np.testing.assert_allclose(
+                a[name].to_numpy(), b[name].to_numpy(), rtol=1e-9, err_msg=name
+            )
         else:
             assert a[name].to_pylist() == b[name].to_pylist(), name
 
@@ -222,18 +321,25 @@ RANGES = {
 
 @pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
 @pytest.mark.parametrize("which", list(RANGES))
-def test_range_matches_brute_force(city: Store, cars_df: pd.DataFrame, request: pytest.FixtureRequest,
-                                   engine: str, which: str) -> None:
+def test_range_matches_brute_force(
+    city: Store, cars_df: pd.DataFrame, request: pytest.FixtureRequest, engine: str, which: str
+) -> None:
     if engine == "spark":
         request.getfixturevalue("spark_ready")
     geometry, start, end = RANGES[which]
     # brute force over the input, with coordinates snapped to the storage grid (2^-23 degree)
     q = 2.0**-23
-    snapped = cars_df.assign(x=np.round(cars_df["x"] / q) * q, y=np.round(cars_df["y"] / q) * q,
-                             t=cars_df["t"].astype("datetime64[ms, UTC]"))
+    snapped = cars_df.assign(
+        x=np.round(cars_df["x"] / q) * q,
+        y=np.round(cars_df["y"] / q) * q,
+        t=cars_df["t"].astype("datetime64[ms, UTC]"),
+    )
     want = _brute(snapped, geometry, start, end)
-    got = (city.st_range("cars", geometry, start, end, engine=engine) if start is not None
-           else city.range("cars", geometry, engine=engine)).to_pandas()
+    got = (
+        city.st_range("cars", geometry, start, end, engine=engine)
+        if start is not None
+        else city.range("cars", geometry, engine=engine)
+    ).to_pandas()
     assert len(want) > 0
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_exact=True)
 
@@ -260,8 +366,9 @@ def test_spark_knn_search_rounds(city: Store, spark_ready: None) -> None:
 
 
 @pytest.mark.spark
-def test_one_spark_session_per_process(city: Store, spark_ready: None,
-                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_one_spark_session_per_process(
+    city: Store, spark_ready: None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     city.id_temporal("cars", "v01", engine="spark")
     shared = city.engine("spark").spark  # type: ignore[attr-defined]
     other = cityos.open_city(tmp_path_factory.mktemp("other_city"))

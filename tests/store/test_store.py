@@ -96,7 +96,9 @@ def test_failed_append_writes_nothing(city: Store) -> None:
     assert city.describe("cars").rows == 150
 
 
-def test_crash_between_files_and_catalog_leaves_nothing_visible(city: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_between_files_and_catalog_leaves_nothing_visible(
+    city: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     city.create_dataset("cars", _points_schema())
     city.append("cars", make_points(2, 20))
 
@@ -128,13 +130,19 @@ def test_delete_by_predicate_and_compact(city: Store) -> None:
     df = make_points(8, 200)
     city.create_dataset("cars", _points_schema(row_group_rows=256))
     for i in range(4):
-        city.append("cars", df.iloc[i * 400:(i + 1) * 400])
+        city.append("cars", df.iloc[i * 400 : (i + 1) * 400])
     assert city.describe("cars").files >= 4
     box = (116.34, 39.85, 116.46, 39.97)
     start, end = T0 + pd.Timedelta("10min"), T0 + pd.Timedelta("50min")
     df = city.read("cars").to_pandas()  # stored coordinates are on the fixed-point grid
-    inside = ((df.x >= box[0]) & (df.x <= box[2]) & (df.y >= box[1]) & (df.y <= box[3])
-              & (df.t >= start) & (df.t < end))
+    inside = (
+        (df.x >= box[0])
+        & (df.x <= box[2])
+        & (df.y >= box[1])
+        & (df.y <= box[3])
+        & (df.t >= start)
+        & (df.t < end)
+    )
     n = city.delete("cars", geometry=box, start=start, end=end)
     assert n == int(inside.sum()) > 0
     assert len(city.read("cars")) == len(df) - n
@@ -150,11 +158,17 @@ def test_delete_by_predicate_and_compact(city: Store) -> None:
 
 
 def _regions_schema() -> DatasetSchema:
-    return DatasetSchema(ModelKind.POINT_STATIC, geometry_type=GeometryType.REGION, id_type="int64",
-                         fields=(Field("name"),))
+    return DatasetSchema(
+        ModelKind.POINT_STATIC,
+        geometry_type=GeometryType.REGION,
+        id_type="int64",
+        fields=(Field("name"),),
+    )
 
 
-@pytest.mark.parametrize("kind", ["regions", "network", "series", "network_series", "trajectories", "table"])
+@pytest.mark.parametrize(
+    "kind", ["regions", "network", "series", "network_series", "trajectories", "table"]
+)
 def test_every_model_round_trips(any_city: Store, kind: str) -> None:
     s = any_city
     if kind == "regions":
@@ -163,32 +177,59 @@ def test_every_model_round_trips(any_city: Store, kind: str) -> None:
         key = ["id"]
     elif kind == "network":
         df = make_lines()
-        s.create_dataset("d", DatasetSchema(ModelKind.NETWORK_STATIC, id_type="int64", fields=(Field("lanes", "int64"),)))
+        s.create_dataset(
+            "d",
+            DatasetSchema(
+                ModelKind.NETWORK_STATIC, id_type="int64", fields=(Field("lanes", "int64"),)
+            ),
+        )
         key = ["id"]
     elif kind == "series":
-        df = make_points(4, 100).assign(x=lambda d: d.groupby("id").x.transform("first"),
-                                        y=lambda d: d.groupby("id").y.transform("first"))
-        s.create_dataset("d", DatasetSchema(ModelKind.POINT_SERIES, fields=(Field("speed", "float64"),)))
+        df = make_points(4, 100).assign(
+            x=lambda d: d.groupby("id").x.transform("first"),
+            y=lambda d: d.groupby("id").y.transform("first"),
+        )
+        s.create_dataset(
+            "d", DatasetSchema(ModelKind.POINT_SERIES, fields=(Field("speed", "float64"),))
+        )
         key = ["id", "t"]
     elif kind == "network_series":
         df = make_points(4, 100)[["id", "t", "speed"]]
-        s.create_dataset("d", DatasetSchema(ModelKind.NETWORK_SERIES, fields=(Field("speed", "float64"),)))
+        s.create_dataset(
+            "d", DatasetSchema(ModelKind.NETWORK_SERIES, fields=(Field("speed", "float64"),))
+        )
         key = ["id", "t"]
     elif kind == "trajectories":
         pts = make_points(3, 50)
         rows = []
         for oid, g in pts.groupby("id"):
             for k, part in enumerate((g.iloc[:25], g.iloc[25:])):
-                rows.append({"id": oid, "traj_id": f"{oid}-{k}",
-                             "geometry": shapely.to_wkb(shapely.LineString(part[["x", "y"]].to_numpy())),
-                             "times": part.t.tolist(), "edges": list(range(len(part)))})
+                rows.append(
+                    {
+                        "id": oid,
+                        "traj_id": f"{oid}-{k}",
+                        "geometry": shapely.to_wkb(shapely.LineString(part[["x", "y"]].to_numpy())),
+                        "times": part.t.tolist(),
+                        "edges": list(range(len(part))),
+                    }
+                )
         df = pd.DataFrame(rows)
         s.create_dataset("d", DatasetSchema(ModelKind.NETWORK_ST))
         key = ["id", "traj_id"]
     else:
-        df = pd.DataFrame({"id": [f"p{i}" for i in range(50)], "amount": np.arange(50) * 1.5,
-                           "paid": np.arange(50) % 2 == 0})
-        s.create_dataset("d", DatasetSchema(ModelKind.TABLE, fields=(Field("amount", "float64"), Field("paid", "bool"))))
+        df = pd.DataFrame(
+            {
+                "id": [f"p{i}" for i in range(50)],
+                "amount": np.arange(50) * 1.5,
+                "paid": np.arange(50) % 2 == 0,
+            }
+        )
+        s.create_dataset(
+            "d",
+            DatasetSchema(
+                ModelKind.TABLE, fields=(Field("amount", "float64"), Field("paid", "bool"))
+            ),
+        )
         key = ["id"]
     assert s.append("d", df).rows_written == len(df)
     assert s.append("d", df).rows_written == 0
@@ -221,7 +262,11 @@ def test_files_are_geoparquet_readable_without_cityos(city: Store) -> None:
         assert set(gdf.geometry.geom_type) == {gtype}
         assert len(gdf) == (90 if name == "cars" else 9)
     f = next((city.data_dir / "cars").rglob("*.parquet"))
-    n = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{f}') WHERE geometry.x > 0").fetchone()
+    n = (
+        duckdb.connect()
+        .execute(f"SELECT count(*) FROM read_parquet('{f}') WHERE geometry.x > 0")
+        .fetchone()
+    )
     assert n is not None and n[0] == 90
     meta = pq.read_metadata(f)
     assert meta.num_row_groups >= 1
@@ -248,8 +293,12 @@ def test_query_geometry_in_another_crs(city: Store) -> None:
     b = city.range("cars", shapely.box(x0, y0, x1, y1), crs=3857)
     # the box is not exactly the same shape after projection; compare with an exact check
     pts = city.read("cars").to_pandas()
-    poly = shapely.transform(shapely.box(x0, y0, x1, y1).segmentize(100),
-                             lambda c: np.column_stack(Transformer.from_crs(3857, 4326, always_xy=True).transform(c[:, 0], c[:, 1])))
+    poly = shapely.transform(
+        shapely.box(x0, y0, x1, y1).segmentize(100),
+        lambda c: np.column_stack(
+            Transformer.from_crs(3857, 4326, always_xy=True).transform(c[:, 0], c[:, 1])
+        ),
+    )
     exp = shapely.intersects_xy(poly, pts.x, pts.y).sum()
     assert len(b) == exp
     assert abs(len(a) - len(b)) <= max(2, len(a) // 50)
@@ -259,7 +308,9 @@ def test_projected_dataset(city: Store) -> None:
     df = make_points(5, 50)
     from pyproj import Transformer
 
-    x, y = Transformer.from_crs(4326, 32650, always_xy=True).transform(df.x.to_numpy(), df.y.to_numpy())
+    x, y = Transformer.from_crs(4326, 32650, always_xy=True).transform(
+        df.x.to_numpy(), df.y.to_numpy()
+    )
     df = df.assign(x=x, y=y)
     city.create_dataset("utm", _points_schema(crs="EPSG:32650"))
     city.append("utm", df)
@@ -319,7 +370,9 @@ def test_scan_with_a_column_subset_keeps_key_order(city: Store) -> None:
 def test_sql_spatial_functions(city: Store) -> None:
     city.create_dataset("cars", _points_schema())
     city.append("cars", make_points(4, 25))
-    t = city.sql("SELECT id, x, y, haversine_m(x, y, 116.4, 39.91) AS d, z2_cell(x, y, 10) AS c FROM cars")
+    t = city.sql(
+        "SELECT id, x, y, haversine_m(x, y, 116.4, 39.91) AS d, z2_cell(x, y, 10) AS c FROM cars"
+    )
     from cityos.geo import haversine
 
     d = haversine(t["x"].to_numpy(), t["y"].to_numpy(), 116.4, 39.91)
@@ -330,7 +383,9 @@ def test_sql_spatial_functions(city: Store) -> None:
     assert near["n"][0].as_py() == int((d < 5000).sum())
 
 
-def test_id_temporal_skips_row_groups_where_the_object_is_only_outside_the_window(city: Store) -> None:
+def test_id_temporal_skips_row_groups_where_the_object_is_only_outside_the_window(
+    city: Store,
+) -> None:
     # "a" reports for 10 minutes, "b" for three hours, at the same place: one row group
     ta = pd.date_range(T0, periods=60, freq="10s")
     tb = pd.date_range(T0, periods=1080, freq="10s")

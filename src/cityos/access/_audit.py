@@ -53,8 +53,14 @@ def canonical_json(value: Any) -> str:
     >>> canonical_json({"b": 1, "a": [1, "区"]})
     '{"a":[1,"区"],"b":1}'
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=str)
+    return json.dumps(
+        value,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+        default=str,
+    )
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,14 @@ class AuditEntry:
 
     def payload(self) -> dict[str, Any]:
         """The hashed part of the entry (everything but the hashes)."""
-        return {"seq": self.seq, "ts": self.ts, "actor": self.actor, "action": self.action,
-                "dataset": self.dataset, "detail": self.detail}
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "actor": self.actor,
+            "action": self.action,
+            "dataset": self.dataset,
+            "detail": self.detail,
+        }
 
 
 def entry_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
@@ -138,8 +150,16 @@ def append_audit(
     )
     digest = entry_hash(prev_hash, entry.payload())
     session.add(
-        AuditRow(seq=entry.seq, ts=entry.ts, actor=actor, action=action, dataset=dataset,
-                 detail=canonical_json(detail_obj), prev_hash=prev_hash, hash=digest)
+        AuditRow(
+            seq=entry.seq,
+            ts=entry.ts,
+            actor=actor,
+            action=action,
+            dataset=dataset,
+            detail=canonical_json(detail_obj),
+            prev_hash=prev_hash,
+            hash=digest,
+        )
     )
     if head is None:
         session.add(AuditHeadRow(id=_HEAD_ID, seq=entry.seq, hash=digest))
@@ -162,17 +182,23 @@ def record(
     for _ in range(_RETRIES):
         try:
             with audit_transaction(db) as s:
-                return append_audit(s, actor=actor, action=action, dataset=dataset,
-                                    detail=detail)
+                return append_audit(s, actor=actor, action=action, dataset=dataset, detail=detail)
         except (IntegrityError, OperationalError) as exc:
             last = exc
     raise RuntimeError(f"could not append to the audit log after {_RETRIES} tries") from last
 
 
 def _to_entry(row: AuditRow) -> AuditEntry:
-    return AuditEntry(seq=row.seq, ts=row.ts, actor=row.actor, action=row.action,
-                      dataset=row.dataset, detail=json.loads(row.detail),
-                      prev_hash=row.prev_hash, hash=row.hash)
+    return AuditEntry(
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        dataset=row.dataset,
+        detail=json.loads(row.detail),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 def read_audit(
@@ -256,18 +282,30 @@ def verify_audit(
     with db.session() as s:
         last_seq = 0
         while True:
-            rows = list(s.scalars(select(AuditRow).where(AuditRow.seq > last_seq)
-                                  .order_by(AuditRow.seq).limit(batch)))
+            rows = list(
+                s.scalars(
+                    select(AuditRow)
+                    .where(AuditRow.seq > last_seq)
+                    .order_by(AuditRow.seq)
+                    .limit(batch)
+                )
+            )
             if not rows:
                 break
             for row in rows:
                 last_seq = row.seq
                 if row.seq != expected_seq:
-                    return broken(expected_seq, f"entry {expected_seq} is missing (deleted or "
-                                                f"renumbered; next stored entry is {row.seq})")
+                    return broken(
+                        expected_seq,
+                        f"entry {expected_seq} is missing (deleted or "
+                        f"renumbered; next stored entry is {row.seq})",
+                    )
                 if row.prev_hash != prev_hash:
-                    return broken(row.seq, f"entry {row.seq} does not follow entry "
-                                           f"{row.seq - 1} (entries deleted or reordered)")
+                    return broken(
+                        row.seq,
+                        f"entry {row.seq} does not follow entry "
+                        f"{row.seq - 1} (entries deleted or reordered)",
+                    )
                 try:
                     entry = _to_entry(row)
                 except ValueError:
@@ -281,16 +319,20 @@ def verify_audit(
     head_seq = expected_seq - 1
     if head is not None and (head.seq, head.hash) != (head_seq, prev_hash):
         if head.seq > head_seq:
-            return broken(head_seq + 1, f"entries {head_seq + 1}..{head.seq} are missing "
-                                        "(log truncated)")
+            return broken(
+                head_seq + 1, f"entries {head_seq + 1}..{head.seq} are missing (log truncated)"
+            )
         return broken(head.seq, "the audit head does not match the last entry (head edited)")
     if head is None and count:
         return broken(1, "the audit head is missing (head deleted)")
     if expect_head is not None:
         seq, digest = expect_head
         if seq > head_seq:
-            return broken(head_seq + 1, f"entries {head_seq + 1}..{seq} are missing (log "
-                                        "truncated below the recorded head)")
+            return broken(
+                head_seq + 1,
+                f"entries {head_seq + 1}..{seq} are missing (log "
+                "truncated below the recorded head)",
+            )
         if hashes.get(seq) != digest:
             return broken(seq, f"entry {seq} differs from the recorded head")
     return AuditReport(True, count, None, "ok", head_seq, prev_hash)

@@ -19,8 +19,7 @@ from sqlalchemy.orm import Session
 from cityos.access._tables import MetaRow
 from cityos.db import Database
 
-__all__ = ["GENERATION_QUERY", "GEN_KEY", "bump_generation", "read_connection",
-           "read_generation"]
+__all__ = ["GENERATION_QUERY", "GEN_KEY", "bump_generation", "read_connection", "read_generation"]
 
 #: Key of the counter in ``access_meta`` (the name predates identity caching).
 GEN_KEY = "policy_generation"
@@ -35,8 +34,10 @@ def bump_generation(s: Session) -> None:
     in Python: two concurrent changes then yield two increments, so no cache can be left
     labelled with a generation that a later change reused.
     """
-    res = cast(CursorResult[Any], s.execute(
-        update(MetaRow).where(MetaRow.key == GEN_KEY).values(value=MetaRow.value + 1)))
+    res = cast(
+        CursorResult[Any],
+        s.execute(update(MetaRow).where(MetaRow.key == GEN_KEY).values(value=MetaRow.value + 1)),
+    )
     if not res.rowcount:
         s.execute(insert(MetaRow).values(key=GEN_KEY, value=1))
 

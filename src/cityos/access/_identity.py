@@ -141,8 +141,9 @@ def configure_password_hashing(
     """Set the argon2id cost (defaults are argon2-cffi's; tests may lower them)."""
     global _hasher
     argon2 = import_optional("argon2", "password hashing")
-    _hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_cost_kib,
-                                    parallelism=parallelism)
+    _hasher = argon2.PasswordHasher(
+        time_cost=time_cost, memory_cost=memory_cost_kib, parallelism=parallelism
+    )
 
 
 def hash_password(password: str) -> str:
@@ -198,21 +199,33 @@ def _create(db: Database, actor: str, action: str, detail: dict[str, Any], row: 
             s.flush()
             append_audit(s, actor=actor, action=action, detail=detail)
     except IntegrityError as exc:
-        raise AccessConflict(f"{action.split('.')[0]} {detail.get('name')!r} already exists") \
-            from exc
+        raise AccessConflict(
+            f"{action.split('.')[0]} {detail.get('name')!r} already exists"
+        ) from exc
 
 
-def create_department(db: Database, name: str, *, description: str = "",
-                      actor: str = "system") -> None:
+def create_department(
+    db: Database, name: str, *, description: str = "", actor: str = "system"
+) -> None:
     """Create a department (a unit that may own datasets)."""
-    _create(db, actor, "department.create", {"name": _check_name("department", name)},
-            DepartmentRow(name=name, description=description))
+    _create(
+        db,
+        actor,
+        "department.create",
+        {"name": _check_name("department", name)},
+        DepartmentRow(name=name, description=description),
+    )
 
 
 def create_role(db: Database, name: str, *, description: str = "", actor: str = "system") -> None:
     """Create a role (grants, row filters and unmasking are given to roles)."""
-    _create(db, actor, "role.create", {"name": _check_name("role", name)},
-            RoleRow(name=name, description=description))
+    _create(
+        db,
+        actor,
+        "role.create",
+        {"name": _check_name("role", name)},
+        RoleRow(name=name, description=description),
+    )
 
 
 def create_user(
@@ -242,28 +255,45 @@ def create_user(
     try:
         with audit_transaction(db) as s:
             dept = _department(s, department) if department else None
-            row = UserRow(username=username, password_hash=pw_hash, full_name=full_name,
-                          department_id=dept.id if dept else None, is_active=True,
-                          created_at=utcnow())
+            row = UserRow(
+                username=username,
+                password_hash=pw_hash,
+                full_name=full_name,
+                department_id=dept.id if dept else None,
+                is_active=True,
+                created_at=utcnow(),
+            )
             s.add(row)
             s.flush()
             for r in roles:
                 s.add(UserRoleRow(user_id=row.id, role_id=_role(s, r).id))
-            append_audit(s, actor=actor, action="user.create",
-                         detail={"name": username, "department": department,
-                                 "roles": sorted(roles)})
+            append_audit(
+                s,
+                actor=actor,
+                action="user.create",
+                detail={"name": username, "department": department, "roles": sorted(roles)},
+            )
     except IntegrityError as exc:
         raise AccessConflict(f"user {username!r} already exists") from exc
     return get_user(db, username)
 
 
 def _user_info(s: Session, row: UserRow) -> UserInfo:
-    roles = s.scalars(select(RoleRow.name).join(UserRoleRow, UserRoleRow.role_id == RoleRow.id)
-                      .where(UserRoleRow.user_id == row.id).order_by(RoleRow.name))
+    roles = s.scalars(
+        select(RoleRow.name)
+        .join(UserRoleRow, UserRoleRow.role_id == RoleRow.id)
+        .where(UserRoleRow.user_id == row.id)
+        .order_by(RoleRow.name)
+    )
     dept = s.get(DepartmentRow, row.department_id) if row.department_id else None
-    return UserInfo(id=row.id, username=row.username, full_name=row.full_name,
-                    department=dept.name if dept else None, roles=tuple(roles),
-                    is_active=row.is_active)
+    return UserInfo(
+        id=row.id,
+        username=row.username,
+        full_name=row.full_name,
+        department=dept.name if dept else None,
+        roles=tuple(roles),
+        is_active=row.is_active,
+    )
 
 
 def get_user(db: Database, username: str) -> UserInfo:
@@ -297,8 +327,9 @@ def assign_role(db: Database, username: str, role: str, *, actor: str = "system"
         if s.get(UserRoleRow, (u.id, r.id)) is None:
             s.add(UserRoleRow(user_id=u.id, role_id=r.id))
             bump_generation(s)
-            append_audit(s, actor=actor, action="role.assign",
-                         detail={"user": username, "role": role})
+            append_audit(
+                s, actor=actor, action="role.assign", detail={"user": username, "role": role}
+            )
 
 
 def revoke_role(db: Database, username: str, role: str, *, actor: str = "system") -> None:
@@ -310,8 +341,7 @@ def revoke_role(db: Database, username: str, role: str, *, actor: str = "system"
             raise AccessNotFound(f"user {username!r} does not have role {role!r}")
         s.delete(link)
         bump_generation(s)
-        append_audit(s, actor=actor, action="role.revoke",
-                     detail={"user": username, "role": role})
+        append_audit(s, actor=actor, action="role.revoke", detail={"user": username, "role": role})
 
 
 def set_password(db: Database, username: str, password: str, *, actor: str = "system") -> None:
@@ -327,15 +357,24 @@ def set_user_active(db: Database, username: str, active: bool, *, actor: str = "
     with audit_transaction(db) as s:
         _user(s, username).is_active = active
         bump_generation(s)
-        append_audit(s, actor=actor, action="user.enable" if active else "user.disable",
-                     detail={"name": username})
+        append_audit(
+            s,
+            actor=actor,
+            action="user.enable" if active else "user.disable",
+            detail={"name": username},
+        )
 
 
 # -- principals ----------------------------------------------------------------------------
 def _principal(s: Session, row: UserRow, via: Any) -> Principal:
     info = _user_info(s, row)
-    return Principal(user_id=row.id, username=row.username, roles=frozenset(info.roles),
-                     department=info.department, via=via)
+    return Principal(
+        user_id=row.id,
+        username=row.username,
+        roles=frozenset(info.roles),
+        department=info.department,
+        via=via,
+    )
 
 
 @dataclass(frozen=True)
@@ -367,8 +406,9 @@ _state_lock = threading.Lock()
 _CACHE_MAX = 10_000
 
 
-def _remember(cache: weakref.WeakKeyDictionary[Database, dict[Any, Any]], db: Database,
-              key: Any, value: Any) -> None:
+def _remember(
+    cache: weakref.WeakKeyDictionary[Database, dict[Any, Any]], db: Database, key: Any, value: Any
+) -> None:
     with _state_lock:
         entries = cache.setdefault(db, {})
         if len(entries) >= _CACHE_MAX:
@@ -387,14 +427,16 @@ def _user_state(db: Database, user_id: int, generation: int) -> _UserState | Non
             return None  # not cached: unknown ids must not grow the cache
         info = _user_info(s, row)
     # loaded after ``generation`` was read, so at least as new as its label
-    state = _UserState(generation, info.username, info.is_active, frozenset(info.roles),
-                       info.department)
+    state = _UserState(
+        generation, info.username, info.is_active, frozenset(info.roles), info.department
+    )
     _remember(_users, db, user_id, state)
     return state
 
 
-def current_principal(db: Database, principal: Principal, *,
-                      generation: int | None = None) -> Principal:
+def current_principal(
+    db: Database, principal: Principal, *, generation: int | None = None
+) -> Principal:
     """``principal`` with the roles and department its user has now.
 
     A principal held for a long time (e.g. by a :class:`SecureStore`) would otherwise
@@ -414,8 +456,13 @@ def current_principal(db: Database, principal: Principal, *,
         raise InvalidCredentials(f"user {principal.username!r} no longer exists or is disabled")
     if state.roles == principal.roles and state.department == principal.department:
         return principal
-    return Principal(user_id=principal.user_id, username=principal.username,
-                     roles=state.roles, department=state.department, via=principal.via)
+    return Principal(
+        user_id=principal.user_id,
+        username=principal.username,
+        roles=state.roles,
+        department=state.department,
+        via=principal.via,
+    )
 
 
 def principal_for(db: Database, username: str) -> Principal:
@@ -459,8 +506,12 @@ def authenticate(db: Database, username: str, password: str) -> Principal:
                 _DUMMY_HASH = _password_hasher().hash(secrets.token_hex(8))
             verify_password(_DUMMY_HASH, password)
         principal = _principal(s, row, "password") if ok and row is not None else None
-    record(db, actor=username[:100], action="login" if ok else "login.failed",
-           detail={"method": "password"})
+    record(
+        db,
+        actor=username[:100],
+        action="login" if ok else "login.failed",
+        detail={"method": "password"},
+    )
     if principal is None:
         raise InvalidCredentials("wrong user name or password")
     return principal
@@ -469,8 +520,7 @@ def authenticate(db: Database, username: str, password: str) -> Principal:
 def _signing_key(secret_key: str) -> bytes:
     # A dedicated 256-bit key derived from the city's secret: tokens never share a key
     # with other uses of the secret, and HS256 always gets a full-length key.
-    return hmac.new(secret_key.encode("utf-8"), b"cityos access token v1",
-                    hashlib.sha256).digest()
+    return hmac.new(secret_key.encode("utf-8"), b"cityos access token v1", hashlib.sha256).digest()
 
 
 def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN_TTL) -> str:
@@ -484,8 +534,15 @@ def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN
     """
     jwt = import_optional("jwt", "access tokens")
     now = datetime.now(UTC)
-    claims = {"sub": principal.username, "uid": principal.user_id, "iat": now,
-              "exp": now + ttl, "iss": _ISSUER, "typ": "access", "jti": secrets.token_hex(8)}
+    claims = {
+        "sub": principal.username,
+        "uid": principal.user_id,
+        "iat": now,
+        "exp": now + ttl,
+        "iss": _ISSUER,
+        "typ": "access",
+        "jti": secrets.token_hex(8),
+    }
     return str(jwt.encode(claims, _signing_key(secret_key), algorithm="HS256"))
 
 
@@ -507,8 +564,13 @@ def verify_token(token: str, secret_key: str) -> Principal:
     """
     jwt = import_optional("jwt", "access tokens")
     try:
-        claims = jwt.decode(token, _signing_key(secret_key), algorithms=["HS256"], issuer=_ISSUER,
-                            options={"require": ["exp", "iat", "sub", "iss"]})
+        claims = jwt.decode(
+            token,
+            _signing_key(secret_key),
+            algorithms=["HS256"],
+            issuer=_ISSUER,
+            options={"require": ["exp", "iat", "sub", "iss"]},
+        )
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired("the access token has expired; log in again") from exc
     except jwt.PyJWTError as exc:
@@ -538,8 +600,13 @@ def principal_from_token(db: Database, token: str, secret_key: str) -> Principal
     state = _user_state(db, claimed.user_id, read_generation(db))
     if state is None or state.username != claimed.username or not state.is_active:
         raise InvalidToken("the token's user no longer exists or is disabled")
-    return Principal(user_id=claimed.user_id, username=state.username, roles=state.roles,
-                     department=state.department, via="token")
+    return Principal(
+        user_id=claimed.user_id,
+        username=state.username,
+        roles=state.roles,
+        department=state.department,
+        via="token",
+    )
 
 
 # -- API keys ------------------------------------------------------------------------------
@@ -548,8 +615,9 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_api_key(db: Database, username: str, *, name: str = "",
-                   actor: str = "system") -> tuple[str, str]:
+def create_api_key(
+    db: Database, username: str, *, name: str = "", actor: str = "system"
+) -> tuple[str, str]:
     """Create a long-lived API key for ``username``.
 
     Returns
@@ -562,10 +630,21 @@ def create_api_key(db: Database, username: str, *, name: str = "",
     key = f"{_KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     with audit_transaction(db) as s:
         u = _user(s, username)
-        s.add(ApiKeyRow(key_id=key_id, key_hash=_key_hash(key), user_id=u.id, name=name[:200],
-                        created_at=utcnow()))
-        append_audit(s, actor=actor, action="apikey.create",
-                     detail={"user": username, "key_id": key_id, "name": name[:200]})
+        s.add(
+            ApiKeyRow(
+                key_id=key_id,
+                key_hash=_key_hash(key),
+                user_id=u.id,
+                name=name[:200],
+                created_at=utcnow(),
+            )
+        )
+        append_audit(
+            s,
+            actor=actor,
+            action="apikey.create",
+            detail={"user": username, "key_id": key_id, "name": name[:200]},
+        )
     return key_id, key
 
 
@@ -575,12 +654,15 @@ def list_api_keys(db: Database, username: str | None = None) -> list[ApiKeyInfo]
     if username is not None:
         q = q.where(UserRow.username == username)
     with db.session() as s:
-        return [ApiKeyInfo(k.key_id, u, k.name, k.created_at, k.revoked_at is not None)
-                for k, u in s.execute(q.order_by(ApiKeyRow.id))]
+        return [
+            ApiKeyInfo(k.key_id, u, k.name, k.created_at, k.revoked_at is not None)
+            for k, u in s.execute(q.order_by(ApiKeyRow.id))
+        ]
 
 
-def revoke_api_key(db: Database, key_id: str, *, actor: str = "system",
-                   owner: str | None = None) -> None:
+def revoke_api_key(
+    db: Database, key_id: str, *, actor: str = "system", owner: str | None = None
+) -> None:
     """Revoke a key for good; requests with it fail with :class:`ApiKeyRevoked`.
 
     ``owner`` restricts revocation to that user's keys (self-service).
@@ -626,8 +708,13 @@ def principal_from_api_key(db: Database, key: str) -> Principal:
     state = _user_state(db, ks.user_id, gen)
     if state is None or not state.is_active:
         raise InvalidCredentials("the API key's user is disabled")
-    return Principal(user_id=ks.user_id, username=state.username, roles=state.roles,
-                     department=state.department, via="api_key")
+    return Principal(
+        user_id=ks.user_id,
+        username=state.username,
+        roles=state.roles,
+        department=state.department,
+        via="api_key",
+    )
 
 
 def update_user(
@@ -664,6 +751,5 @@ def update_user(
             changes.setdefault("roles_removed", []).append(name)
         if changes:
             bump_generation(s)
-            append_audit(s, actor=actor, action="user.update",
-                         detail={"name": username, **changes})
+            append_audit(s, actor=actor, action="user.update", detail={"name": username, **changes})
     return get_user(db, username)

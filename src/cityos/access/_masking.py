@@ -54,8 +54,9 @@ class MaskingRule:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise PolicyError(f"masking strategy must be one of {sorted(STRATEGIES)}, "
-                              f"not {self.strategy!r}")
+            raise PolicyError(
+                f"masking strategy must be one of {sorted(STRATEGIES)}, not {self.strategy!r}"
+            )
         if not (0 <= self.keep_start <= 64 and 0 <= self.keep_end <= 64):
             raise PolicyError("keep_start and keep_end must be between 0 and 64")
         if len(self.mask_char) != 1:
@@ -80,16 +81,20 @@ def _partial(arr: pa.Array, rule: MaskingRule) -> pa.Array:
     hidden = pc.if_else(short, n, pc.subtract(n, keep))
     middle = pc.binary_repeat(pa.scalar(rule.mask_char), hidden)
     head = pc.utf8_slice_codeunits(arr, 0, rule.keep_start)
-    tail = (pc.utf8_slice_codeunits(arr, -rule.keep_end) if rule.keep_end
-            else pa.array([""] * len(arr), pa.string()))
+    tail = (
+        pc.utf8_slice_codeunits(arr, -rule.keep_end)
+        if rule.keep_end
+        else pa.array([""] * len(arr), pa.string())
+    )
     empty = pa.array([""] * len(arr), pa.string())
     head = pc.if_else(short, empty, head)
     tail = pc.if_else(short, empty, tail)
     return pc.binary_join_element_wise(head, middle, tail, "")
 
 
-def mask_array(values: pa.Array | pa.ChunkedArray, rule: MaskingRule,
-               key: bytes | None = None) -> pa.Array:
+def mask_array(
+    values: pa.Array | pa.ChunkedArray, rule: MaskingRule, key: bytes | None = None
+) -> pa.Array:
     """Mask one column; the result is a string array with nulls kept as nulls."""
     arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if arr.type != pa.string():
@@ -97,8 +102,9 @@ def mask_array(values: pa.Array | pa.ChunkedArray, rule: MaskingRule,
     if rule.strategy == "null":
         return pa.nulls(len(arr), pa.string())
     if rule.strategy == "redact":
-        return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.string()),
-                          pa.scalar(_REDACTED, pa.string()))
+        return pc.if_else(
+            pc.is_null(arr), pa.scalar(None, pa.string()), pa.scalar(_REDACTED, pa.string())
+        )
     if rule.strategy == "hash":
         k = key or _process_key
         out: list[str | None] = [
@@ -126,7 +132,8 @@ def mask_table(
         if idx < 0 or shows(kind):
             continue
         rule = rules.get(kind) or DEFAULT_RULES.get(kind) or MaskingRule("redact")
-        table = table.set_column(idx, pa.field(col, pa.string()),
-                                 mask_array(table.column(idx), rule, key))
+        table = table.set_column(
+            idx, pa.field(col, pa.string()), mask_array(table.column(idx), rule, key)
+        )
         masked.append(col)
     return table, masked

@@ -115,11 +115,17 @@ class RowFilter:
 def _validate_filter(kind: str, spec: dict[str, Any]) -> None:
     if kind == "bbox":
         b = spec.get("bbox")
-        if (not isinstance(b, list | tuple) or len(b) != 4
-                or not all(isinstance(v, int | float) and math.isfinite(v) for v in b)
-                or b[0] > b[2] or b[1] > b[3]):
-            raise PolicyError("a bbox row filter needs spec {'bbox': [minx, miny, maxx, maxy]} "
-                              "with finite numbers, minx <= maxx and miny <= maxy")
+        if (
+            not isinstance(b, list | tuple)
+            or len(b) != 4
+            or not all(isinstance(v, int | float) and math.isfinite(v) for v in b)
+            or b[0] > b[2]
+            or b[1] > b[3]
+        ):
+            raise PolicyError(
+                "a bbox row filter needs spec {'bbox': [minx, miny, maxx, maxy]} "
+                "with finite numbers, minx <= maxx and miny <= maxy"
+            )
     elif kind == "polygon":
         from shapely import wkt as shp_wkt
         from shapely.errors import ShapelyError
@@ -181,19 +187,22 @@ def load_policy(db: Database, *, generation: int | None = None) -> PolicySnapsho
         roles = {r.id: r.name for r in s.scalars(select(RoleRow))}
         for p in s.scalars(select(DatasetPolicyRow)):
             snap.datasets[p.dataset] = DatasetPolicy(
-                p.dataset, Classification(p.classification),
-                depts.get(p.owner_department_id) if p.owner_department_id else None)
+                p.dataset,
+                Classification(p.classification),
+                depts.get(p.owner_department_id) if p.owner_department_id else None,
+            )
         for g in s.scalars(select(GrantRow)):
             snap.grants.setdefault(roles[g.role_id], set()).add(
-                (g.dataset, Permission(g.permission)))
+                (g.dataset, Permission(g.permission))
+            )
         for f in s.scalars(select(RowFilterRow).order_by(RowFilterRow.id)):
             snap.filters.setdefault((roles[f.role_id], f.dataset), []).append(
-                RowFilter(f.kind, json.loads(f.spec)))
+                RowFilter(f.kind, json.loads(f.spec))
+            )
         for u in s.scalars(select(UnmaskRow)):
             snap.unmask.setdefault(roles[u.role_id], set()).add((u.dataset, u.personal))
         for m in s.scalars(select(MaskingRuleRow)):
-            snap.rules[m.personal] = MaskingRule(m.strategy, m.keep_start, m.keep_end,
-                                                 m.mask_char)
+            snap.rules[m.personal] = MaskingRule(m.strategy, m.keep_start, m.keep_end, m.mask_char)
     with _cache_lock:
         current = _cache.get(db)
         # never replace a newer snapshot with an older one loaded by a slower thread
@@ -222,8 +231,9 @@ class ReadDecision:
         return ALL in self.unmasked or personal in self.unmasked
 
 
-def _granted(snap: PolicySnapshot, role: str, dataset: str, perms: set[Permission],
-             exact: bool) -> bool:
+def _granted(
+    snap: PolicySnapshot, role: str, dataset: str, perms: set[Permission], exact: bool
+) -> bool:
     names = {dataset} if exact else {dataset, ALL}
     return any(d in names and p in perms for d, p in snap.grants.get(role, ()))
 
@@ -246,17 +256,28 @@ def decide_read(snap: PolicySnapshot, principal: Principal, dataset: str) -> Rea
     perms = {Permission.READ, Permission.WRITE}
     roles = [r for r in sorted(principal.roles) if _granted(snap, r, dataset, perms, exact)]
     baseline = cls is Classification.PUBLIC or (
-        cls is Classification.INTERNAL and pol.owner_department is not None
-        and principal.department == pol.owner_department)
+        cls is Classification.INTERNAL
+        and pol.owner_department is not None
+        and principal.department == pol.owner_department
+    )
     if not roles and not baseline:
-        return ReadDecision(False, f"dataset {dataset!r} is {cls}; no role of user "
-                            f"{principal.username!r} is granted read on it", cls)
+        return ReadDecision(
+            False,
+            f"dataset {dataset!r} is {cls}; no role of user "
+            f"{principal.username!r} is granted read on it",
+            cls,
+        )
     paths = [tuple(snap.filters.get((r, dataset), ())) for r in roles]
     unfiltered = baseline or any(not p for p in paths)
-    unmasked = {k for r in principal.roles for d, k in snap.unmask.get(r, ())
-                if d == dataset or (d == ALL and not exact)}
-    return ReadDecision(True, "granted", cls, None if unfiltered else tuple(paths),
-                        frozenset(unmasked))
+    unmasked = {
+        k
+        for r in principal.roles
+        for d, k in snap.unmask.get(r, ())
+        if d == dataset or (d == ALL and not exact)
+    }
+    return ReadDecision(
+        True, "granted", cls, None if unfiltered else tuple(paths), frozenset(unmasked)
+    )
 
 
 def decide_write(snap: PolicySnapshot, principal: Principal, dataset: str) -> tuple[bool, str]:
@@ -267,8 +288,9 @@ def decide_write(snap: PolicySnapshot, principal: Principal, dataset: str) -> tu
     exact = cls is Classification.SECRET
     if any(_granted(snap, r, dataset, {Permission.WRITE}, exact) for r in principal.roles):
         return True, "granted"
-    return False, (f"no role of user {principal.username!r} is granted write on {cls} "
-                   f"dataset {dataset!r}")
+    return False, (
+        f"no role of user {principal.username!r} is granted write on {cls} dataset {dataset!r}"
+    )
 
 
 # -- changes (each audited and bumping the generation) ----------------------------------------
@@ -279,8 +301,14 @@ def _role_row(s: Session, name: str) -> RoleRow:
     return row
 
 
-def set_dataset_policy(db: Database, dataset: str, classification: Classification | str, *,
-                       owner_department: str | None = None, actor: str = "system") -> None:
+def set_dataset_policy(
+    db: Database,
+    dataset: str,
+    classification: Classification | str,
+    *,
+    owner_department: str | None = None,
+    actor: str = "system",
+) -> None:
     """Classify ``dataset`` and name its owner department.
 
     Examples
@@ -294,8 +322,10 @@ def set_dataset_policy(db: Database, dataset: str, classification: Classificatio
     try:
         cls = Classification(classification)
     except ValueError as exc:
-        raise PolicyError(f"classification must be one of {[c.value for c in Classification]}, "
-                          f"not {classification!r}") from exc
+        raise PolicyError(
+            f"classification must be one of {[c.value for c in Classification]}, "
+            f"not {classification!r}"
+        ) from exc
     with audit_transaction(db) as s:
         dept_id = None
         if owner_department is not None:
@@ -305,123 +335,226 @@ def set_dataset_policy(db: Database, dataset: str, classification: Classificatio
             dept_id = dept.id
         row = s.get(DatasetPolicyRow, dataset)
         if row is None:
-            s.add(DatasetPolicyRow(dataset=dataset, classification=cls.value,
-                                   owner_department_id=dept_id))
+            s.add(
+                DatasetPolicyRow(
+                    dataset=dataset, classification=cls.value, owner_department_id=dept_id
+                )
+            )
         else:
             row.classification, row.owner_department_id = cls.value, dept_id
         bump_generation(s)
-        append_audit(s, actor=actor, action="policy.set", dataset=dataset,
-                     detail={"classification": cls.value, "owner": owner_department})
+        append_audit(
+            s,
+            actor=actor,
+            action="policy.set",
+            dataset=dataset,
+            detail={"classification": cls.value, "owner": owner_department},
+        )
 
 
-def grant(db: Database, role: str, dataset: str, permission: Permission | str = "read", *,
-          actor: str = "system") -> None:
+def grant(
+    db: Database,
+    role: str,
+    dataset: str,
+    permission: Permission | str = "read",
+    *,
+    actor: str = "system",
+) -> None:
     """Give ``role`` read or write on ``dataset`` (or ``"*"``: every non-secret dataset)."""
     perm = Permission(permission)
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        exists = s.scalar(select(GrantRow).where(GrantRow.role_id == r.id,
-                                                 GrantRow.dataset == dataset,
-                                                 GrantRow.permission == perm.value))
+        exists = s.scalar(
+            select(GrantRow).where(
+                GrantRow.role_id == r.id,
+                GrantRow.dataset == dataset,
+                GrantRow.permission == perm.value,
+            )
+        )
         if exists is None:
             s.add(GrantRow(role_id=r.id, dataset=dataset, permission=perm.value))
             bump_generation(s)
-            append_audit(s, actor=actor, action="grant.add", dataset=dataset,
-                         detail={"role": role, "permission": perm.value})
+            append_audit(
+                s,
+                actor=actor,
+                action="grant.add",
+                dataset=dataset,
+                detail={"role": role, "permission": perm.value},
+            )
 
 
-def revoke(db: Database, role: str, dataset: str, permission: Permission | str = "read", *,
-           actor: str = "system") -> None:
+def revoke(
+    db: Database,
+    role: str,
+    dataset: str,
+    permission: Permission | str = "read",
+    *,
+    actor: str = "system",
+) -> None:
     """Remove a grant; raises :class:`AccessNotFound` if there was none."""
     perm = Permission(permission)
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        n = _delete(s, delete(GrantRow).where(GrantRow.role_id == r.id,
-                                             GrantRow.dataset == dataset,
-                                             GrantRow.permission == perm.value))
+        n = _delete(
+            s,
+            delete(GrantRow).where(
+                GrantRow.role_id == r.id,
+                GrantRow.dataset == dataset,
+                GrantRow.permission == perm.value,
+            ),
+        )
         if not n:
             raise AccessNotFound(f"role {role!r} has no {perm} grant on {dataset!r}")
         bump_generation(s)
-        append_audit(s, actor=actor, action="grant.revoke", dataset=dataset,
-                     detail={"role": role, "permission": perm.value})
+        append_audit(
+            s,
+            actor=actor,
+            action="grant.revoke",
+            dataset=dataset,
+            detail={"role": role, "permission": perm.value},
+        )
 
 
-def add_row_filter(db: Database, role: str, dataset: str, row_filter: RowFilter, *,
-                   actor: str = "system") -> None:
+def add_row_filter(
+    db: Database, role: str, dataset: str, row_filter: RowFilter, *, actor: str = "system"
+) -> None:
     """Restrict ``role`` to rows of ``dataset`` matching ``row_filter`` (ANDed per role)."""
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        s.add(RowFilterRow(role_id=r.id, dataset=dataset, kind=row_filter.kind,
-                           spec=canonical_json(row_filter.spec)))
+        s.add(
+            RowFilterRow(
+                role_id=r.id,
+                dataset=dataset,
+                kind=row_filter.kind,
+                spec=canonical_json(row_filter.spec),
+            )
+        )
         bump_generation(s)
-        append_audit(s, actor=actor, action="filter.add", dataset=dataset,
-                     detail={"role": role, "kind": row_filter.kind, "spec": row_filter.spec})
+        append_audit(
+            s,
+            actor=actor,
+            action="filter.add",
+            dataset=dataset,
+            detail={"role": role, "kind": row_filter.kind, "spec": row_filter.spec},
+        )
 
 
 def clear_row_filters(db: Database, role: str, dataset: str, *, actor: str = "system") -> int:
     """Remove every row filter of ``role`` on ``dataset``; returns how many."""
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        n = _delete(s, delete(RowFilterRow).where(RowFilterRow.role_id == r.id,
-                                                     RowFilterRow.dataset == dataset))
+        n = _delete(
+            s,
+            delete(RowFilterRow).where(
+                RowFilterRow.role_id == r.id, RowFilterRow.dataset == dataset
+            ),
+        )
         bump_generation(s)
-        append_audit(s, actor=actor, action="filter.clear", dataset=dataset,
-                     detail={"role": role, "removed": n})
+        append_audit(
+            s,
+            actor=actor,
+            action="filter.clear",
+            dataset=dataset,
+            detail={"role": role, "removed": n},
+        )
     return n
 
 
 def _check_personal(personal: str, wildcard: bool) -> None:
     if personal not in PERSONAL_KINDS and not (wildcard and personal == ALL):
-        raise PolicyError(f"unknown personal kind {personal!r}; use one of "
-                          f"{sorted(PERSONAL_KINDS)}" + (" or '*'" if wildcard else ""))
+        raise PolicyError(
+            f"unknown personal kind {personal!r}; use one of "
+            f"{sorted(PERSONAL_KINDS)}" + (" or '*'" if wildcard else "")
+        )
 
 
-def allow_unmask(db: Database, role: str, dataset: str = ALL, personal: str = ALL, *,
-                 actor: str = "system") -> None:
+def allow_unmask(
+    db: Database, role: str, dataset: str = ALL, personal: str = ALL, *, actor: str = "system"
+) -> None:
     """Let ``role`` see ``personal`` fields (e.g. ``"phone"``) of ``dataset`` in clear."""
     _check_personal(personal, wildcard=True)
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        exists = s.scalar(select(UnmaskRow).where(UnmaskRow.role_id == r.id,
-                                                  UnmaskRow.dataset == dataset,
-                                                  UnmaskRow.personal == personal))
+        exists = s.scalar(
+            select(UnmaskRow).where(
+                UnmaskRow.role_id == r.id,
+                UnmaskRow.dataset == dataset,
+                UnmaskRow.personal == personal,
+            )
+        )
         if exists is None:
             s.add(UnmaskRow(role_id=r.id, dataset=dataset, personal=personal))
             bump_generation(s)
-            append_audit(s, actor=actor, action="unmask.add", dataset=dataset,
-                         detail={"role": role, "personal": personal})
+            append_audit(
+                s,
+                actor=actor,
+                action="unmask.add",
+                dataset=dataset,
+                detail={"role": role, "personal": personal},
+            )
 
 
-def disallow_unmask(db: Database, role: str, dataset: str = ALL, personal: str = ALL, *,
-                    actor: str = "system") -> None:
+def disallow_unmask(
+    db: Database, role: str, dataset: str = ALL, personal: str = ALL, *, actor: str = "system"
+) -> None:
     """Withdraw an :func:`allow_unmask`; raises :class:`AccessNotFound` if absent."""
     with audit_transaction(db) as s:
         r = _role_row(s, role)
-        n = _delete(s, delete(UnmaskRow).where(UnmaskRow.role_id == r.id,
-                                              UnmaskRow.dataset == dataset,
-                                              UnmaskRow.personal == personal))
+        n = _delete(
+            s,
+            delete(UnmaskRow).where(
+                UnmaskRow.role_id == r.id,
+                UnmaskRow.dataset == dataset,
+                UnmaskRow.personal == personal,
+            ),
+        )
         if not n:
-            raise AccessNotFound(f"role {role!r} has no unmask rule for {personal!r} on "
-                                 f"{dataset!r}")
+            raise AccessNotFound(
+                f"role {role!r} has no unmask rule for {personal!r} on {dataset!r}"
+            )
         bump_generation(s)
-        append_audit(s, actor=actor, action="unmask.revoke", dataset=dataset,
-                     detail={"role": role, "personal": personal})
+        append_audit(
+            s,
+            actor=actor,
+            action="unmask.revoke",
+            dataset=dataset,
+            detail={"role": role, "personal": personal},
+        )
 
 
-def set_masking_rule(db: Database, personal: str, rule: MaskingRule, *,
-                     actor: str = "system") -> None:
+def set_masking_rule(
+    db: Database, personal: str, rule: MaskingRule, *, actor: str = "system"
+) -> None:
     """Configure how ``personal`` fields are masked (e.g. keep the last 4 digits)."""
     _check_personal(personal, wildcard=False)
     with audit_transaction(db) as s:
         row = s.get(MaskingRuleRow, personal)
         if row is None:
-            s.add(MaskingRuleRow(personal=personal, strategy=rule.strategy,
-                                 keep_start=rule.keep_start, keep_end=rule.keep_end,
-                                 mask_char=rule.mask_char))
+            s.add(
+                MaskingRuleRow(
+                    personal=personal,
+                    strategy=rule.strategy,
+                    keep_start=rule.keep_start,
+                    keep_end=rule.keep_end,
+                    mask_char=rule.mask_char,
+                )
+            )
         else:
             row.strategy, row.keep_start, row.keep_end, row.mask_char = (
-                rule.strategy, rule.keep_start, rule.keep_end, rule.mask_char)
+                rule.strategy,
+                rule.keep_start,
+                rule.keep_end,
+                rule.mask_char,
+            )
         bump_generation(s)
-        append_audit(s, actor=actor, action="masking.set",
-                     detail={"personal": personal, "strategy": rule.strategy,
-                             "keep_start": rule.keep_start, "keep_end": rule.keep_end})
+        append_audit(
+            s,
+            actor=actor,
+            action="masking.set",
+            detail={
+                "personal": personal,
+                "strategy": rule.strategy,
+                "keep_start": rule.keep_start,
+                "keep_end": rule.keep_end,
+            },
+        )

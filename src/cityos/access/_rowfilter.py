@@ -58,13 +58,16 @@ def row_filter_mask(table: pa.Table, f: RowFilter) -> np.ndarray:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 values = pa.array([str(v) for v in f.spec["values"]])
                 column = pc.cast(column, pa.string())
-        return np.asarray(pc.fill_null(pc.is_in(column, value_set=values), False)
-                          .to_numpy(zero_copy_only=False), dtype=bool)
+        return np.asarray(
+            pc.fill_null(pc.is_in(column, value_set=values), False).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
     return _spatial_mask(table, f)
 
 
-def apply_row_filters(table: pa.Table,
-                      paths: Sequence[Sequence[RowFilter]]) -> tuple[pa.Table, int]:
+def apply_row_filters(
+    table: pa.Table, paths: Sequence[Sequence[RowFilter]]
+) -> tuple[pa.Table, int]:
     """Rows matching all filters of at least one path; returns ``(table, rows_removed)``.
 
     Examples

@@ -51,7 +51,8 @@ def _generation_and_schema() -> Select[Any]:
     q: Select[Any] = select(
         GENERATION_QUERY.scalar_subquery(),
         select(DatasetRow.schema_json)
-        .where(DatasetRow.name == bindparam("name")).scalar_subquery(),
+        .where(DatasetRow.name == bindparam("name"))
+        .scalar_subquery(),
     )
     return q
 
@@ -135,13 +136,15 @@ class SecureStore:
         return db
 
     # -- decisions --------------------------------------------------------------------------
-    def _state(self, dataset: str | None = None) -> tuple[PolicySnapshot, Principal,
-                                                          Mapping[str, str] | None]:
+    def _state(
+        self, dataset: str | None = None
+    ) -> tuple[PolicySnapshot, Principal, Mapping[str, str] | None]:
         """Policies, the principal's current roles and ``dataset``'s personal fields,
         with one database round trip when nothing changed since the last call."""
         with read_connection(self.db) as conn:
-            gen_value, schema_json = conn.execute(_generation_and_schema(),
-                                                  {"name": dataset or ""}).one()
+            gen_value, schema_json = conn.execute(
+                _generation_and_schema(), {"name": dataset or ""}
+            ).one()
         gen = int(gen_value or 0)
         snap = load_policy(self.db, generation=gen)
         principal = current_principal(self.db, self.principal, generation=gen)
@@ -158,8 +161,13 @@ class SecureStore:
         if not dec.allowed:
             self._exists(dataset)  # an unknown name is a 404, not a 403
             if dec.classification.audited:
-                record(self.db, actor=self.principal.username, action="read.denied",
-                       dataset=dataset, detail={"query": query})
+                record(
+                    self.db,
+                    actor=self.principal.username,
+                    action="read.denied",
+                    dataset=dataset,
+                    detail={"query": query},
+                )
             raise PermissionDenied(dec.reason)
         return _Grant(dec, snap.rules, personal)
 
@@ -167,8 +175,13 @@ class SecureStore:
         snap, principal, _ = self._state()
         ok, reason = decide_write(snap, principal, dataset)
         if not ok:
-            record(self.db, actor=self.principal.username, action="write.denied",
-                   dataset=dataset, detail={"operation": action})
+            record(
+                self.db,
+                actor=self.principal.username,
+                action="write.denied",
+                dataset=dataset,
+                detail={"operation": action},
+            )
             raise PermissionDenied(reason)
 
     def _exists(self, dataset: str) -> None:
@@ -179,16 +192,18 @@ class SecureStore:
             return grant.personal
         # a store whose catalog is not in this database: ask it (schema only, no stats)
         get_schema = getattr(self.store, "schema", None)
-        schema = (get_schema(dataset) if callable(get_schema)
-                  else self.store.describe(dataset).schema)
+        schema = (
+            get_schema(dataset) if callable(get_schema) else self.store.describe(dataset).schema
+        )
         return {f.name: f.personal for f in schema.fields if f.personal}
 
     # -- catalog ----------------------------------------------------------------------------
     def list_datasets(self) -> list[Any]:
         """The datasets this principal may read (others are not listed)."""
         snap, principal, _ = self._state()
-        return [d for d in self.store.list_datasets()
-                if decide_read(snap, principal, d.name).allowed]
+        return [
+            d for d in self.store.list_datasets() if decide_read(snap, principal, d.name).allowed
+        ]
 
     def describe(self, dataset: str) -> Any:
         """A dataset's description; needs read permission."""
@@ -196,9 +211,16 @@ class SecureStore:
         return self.store.describe(dataset)
 
     # -- reads ------------------------------------------------------------------------------
-    def _finish(self, query: str, dataset: str, grant: _Grant, raw: Any,
-                others: Sequence[tuple[str, _Grant]] = (),
-                table: pa.Table | None = None, hidden: int = 0) -> SecureResult:
+    def _finish(
+        self,
+        query: str,
+        dataset: str,
+        grant: _Grant,
+        raw: Any,
+        others: Sequence[tuple[str, _Grant]] = (),
+        table: pa.Table | None = None,
+        hidden: int = 0,
+    ) -> SecureResult:
         table = raw.table if table is None else table
         dec = grant.decision
         if dec.filters is not None and table is raw.table:
@@ -207,14 +229,24 @@ class SecureStore:
         # rules and personal fields come from the snapshot the decision was made on: no
         # second policy read, and no window in which they could disagree
         for name, g in [(dataset, grant), *others]:
-            table, m = mask_table(table, self._personal_fields(name, g), g.rules,
-                                  g.decision.shows, self.mask_key)
+            table, m = mask_table(
+                table, self._personal_fields(name, g), g.rules, g.decision.shows, self.mask_key
+            )
             masked += m
         for name, d in [(dataset, dec), *[(n, g.decision) for n, g in others]]:
             if d.classification.audited:
-                record(self.db, actor=self.principal.username, action="read", dataset=name,
-                       detail={"query": query, "rows": table.num_rows, "masked": masked,
-                               "filtered": d.filters is not None})
+                record(
+                    self.db,
+                    actor=self.principal.username,
+                    action="read",
+                    dataset=name,
+                    detail={
+                        "query": query,
+                        "rows": table.num_rows,
+                        "masked": masked,
+                        "filtered": d.filters is not None,
+                    },
+                )
         return SecureResult(table, masked, hidden, getattr(raw, "stats", None))
 
     def _read(self, query: str, dataset: str, call: Callable[[], Any]) -> SecureResult:
@@ -227,27 +259,32 @@ class SecureStore:
 
     def range(self, dataset: str, geometry_or_bbox: Any, **kwargs: Any) -> SecureResult:
         """:meth:`Store.range` under this principal's rights."""
-        return self._read("range", dataset,
-                          lambda: self.store.range(dataset, geometry_or_bbox, **kwargs))
+        return self._read(
+            "range", dataset, lambda: self.store.range(dataset, geometry_or_bbox, **kwargs)
+        )
 
-    def st_range(self, dataset: str, geometry_or_bbox: Any, start: Any, end: Any,
-                 **kwargs: Any) -> SecureResult:
+    def st_range(
+        self, dataset: str, geometry_or_bbox: Any, start: Any, end: Any, **kwargs: Any
+    ) -> SecureResult:
         """:meth:`Store.st_range` under this principal's rights."""
-        return self._read("st_range", dataset, lambda: self.store.st_range(
-            dataset, geometry_or_bbox, start, end, **kwargs))
+        return self._read(
+            "st_range",
+            dataset,
+            lambda: self.store.st_range(dataset, geometry_or_bbox, start, end, **kwargs),
+        )
 
     def id_temporal(self, dataset: str, ids: Any, **kwargs: Any) -> SecureResult:
         """:meth:`Store.id_temporal` under this principal's rights."""
-        return self._read("id_temporal", dataset,
-                          lambda: self.store.id_temporal(dataset, ids, **kwargs))
+        return self._read(
+            "id_temporal", dataset, lambda: self.store.id_temporal(dataset, ids, **kwargs)
+        )
 
     def knn(self, dataset: str, x: float, y: float, k: int, **kwargs: Any) -> SecureResult:
         """:meth:`Store.knn`; under a row filter, the k nearest *visible* points."""
         grant = self._require_read(dataset, "knn")
         filters = grant.decision.filters
         if filters is None:
-            return self._finish("knn", dataset, grant,
-                                self.store.knn(dataset, x, y, k, **kwargs))
+            return self._finish("knn", dataset, grant, self.store.knn(dataset, x, y, k, **kwargs))
         want = k
         while True:
             raw = self.store.knn(dataset, x, y, want, **kwargs)
@@ -255,19 +292,23 @@ class SecureStore:
             if table.num_rows >= k or raw.table.num_rows < want or want >= _KNN_CAP:
                 break
             want = min(want * _KNN_GROWTH, _KNN_CAP)
-        return self._finish("knn", dataset, grant, raw, table=table.slice(0, k),
-                            hidden=hidden)
+        return self._finish("knn", dataset, grant, raw, table=table.slice(0, k), hidden=hidden)
 
-    def knn_trajectories(self, dataset: str, x: float, y: float, k: int,
-                         **kwargs: Any) -> SecureResult:
+    def knn_trajectories(
+        self, dataset: str, x: float, y: float, k: int, **kwargs: Any
+    ) -> SecureResult:
         """:meth:`Store.knn_trajectories` under this principal's rights."""
-        return self._read("knn_trajectories", dataset,
-                          lambda: self.store.knn_trajectories(dataset, x, y, k, **kwargs))
+        return self._read(
+            "knn_trajectories",
+            dataset,
+            lambda: self.store.knn_trajectories(dataset, x, y, k, **kwargs),
+        )
 
     def similar(self, dataset: str, query: Any, k: int, **kwargs: Any) -> SecureResult:
         """:meth:`Store.similar` under this principal's rights."""
-        return self._read("similar", dataset,
-                          lambda: self.store.similar(dataset, query, k, **kwargs))
+        return self._read(
+            "similar", dataset, lambda: self.store.similar(dataset, query, k, **kwargs)
+        )
 
     def join_regions(self, dataset: str, regions: str, **kwargs: Any) -> SecureResult:
         """:meth:`Store.join_regions`; needs read on both datasets."""
@@ -304,26 +345,47 @@ class SecureStore:
         """:meth:`Store.append`; needs write; audited."""
         self._require_write(dataset, "append")
         res = self.store.append(dataset, data)
-        record(self.db, actor=self.principal.username, action="write", dataset=dataset,
-               detail={"operation": "append", "rows_in": getattr(res, "rows_in", None),
-                       "rows_written": getattr(res, "rows_written", None)})
+        record(
+            self.db,
+            actor=self.principal.username,
+            action="write",
+            dataset=dataset,
+            detail={
+                "operation": "append",
+                "rows_in": getattr(res, "rows_in", None),
+                "rows_written": getattr(res, "rows_written", None),
+            },
+        )
         return res
 
     def delete(self, dataset: str, **kwargs: Any) -> int:
         """:meth:`Store.delete`; needs write; audited."""
         self._require_write(dataset, "delete")
         n = int(self.store.delete(dataset, **kwargs))
-        record(self.db, actor=self.principal.username, action="write", dataset=dataset,
-               detail={"operation": "delete", "rows_deleted": n,
-                       "criteria": {k: str(v) for k, v in kwargs.items()}})
+        record(
+            self.db,
+            actor=self.principal.username,
+            action="write",
+            dataset=dataset,
+            detail={
+                "operation": "delete",
+                "rows_deleted": n,
+                "criteria": {k: str(v) for k, v in kwargs.items()},
+            },
+        )
         return n
 
     def create_dataset(self, name: str, schema: Any, **kwargs: Any) -> Any:
         """:meth:`Store.create_dataset`; needs write on the new name; audited."""
         self._require_write(name, "create")
         info = self.store.create_dataset(name, schema, **kwargs)
-        record(self.db, actor=self.principal.username, action="write", dataset=name,
-               detail={"operation": "create", "model": str(schema.model)})
+        record(
+            self.db,
+            actor=self.principal.username,
+            action="write",
+            dataset=name,
+            detail={"operation": "create", "model": str(schema.model)},
+        )
         return info
 
     def drop_dataset(self, name: str) -> None:
@@ -334,5 +396,10 @@ class SecureStore:
         if name not in {d.name for d in self.store.list_datasets()}:
             raise DatasetNotFound(name)
         self.store.drop_dataset(name)
-        record(self.db, actor=self.principal.username, action="write", dataset=name,
-               detail={"operation": "drop"})
+        record(
+            self.db,
+            actor=self.principal.username,
+            action="write",
+            dataset=name,
+            detail={"operation": "drop"},
+        )

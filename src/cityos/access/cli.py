@@ -15,8 +15,9 @@ from cityos.db import Database
 
 __all__ = ["register"]
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="City folder (default: "
-                                                 "$CITYOS_HOME or ./city)")]
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="City folder (default: $CITYOS_HOME or ./city)")
+]
 
 
 def _db(home: Path | None) -> Database:
@@ -32,18 +33,19 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-audit_app = typer.Typer(help="Inspect and verify the tamper-evident audit log.",
-                        no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Inspect and verify the tamper-evident audit log.", no_args_is_help=True
+)
 user_app = typer.Typer(help="Users, roles, departments and API keys.", no_args_is_help=True)
-policy_app = typer.Typer(help="Dataset classification, grants and unmasking.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(help="Dataset classification, grants and unmasking.", no_args_is_help=True)
 
 
 @audit_app.command("verify")
 def audit_verify(
     home: HomeOpt = None,
-    head: Annotated[str | None, typer.Option(help="SEQ:HASH recorded earlier outside the "
-                                                  "database")] = None,
+    head: Annotated[
+        str | None, typer.Option(help="SEQ:HASH recorded earlier outside the database")
+    ] = None,
 ) -> None:
     """Recompute the hash chain; exit 1 and name the first broken entry if tampered."""
     expect = None
@@ -52,20 +54,29 @@ def audit_verify(
         expect = (int(seq), digest)
     report = access.verify_audit(_db(home), expect_head=expect)
     if report.ok:
-        typer.echo(f"audit log OK: {report.entries} entries; head {report.head_seq}:"
-                   f"{report.head_hash}")
+        typer.echo(
+            f"audit log OK: {report.entries} entries; head {report.head_seq}:{report.head_hash}"
+        )
         return
-    typer.secho(f"audit log BROKEN at entry {report.first_broken}: {report.reason} "
-                f"({report.entries} entries verified before it)", fg=typer.colors.RED, err=True)
+    typer.secho(
+        f"audit log BROKEN at entry {report.first_broken}: {report.reason} "
+        f"({report.entries} entries verified before it)",
+        fg=typer.colors.RED,
+        err=True,
+    )
     raise typer.Exit(1)
 
 
 @audit_app.command("list")
-def audit_list(home: HomeOpt = None, after: int = 0, limit: int = 50,
-               actor: str | None = None, dataset: str | None = None) -> None:
+def audit_list(
+    home: HomeOpt = None,
+    after: int = 0,
+    limit: int = 50,
+    actor: str | None = None,
+    dataset: str | None = None,
+) -> None:
     """Print audit entries (oldest first) as JSON lines."""
-    for e in access.read_audit(_db(home), after=after, limit=limit, actor=actor,
-                               dataset=dataset):
+    for e in access.read_audit(_db(home), after=after, limit=limit, actor=actor, dataset=dataset):
         typer.echo(access.canonical_json(e.payload()))
 
 
@@ -79,11 +90,19 @@ def user_create(
     machine: Annotated[bool, typer.Option(help="No password: API keys only")] = False,
 ) -> None:
     """Create a user (asks for the password unless --machine)."""
-    password = None if machine else typer.prompt("password", hide_input=True,
-                                                 confirmation_prompt=True)
+    password = (
+        None if machine else typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
     try:
-        access.create_user(_db(home), username, password, roles=role or [],
-                           department=department, full_name=full_name, actor="cli")
+        access.create_user(
+            _db(home),
+            username,
+            password,
+            roles=role or [],
+            department=department,
+            full_name=full_name,
+            actor="cli",
+        )
     except access.AccessError as exc:
         raise _fail(exc) from exc
     typer.echo(f"created user {username}")
@@ -149,20 +168,21 @@ def user_revoke_key(key_id: str, home: HomeOpt = None) -> None:
 
 
 @policy_app.command("set")
-def policy_set(dataset: str, classification: str, home: HomeOpt = None,
-               owner: str | None = None) -> None:
+def policy_set(
+    dataset: str, classification: str, home: HomeOpt = None, owner: str | None = None
+) -> None:
     """Classify a dataset (public|internal|sensitive|secret) and name its owner."""
     try:
-        access.set_dataset_policy(_db(home), dataset, classification, owner_department=owner,
-                                  actor="cli")
+        access.set_dataset_policy(
+            _db(home), dataset, classification, owner_department=owner, actor="cli"
+        )
     except access.AccessError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{dataset}: {classification}")
 
 
 @policy_app.command("grant")
-def policy_grant(role: str, dataset: str, home: HomeOpt = None,
-                 permission: str = "read") -> None:
+def policy_grant(role: str, dataset: str, home: HomeOpt = None, permission: str = "read") -> None:
     """Grant a role read or write on a dataset ('*' for every non-secret dataset)."""
     try:
         access.grant(_db(home), role, dataset, permission, actor="cli")
@@ -172,8 +192,7 @@ def policy_grant(role: str, dataset: str, home: HomeOpt = None,
 
 
 @policy_app.command("revoke")
-def policy_revoke(role: str, dataset: str, home: HomeOpt = None,
-                  permission: str = "read") -> None:
+def policy_revoke(role: str, dataset: str, home: HomeOpt = None, permission: str = "read") -> None:
     """Remove a grant."""
     try:
         access.revoke(_db(home), role, dataset, permission, actor="cli")
@@ -183,8 +202,7 @@ def policy_revoke(role: str, dataset: str, home: HomeOpt = None,
 
 
 @policy_app.command("unmask")
-def policy_unmask(role: str, home: HomeOpt = None, dataset: str = "*",
-                  personal: str = "*") -> None:
+def policy_unmask(role: str, home: HomeOpt = None, dataset: str = "*", personal: str = "*") -> None:
     """Let a role see personal fields in clear."""
     try:
         access.allow_unmask(_db(home), role, dataset, personal, actor="cli")

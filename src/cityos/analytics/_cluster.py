@@ -16,8 +16,9 @@ from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL
 __all__ = ["cluster_stays", "dbscan"]
 
 
-def dbscan(points: Any, eps_m: float, min_samples: int = 5, *,
-           geographic: bool | None = None) -> np.ndarray:
+def dbscan(
+    points: Any, eps_m: float, min_samples: int = 5, *, geographic: bool | None = None
+) -> np.ndarray:
     """DBSCAN labels (-1 noise, clusters 0..k-1 by first point) for points with ``x``/``y``.
 
     A point is core when at least ``min_samples`` points (itself included) lie within
@@ -71,8 +72,13 @@ def dbscan(points: Any, eps_m: float, min_samples: int = 5, *,
     return labels
 
 
-def cluster_stays(stays: pd.DataFrame, eps_m: float = 100.0, min_samples: int = 2, *,
-                  geographic: bool | None = None) -> pd.DataFrame:
+def cluster_stays(
+    stays: pd.DataFrame,
+    eps_m: float = 100.0,
+    min_samples: int = 2,
+    *,
+    geographic: bool | None = None,
+) -> pd.DataFrame:
     """Group stay points (from :func:`stay_points`) into places with :func:`dbscan`.
 
     Returns one row per place: ``cluster``, ``x``/``y`` (mean position), ``stays``,

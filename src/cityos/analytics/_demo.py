@@ -30,7 +30,9 @@ def demo_tour(store: Any, vehicles_dataset: str, roads_dataset: str) -> list[str
         lines.append(f"  {label:<28} {1000 * (time.perf_counter() - t0):8.1f} ms  {detail}")
 
     t0 = time.perf_counter()
-    counts = store.sql(f'SELECT id, count(*) AS n FROM "{vehicles_dataset}" GROUP BY id ORDER BY n DESC, id LIMIT 1')
+    counts = store.sql(
+        f'SELECT id, count(*) AS n FROM "{vehicles_dataset}" GROUP BY id ORDER BY n DESC, id LIMIT 1'
+    )
     vid = counts.column(ID_COL)[0].as_py()
     pts = store.id_temporal(vehicles_dataset, [vid]).to_pandas()
     step("load one vehicle", t0, f"{vid}: {len(pts)} points")
@@ -45,8 +47,11 @@ def demo_tour(store: Any, vehicles_dataset: str, roads_dataset: str) -> list[str
     t0 = time.perf_counter()
     stays = stay_points(clean, 100, "3min")
     trips = split_by_stays(clean, 100, "3min")
-    step("stay points and trips", t0,
-         f"{len(stays)} stays, {trips['traj_id'].nunique() if len(trips) else 0} trips")
+    step(
+        "stay points and trips",
+        t0,
+        f"{len(stays)} stays, {trips['traj_id'].nunique() if len(trips) else 0} trips",
+    )
 
     t0 = time.perf_counter()
     roads = store.scan(roads_dataset).to_geopandas()
@@ -55,14 +60,21 @@ def demo_tour(store: Any, vehicles_dataset: str, roads_dataset: str) -> list[str
     matched = res.points
     ok = matched["edge_id"] >= 0
     route_edges = sum(len(e) for e in res.routes.to_arrow()["edges"].to_pylist() if e)
-    step("map matching (HMM)", t0,
-         f"{int(ok.sum())}/{len(matched)} points matched, median offset "
-         f"{float(np.nanmedian(matched['match_dist_m'])):.1f} m, route of {route_edges} road segments")
+    step(
+        "map matching (HMM)",
+        t0,
+        f"{int(ok.sum())}/{len(matched)} points matched, median offset "
+        f"{float(np.nanmedian(matched['match_dist_m'])):.1f} m, route of {route_edges} road segments",
+    )
 
     t0 = time.perf_counter()
     speeds = segment_speeds(matched, "15min")
     flows = grid_flows(clean, 500.0, "1h")
     fdf = flows.to_pandas()
-    step("aggregate", t0, f"{len(speeds)} segment-speed rows, {len(fdf)} grid cells x hours "
-         f"(inflow {int(fdf['inflow'].sum())}, outflow {int(fdf['outflow'].sum())})")
+    step(
+        "aggregate",
+        t0,
+        f"{len(speeds)} segment-speed rows, {len(fdf)} grid cells x hours "
+        f"(inflow {int(fdf['inflow'].sum())}, outflow {int(fdf['outflow'].sum())})",
+    )
     return lines

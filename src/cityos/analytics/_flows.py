@@ -64,13 +64,16 @@ class CellGrid:
         return (self.ymax - self.ymin) / self.ny
 
     @classmethod
-    def from_metres(cls, bbox: tuple[float, float, float, float], cell_m: float,
-                    geographic: bool | None = None) -> CellGrid:
+    def from_metres(
+        cls, bbox: tuple[float, float, float, float], cell_m: float, geographic: bool | None = None
+    ) -> CellGrid:
         """Cells about ``cell_m`` metres on a side (exact in projected CRSs; at the box's
         mean latitude for lon/lat). The box is kept; the last cells may be smaller."""
         xmin, ymin, xmax, ymax = (float(v) for v in bbox)
         if not (xmax > xmin and ymax > ymin and cell_m > 0):
-            raise AnalyticsError(f"grid needs a non-empty bbox and cell_m > 0, got {bbox}, {cell_m}")
+            raise AnalyticsError(
+                f"grid needs a non-empty bbox and cell_m > 0, got {bbox}, {cell_m}"
+            )
         if geographic is None:
             geographic = max(abs(xmin), abs(xmax)) <= 180 and max(abs(ymin), abs(ymax)) <= 90
         if geographic:
@@ -81,8 +84,14 @@ class CellGrid:
             w, h = xmax - xmin, ymax - ymin
         nx, ny = max(1, int(np.ceil(w / cell_m - 1e-9))), max(1, int(np.ceil(h / cell_m - 1e-9)))
         # keep cells square in metres: stretch the box to whole cells
-        return cls(xmin, ymin, xmin + (xmax - xmin) * nx * cell_m / w,
-                   ymin + (ymax - ymin) * ny * cell_m / h, nx, ny)
+        return cls(
+            xmin,
+            ymin,
+            xmin + (xmax - xmin) * nx * cell_m / w,
+            ymin + (ymax - ymin) * ny * cell_m / h,
+            nx,
+            ny,
+        )
 
     def cell_of(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Cell id of each point, -1 outside the grid (max edges belong to the last cell)."""
@@ -98,7 +107,10 @@ class CellGrid:
     def centres(self) -> tuple[np.ndarray, np.ndarray]:
         """x, y of every cell centre, indexed by cell id."""
         cid = np.arange(self.nx * self.ny)
-        return (self.xmin + (cid % self.nx + 0.5) * self.dx, self.ymin + (cid // self.nx + 0.5) * self.dy)
+        return (
+            self.xmin + (cid % self.nx + 0.5) * self.dx,
+            self.ymin + (cid // self.nx + 0.5) * self.dy,
+        )
 
 
 def _bins(t: np.ndarray, time_bin: Any) -> tuple[np.ndarray, int]:
@@ -178,25 +190,44 @@ def grid_flows(
     objects = _distinct_per_key(inv, p.obj[ok], len(uk))
     cid = uk % ncell
     cx, cy = g.centres()
-    out = pd.DataFrame({
-        ID_COL: cid.astype(np.int64),
-        TIME_COL: pd.to_datetime(t_uniq[uk // ncell] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True),
-        X_COL: cx[cid], Y_COL: cy[cid],
-        "n": n.astype(np.int64), "objects": objects.astype(np.int64),
-        "inflow": inflow, "outflow": outflow,
-    })
-    fields: list[Field | str] = [Field("n", "int64"), Field("objects", "int64"),
-                                 Field("inflow", "int64"), Field("outflow", "int64")]
+    out = pd.DataFrame(
+        {
+            ID_COL: cid.astype(np.int64),
+            TIME_COL: pd.to_datetime(
+                t_uniq[uk // ncell] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True
+            ),
+            X_COL: cx[cid],
+            Y_COL: cy[cid],
+            "n": n.astype(np.int64),
+            "objects": objects.astype(np.int64),
+            "inflow": inflow,
+            "outflow": outflow,
+        }
+    )
+    fields: list[Field | str] = [
+        Field("n", "int64"),
+        Field("objects", "int64"),
+        Field("inflow", "int64"),
+        Field("outflow", "int64"),
+    ]
     for col, how in (values or {}).items():
         out[f"{col}_{how}"] = _reduce(p.frame[col].to_numpy(dtype="float64")[ok], inv, len(uk), how)
         fields.append(f"{col}_{how}")
-    schema = PointSeries.schema(*fields, id_type="int64", crs=crs or ("EPSG:4326" if p.geographic else "EPSG:3857"),
-                                extra={"grid": [g.xmin, g.ymin, g.xmax, g.ymax, g.nx, g.ny],
-                                       "time_bin_ms": to_timedelta_ms(time_bin, "time_bin")})
+    schema = PointSeries.schema(
+        *fields,
+        id_type="int64",
+        crs=crs or ("EPSG:4326" if p.geographic else "EPSG:3857"),
+        extra={
+            "grid": [g.xmin, g.ymin, g.xmax, g.ymax, g.nx, g.ny],
+            "time_bin_ms": to_timedelta_ms(time_bin, "time_bin"),
+        },
+    )
     return PointSeries.from_pandas(out, schema)  # type: ignore[return-value]
 
 
-def _grid(p: Points, grid: CellGrid | float, bbox: tuple[float, float, float, float] | None) -> CellGrid:
+def _grid(
+    p: Points, grid: CellGrid | float, bbox: tuple[float, float, float, float] | None
+) -> CellGrid:
     if isinstance(grid, CellGrid):
         return grid
     if bbox is None:
@@ -226,7 +257,9 @@ def _reduce(v: np.ndarray, inv: np.ndarray, n: int, how: str) -> np.ndarray:
     if how == "sum":
         return np.bincount(inv, weights=v, minlength=n)
     if how == "mean":
-        return np.bincount(inv, weights=v, minlength=n) / np.maximum(np.bincount(inv, minlength=n), 1)
+        return np.bincount(inv, weights=v, minlength=n) / np.maximum(
+            np.bincount(inv, minlength=n), 1
+        )
     if how == "max":
         out = np.full(n, -np.inf)
         np.maximum.at(out, inv, v)
@@ -234,8 +267,12 @@ def _reduce(v: np.ndarray, inv: np.ndarray, n: int, how: str) -> np.ndarray:
     raise AnalyticsError(f"aggregate {how!r} is not one of 'mean', 'sum', 'max'")
 
 
-def flow_tensor(flows: PointSeries | pd.DataFrame, grid: CellGrid | None = None,
-                start: Any = None, end: Any = None) -> tuple[np.ndarray, pd.DatetimeIndex]:
+def flow_tensor(
+    flows: PointSeries | pd.DataFrame,
+    grid: CellGrid | None = None,
+    start: Any = None,
+    end: Any = None,
+) -> tuple[np.ndarray, pd.DatetimeIndex]:
     """Crowd-flow tensor ``(T, 2, ny, nx)`` (channel 0 inflow, 1 outflow) from
     :func:`grid_flows` output, the input layout of ST-ResNet-style models; rows of the grid
     run from ``ymin`` upwards. Missing (cell, bin) pairs are zero.
@@ -255,10 +292,16 @@ def flow_tensor(flows: PointSeries | pd.DataFrame, grid: CellGrid | None = None,
         extra, df = {}, flows
     if grid is None:
         if "grid" not in extra:
-            raise AnalyticsError("pass the CellGrid used by grid_flows (the frame does not record it)")
+            raise AnalyticsError(
+                "pass the CellGrid used by grid_flows (the frame does not record it)"
+            )
         x0, y0, x1, y1, nx, ny = extra["grid"]
         grid = CellGrid(x0, y0, x1, y1, int(nx), int(ny))
-    step = pd.Timedelta(milliseconds=int(extra.get("time_bin_ms", 0))) if extra.get("time_bin_ms") else None
+    step = (
+        pd.Timedelta(milliseconds=int(extra.get("time_bin_ms", 0)))
+        if extra.get("time_bin_ms")
+        else None
+    )
     t = pd.to_datetime(df[TIME_COL], utc=True)
     lo = pd.Timestamp(start, tz="UTC") if start is not None else t.min()
     hi = pd.Timestamp(end, tz="UTC") if end is not None else t.max()
@@ -281,8 +324,14 @@ def _region_of(p: Points, regions: Any) -> tuple[np.ndarray, np.ndarray]:
     """Index into ``regions`` of the region holding each point (-1 for none; the first
     region wins where they overlap) and the regions' ids."""
     if GEOM_COL not in regions.columns and not hasattr(regions, "geometry"):
-        raise AnalyticsError("regions need a geometry column of polygons (e.g. the districts dataset)")
-    geoms = np.asarray(regions.geometry.to_numpy() if hasattr(regions, "geometry") else regions[GEOM_COL].to_numpy())
+        raise AnalyticsError(
+            "regions need a geometry column of polygons (e.g. the districts dataset)"
+        )
+    geoms = np.asarray(
+        regions.geometry.to_numpy()
+        if hasattr(regions, "geometry")
+        else regions[GEOM_COL].to_numpy()
+    )
     if len(geoms) and isinstance(geoms[0], bytes | bytearray | memoryview):
         geoms = shapely.from_wkb(geoms)
     id_col = next((c for c in ("id", "district_id", "region_id") if c in regions.columns), None)
@@ -298,8 +347,9 @@ def _region_of(p: Points, regions: Any) -> tuple[np.ndarray, np.ndarray]:
     return out, rid
 
 
-def region_flows(points: Any, regions: Any, time_bin: Any = "1h", *,
-                 geographic: bool | None = None) -> PointSeries:
+def region_flows(
+    points: Any, regions: Any, time_bin: Any = "1h", *, geographic: bool | None = None
+) -> PointSeries:
     """Counts, distinct objects, inflow and outflow per region and time bin (regions:
     GeoDataFrame of polygons with ``id``/``district_id``). Rows are placed at each region's
     representative point.
@@ -324,25 +374,40 @@ def region_flows(points: Any, regions: Any, time_bin: Any = "1h", *,
     geoms = np.asarray(regions.geometry.to_numpy())
     rep = shapely.point_on_surface(geoms)
     r = uk % len(rid)
-    out = pd.DataFrame({
-        ID_COL: rid[r],
-        TIME_COL: pd.to_datetime(t_uniq[uk // len(rid)] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True),
-        X_COL: shapely.get_x(rep)[r], Y_COL: shapely.get_y(rep)[r],
-        "n": np.bincount(inv, minlength=len(uk)).astype(np.int64),
-        "objects": _distinct_per_key(inv, p.obj[ok], len(uk)),
-        "inflow": np.bincount(inv, weights=moved_in[ok], minlength=len(uk)).astype(np.int64),
-        "outflow": np.bincount(inv, weights=moved_out[ok], minlength=len(uk)).astype(np.int64),
-    })
+    out = pd.DataFrame(
+        {
+            ID_COL: rid[r],
+            TIME_COL: pd.to_datetime(
+                t_uniq[uk // len(rid)] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True
+            ),
+            X_COL: shapely.get_x(rep)[r],
+            Y_COL: shapely.get_y(rep)[r],
+            "n": np.bincount(inv, minlength=len(uk)).astype(np.int64),
+            "objects": _distinct_per_key(inv, p.obj[ok], len(uk)),
+            "inflow": np.bincount(inv, weights=moved_in[ok], minlength=len(uk)).astype(np.int64),
+            "outflow": np.bincount(inv, weights=moved_out[ok], minlength=len(uk)).astype(np.int64),
+        }
+    )
     id_type = "int64" if np.issubdtype(np.asarray(rid).dtype, np.integer) else "string"
-    schema = PointSeries.schema(Field("n", "int64"), Field("objects", "int64"), Field("inflow", "int64"),
-                                Field("outflow", "int64"), id_type=id_type,
-                                crs="EPSG:4326" if p.geographic else "EPSG:3857",
-                                extra={"time_bin_ms": step})
+    schema = PointSeries.schema(
+        Field("n", "int64"),
+        Field("objects", "int64"),
+        Field("inflow", "int64"),
+        Field("outflow", "int64"),
+        id_type=id_type,
+        crs="EPSG:4326" if p.geographic else "EPSG:3857",
+        extra={"time_bin_ms": step},
+    )
     return PointSeries.from_pandas(out, schema)  # type: ignore[return-value]
 
 
-def segment_speeds(matched: Any, time_bin: Any = "15min", *, speed_col: str | None = None,
-                   geographic: bool | None = None) -> NetworkSeries:
+def segment_speeds(
+    matched: Any,
+    time_bin: Any = "15min",
+    *,
+    speed_col: str | None = None,
+    geographic: bool | None = None,
+) -> NetworkSeries:
     """Mean speed per road segment and time bin from map-matched points (``edge_id`` per
     point, e.g. ``map_match(...).points``): the network time-series model.
 
@@ -370,26 +435,37 @@ def segment_speeds(matched: Any, time_bin: Any = "15min", *, speed_col: str | No
         if p.n > 1:
             d = np.hypot(np.diff(p.mx), np.diff(p.my))
             dt = np.diff(p.t) / 1000.0
-            v[1:] = np.where((p.obj[1:] == p.obj[:-1]) & (dt > 0), d / np.where(dt > 0, dt, 1) * 3.6, np.nan)
+            v[1:] = np.where(
+                (p.obj[1:] == p.obj[:-1]) & (dt > 0), d / np.where(dt > 0, dt, 1) * 3.6, np.nan
+            )
         ok = (edge >= 0) & np.isfinite(v)
     tb, step = _bins(p.t, time_bin)
     key = np.column_stack([edge[ok], tb[ok]])
     uk, inv = np.unique(key, axis=0, return_inverse=True)
     inv = inv.ravel()
     n = np.bincount(inv, minlength=len(uk))
-    out = pd.DataFrame({
-        ID_COL: uk[:, 0] if len(uk) else np.zeros(0, np.int64),
-        TIME_COL: pd.to_datetime(uk[:, 1] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True),
-        "speed_kmh": np.bincount(inv, weights=v[ok], minlength=len(uk)) / np.maximum(n, 1),
-        "n": n.astype(np.int64),
-    })
-    schema = NetworkSeries.schema(Field("speed_kmh", "float64", unit="km/h"), Field("n", "int64"),
-                                  id_type="int64", extra={"time_bin_ms": step})
+    out = pd.DataFrame(
+        {
+            ID_COL: uk[:, 0] if len(uk) else np.zeros(0, np.int64),
+            TIME_COL: pd.to_datetime(
+                uk[:, 1] if len(uk) else np.zeros(0, np.int64), unit="ms", utc=True
+            ),
+            "speed_kmh": np.bincount(inv, weights=v[ok], minlength=len(uk)) / np.maximum(n, 1),
+            "n": n.astype(np.int64),
+        }
+    )
+    schema = NetworkSeries.schema(
+        Field("speed_kmh", "float64", unit="km/h"),
+        Field("n", "int64"),
+        id_type="int64",
+        extra={"time_bin_ms": step},
+    )
     return NetworkSeries.from_pandas(out, schema)  # type: ignore[return-value]
 
 
-def od_matrix(trips: Any, regions: Any | CellGrid, time_bin: Any = "1h", *,
-              geographic: bool | None = None) -> pd.DataFrame:
+def od_matrix(
+    trips: Any, regions: Any | CellGrid, time_bin: Any = "1h", *, geographic: bool | None = None
+) -> pd.DataFrame:
     """Origin-destination counts between regions (or grid cells) per departure time bin.
 
     ``trips`` are points with ``traj_id`` (e.g. from :func:`split_by_stays`); each trip's
@@ -416,7 +492,11 @@ def od_matrix(trips: Any, regions: Any | CellGrid, time_bin: Any = "1h", *,
     tb, _ = _bins(p.t[first], time_bin)
     ok = (o >= 0) & (d >= 0)
     df = pd.DataFrame({TIME_COL: tb[ok], "origin": rid[o[ok]], "destination": rid[d[ok]]})
-    out = df.groupby([TIME_COL, "origin", "destination"], sort=True).size().rename("trips").reset_index()
+    out = (
+        df.groupby([TIME_COL, "origin", "destination"], sort=True)
+        .size()
+        .rename("trips")
+        .reset_index()
+    )
     out[TIME_COL] = pd.to_datetime(out[TIME_COL], unit="ms", utc=True)
     return out
-

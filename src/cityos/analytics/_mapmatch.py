@@ -72,23 +72,32 @@ class MapMatcher:
     ([7, 7, 7], [0.0, 0.0, 0.0])
     """
 
-    def __init__(self, roads: Any, *, geographic: bool | None = None,
-                 max_route_m: float = 5000.0) -> None:
+    def __init__(
+        self, roads: Any, *, geographic: bool | None = None, max_route_m: float = 5000.0
+    ) -> None:
         if "edge_id" not in roads.columns and ID_COL in roads.columns:
             # a network dataset read from the store keys its edges by the canonical ``id``
             roads = roads.rename(columns={ID_COL: "edge_id"})
-        missing = [c for c in ("edge_id", "from_node", "to_node", GEOM_COL) if c not in roads.columns]
+        missing = [
+            c for c in ("edge_id", "from_node", "to_node", GEOM_COL) if c not in roads.columns
+        ]
         if missing or len(roads) == 0:
             raise MapMatchError(
                 f"road network needs rows with columns edge_id, from_node, to_node, geometry; "
                 f"missing {missing}, rows {len(roads)}. Pass the roads/edges dataset (network model)."
             )
-        geoms = np.asarray(roads[GEOM_COL].to_numpy() if not hasattr(roads, "geometry") else roads.geometry.to_numpy())
+        geoms = np.asarray(
+            roads[GEOM_COL].to_numpy()
+            if not hasattr(roads, "geometry")
+            else roads.geometry.to_numpy()
+        )
         if len(geoms) and isinstance(geoms[0], bytes | bytearray | memoryview):
             geoms = shapely.from_wkb(geoms)
         coords, part = shapely.get_coordinates(geoms, return_index=True)
         if geographic is None:
-            geographic = bool(np.abs(coords[:, 0]).max() <= 180 and np.abs(coords[:, 1]).max() <= 90)
+            geographic = bool(
+                np.abs(coords[:, 0]).max() <= 180 and np.abs(coords[:, 1]).max() <= 90
+            )
         self.geographic = geographic
         self.lat0 = float(coords[:, 1].mean()) if geographic else 0.0
         mx, my = self._to_m(coords[:, 0], coords[:, 1])
@@ -96,7 +105,11 @@ class MapMatcher:
         edge_id = roads["edge_id"].to_numpy(dtype=np.int64)
         u = roads["from_node"].to_numpy(dtype=np.int64)
         v = roads["to_node"].to_numpy(dtype=np.int64)
-        oneway = roads["oneway"].to_numpy(dtype=bool) if "oneway" in roads.columns else np.zeros(len(u), bool)
+        oneway = (
+            roads["oneway"].to_numpy(dtype=bool)
+            if "oneway" in roads.columns
+            else np.zeros(len(u), bool)
+        )
         # straight pieces of every edge, with the offset of their start along the edge
         same = part[1:] == part[:-1]
         pa_, pb_ = np.flatnonzero(same), np.flatnonzero(same) + 1
@@ -109,9 +122,20 @@ class MapMatcher:
         start_cum = np.concatenate(([0.0], cum))[first_piece]
         self.piece_off = (cum - plen) - start_cum[self.piece_edge]
         last_piece = np.searchsorted(self.piece_edge, np.arange(len(u)), side="right") - 1
-        self.end_xy = (self.ax[first_piece], self.ay[first_piece], self.bx[last_piece], self.by[last_piece])
-        self.tree = shapely.STRtree(shapely.linestrings(
-            np.stack([np.column_stack([self.ax, self.ay]), np.column_stack([self.bx, self.by])], axis=1)))
+        self.end_xy = (
+            self.ax[first_piece],
+            self.ay[first_piece],
+            self.bx[last_piece],
+            self.by[last_piece],
+        )
+        self.tree = shapely.STRtree(
+            shapely.linestrings(
+                np.stack(
+                    [np.column_stack([self.ax, self.ay]), np.column_stack([self.bx, self.by])],
+                    axis=1,
+                )
+            )
+        )
         # arcs: the forward direction of every edge, then the reverse of two-way edges
         two = np.flatnonzero(~oneway)
         self.arc_edge = np.concatenate((np.arange(len(u)), two))  # row of the edge
@@ -168,14 +192,20 @@ class MapMatcher:
         out = np.empty(len(a))
         src, inv = np.unique(a, return_inverse=True)
         for lo in range(0, len(src), 256):  # bounded memory: 256 rows of n nodes at a time
-            rows = dijkstra(self._graph, indices=src[lo:lo + 256], limit=self.max_route_m)
+            rows = dijkstra(self._graph, indices=src[lo : lo + 256], limit=self.max_route_m)
             sel = (inv >= lo) & (inv < lo + 256)
             out[sel] = rows[inv[sel] - lo, b[sel]]
         return out
 
     # -- candidates --------------------------------------------------------------------
-    def candidates(self, mx: np.ndarray, my: np.ndarray, radius_m: float, max_edges: int,
-                   junction_m: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def candidates(
+        self,
+        mx: np.ndarray,
+        my: np.ndarray,
+        radius_m: float,
+        max_edges: int,
+        junction_m: float = 0.0,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Candidate arcs of each point: (point index, arc, offset along arc, distance),
         the ``max_edges`` nearest edges within ``radius_m``, both directions of each.
 
@@ -187,8 +217,13 @@ class MapMatcher:
         ax, ay, bx, by = self.ax[ki], self.ay[ki], self.bx[ki], self.by[ki]
         dx, dy = bx - ax, by - ay
         den = dx * dx + dy * dy
-        r = np.clip(np.divide((mx[pi] - ax) * dx + (my[pi] - ay) * dy, den,
-                              out=np.zeros(len(pi)), where=den > 0), 0.0, 1.0)
+        r = np.clip(
+            np.divide(
+                (mx[pi] - ax) * dx + (my[pi] - ay) * dy, den, out=np.zeros(len(pi)), where=den > 0
+            ),
+            0.0,
+            1.0,
+        )
         d = np.hypot(mx[pi] - (ax + r * dx), my[pi] - (ay + r * dy))
         e = self.piece_edge[ki]
         off = self.piece_off[ki] + r * np.sqrt(den)
@@ -204,15 +239,23 @@ class MapMatcher:
         pi, e, d, off = pi[first], e[first], d[first], off[first]
         order = np.lexsort((d, pi))
         pi, e, d, off = pi[order], e[order], d[order], off[order]
-        starts = np.flatnonzero(np.concatenate(([True], pi[1:] != pi[:-1]))) if len(pi) else np.zeros(0, np.int64)
+        starts = (
+            np.flatnonzero(np.concatenate(([True], pi[1:] != pi[:-1])))
+            if len(pi)
+            else np.zeros(0, np.int64)
+        )
         rank = np.arange(len(pi)) - np.repeat(starts, np.diff(np.append(starts, len(pi))))
         keep = rank < max_edges
         pi, e, d, off = pi[keep], e[keep], d[keep], off[keep]
         rev = self.rev_arc_of_edge[e]
         two = rev >= 0
         arcs = np.concatenate((e, rev[two]))
-        return (np.concatenate((pi, pi[two])), arcs,
-                np.concatenate((off, self.edge_len[e[two]] - off[two])), np.concatenate((d, d[two])))
+        return (
+            np.concatenate((pi, pi[two])),
+            arcs,
+            np.concatenate((off, self.edge_len[e[two]] - off[two])),
+            np.concatenate((d, d[two])),
+        )
 
     # -- matching ----------------------------------------------------------------------
     def match(
@@ -253,16 +296,38 @@ class MapMatcher:
                 bounds.append(int(s))
         bounds.append(p.n)
         for lo, hi in itertools.pairwise(bounds):
-            a, o, d = self._match_batch(mx[lo:hi], my[lo:hi], p.t[lo:hi], chain[lo:hi],
-                                        sigma_m, beta_m, radius_m, max_edges, backtrack_m,
-                                        (switch_penalty, stop_penalty), junction_m, stop_m)
+            a, o, d = self._match_batch(
+                mx[lo:hi],
+                my[lo:hi],
+                p.t[lo:hi],
+                chain[lo:hi],
+                sigma_m,
+                beta_m,
+                radius_m,
+                max_edges,
+                backtrack_m,
+                (switch_penalty, stop_penalty),
+                junction_m,
+                stop_m,
+            )
             state_arc[lo:hi], state_off[lo:hi], state_d[lo:hi] = a, o, d
         return self._result(p, chain, state_arc, state_off, state_d, routes)
 
-    def _match_batch(self, mx: np.ndarray, my: np.ndarray, t: np.ndarray, chain: np.ndarray,
-                     sigma: float, beta: float, radius: float, max_edges: int,
-                     backtrack: float, switch: tuple[float, float], junction: float,
-                     stop_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _match_batch(
+        self,
+        mx: np.ndarray,
+        my: np.ndarray,
+        t: np.ndarray,
+        chain: np.ndarray,
+        sigma: float,
+        beta: float,
+        radius: float,
+        max_edges: int,
+        backtrack: float,
+        switch: tuple[float, float],
+        junction: float,
+        stop_m: float,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(mx)
         pi, arc, off, dist = self.candidates(mx, my, radius, max_edges, junction)
         order = np.lexsort((dist, pi))
@@ -301,11 +366,19 @@ class MapMatcher:
         first = idx[cstart]
         score[first] = E[first]
         for r in range(1, len(rank_starts) - 1):
-            cur_pos = by_rank[rank_starts[r]:rank_starts[r + 1]]
+            cur_pos = by_rank[rank_starts[r] : rank_starts[r + 1]]
             cur, prev = idx[cur_pos], idx[cur_pos - 1]
-            T = self._transitions(A[prev], Off[prev], A[cur], Off[cur],
-                                  np.hypot(mx[cur] - mx[prev], my[cur] - my[prev]), beta, backtrack,
-                                  switch, stopped[cur])
+            T = self._transitions(
+                A[prev],
+                Off[prev],
+                A[cur],
+                Off[cur],
+                np.hypot(mx[cur] - mx[prev], my[cur] - my[prev]),
+                beta,
+                backtrack,
+                switch,
+                stopped[cur],
+            )
             tot = score[prev][:, :, None] + T  # (pairs, from, to)
             best = tot.argmax(axis=1)
             val = np.take_along_axis(tot, best[:, None, :], axis=1)[:, 0, :] + E[cur]
@@ -319,7 +392,7 @@ class MapMatcher:
         st = np.full(n, -1, dtype=np.int64)
         st[last] = score[last].argmax(axis=1)
         for r in range(len(rank_starts) - 2, 0, -1):
-            cur_pos = by_rank[rank_starts[r]:rank_starts[r + 1]]
+            cur_pos = by_rank[rank_starts[r] : rank_starts[r + 1]]
             cur, prev = idx[cur_pos], idx[cur_pos - 1]
             b = back[cur, st[cur]].astype(np.int64)
             st[prev] = np.where(b >= 0, b, score[prev].argmax(axis=1))
@@ -329,17 +402,28 @@ class MapMatcher:
         out_d[sel] = D[sel, st[sel]]
         return out_arc, out_off, out_d
 
-    def _transitions(self, a1: np.ndarray, o1: np.ndarray, a2: np.ndarray, o2: np.ndarray,
-                     gc: np.ndarray, beta: float, backtrack: float,
-                     switch: tuple[float, float], stopped: np.ndarray) -> np.ndarray:
+    def _transitions(
+        self,
+        a1: np.ndarray,
+        o1: np.ndarray,
+        a2: np.ndarray,
+        o2: np.ndarray,
+        gc: np.ndarray,
+        beta: float,
+        backtrack: float,
+        switch: tuple[float, float],
+        stopped: np.ndarray,
+    ) -> np.ndarray:
         """Log transition probabilities (pairs × from-slot × to-slot)."""
         A1, O1 = a1[:, :, None], o1[:, :, None]
         A2, O2 = a2[:, None, :], o2[:, None, :]
         valid = (A1 >= 0) & (A2 >= 0)
         a1s, a2s = np.where(A1 >= 0, A1, 0), np.where(A2 >= 0, A2, 0)
         len1 = self.edge_len[self.arc_edge[a1s]]
-        via = self.node_distance(np.broadcast_to(self.arc_ti[a1s], valid.shape).ravel(),
-                                 np.broadcast_to(self.arc_fi[a2s], valid.shape).ravel()).reshape(valid.shape)
+        via = self.node_distance(
+            np.broadcast_to(self.arc_ti[a1s], valid.shape).ravel(),
+            np.broadcast_to(self.arc_fi[a2s], valid.shape).ravel(),
+        ).reshape(valid.shape)
         route = (len1 - O1) + via + O2
         # staying on the arc: forward travel, or a small step back that GPS noise explains
         on_arc = (A1 == A2) & (O1 - backtrack <= O2)
@@ -356,8 +440,15 @@ class MapMatcher:
         return np.where(valid & np.isfinite(route), logp, -np.inf)
 
     # -- results -----------------------------------------------------------------------
-    def _result(self, p: Points, chain: np.ndarray, arc: np.ndarray, off: np.ndarray,
-                dist: np.ndarray, routes: bool) -> MatchResult:
+    def _result(
+        self,
+        p: Points,
+        chain: np.ndarray,
+        arc: np.ndarray,
+        off: np.ndarray,
+        dist: np.ndarray,
+        routes: bool,
+    ) -> MatchResult:
         ok = arc >= 0
         a = np.where(ok, arc, 0)
         e_row = self.arc_edge[a]
@@ -369,8 +460,14 @@ class MapMatcher:
         k = np.searchsorted(key, e_row * (self.edge_len.max() + 1.0) + edge_off, side="right") - 1
         k = np.clip(k, pstart, pend)
         plen = np.hypot(self.bx[k] - self.ax[k], self.by[k] - self.ay[k])
-        r = np.clip(np.divide(edge_off - self.piece_off[k], plen, out=np.zeros(len(k)), where=plen > 0), 0, 1)
-        qx, qy = self._from_m(self.ax[k] + r * (self.bx[k] - self.ax[k]), self.ay[k] + r * (self.by[k] - self.ay[k]))
+        r = np.clip(
+            np.divide(edge_off - self.piece_off[k], plen, out=np.zeros(len(k)), where=plen > 0),
+            0,
+            1,
+        )
+        qx, qy = self._from_m(
+            self.ax[k] + r * (self.bx[k] - self.ax[k]), self.ay[k] + r * (self.by[k] - self.ay[k])
+        )
         df = with_segments(p, chain)
         df["edge_id"] = np.where(ok, self.edge_id[e_row], -1)
         df["offset_m"] = np.where(ok, edge_off, np.nan)
@@ -395,8 +492,12 @@ class MapMatcher:
             usrc, inv = np.unique(src[need], return_inverse=True)
             n = len(self.nodes)
             for lo in range(0, len(usrc), 256):
-                _, pred = dijkstra(self._graph, indices=usrc[lo:lo + 256], limit=self.max_route_m,
-                                   return_predecessors=True)
+                _, pred = dijkstra(
+                    self._graph,
+                    indices=usrc[lo : lo + 256],
+                    limit=self.max_route_m,
+                    return_predecessors=True,
+                )
                 sel = np.flatnonzero((inv >= lo) & (inv < lo + 256))
                 rows = inv[sel] - lo
                 cur = dst[need[sel]].astype(np.int64)
@@ -406,7 +507,7 @@ class MapMatcher:
                 # walk every path back to its source at once; one step per loop
                 while len(active):
                     pr = pred[rows[active], cur[active]].astype(np.int64)
-                    done = (pr < 0)
+                    done = pr < 0
                     pair = np.where(done, -1, pr * n + cur[active])
                     pos = np.clip(np.searchsorted(self._pair_key, pair), 0, len(self._pair_key) - 1)
                     for j, ai in enumerate(active):
@@ -426,7 +527,11 @@ class MapMatcher:
                 seq.extend(fill.get(step_of[k - 1], []))
             seq.append(ai)
         for seq in per_chain:
-            edges = self.edge_id[self.arc_edge[np.asarray(seq, dtype=np.int64)]] if seq else np.zeros(0, np.int64)
+            edges = (
+                self.edge_id[self.arc_edge[np.asarray(seq, dtype=np.int64)]]
+                if seq
+                else np.zeros(0, np.int64)
+            )
             keep = np.ones(len(edges), bool)
             keep[1:] = edges[1:] != edges[:-1]
             out.append(edges[keep].tolist())
@@ -482,4 +587,3 @@ def map_match(points: Any, roads: Any, **kw: Any) -> MatchResult:
     geographic = kw.pop("geographic", None)
     matcher = roads if isinstance(roads, MapMatcher) else MapMatcher(roads, geographic=geographic)
     return matcher.match(points, geographic=geographic, **kw)
-

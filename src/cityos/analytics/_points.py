@@ -99,8 +99,15 @@ class Points:
         """The points where boolean mask (or index array) ``keep`` selects, order kept."""
         return Points(
             self.frame.iloc[keep].reset_index(drop=True) if len(self.frame.columns) else self.frame,
-            self.ids, self.obj[keep], self.t[keep], self.x[keep], self.y[keep],
-            self.mx[keep], self.my[keep], self.geographic, self.lat0,
+            self.ids,
+            self.obj[keep],
+            self.t[keep],
+            self.x[keep],
+            self.y[keep],
+            self.mx[keep],
+            self.my[keep],
+            self.geographic,
+            self.lat0,
         )
 
 
@@ -166,7 +173,9 @@ def as_points(data: Any, geographic: bool | None = None, *, by: str = ID_COL) ->
     x = frame[X_COL].to_numpy(dtype="float64")
     y = frame[Y_COL].to_numpy(dtype="float64")
     if geographic is None:
-        geographic = bool(len(x) == 0 or (np.nanmax(np.abs(x)) <= 180 and np.nanmax(np.abs(y)) <= 90))
+        geographic = bool(
+            len(x) == 0 or (np.nanmax(np.abs(x)) <= 180 and np.nanmax(np.abs(y)) <= 90)
+        )
     lat0 = float(np.nanmean(y)) if (geographic and len(y)) else 0.0
     mx, my = to_metres(x, y, geographic, lat0)
     return Points(frame, np.asarray(ids), codes, t, x, y, mx, my, geographic, lat0)
@@ -188,5 +197,7 @@ def with_segments(p: Points, seg: IntArray) -> pd.DataFrame:
     """The points' frame with a categorical ``traj_id`` column from segment codes."""
     names, code = segment_names(p, seg)
     out = p.frame.copy()
-    out[TRAJ_COL] = pd.Categorical.from_codes(code, categories=pd.Index(names)) if len(names) else []
+    out[TRAJ_COL] = (
+        pd.Categorical.from_codes(code, categories=pd.Index(names)) if len(names) else []
+    )
     return out

@@ -19,8 +19,14 @@ __all__ = ["Metric", "top_k_similar", "trajectory_distance"]
 Metric = Literal["dtw", "frechet", "hausdorff", "lcss"]
 
 
-def trajectory_distance(a: np.ndarray, b: np.ndarray, metric: Metric = "dtw", *,
-                        eps_m: float = 50.0, geographic: bool = True) -> float:
+def trajectory_distance(
+    a: np.ndarray,
+    b: np.ndarray,
+    metric: Metric = "dtw",
+    *,
+    eps_m: float = 50.0,
+    geographic: bool = True,
+) -> float:
     """Distance between two (n, 2) coordinate arrays by ``metric`` (metres; LCSS in [0, 1]
     with matching threshold ``eps_m``).
 
@@ -41,8 +47,15 @@ def trajectory_distance(a: np.ndarray, b: np.ndarray, metric: Metric = "dtw", *,
     raise AnalyticsError(f"metric must be one of dtw, frechet, hausdorff, lcss; got {metric!r}")
 
 
-def _lower_bounds(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, starts: np.ndarray,
-                  metric: str, eps_m: float, geographic: bool) -> np.ndarray:
+def _lower_bounds(
+    q: np.ndarray,
+    xs: np.ndarray,
+    ys: np.ndarray,
+    starts: np.ndarray,
+    metric: str,
+    eps_m: float,
+    geographic: bool,
+) -> np.ndarray:
     """A lower bound of the distance from ``q`` to every candidate, all at once.
 
     DTW aligns first with first and last with last, so their distances add up; Fréchet is
@@ -66,8 +79,15 @@ def _lower_bounds(q: np.ndarray, xs: np.ndarray, ys: np.ndarray, starts: np.ndar
     return np.asarray(np.where(near, 0.0, 1.0))
 
 
-def top_k_similar(query: Any, candidates: Any, k: int = 5, metric: Metric = "dtw", *,
-                  eps_m: float = 50.0, geographic: bool | None = None) -> pd.DataFrame:
+def top_k_similar(
+    query: Any,
+    candidates: Any,
+    k: int = 5,
+    metric: Metric = "dtw",
+    *,
+    eps_m: float = 50.0,
+    geographic: bool | None = None,
+) -> pd.DataFrame:
     """The ``k`` trajectories in ``candidates`` most similar to ``query``.
 
     Parameters
@@ -113,8 +133,9 @@ def top_k_similar(query: Any, candidates: Any, k: int = 5, metric: Metric = "dtw
         if len(best) >= k and lb[c] > best[-1][0]:
             break  # every remaining candidate's bound exceeds the k-th best distance
         s, e = starts[c], starts[c + 1]
-        d = trajectory_distance(q, np.column_stack([p.x[s:e], p.y[s:e]]), metric, eps_m=eps_m,
-                                geographic=p.geographic)
+        d = trajectory_distance(
+            q, np.column_stack([p.x[s:e], p.y[s:e]]), metric, eps_m=eps_m, geographic=p.geographic
+        )
         best.append((d, str(keys[c]), keys[c]))
         best.sort(key=lambda r: (r[0], r[1]))
         del best[k:]

@@ -26,8 +26,15 @@ __all__ = [
 ]
 
 
-def load_points(store: Any, dataset: str, *, ids: Any = None, start: Any = None, end: Any = None,
-                bbox: Any = None) -> pd.DataFrame:
+def load_points(
+    store: Any,
+    dataset: str,
+    *,
+    ids: Any = None,
+    start: Any = None,
+    end: Any = None,
+    bbox: Any = None,
+) -> pd.DataFrame:
     """Points of ``dataset`` for some objects / a time window / a box, via the store's
     index (``id_temporal`` when ids are given, else ``scan``).
 
@@ -40,8 +47,13 @@ def load_points(store: Any, dataset: str, *, ids: Any = None, start: Any = None,
     return store.scan(dataset, geometry=bbox, start=start, end=end, ids=ids).to_pandas()  # type: ignore[no-any-return]
 
 
-def stay_points_dataset(store: Any, dataset: str, max_distance_m: float = 200.0,
-                        min_duration: Any = "5min", **query: Any) -> pd.DataFrame:
+def stay_points_dataset(
+    store: Any,
+    dataset: str,
+    max_distance_m: float = 200.0,
+    min_duration: Any = "5min",
+    **query: Any,
+) -> pd.DataFrame:
     """:func:`stay_points` over rows of a store dataset (``query``: ids, start, end, bbox)."""
     return stay_points(load_points(store, dataset, **query), max_distance_m, min_duration)
 
@@ -62,9 +74,17 @@ def map_match_dataset(store: Any, dataset: str, roads: str | Any, **kw: Any) -> 
     return matcher.match(load_points(store, dataset, **query), **kw)
 
 
-def aggregate_dataset(store: Any, dataset: str, grid: CellGrid | float, time_bin: Any = "1h", *,
-                      bbox: tuple[float, float, float, float] | None = None, start: Any = None,
-                      end: Any = None, flows: bool = False) -> PointSeries | pd.DataFrame:
+def aggregate_dataset(
+    store: Any,
+    dataset: str,
+    grid: CellGrid | float,
+    time_bin: Any = "1h",
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    start: Any = None,
+    end: Any = None,
+    flows: bool = False,
+) -> PointSeries | pd.DataFrame:
     """Counts per grid cell and time bin of a store dataset.
 
     Without ``flows`` the whole aggregation runs in the store's engine
@@ -73,8 +93,9 @@ def aggregate_dataset(store: Any, dataset: str, grid: CellGrid | float, time_bin
     uses :func:`grid_flows`.
     """
     if flows:
-        return grid_flows(load_points(store, dataset, start=start, end=end, bbox=bbox), grid, time_bin,
-                          bbox=bbox)
+        return grid_flows(
+            load_points(store, dataset, start=start, end=end, bbox=bbox), grid, time_bin, bbox=bbox
+        )
     from cityos.store import Grid
 
     if isinstance(grid, CellGrid):
@@ -84,13 +105,23 @@ def aggregate_dataset(store: Any, dataset: str, grid: CellGrid | float, time_bin
             info = store.describe(dataset)
             bbox = tuple(info.bbox)
         g = Grid.from_metres(bbox, float(grid))
-    return store.aggregate(dataset, grid=g, time_bin=time_bin, aggs={"n": "count"}, start=start,
-                           end=end, geometry=bbox).to_pandas()  # type: ignore[no-any-return]
+    return store.aggregate(
+        dataset, grid=g, time_bin=time_bin, aggs={"n": "count"}, start=start, end=end, geometry=bbox
+    ).to_pandas()  # type: ignore[no-any-return]
 
 
-def similar_in_dataset(store: Any, dataset: str, query: np.ndarray, k: int = 5,
-                       metric: Metric = "dtw", *, start: Any = None, end: Any = None,
-                       eps_m: float = 50.0, radius_m: float = 500.0) -> pd.DataFrame:
+def similar_in_dataset(
+    store: Any,
+    dataset: str,
+    query: np.ndarray,
+    k: int = 5,
+    metric: Metric = "dtw",
+    *,
+    start: Any = None,
+    end: Any = None,
+    eps_m: float = 50.0,
+    radius_m: float = 500.0,
+) -> pd.DataFrame:
     """Top-k similar objects in a store dataset.
 
     DTW and Fréchet run in the store (``store.similar``). For Hausdorff and LCSS the
@@ -107,15 +138,23 @@ def similar_in_dataset(store: Any, dataset: str, query: np.ndarray, k: int = 5,
     while True:
         dy = r * deg
         dx = dy / max(np.cos(np.radians(float(q[:, 1].mean()))), 1e-6)
-        box = (float(q[:, 0].min() - dx), float(q[:, 1].min() - dy),
-               float(q[:, 0].max() + dx), float(q[:, 1].max() + dy))
+        box = (
+            float(q[:, 0].min() - dx),
+            float(q[:, 1].min() - dy),
+            float(q[:, 0].max() + dx),
+            float(q[:, 1].max() + dy),
+        )
         if start is None and end is None:
             hits = store.range(dataset, box).to_pandas()
         else:
             hits = store.st_range(dataset, box, start, end).to_pandas()
         ids = pd.unique(hits[ID_COL]) if len(hits) else []
         pts = store.id_temporal(dataset, list(ids), start, end).to_pandas() if len(ids) else hits
-        best = top_k_similar(q, pts, k, metric, eps_m=eps_m) if len(pts) else pd.DataFrame({ID_COL: [], "distance": []})
+        best = (
+            top_k_similar(q, pts, k, metric, eps_m=eps_m)
+            if len(pts)
+            else pd.DataFrame({ID_COL: [], "distance": []})
+        )
         if metric == "lcss" or (len(best) >= k and best["distance"].iloc[-1] <= r):
             return best
         r *= 2

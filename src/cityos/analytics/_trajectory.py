@@ -132,7 +132,11 @@ def filter_min_length(
     starts = p.run_starts(seg)
     n = np.diff(starts)
     dur = p.t[starts[1:] - 1] - p.t[starts[:-1]]
-    ok = (length >= min_length_m) & (n >= min_points) & (dur >= to_timedelta_ms(min_duration, "min_duration"))
+    ok = (
+        (length >= min_length_m)
+        & (n >= min_points)
+        & (dur >= to_timedelta_ms(min_duration, "min_duration"))
+    )
     return p.frame[ok[seg]].reset_index(drop=True)
 
 
@@ -201,7 +205,9 @@ def interpolate(points: Any, interval: Any, *, geographic: bool | None = None) -
         raise AnalyticsError(f"interval must be positive, got {interval!r}")
     starts = p.run_starts()
     if p.n == 0:
-        return pd.DataFrame({ID_COL: [], TIME_COL: pd.to_datetime([], utc=True), X_COL: [], Y_COL: []})
+        return pd.DataFrame(
+            {ID_COL: [], TIME_COL: pd.to_datetime([], utc=True), X_COL: [], Y_COL: []}
+        )
     t0, t1 = p.t[starts[:-1]], p.t[starts[1:] - 1]
     counts = (t1 - t0) // step + 1
     seg = np.repeat(np.arange(len(t0)), counts)
@@ -217,12 +223,14 @@ def interpolate(points: Any, interval: Any, *, geographic: bool | None = None) -
     k = np.minimum(j + 1, starts[1:][seg] - 1)
     dt = (p.t[k] - p.t[j]).astype("float64")
     w = np.divide(tq - p.t[j], dt, out=np.zeros(len(tq)), where=dt > 0)
-    out = pd.DataFrame({
-        ID_COL: p.frame[ID_COL].to_numpy()[starts[:-1]][seg],
-        TIME_COL: pd.to_datetime(tq, unit="ms", utc=True),
-        X_COL: p.x[j] + w * (p.x[k] - p.x[j]),
-        Y_COL: p.y[j] + w * (p.y[k] - p.y[j]),
-    })
+    out = pd.DataFrame(
+        {
+            ID_COL: p.frame[ID_COL].to_numpy()[starts[:-1]][seg],
+            TIME_COL: pd.to_datetime(tq, unit="ms", utc=True),
+            X_COL: p.x[j] + w * (p.x[k] - p.x[j]),
+            Y_COL: p.y[j] + w * (p.y[k] - p.y[j]),
+        }
+    )
     if TRAJ_COL in p.frame.columns:
         out.insert(1, TRAJ_COL, p.frame[TRAJ_COL].to_numpy()[starts[:-1]][seg])
     return out
@@ -287,7 +295,9 @@ def simplify_mask(p: Points, tolerance_m: float, method: str = "dp") -> np.ndarr
             r = np.divide(t[idx] - ta, den, out=np.zeros(len(idx)), where=den > 0)
         else:
             den = dx * dx + dy * dy
-            r = np.divide((px - ax) * dx + (py - ay) * dy, den, out=np.zeros(len(idx)), where=den > 0)
+            r = np.divide(
+                (px - ax) * dx + (py - ay) * dy, den, out=np.zeros(len(idx)), where=den > 0
+            )
             r = np.clip(r, 0.0, 1.0)
         d = np.hypot(px - (ax + r * dx), py - (ay + r * dy))
         offs = np.cumsum(counts) - counts
@@ -302,7 +312,9 @@ def simplify_mask(p: Points, tolerance_m: float, method: str = "dp") -> np.ndarr
 
 
 # -- stays and segmentation --------------------------------------------------------------
-def _stay_runs(p: Points, max_distance_m: float, min_duration_ms: int) -> tuple[np.ndarray, np.ndarray]:
+def _stay_runs(
+    p: Points, max_distance_m: float, min_duration_ms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """First and last index of every stay (Li et al. 2008): a point ``i`` anchors a stay when
     every following point up to at least ``min_duration`` later lies within
     ``max_distance_m`` of it; the stay runs to the last such point, and the next anchor is
@@ -390,17 +402,19 @@ def _stays_frame(p: Points, first: np.ndarray, last: np.ndarray) -> pd.DataFrame
     n_pts = last - first + 1
     cx = np.concatenate(([0.0], np.cumsum(p.x)))
     cy = np.concatenate(([0.0], np.cumsum(p.y)))
-    out = pd.DataFrame({
-        ID_COL: p.frame[ID_COL].to_numpy()[first] if len(first) else np.array([], dtype=object),
-        TIME_COL: pd.to_datetime(p.t[first], unit="ms", utc=True),
-        "t_end": pd.to_datetime(p.t[last], unit="ms", utc=True),
-        X_COL: (cx[last + 1] - cx[first]) / np.maximum(n_pts, 1),
-        Y_COL: (cy[last + 1] - cy[first]) / np.maximum(n_pts, 1),
-        "n_points": n_pts,
-        "duration_s": (p.t[last] - p.t[first]) / 1000.0,
-        "first_index": first,
-        "last_index": last,
-    })
+    out = pd.DataFrame(
+        {
+            ID_COL: p.frame[ID_COL].to_numpy()[first] if len(first) else np.array([], dtype=object),
+            TIME_COL: pd.to_datetime(p.t[first], unit="ms", utc=True),
+            "t_end": pd.to_datetime(p.t[last], unit="ms", utc=True),
+            X_COL: (cx[last + 1] - cx[first]) / np.maximum(n_pts, 1),
+            Y_COL: (cy[last + 1] - cy[first]) / np.maximum(n_pts, 1),
+            "n_points": n_pts,
+            "duration_s": (p.t[last] - p.t[first]) / 1000.0,
+            "first_index": first,
+            "last_index": last,
+        }
+    )
     if TRAJ_COL in p.frame.columns:
         out.insert(1, TRAJ_COL, p.frame[TRAJ_COL].to_numpy()[first])
     return out
@@ -502,7 +516,8 @@ def trajectories_from_points(
         geoms = np.array([], dtype=object)
     starts = np.concatenate(([0], np.cumsum(counts[segs])))
     times = pa.ListArray.from_arrays(
-        pa.array(starts, type=pa.int32()), pa.array(t.astype(np.int64), type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        pa.array(starts, type=pa.int32()),
+        pa.array(t.astype(np.int64), type=pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
     )
     first = np.asarray(starts[:-1], dtype=np.int64)
     ids = df[ID_COL].to_numpy()[sel][order][first] if len(first) else np.array([], dtype=object)
@@ -512,7 +527,8 @@ def trajectories_from_points(
         GEOM_COL: pa.array(shapely.to_wkb(geoms) if len(geoms) else [], type=pa.binary()),
         TIMES_COL: times,
         TIME_COL: pa.array(t[first].astype(np.int64) if len(first) else [], type=pa.int64()).cast(
-            pa.timestamp("ms", tz="UTC")),
+            pa.timestamp("ms", tz="UTC")
+        ),
     }
     if edges is not None:
         cols["edges"] = pa.array([edges[i] for i in segs], type=pa.list_(pa.int64()))

@@ -13,13 +13,17 @@ import typer
 
 __all__ = ["register"]
 
-analytics_app = typer.Typer(no_args_is_help=True, help="Trajectory and flow analysis over datasets.")
+analytics_app = typer.Typer(
+    no_args_is_help=True, help="Trajectory and flow analysis over datasets."
+)
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="CITYOS_HOME", help="Folder of the city.")]
 IdsOpt = Annotated[str | None, typer.Option(help="object ids, comma-separated")]
 StartOpt = Annotated[str | None, typer.Option(help="ISO time, inclusive")]
 EndOpt = Annotated[str | None, typer.Option(help="ISO time, exclusive")]
-SaveOpt = Annotated[str | None, typer.Option(help="store the result as this dataset (replacing it)")]
+SaveOpt = Annotated[
+    str | None, typer.Option(help="store the result as this dataset (replacing it)")
+]
 FmtOpt = Annotated[str, typer.Option("--format", help="table | csv")]
 
 
@@ -61,38 +65,71 @@ def _save(store: Any, name: str | None, frame: Any) -> None:
 
 
 @analytics_app.command("stays")
-def stays(dataset: str, ids: IdsOpt = None, start: StartOpt = None, end: EndOpt = None,
-          max_distance_m: float = 200.0, min_duration: str = "5min", save: SaveOpt = None,
-          fmt: FmtOpt = "table", home: HomeOpt = Path("city")) -> None:
+def stays(
+    dataset: str,
+    ids: IdsOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_distance_m: float = 200.0,
+    min_duration: str = "5min",
+    save: SaveOpt = None,
+    fmt: FmtOpt = "table",
+    home: HomeOpt = Path("city"),
+) -> None:
     """Stay points: places an object stayed within MAX_DISTANCE_M for at least MIN_DURATION."""
     from cityos.analytics import stay_points_dataset
     from cityos.model import MovingPoints
 
     t0 = time.perf_counter()
     store = _store(home)
-    df = stay_points_dataset(store, dataset, max_distance_m, min_duration, **_query(ids, start, end))
+    df = stay_points_dataset(
+        store, dataset, max_distance_m, min_duration, **_query(ids, start, end)
+    )
     if save:
-        _save(store, save, MovingPoints.from_pandas(df.rename(columns={"t_start": "t"})
-                                                    if "t" not in df.columns else df))
+        _save(
+            store,
+            save,
+            MovingPoints.from_pandas(
+                df.rename(columns={"t_start": "t"}) if "t" not in df.columns else df
+            ),
+        )
     _emit(df, fmt, "stay points", t0)
 
 
 @analytics_app.command("segment")
-def segment(dataset: str, gap: str = "10min", ids: IdsOpt = None, start: StartOpt = None,
-            end: EndOpt = None, fmt: FmtOpt = "table", home: HomeOpt = Path("city")) -> None:
+def segment(
+    dataset: str,
+    gap: str = "10min",
+    ids: IdsOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    fmt: FmtOpt = "table",
+    home: HomeOpt = Path("city"),
+) -> None:
     """Split each object's points into trajectories wherever reports stop for longer than GAP."""
     from cityos.analytics import split_dataset
 
     t0 = time.perf_counter()
     df = split_dataset(_store(home), dataset, gap, **_query(ids, start, end))
-    summary = df.groupby("traj_id").agg(id=("id", "first"), start=("t", "min"), end=("t", "max"),
-                                        points=("t", "size")).reset_index()
+    summary = (
+        df.groupby("traj_id")
+        .agg(id=("id", "first"), start=("t", "min"), end=("t", "max"), points=("t", "size"))
+        .reset_index()
+    )
     _emit(summary, fmt, "trajectories", t0)
 
 
 @analytics_app.command("match")
-def match(dataset: str, roads: str, ids: IdsOpt = None, start: StartOpt = None, end: EndOpt = None,
-          save: SaveOpt = None, fmt: FmtOpt = "table", home: HomeOpt = Path("city")) -> None:
+def match(
+    dataset: str,
+    roads: str,
+    ids: IdsOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    save: SaveOpt = None,
+    fmt: FmtOpt = "table",
+    home: HomeOpt = Path("city"),
+) -> None:
     """Map-match points to the road network dataset ROADS (hidden Markov model)."""
     from cityos.analytics import map_match_dataset
 
@@ -105,9 +142,16 @@ def match(dataset: str, roads: str, ids: IdsOpt = None, start: StartOpt = None, 
 
 
 @analytics_app.command("flows")
-def flows(dataset: str, cell_m: float = 500.0, time_bin: str = "1h", start: StartOpt = None,
-          end: EndOpt = None, save: SaveOpt = None, fmt: FmtOpt = "table",
-          home: HomeOpt = Path("city")) -> None:
+def flows(
+    dataset: str,
+    cell_m: float = 500.0,
+    time_bin: str = "1h",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    save: SaveOpt = None,
+    fmt: FmtOpt = "table",
+    home: HomeOpt = Path("city"),
+) -> None:
     """Crowd flows per grid cell and time bin: counts, distinct objects, inflow and outflow."""
     from cityos.analytics import load_points
     from cityos.analytics._flows import grid_flows

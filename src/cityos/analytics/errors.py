@@ -1,8 +1,8 @@
 """Errors of the analytics layer: one root, :class:`AnalyticsError`, under ``CityOSError``.
 
-    CityOSError
-    └── AnalyticsError        bad input or parameters to an analytics function
-        └── MapMatchError     the road network cannot be used for matching
+CityOSError
+└── AnalyticsError        bad input or parameters to an analytics function
+    └── MapMatchError     the road network cannot be used for matching
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def hausdorff(a: np.ndarray, b: np.ndarray, geographic: bool = True) -> float:
     best_a = np.full(len(a), np.inf)
     worst_b = 0.0
     for lo in range(0, len(b), 2048):  # bounded memory on long trajectories
-        d = pairwise_distance(a, b[lo:lo + 2048], geographic)
+        d = pairwise_distance(a, b[lo : lo + 2048], geographic)
         best_a = np.minimum(best_a, d.min(axis=1))
         worst_b = max(worst_b, float(d.min(axis=0).max()))
     return max(float(best_a.max()), worst_b)

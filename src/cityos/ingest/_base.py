@@ -52,7 +52,9 @@ class Part:
         return self.records.num_rows if isinstance(self.records, pa.Table) else len(self.records)
 
     def position(self, i: int) -> str:
-        return self.positions[i] if self.positions is not None else f"{self.ref}#row={self.offset + i}"
+        return (
+            self.positions[i] if self.positions is not None else f"{self.ref}#row={self.offset + i}"
+        )
 
     def payload(self, i: int) -> Any:
         if isinstance(self.records, pa.Table):
@@ -130,8 +132,10 @@ class IngestReport:
         """One short line per dataset, for CLIs and the demo."""
         out = []
         for r in self.datasets.values():
-            out.append(f"{r.dataset}: {r.accepted:,} stored, {r.duplicates:,} already present, "
-                       f"{r.rejected:,} dead-lettered (from {self.source}, {self.seconds:.1f} s)")
+            out.append(
+                f"{r.dataset}: {r.accepted:,} stored, {r.duplicates:,} already present, "
+                f"{r.rejected:,} dead-lettered (from {self.source}, {self.seconds:.1f} s)"
+            )
         return out
 
 
@@ -156,17 +160,29 @@ def identity_mapping(name: str, store: Store) -> Mapping:
     ``x``/``y`` or WKT ``geometry``, then the declared fields)."""
     schema = store.schema(name)
     doc: dict[str, Any] = {
-        "dataset": {"name": name, "model": str(schema.model), "crs": schema.crs, "key": list(schema.key),
-                    "geometry_type": str(schema.geometry_type), "id_type": schema.id_type,
-                    "time_partition": schema.time_partition, "time_bin": schema.time_bin},
+        "dataset": {
+            "name": name,
+            "model": str(schema.model),
+            "crs": schema.crs,
+            "key": list(schema.key),
+            "geometry_type": str(schema.geometry_type),
+            "id_type": schema.id_type,
+            "time_partition": schema.time_partition,
+            "time_bin": schema.time_bin,
+        },
         "id": {"from": "id"},
-        "fields": {f.name: {"type": f.type, **({"unit": f.unit} if f.unit else {})} for f in schema.fields},
+        "fields": {
+            f.name: {"type": f.type, **({"unit": f.unit} if f.unit else {})} for f in schema.fields
+        },
     }
     if schema.model.has_time:
         doc["time"] = {"from": "t"}
     if schema.model.has_geometry:
-        doc["geometry"] = {"x": "x", "y": "y", "crs": schema.crs} if schema.point_layout else \
-            {"wkt": "geometry", "crs": schema.crs}
+        doc["geometry"] = (
+            {"x": "x", "y": "y", "crs": schema.crs}
+            if schema.point_layout
+            else {"wkt": "geometry", "crs": schema.crs}
+        )
     return Mapping.from_dict(doc, origin=f"identity mapping of {name!r}")
 
 
@@ -182,7 +198,9 @@ def mapping_for(store: Store, dataset: str) -> Mapping:
     if saved is not None:
         import json
 
-        return Mapping.from_dict(json.loads(saved[0]), base_dir=saved[1], origin=f"saved mapping of {dataset!r}")
+        return Mapping.from_dict(
+            json.loads(saved[0]), base_dir=saved[1], origin=f"saved mapping of {dataset!r}"
+        )
     return identity_mapping(dataset, store)
 
 
@@ -191,10 +209,17 @@ def ensure_dataset(store: Store, mapping: Mapping, state: IngestState) -> None:
     try:
         store.describe(mapping.dataset)
     except DatasetNotFound:
-        store.create_dataset(mapping.dataset, mapping.schema(), exist_ok=True,
-                             description=mapping.doc.dataset.description)
-    state.save_mapping(mapping.dataset, mapping.to_json(),
-                       str(mapping.base_dir) if mapping.base_dir is not None else None)
+        store.create_dataset(
+            mapping.dataset,
+            mapping.schema(),
+            exist_ok=True,
+            description=mapping.doc.dataset.description,
+        )
+    state.save_mapping(
+        mapping.dataset,
+        mapping.to_json(),
+        str(mapping.base_dir) if mapping.base_dir is not None else None,
+    )
 
 
 def _rule(p: dict[str, Any]) -> str:
@@ -219,8 +244,9 @@ class MappedBatch:
 def map_batch(mapping: Mapping, batch: Batch) -> MappedBatch:
     """Map one batch (no store access, so it can run ahead of the append of the previous
     batch on another thread)."""
-    dead: list[tuple[str, Any, str, str]] = [(r.position, r.payload, r.rule, r.message)
-                                             for r in batch.rejected]
+    dead: list[tuple[str, Any, str, str]] = [
+        (r.position, r.payload, r.rule, r.message) for r in batch.rejected
+    ]
     tables: list[pa.Table] = []
     origin: list[tuple[int, np.ndarray]] = []
     for pi, part in enumerate(batch.parts):
@@ -245,8 +271,9 @@ def map_batch(mapping: Mapping, batch: Batch) -> MappedBatch:
     return MappedBatch(batch, tables, origin, dead)
 
 
-def process_batch(store: Store, mapping: Mapping, batch: Batch, source: str,
-                  state: IngestState | None = None) -> BatchResult:
+def process_batch(
+    store: Store, mapping: Mapping, batch: Batch, source: str, state: IngestState | None = None
+) -> BatchResult:
     """Map, validate and append one batch; dead-letter every record that fails.
 
     Good records are stored even when others in the batch are bad: the batch is split
@@ -255,8 +282,9 @@ def process_batch(store: Store, mapping: Mapping, batch: Batch, source: str,
     return store_batch(store, mapping, map_batch(mapping, batch), source, state)
 
 
-def store_batch(store: Store, mapping: Mapping, mb: MappedBatch, source: str,
-                state: IngestState | None = None) -> BatchResult:
+def store_batch(
+    store: Store, mapping: Mapping, mb: MappedBatch, source: str, state: IngestState | None = None
+) -> BatchResult:
     """Append a mapped batch (one store append when its parts agree on column types) and
     write its dead letters; see :func:`process_batch`."""
     state = state or IngestState(store.db)
@@ -264,13 +292,19 @@ def store_batch(store: Store, mapping: Mapping, mb: MappedBatch, source: str,
     res = BatchResult(batch.dataset, received=len(batch))
     if tables:
         try:
-            table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+            table = (
+                pa.concat_tables(tables, promote_options="permissive")
+                if len(tables) > 1
+                else tables[0]
+            )
             where = np.concatenate([np.full(len(k), pi) for pi, k in origin])
             rows = np.concatenate([k for _, k in origin])
             groups = [(table, where, rows)]
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             # parts disagree on a column's type: append them one by one
-            groups = [(t, np.full(len(k), pi), k) for t, (pi, k) in zip(tables, origin, strict=True)]
+            groups = [
+                (t, np.full(len(k), pi), k) for t, (pi, k) in zip(tables, origin, strict=True)
+            ]
         for table, where, rows in groups:
             _append_split(store, batch, mapping.dataset, source, table, where, rows, res, dead)
     if dead:
@@ -280,9 +314,17 @@ def store_batch(store: Store, mapping: Mapping, mb: MappedBatch, source: str,
     return res
 
 
-def _append_split(store: Store, batch: Batch, dataset: str, source: str, table: pa.Table,
-                  where: np.ndarray, rows: np.ndarray, res: BatchResult,
-                  dead: list[tuple[str, Any, str, str]]) -> None:
+def _append_split(
+    store: Store,
+    batch: Batch,
+    dataset: str,
+    source: str,
+    table: pa.Table,
+    where: np.ndarray,
+    rows: np.ndarray,
+    res: BatchResult,
+    dead: list[tuple[str, Any, str, str]],
+) -> None:
     while table.num_rows:
         try:
             w = store.append(dataset, table, source=source)
@@ -292,13 +334,19 @@ def _append_split(store: Store, batch: Batch, dataset: str, source: str, table: 
                 if p.get("row") is not None:
                     bad.setdefault(int(p["row"]), p)
             if not bad:  # a batch-level problem (e.g. a missing column): every row is bad
-                bad = {i: {"field": e.field, "expected": e.expected, "message": str(e)}
-                       for i in range(table.num_rows)}
+                bad = {
+                    i: {"field": e.field, "expected": e.expected, "message": str(e)}
+                    for i in range(table.num_rows)
+                }
             for i, p in bad.items():
                 part = batch.parts[int(where[i])]
                 r = int(rows[i])
-                dead.append((part.position(r), part.payload(r), _rule(p), str(p.get("message", ""))))
-            keep = np.setdiff1d(np.arange(table.num_rows), np.fromiter(bad, dtype=np.int64, count=len(bad)))
+                dead.append(
+                    (part.position(r), part.payload(r), _rule(p), str(p.get("message", "")))
+                )
+            keep = np.setdiff1d(
+                np.arange(table.num_rows), np.fromiter(bad, dtype=np.int64, count=len(bad))
+            )
             table, where, rows = table.take(pa.array(keep)), where[keep], rows[keep]
             continue
         res.accepted += w.rows_written
@@ -362,8 +410,13 @@ class Source(ABC):
         """Release connections (called when :meth:`run` ends)."""
         return None
 
-    def run(self, store: Store, *, stop: threading.Event | None = None,
-            on_batch: Callable[[BatchResult, Batch], None] | None = None) -> IngestReport:
+    def run(
+        self,
+        store: Store,
+        *,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[BatchResult, Batch], None] | None = None,
+    ) -> IngestReport:
         """Ingest until the source is exhausted (or ``stop`` is set) and return the totals.
 
         A batch's position is committed (file marked done, watermark saved, messages
@@ -387,9 +440,16 @@ class Source(ABC):
                 res = store_batch(store, mapping, mb, self.name, state)
                 lid = lineage.get(batch.dataset)
                 if lid is None:
-                    lid = lineage[batch.dataset] = state.start_lineage(batch.dataset, self.name, self.kind)
-                state.add_lineage(lid, received=res.received, accepted=res.accepted,
-                                  duplicates=res.duplicates, rejected=res.rejected)
+                    lid = lineage[batch.dataset] = state.start_lineage(
+                        batch.dataset, self.name, self.kind
+                    )
+                state.add_lineage(
+                    lid,
+                    received=res.received,
+                    accepted=res.accepted,
+                    duplicates=res.duplicates,
+                    rejected=res.rejected,
+                )
                 if batch.on_durable is not None:
                     batch.on_durable()
                 report.add(res)
@@ -407,8 +467,10 @@ class Source(ABC):
         for batch in self.read(ctx):
             mapping = self.mappings.get(batch.dataset)
             if mapping is None:
-                raise IngestError(f"source {self.name!r} produced records for {batch.dataset!r}, "
-                                  f"which has no mapping (known: {sorted(self.mappings)})")
+                raise IngestError(
+                    f"source {self.name!r} produced records for {batch.dataset!r}, "
+                    f"which has no mapping (known: {sorted(self.mappings)})"
+                )
             yield map_batch(mapping, batch)
 
 

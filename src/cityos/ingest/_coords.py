@@ -24,8 +24,16 @@ __all__ = [
 
 GCJ02 = "GCJ-02"
 BD09 = "BD-09"
-_ALIASES = {"gcj02": GCJ02, "gcj-02": GCJ02, "gcj": GCJ02, "mars": GCJ02,
-            "bd09": BD09, "bd-09": BD09, "bd09ll": BD09, "baidu": BD09}
+_ALIASES = {
+    "gcj02": GCJ02,
+    "gcj-02": GCJ02,
+    "gcj": GCJ02,
+    "mars": GCJ02,
+    "bd09": BD09,
+    "bd-09": BD09,
+    "bd09ll": BD09,
+    "baidu": BD09,
+}
 
 # Krasovsky 1940 ellipsoid, as the GCJ-02 formulas use
 _A = 6378245.0
@@ -99,7 +107,9 @@ def wgs84_to_gcj02(lon: Any, lat: Any) -> tuple[Arr, Arr]:
     return lo + dlon, la + dlat
 
 
-def gcj02_to_wgs84(lon: Any, lat: Any, *, tolerance_deg: float = 1e-9, max_iter: int = 30) -> tuple[Arr, Arr]:
+def gcj02_to_wgs84(
+    lon: Any, lat: Any, *, tolerance_deg: float = 1e-9, max_iter: int = 30
+) -> tuple[Arr, Arr]:
     """GCJ-02 to WGS84 by fixed-point iteration of the forward formula.
 
     The forward offset varies slowly, so iterating ``w ← w − (f(w) − g)`` converges to

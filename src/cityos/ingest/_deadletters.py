@@ -37,8 +37,9 @@ class _Collect(IngestState):
         super().__init__(state.db)
         self.failures: dict[str, tuple[str, str]] = {}
 
-    def add_dead_letters(self, dataset: str, source: str,
-                         items: Iterable[tuple[str, Any, str, str]]) -> int:
+    def add_dead_letters(
+        self, dataset: str, source: str, items: Iterable[tuple[str, Any, str, str]]
+    ) -> int:
         for position, _payload, rule, message in items:
             self.failures[position] = (rule, message)
         return 0
@@ -65,8 +66,9 @@ class DeadLetters:
         self.store = store
         self.state = IngestState(store.db)
 
-    def list(self, *, dataset: str | None = None, status: str | None = "open",
-             limit: int | None = None) -> list[DeadLetter]:
+    def list(
+        self, *, dataset: str | None = None, status: str | None = "open", limit: int | None = None
+    ) -> list[DeadLetter]:
         """Dead letters, oldest first (``status``: open, replayed, discarded or None for all)."""
         return self.state.dead_letters(dataset=dataset, status=status, limit=limit)
 
@@ -88,8 +90,13 @@ class DeadLetters:
         for i in ids:
             self.state.update_dead_letter(i, status="discarded")
 
-    def replay(self, *, dataset: str | None = None, ids: Iterable[int] | None = None,
-               mapping: Mapping | None = None) -> ReplayReport:
+    def replay(
+        self,
+        *,
+        dataset: str | None = None,
+        ids: Iterable[int] | None = None,
+        mapping: Mapping | None = None,
+    ) -> ReplayReport:
         """Run open dead letters through their dataset's mapping again.
 
         Uses the mapping saved when the records were first ingested unless ``mapping`` is
@@ -102,18 +109,44 @@ class DeadLetters:
             by_ds[d.dataset].append(d)
         rep = ReplayReport()
         for ds, items in by_ds.items():
-            m = mapping if mapping is not None and mapping.dataset == ds else mapping_for(self.store, ds)
+            m = (
+                mapping
+                if mapping is not None and mapping.dataset == ds
+                else mapping_for(self.store, ds)
+            )
             recs = [d for d in items if isinstance(d.payload, dict)]
-            bad = [Rejected(f"deadletter:{d.id}", d.payload, "payload.object",
-                            "payload is not a JSON object; fix it first") for d in items
-                   if not isinstance(d.payload, dict)]
-            batch = Batch(ds, [Part([d.payload for d in recs], "deadletters", 0,
-                                    [f"deadletter:{d.id}" for d in recs])], bad)
+            bad = [
+                Rejected(
+                    f"deadletter:{d.id}",
+                    d.payload,
+                    "payload.object",
+                    "payload is not a JSON object; fix it first",
+                )
+                for d in items
+                if not isinstance(d.payload, dict)
+            ]
+            batch = Batch(
+                ds,
+                [
+                    Part(
+                        [d.payload for d in recs],
+                        "deadletters",
+                        0,
+                        [f"deadletter:{d.id}" for d in recs],
+                    )
+                ],
+                bad,
+            )
             collect = _Collect(self.state)
             res = process_batch(self.store, m, batch, "replay", collect)
             lid = self.state.start_lineage(ds, "replay", "deadletters")
-            self.state.add_lineage(lid, received=res.received, accepted=res.accepted,
-                                   duplicates=res.duplicates, rejected=res.rejected)
+            self.state.add_lineage(
+                lid,
+                received=res.received,
+                accepted=res.accepted,
+                duplicates=res.duplicates,
+                rejected=res.rejected,
+            )
             rep.duplicates += res.duplicates
             for d in items:
                 fail = collect.failures.get(f"deadletter:{d.id}")
@@ -121,7 +154,8 @@ class DeadLetters:
                     self.state.update_dead_letter(d.id, status="replayed", attempts=d.attempts + 1)
                     rep.replayed += 1
                 else:
-                    self.state.update_dead_letter(d.id, rule=fail[0][:500], message=fail[1],
-                                                  attempts=d.attempts + 1)
+                    self.state.update_dead_letter(
+                        d.id, rule=fail[0][:500], message=fail[1], attempts=d.attempts + 1
+                    )
                     rep.failed += 1
         return rep

@@ -51,7 +51,9 @@ def demo_ingest(store: Store, shared_data_dir: str | Path) -> list[str]:
     for name, folder in (("beijing_air_quality", "beijing-air-quality"), ("nyc311", "nyc-311")):
         d = root / folder
         if not d.is_dir():
-            raise SourceError(f"{d} is missing; point shared_data_dir at the folder holding {folder}/")
+            raise SourceError(
+                f"{d} is missing; point shared_data_dir at the folder holding {folder}/"
+            )
         m = example_mapping(name, base_dir=d)
         report = FileSource(d, m, name=f"demo:{folder}").run(store)
         lines += report.lines() or [f"{m.dataset}: no new files in {d}"]

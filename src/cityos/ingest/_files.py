@@ -18,11 +18,17 @@ __all__ = ["FORMATS", "FileSource", "read_file"]
 
 #: file extension -> format
 FORMATS: dict[str, str] = {
-    ".csv": "csv", ".txt": "csv", ".tsv": "csv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".geojson": "geojson", ".json": "geojson",
-    ".parquet": "parquet", ".geoparquet": "parquet",
-    ".gpkg": "gpkg", ".shp": "shp",
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".geojson": "geojson",
+    ".json": "geojson",
+    ".parquet": "parquet",
+    ".geoparquet": "parquet",
+    ".gpkg": "gpkg",
+    ".shp": "shp",
 }
 
 
@@ -30,10 +36,16 @@ def _format_of(path: Path, fmt: str | None) -> str | None:
     return fmt or FORMATS.get(path.suffix.lower())
 
 
-def read_file(path: str | Path, fmt: str | None = None, *, batch_rows: int = 1_000_000,
-              null_values: Sequence[str] = ("", "NA", "N/A", "NaN", "null", "NULL"),
-              delimiter: str = ",", encoding: str = "utf8",
-              layer: str | None = None) -> Iterator[tuple[pa.Table | list[dict[str, Any]], int, list[Rejected]]]:
+def read_file(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    batch_rows: int = 1_000_000,
+    null_values: Sequence[str] = ("", "NA", "N/A", "NaN", "null", "NULL"),
+    delimiter: str = ",",
+    encoding: str = "utf8",
+    layer: str | None = None,
+) -> Iterator[tuple[pa.Table | list[dict[str, Any]], int, list[Rejected]]]:
     """Read a file in chunks: ``(records, offset of the first row, undecodable lines)``.
 
     Spatial formats go through pyogrio; their geometry arrives as WKB in ``geometry``.
@@ -49,9 +61,13 @@ def read_file(path: str | Path, fmt: str | None = None, *, batch_rows: int = 1_0
     p = Path(path)
     f = _format_of(p, fmt)
     if f is None:
-        raise SourceError(f"cannot tell the format of {p}; pass format= (one of {sorted(set(FORMATS.values()))})")
+        raise SourceError(
+            f"cannot tell the format of {p}; pass format= (one of {sorted(set(FORMATS.values()))})"
+        )
     if f == "csv":
-        yield from _read_csv(p, batch_rows, list(null_values), "\t" if p.suffix == ".tsv" else delimiter, encoding)
+        yield from _read_csv(
+            p, batch_rows, list(null_values), "\t" if p.suffix == ".tsv" else delimiter, encoding
+        )
     elif f == "jsonl":
         yield from _read_jsonl(p, batch_rows)
     elif f == "parquet":
@@ -66,17 +82,23 @@ def read_file(path: str | Path, fmt: str | None = None, *, batch_rows: int = 1_0
         yield from _read_ogr(p, batch_rows, layer)
 
 
-def _read_csv(p: Path, batch_rows: int, null_values: list[str], delimiter: str,
-              encoding: str) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
+def _read_csv(
+    p: Path, batch_rows: int, null_values: list[str], delimiter: str, encoding: str
+) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
     import pyarrow.csv as pacsv
 
     bad: list[Rejected] = []
 
     def invalid(row: Any) -> str:
         # a line with the wrong number of fields: dead-letter it, keep reading
-        bad.append(Rejected(f"{p}:line {row.number}" if row.number is not None else str(p),
-                            {"line": row.text}, "csv.columns",
-                            f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+        bad.append(
+            Rejected(
+                f"{p}:line {row.number}" if row.number is not None else str(p),
+                {"line": row.text},
+                "csv.columns",
+                f"expected {row.expected_columns} fields, found {row.actual_columns}",
+            )
+        )
         return "skip"
 
     try:
@@ -91,7 +113,9 @@ def _read_csv(p: Path, batch_rows: int, null_values: list[str], delimiter: str,
     yield from _chunks(tbl, batch_rows, bad)
 
 
-def _chunks(tbl: pa.Table, batch_rows: int, bad: list[Rejected]) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
+def _chunks(
+    tbl: pa.Table, batch_rows: int, bad: list[Rejected]
+) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
     if tbl.num_rows == 0:
         yield tbl, 0, bad
         return
@@ -99,7 +123,9 @@ def _chunks(tbl: pa.Table, batch_rows: int, bad: list[Rejected]) -> Iterator[tup
         yield tbl.slice(off, batch_rows), off, bad if off == 0 else []
 
 
-def _read_jsonl(p: Path, batch_rows: int) -> Iterator[tuple[list[dict[str, Any]], int, list[Rejected]]]:
+def _read_jsonl(
+    p: Path, batch_rows: int
+) -> Iterator[tuple[list[dict[str, Any]], int, list[Rejected]]]:
     recs: list[dict[str, Any]] = []
     bad: list[Rejected] = []
     off = 0
@@ -110,10 +136,18 @@ def _read_jsonl(p: Path, batch_rows: int) -> Iterator[tuple[list[dict[str, Any]]
             try:
                 v = json.loads(line)
             except ValueError as e:
-                bad.append(Rejected(f"{p}:line {lineno}", line.rstrip("\n"), "jsonl.syntax", f"not JSON: {e}"))
+                bad.append(
+                    Rejected(
+                        f"{p}:line {lineno}", line.rstrip("\n"), "jsonl.syntax", f"not JSON: {e}"
+                    )
+                )
                 continue
             if not isinstance(v, dict):
-                bad.append(Rejected(f"{p}:line {lineno}", v, "jsonl.object", "a line must hold a JSON object"))
+                bad.append(
+                    Rejected(
+                        f"{p}:line {lineno}", v, "jsonl.object", "a line must hold a JSON object"
+                    )
+                )
                 continue
             recs.append(v)
             if len(recs) >= batch_rows:
@@ -123,13 +157,17 @@ def _read_jsonl(p: Path, batch_rows: int) -> Iterator[tuple[list[dict[str, Any]]
     yield recs, off, bad
 
 
-def _read_ogr(p: Path, batch_rows: int, layer: str | None) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
+def _read_ogr(
+    p: Path, batch_rows: int, layer: str | None
+) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
     try:
         import pyogrio
     except ImportError as e:  # pragma: no cover - optional dependency
         from cityos.errors import MissingDependency
 
-        raise MissingDependency("pyogrio", "reading GeoJSON, GeoPackage and Shapefile", "files") from e
+        raise MissingDependency(
+            "pyogrio", "reading GeoJSON, GeoPackage and Shapefile", "files"
+        ) from e
     try:
         meta, tbl = pyogrio.read_arrow(p, layer=layer)
     except Exception as e:  # pyogrio raises DataSourceError and friends
@@ -138,8 +176,12 @@ def _read_ogr(p: Path, batch_rows: int, layer: str | None) -> Iterator[tuple[pa.
     if gname in tbl.column_names and gname != "geometry":
         tbl = tbl.rename_columns(["geometry" if c == gname else c for c in tbl.column_names])
     # GDAL tags WKB as an extension type; plain binary is what the mapping reads
-    cols = [c.cast(pa.binary()) if c.type.id == pa.binary().id or isinstance(c.type, pa.ExtensionType)
-            else c for c in (tbl[n] for n in tbl.column_names)]
+    cols = [
+        c.cast(pa.binary())
+        if c.type.id == pa.binary().id or isinstance(c.type, pa.ExtensionType)
+        else c
+        for c in (tbl[n] for n in tbl.column_names)
+    ]
     tbl = pa.table(dict(zip(tbl.column_names, cols, strict=True)))
     yield from _chunks(tbl, batch_rows, [])
 
@@ -175,9 +217,17 @@ class FileSource(Source):
     kind = "files"
     prefetch = True  # parse and map the next file while the previous batch is appended
 
-    def __init__(self, path: str | Path, mapping: Mapping, *, incremental: bool = True,
-                 pattern: str | None = None, format: str | None = None, batch_rows: int = 1_000_000,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        mapping: Mapping,
+        *,
+        incremental: bool = True,
+        pattern: str | None = None,
+        format: str | None = None,
+        batch_rows: int = 1_000_000,
+        name: str | None = None,
+    ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.mapping = mapping
         self.incremental = incremental
@@ -232,8 +282,15 @@ class FileSource(Source):
             if ctx.stopping:
                 break
             n_file = 0
-            chunks = read_file(f, self.format, batch_rows=self.batch_rows, null_values=rs.null_values,
-                               delimiter=rs.delimiter, encoding=rs.encoding, layer=rs.layer)
+            chunks = read_file(
+                f,
+                self.format,
+                batch_rows=self.batch_rows,
+                null_values=rs.null_values,
+                delimiter=rs.delimiter,
+                encoding=rs.encoding,
+                layer=rs.layer,
+            )
             for recs, off, bad in chunks:
                 part = Part(recs, str(f), off)
                 parts.append(part)

@@ -157,14 +157,21 @@ def _semantic_mistakes(doc: MappingDoc) -> list[tuple[str, str]]:
     try:
         crs = normalise_crs(doc.dataset.crs)
         if crs in ("GCJ-02", "BD-09"):
-            m.append(("dataset.crs", "datasets are stored in an EPSG CRS; convert GCJ-02/BD-09 "
-                                     "on ingest by setting geometry.crs instead"))
+            m.append(
+                (
+                    "dataset.crs",
+                    "datasets are stored in an EPSG CRS; convert GCJ-02/BD-09 "
+                    "on ingest by setting geometry.crs instead",
+                )
+            )
     except Exception as e:  # pyproj raises its own CRSError
         m.append(("dataset.crs", f"unknown CRS {doc.dataset.crs!r}: {e}"))
     try:
         pd.Timedelta(doc.dataset.time_partition)
     except ValueError:
-        m.append(("dataset.time_partition", f"not a duration: {doc.dataset.time_partition!r} (try '1D')"))
+        m.append(
+            ("dataset.time_partition", f"not a duration: {doc.dataset.time_partition!r} (try '1D')")
+        )
     if kind.has_time and doc.time is None:
         m.append(("time", f"the {kind} model needs a time; add `time: {{from: <column>}}`"))
     if kind.has_time and doc.time is not None and doc.time.from_ is None:
@@ -173,17 +180,23 @@ def _semantic_mistakes(doc: MappingDoc) -> list[tuple[str, str]]:
         try:
             ZoneInfo(doc.time.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            m.append(("time.timezone", f"unknown time zone {doc.time.timezone!r} (e.g. 'Asia/Shanghai')"))
+            m.append(
+                ("time.timezone", f"unknown time zone {doc.time.timezone!r} (e.g. 'Asia/Shanghai')")
+            )
         if isinstance(doc.time.from_, dict):
             allowed = {"year", "month", "day", "hour", "minute", "second"}
             extra = set(doc.time.from_) - allowed
             if extra:
-                m.append(("time.from", f"unknown time parts {sorted(extra)}; use {sorted(allowed)}"))
+                m.append(
+                    ("time.from", f"unknown time parts {sorted(extra)}; use {sorted(allowed)}")
+                )
             for need in ("year", "month", "day"):
                 if need not in doc.time.from_:
                     m.append(("time.from", f"time parts need {need!r}"))
     if kind.has_geometry and doc.geometry is None:
-        m.append(("geometry", f"the {kind} model needs a geometry; add `geometry: {{x: ..., y: ...}}`"))
+        m.append(
+            ("geometry", f"the {kind} model needs a geometry; add `geometry: {{x: ..., y: ...}}`")
+        )
     if doc.geometry is not None:
         try:
             normalise_crs(doc.geometry.crs)
@@ -201,8 +214,13 @@ def _semantic_mistakes(doc: MappingDoc) -> list[tuple[str, str]]:
             m.append((f"{p}.unit", "source_unit needs a target unit to convert to"))
         if f.source_unit and f.unit and normalise_unit(f.unit) and normalise_unit(f.source_unit):
             if unit_dimension(f.unit) != unit_dimension(f.source_unit):
-                m.append((f"{p}.source_unit", f"cannot convert {f.source_unit!r} ({unit_dimension(f.source_unit)}) "
-                                             f"to {f.unit!r} ({unit_dimension(f.unit)})"))
+                m.append(
+                    (
+                        f"{p}.source_unit",
+                        f"cannot convert {f.source_unit!r} ({unit_dimension(f.source_unit)}) "
+                        f"to {f.unit!r} ({unit_dimension(f.unit)})",
+                    )
+                )
             if f.type not in ("float64", "float32"):
                 m.append((f"{p}.type", "unit conversion needs a float type (float64)"))
     if not m:
@@ -216,13 +234,29 @@ def _semantic_mistakes(doc: MappingDoc) -> list[tuple[str, str]]:
 def _schema(doc: MappingDoc) -> DatasetSchema:
     d = doc.dataset
     fields = tuple(
-        Field(name, f.type, required=f.required, unit=normalise_unit(f.unit) if f.unit else None,
-              personal=f.personal, minimum=f.minimum, maximum=f.maximum, description=f.description)
+        Field(
+            name,
+            f.type,
+            required=f.required,
+            unit=normalise_unit(f.unit) if f.unit else None,
+            personal=f.personal,
+            minimum=f.minimum,
+            maximum=f.maximum,
+            description=f.description,
+        )
         for name, f in doc.fields.items()
     )
-    return DatasetSchema(d.model, fields=fields, crs=d.crs, geometry_type=d.geometry_type,
-                         key=tuple(d.key), id_type=d.id_type, time_partition=d.time_partition,
-                         time_bin=d.time_bin, description=d.description)
+    return DatasetSchema(
+        d.model,
+        fields=fields,
+        crs=d.crs,
+        geometry_type=d.geometry_type,
+        key=tuple(d.key),
+        id_type=d.id_type,
+        time_partition=d.time_partition,
+        time_bin=d.time_bin,
+        description=d.description,
+    )
 
 
 def _resolve(tbl: pa.Table, path: str) -> pa.ChunkedArray | None:
@@ -240,8 +274,11 @@ def _resolve(tbl: pa.Table, path: str) -> pa.ChunkedArray | None:
         return None
     col = flat[name]
     for i in re.findall(r"\[(\d+)\]", idx):
-        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
-                or pa.types.is_fixed_size_list(col.type)):
+        if not (
+            pa.types.is_list(col.type)
+            or pa.types.is_large_list(col.type)
+            or pa.types.is_fixed_size_list(col.type)
+        ):
             return None
         col = pc.list_element(col, int(i))
     return col
@@ -276,11 +313,15 @@ class Mapping:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Any, *, base_dir: str | Path | None = None, origin: str = "mapping") -> Mapping:
+    def from_dict(
+        cls, data: Any, *, base_dir: str | Path | None = None, origin: str = "mapping"
+    ) -> Mapping:
         """Validate a mapping document; raise :class:`MappingError` listing every mistake."""
         if not isinstance(data, dict):
-            raise MappingError(f"{origin}: a mapping must be an object, not {type(data).__name__}",
-                               [("", "expected an object")])
+            raise MappingError(
+                f"{origin}: a mapping must be an object, not {type(data).__name__}",
+                [("", "expected an object")],
+            )
         try:
             doc = MappingDoc.model_validate(data)
         except PydanticValidationError as e:
@@ -296,7 +337,9 @@ class Mapping:
         return cls(doc, base_dir=base_dir)
 
     @classmethod
-    def from_text(cls, text: str, *, base_dir: str | Path | None = None, origin: str = "mapping") -> Mapping:
+    def from_text(
+        cls, text: str, *, base_dir: str | Path | None = None, origin: str = "mapping"
+    ) -> Mapping:
         """Read a mapping from YAML (JSON is valid YAML)."""
         import yaml
 
@@ -313,12 +356,15 @@ class Mapping:
         p = Path(path)
         if not p.is_file():
             raise MappingError(f"mapping file {p} does not exist", [("", "file not found")])
-        return cls.from_text(p.read_text(encoding="utf8"), base_dir=base_dir or p.parent, origin=str(p))
+        return cls.from_text(
+            p.read_text(encoding="utf8"), base_dir=base_dir or p.parent, origin=str(p)
+        )
 
     def to_json(self) -> str:
         """The mapping document as JSON (stored with dead letters so they can be replayed)."""
-        return json.dumps(self.doc.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                          sort_keys=True)
+        return json.dumps(
+            self.doc.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=True
+        )
 
     def with_base_dir(self, base_dir: str | Path) -> Mapping:
         return Mapping(self.doc, base_dir=base_dir)
@@ -354,22 +400,35 @@ class Mapping:
             col = _resolve(tbl, src)
             if col is None:
                 if f.required:
-                    probs += [RowProblem(i, f"fields.{name}.from", f"source field {src!r} is missing")
-                              for i in range(n)]
+                    probs += [
+                        RowProblem(i, f"fields.{name}.from", f"source field {src!r} is missing")
+                        for i in range(n)
+                    ]
                 out[name] = pa.nulls(n, FIELD_TYPES.get(f.type, pa.string()))
                 continue
             if f.source_unit and f.unit:
                 col = self._convert(col, name, f, probs)
             elif f.type == "timestamp" and (f.format or f.timezone):
-                col = _parse_time(col, f.format or "iso8601", f.timezone or "UTC", True,
-                                  f"fields.{name}", probs, required=False)
+                col = _parse_time(
+                    col,
+                    f.format or "iso8601",
+                    f.timezone or "UTC",
+                    True,
+                    f"fields.{name}",
+                    probs,
+                    required=False,
+                )
             out[name] = col
         if doc.keep_unmapped:
             for c in tbl.column_names:
                 if c not in out and c not in used:
                     out[c] = tbl[c]
-        table = pa.table({k: (v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]))
-                          for k, v in out.items()})
+        table = pa.table(
+            {
+                k: (v if isinstance(v, pa.ChunkedArray) else pa.chunked_array([v]))
+                for k, v in out.items()
+            }
+        )
         return Mapped(table, probs)
 
     def _join(self, tbl: pa.Table) -> pa.Table:
@@ -382,8 +441,10 @@ class Mapping:
             if left is None:
                 continue
             keys = right[j.lookup_key or j.key]
-            idx = pc.index_in(left.cast(keys.type, safe=False) if left.type != keys.type else left,
-                              value_set=keys.combine_chunks())
+            idx = pc.index_in(
+                left.cast(keys.type, safe=False) if left.type != keys.type else left,
+                value_set=keys.combine_chunks(),
+            )
             picked = right.take(idx)
             for c in right.column_names:
                 tbl = tbl.append_column(f"{j.name}.{c}", picked[c])
@@ -396,8 +457,11 @@ class Mapping:
         if not p.is_absolute() and self.base_dir is not None:
             p = self.base_dir / p
         if not p.is_file():
-            raise MappingError(f"join {j.name!r}: lookup file {p} does not exist; pass base_dir "
-                               "to the mapping or use an absolute path", [(f"join.{j.name}.path", "not found")])
+            raise MappingError(
+                f"join {j.name!r}: lookup file {p} does not exist; pass base_dir "
+                "to the mapping or use an absolute path",
+                [(f"join.{j.name}.path", "not found")],
+            )
         if p.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
@@ -412,7 +476,9 @@ class Mapping:
         for s in srcs:
             c = _resolve(tbl, s)
             if c is None:
-                probs += [RowProblem(i, "id.from", f"source field {s!r} is missing") for i in range(n)]
+                probs += [
+                    RowProblem(i, "id.from", f"source field {s!r} is missing") for i in range(n)
+                ]
                 return pa.chunked_array([pa.nulls(n, pa.string())])
             cols.append(c)
         if self.doc.dataset.id_type == "int64" and len(cols) == 1 and not spec.prefix:
@@ -442,28 +508,41 @@ class Mapping:
             for part, src in spec.from_.items():
                 c = _resolve(tbl, src)
                 if c is None:
-                    probs += [RowProblem(i, "time.from", f"source field {src!r} is missing") for i in range(n)]
+                    probs += [
+                        RowProblem(i, "time.from", f"source field {src!r} is missing")
+                        for i in range(n)
+                    ]
                     return pa.nulls(n, _TS)
                 cols[part] = c
             fast = _time_from_int_parts(cols, tz, spec.ambiguous)
             if fast is not None:
                 arr, missing = fast
-                return _finish_arrow(arr, missing, "time", "time parts do not form a valid date", probs, True)
-            parts = {part: pd.to_numeric(pd.Series(c.to_numpy(zero_copy_only=False)), errors="coerce")
-                     for part, c in cols.items()}
+                return _finish_arrow(
+                    arr, missing, "time", "time parts do not form a valid date", probs, True
+                )
+            parts = {
+                part: pd.to_numeric(pd.Series(c.to_numpy(zero_copy_only=False)), errors="coerce")
+                for part, c in cols.items()
+            }
             frame = pd.DataFrame(parts)
             naive = pd.to_datetime(frame, errors="coerce")
             raw_missing = frame.isna().any(axis=1).to_numpy()
             ts = _localise(naive, tz, ambiguous)
-            return _finish_time(ts, raw_missing, "time", "time parts do not form a valid date", probs, True)
+            return _finish_time(
+                ts, raw_missing, "time", "time parts do not form a valid date", probs, True
+            )
         col = _resolve(tbl, spec.from_)
         if col is None:
-            probs += [RowProblem(i, "time.from", f"source field {spec.from_!r} is missing") for i in range(n)]
+            probs += [
+                RowProblem(i, "time.from", f"source field {spec.from_!r} is missing")
+                for i in range(n)
+            ]
             return pa.nulls(n, _TS)
         return _parse_time(col, spec.format, tz, ambiguous, "time", probs, required=True)
 
-    def _geometry(self, tbl: pa.Table, schema: DatasetSchema, out: dict[str, Any],
-                  probs: list[RowProblem]) -> None:
+    def _geometry(
+        self, tbl: pa.Table, schema: DatasetSchema, out: dict[str, Any], probs: list[RowProblem]
+    ) -> None:
         g = self.doc.geometry
         assert g is not None
         n = tbl.num_rows
@@ -475,8 +554,10 @@ class Mapping:
             for axis, path in (("x", g.x), ("y", g.y)):
                 c = _resolve(tbl, path)
                 if c is None:
-                    probs += [RowProblem(i, f"geometry.{axis}", f"source field {path!r} is missing")
-                              for i in range(n)]
+                    probs += [
+                        RowProblem(i, f"geometry.{axis}", f"source field {path!r} is missing")
+                        for i in range(n)
+                    ]
                     v = np.full(n, np.nan)
                 else:
                     v = _numbers(c, f"geometry.{axis}", probs)
@@ -494,7 +575,9 @@ class Mapping:
         src_path = g.wkt or g.wkb or g.geojson or ""
         c = _resolve(tbl, src_path)
         if c is None:
-            probs += [RowProblem(i, "geometry", f"source field {src_path!r} is missing") for i in range(n)]
+            probs += [
+                RowProblem(i, "geometry", f"source field {src_path!r} is missing") for i in range(n)
+            ]
             geoms = np.full(n, None, dtype=object)
         else:
             vals = c.to_numpy(zero_copy_only=False)
@@ -503,13 +586,16 @@ class Mapping:
             elif g.wkb:
                 geoms = shapely.from_wkb(vals, on_invalid="ignore")
             else:
-                vals = np.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in vals],
-                                dtype=object)
+                vals = np.array(
+                    [v if v is None or isinstance(v, str) else json.dumps(v) for v in vals],
+                    dtype=object,
+                )
                 geoms = shapely.from_geojson(vals, on_invalid="ignore")
             for i in np.flatnonzero(shapely.is_missing(geoms)):
                 why = "record has no geometry" if vals[i] is None else "geometry cannot be parsed"
                 probs.append(RowProblem(int(i), "geometry", why))
         if src_crs != dst_crs:
+
             def tf(coords: np.ndarray) -> np.ndarray:
                 x, y = transform_coords(coords[:, 0], coords[:, 1], src_crs, dst_crs)
                 return np.column_stack([x, y])
@@ -524,7 +610,9 @@ class Mapping:
         else:
             out["geometry"] = pa.array(shapely.to_wkb(geoms), type=pa.binary())
 
-    def _convert(self, col: pa.ChunkedArray, name: str, f: FieldSpec, probs: list[RowProblem]) -> pa.Array:
+    def _convert(
+        self, col: pa.ChunkedArray, name: str, f: FieldSpec, probs: list[RowProblem]
+    ) -> pa.Array:
         from cityos.ingest._units import convert_units
 
         assert f.source_unit and f.unit
@@ -532,8 +620,16 @@ class Mapping:
         return pa.array(convert_units(v, f.source_unit, f.unit), from_pandas=True)
 
 
-def _parse_time(col: pa.ChunkedArray, fmt: str, tz: str, ambiguous: Any, rule: str,
-                probs: list[RowProblem], *, required: bool) -> pa.Array:
+def _parse_time(
+    col: pa.ChunkedArray,
+    fmt: str,
+    tz: str,
+    ambiguous: Any,
+    rule: str,
+    probs: list[RowProblem],
+    *,
+    required: bool,
+) -> pa.Array:
     """Timestamps in UTC from a column of text, numbers or timestamps."""
     null_in = pc.is_null(col).to_numpy(zero_copy_only=False)
     if pa.types.is_timestamp(col.type):
@@ -547,7 +643,9 @@ def _parse_time(col: pa.ChunkedArray, fmt: str, tz: str, ambiguous: Any, rule: s
         ok = ~null_in & (np.abs(v) <= _MAX_MS // scale)
         ms = np.where(ok, v * scale, 0)
         arr = pa.array(ms, type=_TS, mask=~ok)
-        return _finish_arrow(arr, null_in, rule, f"not a number of {fmt[6:]}econds", probs, required)
+        return _finish_arrow(
+            arr, null_in, rule, f"not a number of {fmt[6:]}econds", probs, required
+        )
     if fmt in ("epoch_s", "epoch_ms"):
         v = pd.to_numeric(pd.Series(col.to_numpy(zero_copy_only=False)), errors="coerce")
         ts = pd.to_datetime(v, unit="s" if fmt == "epoch_s" else "ms", utc=True, errors="coerce")
@@ -569,8 +667,14 @@ def _parse_time(col: pa.ChunkedArray, fmt: str, tz: str, ambiguous: Any, rule: s
     return _finish_time(ts, null_in, rule, f"does not match format {fmt!r}", probs, required)
 
 
-def _finish_time(ts: pd.Series, null_in: np.ndarray, rule: str, what: str,
-                 probs: list[RowProblem], required: bool) -> pa.Array:
+def _finish_time(
+    ts: pd.Series,
+    null_in: np.ndarray,
+    rule: str,
+    what: str,
+    probs: list[RowProblem],
+    required: bool,
+) -> pa.Array:
     nat = ts.isna().to_numpy()
     for i in np.flatnonzero(nat):
         if null_in[i]:
@@ -581,8 +685,14 @@ def _finish_time(ts: pd.Series, null_in: np.ndarray, rule: str, what: str,
     return pa.array(ts.dt.as_unit("ms"), type=_TS)
 
 
-def _finish_arrow(arr: pa.Array, null_in: np.ndarray, rule: str, what: str,
-                  probs: list[RowProblem], required: bool) -> pa.Array:
+def _finish_arrow(
+    arr: pa.Array,
+    null_in: np.ndarray,
+    rule: str,
+    what: str,
+    probs: list[RowProblem],
+    required: bool,
+) -> pa.Array:
     """As :func:`_finish_time` for times already in Arrow: a problem for every null."""
     nat = pc.is_null(arr).to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(nat):
@@ -599,8 +709,9 @@ def _finish_arrow(arr: pa.Array, null_in: np.ndarray, rule: str, what: str,
 _MAX_MS = (2**63 - 1) // 1000
 
 
-def _time_from_int_parts(cols: dict[str, pa.ChunkedArray], tz: str,
-                         ambiguous: str) -> tuple[pa.Array, np.ndarray] | None:
+def _time_from_int_parts(
+    cols: dict[str, pa.ChunkedArray], tz: str, ambiguous: str
+) -> tuple[pa.Array, np.ndarray] | None:
     """UTC times from integer year/month/day[/hour/minute/second] columns with NumPy
     calendar arithmetic and Arrow's time zone rules, instead of pandas assembling a frame
     (the slowest step of ingesting the Beijing CSVs). Returns ``(times, part missing)``, or
@@ -618,8 +729,11 @@ def _time_from_int_parts(cols: dict[str, pa.ChunkedArray], tz: str,
     y, mo, d = vals["year"], vals["month"], vals["day"]
     hms = [vals.get(k, np.zeros(n, dtype="int64")) for k in ("hour", "minute", "second")]
     live = ~missing
-    if live.any() and (y[live].min() < 1678 or y[live].max() > 2261
-                       or max(int(np.abs(v[live]).max()) for v in hms) > 10_000_000):
+    if live.any() and (
+        y[live].min() < 1678
+        or y[live].max() > 2261
+        or max(int(np.abs(v[live]).max()) for v in hms) > 10_000_000
+    ):
         return None
     valid = live & (mo >= 1) & (mo <= 12)
     months = np.where(valid, (y - 1970) * 12 + mo - 1, 0)
@@ -660,13 +774,22 @@ def _to_str(col: pa.ChunkedArray) -> pa.ChunkedArray:
         # 12.0 -> "12": ids read as floats (because of nulls) should not gain ".0"
         v = col.to_numpy(zero_copy_only=False)
         whole = np.isfinite(v) & (v == np.floor(v))
-        s = [None if not np.isfinite(a) else (str(int(a)) if w else repr(float(a))) for a, w in zip(v, whole, strict=True)]
+        s = [
+            None if not np.isfinite(a) else (str(int(a)) if w else repr(float(a)))
+            for a, w in zip(v, whole, strict=True)
+        ]
         return pa.chunked_array([pa.array(s, type=pa.string())])
     try:
         return col.cast(pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pa.chunked_array([pa.array([None if v is None else json.dumps(v, default=str)
-                                           for v in col.to_pylist()], type=pa.string())])
+        return pa.chunked_array(
+            [
+                pa.array(
+                    [None if v is None else json.dumps(v, default=str) for v in col.to_pylist()],
+                    type=pa.string(),
+                )
+            ]
+        )
 
 
 def _localise(naive: pd.Series, tz: str, ambiguous: Any) -> pd.Series:
@@ -694,18 +817,26 @@ def _from_records(records: list[dict[str, Any]]) -> pa.Table:
             try:
                 cols[k] = pa.array(vals)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
-                cols[k] = pa.array([None if v is None else (v if isinstance(v, str) else json.dumps(v))
-                                    for v in vals], type=pa.string())
+                cols[k] = pa.array(
+                    [
+                        None if v is None else (v if isinstance(v, str) else json.dumps(v))
+                        for v in vals
+                    ],
+                    type=pa.string(),
+                )
         return pa.table(cols)
 
 
 def _mapping_error(origin: str, mistakes: list[tuple[str, str]]) -> MappingError:
     lines = "\n".join(f"  - {path or '(root)'}: {msg}" for path, msg in mistakes)
-    return MappingError(f"{origin} has {len(mistakes)} mistake(s):\n{lines}\nFix them and load it again.",
-                        mistakes)
+    return MappingError(
+        f"{origin} has {len(mistakes)} mistake(s):\n{lines}\nFix them and load it again.", mistakes
+    )
 
 
-def load_mapping(path_or_doc: str | Path | dict[str, Any], *, base_dir: str | Path | None = None) -> Mapping:
+def load_mapping(
+    path_or_doc: str | Path | dict[str, Any], *, base_dir: str | Path | None = None
+) -> Mapping:
     """Load a mapping from a YAML/JSON file, YAML text or a dict.
 
     Examples
@@ -720,7 +851,10 @@ def load_mapping(path_or_doc: str | Path | dict[str, Any], *, base_dir: str | Pa
     """
     if isinstance(path_or_doc, dict):
         return Mapping.from_dict(path_or_doc, base_dir=base_dir)
-    if isinstance(path_or_doc, Path) or (isinstance(path_or_doc, str) and "\n" not in path_or_doc
-                                         and Path(path_or_doc).suffix.lower() in (".yaml", ".yml", ".json")):
+    if isinstance(path_or_doc, Path) or (
+        isinstance(path_or_doc, str)
+        and "\n" not in path_or_doc
+        and Path(path_or_doc).suffix.lower() in (".yaml", ".yml", ".json")
+    ):
         return Mapping.from_file(path_or_doc, base_dir=base_dir)
     return Mapping.from_text(str(path_or_doc), base_dir=base_dir)

@@ -44,8 +44,19 @@ class HttpPushSource(Source):
     def push(self, records: list[dict[str, Any]], *, request_id: str | None = None) -> None:
         """Queue a batch of records; positions are ``http:<request id>#<index>``."""
         rid = request_id or uuid.uuid4().hex[:12]
-        self._queue.put(Batch(self.mapping.dataset, [Part(list(records), f"http:{rid}", 0,
-                                                          [f"http:{rid}#{i}" for i in range(len(records))])]))
+        self._queue.put(
+            Batch(
+                self.mapping.dataset,
+                [
+                    Part(
+                        list(records),
+                        f"http:{rid}",
+                        0,
+                        [f"http:{rid}#{i}" for i in range(len(records))],
+                    )
+                ],
+            )
+        )
 
     def read(self, ctx: SourceContext) -> Iterator[Batch]:
         while not ctx.stopping:
@@ -55,8 +66,14 @@ class HttpPushSource(Source):
                 return
 
 
-def push_records(store: Store, dataset: str, records: list[dict[str, Any]], *,
-                 source: str | None = None, request_id: str | None = None) -> BatchResult:
+def push_records(
+    store: Store,
+    dataset: str,
+    records: list[dict[str, Any]],
+    *,
+    source: str | None = None,
+    request_id: str | None = None,
+) -> BatchResult:
     """Ingest pushed records into ``dataset`` with its saved mapping (or the identity
     mapping) and return the counts once they are durable.
 

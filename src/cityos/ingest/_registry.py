@@ -24,6 +24,8 @@ def register_source(cls: type[Source]) -> type[Source]:
     if cls.kind in SOURCES and SOURCES[cls.kind] is not cls:
         from cityos.ingest.errors import IngestError
 
-        raise IngestError(f"source kind {cls.kind!r} is already registered by {SOURCES[cls.kind].__name__}")
+        raise IngestError(
+            f"source kind {cls.kind!r} is already registered by {SOURCES[cls.kind].__name__}"
+        )
     SOURCES[cls.kind] = cls
     return cls

@@ -65,8 +65,17 @@ class SQLSource(Source):
 
     kind = "sql"
 
-    def __init__(self, url: str, mapping: Mapping, *, table: str | None = None, query: str | None = None,
-                 watermark: str | None = None, batch_rows: int = 50_000, name: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        mapping: Mapping,
+        *,
+        table: str | None = None,
+        query: str | None = None,
+        watermark: str | None = None,
+        batch_rows: int = 50_000,
+        name: str | None = None,
+    ) -> None:
         if (table is None) == (query is None):
             raise SourceError("give exactly one of table= or query=")
         self.url = url
@@ -85,7 +94,9 @@ class SQLSource(Source):
             try:
                 return Table(name, MetaData(), schema=schema or None, autoload_with=engine)
             except SQLAlchemyError as e:
-                raise SourceError(f"cannot read table {self.table!r} at {_safe_url(self.url)}: {e}") from e
+                raise SourceError(
+                    f"cannot read table {self.table!r} at {_safe_url(self.url)}: {e}"
+                ) from e
         assert self.query is not None
         return select(text("*")).select_from(text(f"({self.query}) AS q"))
 
@@ -108,7 +119,9 @@ class SQLSource(Source):
                     if ctx.stopping:
                         return
             return
-        col: Any = sel.c[self.watermark] if isinstance(sel, Table) else literal_column(self.watermark)
+        col: Any = (
+            sel.c[self.watermark] if isinstance(sel, Table) else literal_column(self.watermark)
+        )
         base: Any = select(sel) if isinstance(sel, Table) else sel
         while not ctx.stopping:
             pos = ctx.state.position(self.name)
@@ -117,7 +130,8 @@ class SQLSource(Source):
                 q = q.where(col > _decode(pos["watermark"]))
             with engine.connect() as conn:
                 rows: list[dict[str, Any]] = [
-                    dict(r._mapping) for r in conn.execute(q.order_by(col).limit(self.batch_rows))]
+                    dict(r._mapping) for r in conn.execute(q.order_by(col).limit(self.batch_rows))
+                ]
                 if not rows:
                     return
                 last = rows[-1][self.watermark]
@@ -131,7 +145,9 @@ class SQLSource(Source):
             def save(v: Any = last) -> None:
                 ctx.state.set_position(self.name, {"watermark": _encode(v)})
 
-            yield Batch(self.mapping.dataset, [Part(_table(rows), ref, 0, positions)], on_durable=save)
+            yield Batch(
+                self.mapping.dataset, [Part(_table(rows), ref, 0, positions)], on_durable=save
+            )
 
     def close(self) -> None:
         if self._engine is not None:

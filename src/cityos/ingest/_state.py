@@ -73,8 +73,18 @@ class DeadLetter:
 
     @classmethod
     def from_row(cls, r: DeadLetterRow) -> DeadLetter:
-        return cls(r.id, r.dataset, r.source, r.position, json.loads(r.payload), r.rule, r.message,
-                   r.status, r.attempts, r.created_at)
+        return cls(
+            r.id,
+            r.dataset,
+            r.source,
+            r.position,
+            json.loads(r.payload),
+            r.rule,
+            r.message,
+            r.status,
+            r.attempts,
+            r.created_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +119,9 @@ class IngestState:
         self.db = db
 
     # -- dead letters ------------------------------------------------------------------
-    def add_dead_letters(self, dataset: str, source: str,
-                         items: Iterable[tuple[str, Any, str, str]]) -> int:
+    def add_dead_letters(
+        self, dataset: str, source: str, items: Iterable[tuple[str, Any, str, str]]
+    ) -> int:
         """Store ``(position, payload, rule, message)`` items; a record already dead-lettered
         (same dataset, source, payload and rule) is not stored twice. Returns how many are new."""
         rows = []
@@ -122,21 +133,44 @@ class IngestState:
                 continue
             seen.add(fp)
             now = utcnow()
-            rows.append({"dataset": dataset, "source": source, "position": position, "payload": text,
-                         "rule": rule[:500], "message": message, "status": "open", "attempts": 0,
-                         "fingerprint": fp, "created_at": now, "updated_at": now})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "source": source,
+                    "position": position,
+                    "payload": text,
+                    "rule": rule[:500],
+                    "message": message,
+                    "status": "open",
+                    "attempts": 0,
+                    "fingerprint": fp,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         if not rows:
             return 0
         with self.db.session() as s:
-            known = set(s.scalars(select(DeadLetterRow.fingerprint).where(
-                DeadLetterRow.fingerprint.in_([r["fingerprint"] for r in rows]))))
+            known = set(
+                s.scalars(
+                    select(DeadLetterRow.fingerprint).where(
+                        DeadLetterRow.fingerprint.in_([r["fingerprint"] for r in rows])
+                    )
+                )
+            )
             fresh = [r for r in rows if r["fingerprint"] not in known]
             if fresh:
                 s.execute(insert(DeadLetterRow), fresh)
         return len(fresh)
 
-    def dead_letters(self, *, dataset: str | None = None, status: str | None = "open",
-                     ids: Iterable[int] | None = None, limit: int | None = None) -> list[DeadLetter]:
+    def dead_letters(
+        self,
+        *,
+        dataset: str | None = None,
+        status: str | None = "open",
+        ids: Iterable[int] | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
         q = select(DeadLetterRow).order_by(DeadLetterRow.id)
         if dataset is not None:
             q = q.where(DeadLetterRow.dataset == dataset)
@@ -159,47 +193,95 @@ class IngestState:
     # -- lineage -----------------------------------------------------------------------
     def start_lineage(self, dataset: str, source: str, kind: str) -> int:
         with self.db.session() as s:
-            row = LineageRow(dataset=dataset, source=source, kind=kind, started_at=utcnow(),
-                             finished_at=utcnow(), received=0, accepted=0, duplicates=0, rejected=0)
+            row = LineageRow(
+                dataset=dataset,
+                source=source,
+                kind=kind,
+                started_at=utcnow(),
+                finished_at=utcnow(),
+                received=0,
+                accepted=0,
+                duplicates=0,
+                rejected=0,
+            )
             s.add(row)
             s.flush()
             return int(row.id)
 
-    def add_lineage(self, lineage_id: int, *, received: int, accepted: int, duplicates: int,
-                    rejected: int) -> None:
+    def add_lineage(
+        self, lineage_id: int, *, received: int, accepted: int, duplicates: int, rejected: int
+    ) -> None:
         with self.db.session() as s:
-            s.execute(update(LineageRow).where(LineageRow.id == lineage_id).values(
-                received=LineageRow.received + received, accepted=LineageRow.accepted + accepted,
-                duplicates=LineageRow.duplicates + duplicates, rejected=LineageRow.rejected + rejected,
-                finished_at=utcnow()))
+            s.execute(
+                update(LineageRow)
+                .where(LineageRow.id == lineage_id)
+                .values(
+                    received=LineageRow.received + received,
+                    accepted=LineageRow.accepted + accepted,
+                    duplicates=LineageRow.duplicates + duplicates,
+                    rejected=LineageRow.rejected + rejected,
+                    finished_at=utcnow(),
+                )
+            )
 
     def lineage(self, dataset: str | None = None) -> list[LineageEntry]:
         q = select(LineageRow).order_by(LineageRow.id)
         if dataset is not None:
             q = q.where(LineageRow.dataset == dataset)
         with self.db.session() as s:
-            return [LineageEntry(r.dataset, r.source, r.kind, r.started_at, r.finished_at, r.received,
-                                 r.accepted, r.duplicates, r.rejected) for r in s.scalars(q)]
+            return [
+                LineageEntry(
+                    r.dataset,
+                    r.source,
+                    r.kind,
+                    r.started_at,
+                    r.finished_at,
+                    r.received,
+                    r.accepted,
+                    r.duplicates,
+                    r.rejected,
+                )
+                for r in s.scalars(q)
+            ]
 
     # -- files -------------------------------------------------------------------------
     def file_done(self, source: str, path: Path) -> bool:
         """True when ``path`` was fully ingested by ``source`` and has not changed since."""
         st = path.stat()
         with self.db.session() as s:
-            r = s.scalar(select(IngestedFileRow).where(IngestedFileRow.source == source,
-                                                       IngestedFileRow.path == str(path)))
+            r = s.scalar(
+                select(IngestedFileRow).where(
+                    IngestedFileRow.source == source, IngestedFileRow.path == str(path)
+                )
+            )
             return r is not None and r.size == st.st_size and r.mtime_ns == st.st_mtime_ns
 
     def mark_file(self, source: str, path: Path, rows: int) -> None:
         st = path.stat()
         with self.db.session() as s:
-            r = s.scalar(select(IngestedFileRow).where(IngestedFileRow.source == source,
-                                                       IngestedFileRow.path == str(path)))
+            r = s.scalar(
+                select(IngestedFileRow).where(
+                    IngestedFileRow.source == source, IngestedFileRow.path == str(path)
+                )
+            )
             if r is None:
-                s.add(IngestedFileRow(source=source, path=str(path), size=st.st_size,
-                                      mtime_ns=st.st_mtime_ns, rows=rows, ingested_at=utcnow()))
+                s.add(
+                    IngestedFileRow(
+                        source=source,
+                        path=str(path),
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        rows=rows,
+                        ingested_at=utcnow(),
+                    )
+                )
             else:
-                r.size, r.mtime_ns, r.rows, r.ingested_at = st.st_size, st.st_mtime_ns, rows, utcnow()
+                r.size, r.mtime_ns, r.rows, r.ingested_at = (
+                    st.st_size,
+                    st.st_mtime_ns,
+                    rows,
+                    utcnow(),
+                )
 
     # -- positions ---------------------------------------------------------------------
     def position(self, source: str) -> dict[str, Any] | None:
@@ -221,7 +303,14 @@ class IngestState:
         with self.db.session() as s:
             r = s.get(MappingRow, dataset)
             if r is None:
-                s.add(MappingRow(dataset=dataset, mapping=mapping_json, base_dir=base_dir, updated_at=utcnow()))
+                s.add(
+                    MappingRow(
+                        dataset=dataset,
+                        mapping=mapping_json,
+                        base_dir=base_dir,
+                        updated_at=utcnow(),
+                    )
+                )
             else:
                 r.mapping, r.base_dir, r.updated_at = mapping_json, base_dir, utcnow()
 
@@ -229,4 +318,3 @@ class IngestState:
         with self.db.session() as s:
             r = s.get(MappingRow, dataset)
             return None if r is None else (r.mapping, r.base_dir)
-

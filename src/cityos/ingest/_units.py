@@ -40,9 +40,23 @@ UNITS: dict[str, tuple[str, float, float]] = {
     "ppm": ("mixing_ratio", 1e3, 0.0),
     "%": ("fraction", 1.0, 0.0),
 }
-_ALIASES = {"°c": "degc", "celsius": "degc", "c": "degc", "°f": "degf", "fahrenheit": "degf",
-            "kelvin": "k", "kmh": "km/h", "kph": "km/h", "knots": "kn", "kt": "kn",
-            "mps": "m/s", "percent": "%", "sec": "s", "hour": "h", "hr": "h"}
+_ALIASES = {
+    "°c": "degc",
+    "celsius": "degc",
+    "c": "degc",
+    "°f": "degf",
+    "fahrenheit": "degf",
+    "kelvin": "k",
+    "kmh": "km/h",
+    "kph": "km/h",
+    "knots": "kn",
+    "kt": "kn",
+    "mps": "m/s",
+    "percent": "%",
+    "sec": "s",
+    "hour": "h",
+    "hr": "h",
+}
 
 
 def normalise_unit(unit: str) -> str | None:

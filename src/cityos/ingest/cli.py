@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-Home = Annotated[Path | None, typer.Option("--home", help="city folder (default: $CITYOS_HOME or ./city)")]
+Home = Annotated[
+    Path | None, typer.Option("--home", help="city folder (default: $CITYOS_HOME or ./city)")
+]
 
 
 def _store(home: Path | None) -> Store:
@@ -43,9 +45,11 @@ def _run_with_progress(src: Source, store: Store, *, stream: bool) -> IngestRepo
 
     def counters() -> str:
         rate = totals["received"] / max(time.monotonic() - t0, 1e-9)
-        return (f"received {totals['received']:,}  stored {totals['accepted']:,}  "
-                f"duplicates {totals['duplicates']:,}  dead-lettered {totals['rejected']:,}  "
-                f"({rate:,.0f} records/s)")
+        return (
+            f"received {totals['received']:,}  stored {totals['accepted']:,}  "
+            f"duplicates {totals['duplicates']:,}  dead-lettered {totals['rejected']:,}  "
+            f"({rate:,.0f} records/s)"
+        )
 
     def add(res: BatchResult) -> None:
         for k in totals:
@@ -54,14 +58,21 @@ def _run_with_progress(src: Source, store: Store, *, stream: bool) -> IngestRepo
     try:
         if stream:
             with Live(counters(), console=console, refresh_per_second=4) as live:
+
                 def on_batch(res: BatchResult, _b: Batch) -> None:
                     add(res)
                     live.update(counters())
 
                 return src.run(store, stop=stop, on_batch=on_batch)
         total = src.total(SourceContext(store, IngestState(store.db), stop))
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                      TimeRemainingColumn(), TextColumn("{task.fields[counts]}"), console=console) as bar:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=console,
+        ) as bar:
             task = bar.add_task(src.name[-40:], total=total, counts="")
 
             def on_file_batch(res: BatchResult, b: Batch) -> None:
@@ -84,8 +95,12 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(1)
 
 
-ingest_app = typer.Typer(help="Bring data in from files, databases and MQTT brokers.", no_args_is_help=True)
-dead_app = typer.Typer(help="Records that failed validation: list, fix, replay, discard.", no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Bring data in from files, databases and MQTT brokers.", no_args_is_help=True
+)
+dead_app = typer.Typer(
+    help="Records that failed validation: list, fix, replay, discard.", no_args_is_help=True
+)
 
 
 @ingest_app.command("files")
@@ -93,10 +108,16 @@ def ingest_files(
     path: Annotated[Path, typer.Argument(help="a file or a folder")],
     mapping: Annotated[Path, typer.Option("--mapping", "-m", help="mapping YAML/JSON")],
     home: Home = None,
-    full: Annotated[bool, typer.Option("--full", help="read every file, not only new ones")] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="read every file, not only new ones")
+    ] = False,
     pattern: Annotated[str | None, typer.Option(help="file name pattern, e.g. '*.csv'")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl, geojson, parquet, gpkg, shp")] = None,
-    base_dir: Annotated[Path | None, typer.Option(help="folder for the mapping's relative paths")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv, jsonl, geojson, parquet, gpkg, shp")
+    ] = None,
+    base_dir: Annotated[
+        Path | None, typer.Option(help="folder for the mapping's relative paths")
+    ] = None,
 ) -> None:
     """Ingest a file or a folder of files (only new files unless --full)."""
     from cityos.errors import CityOSError
@@ -116,7 +137,9 @@ def ingest_sql(
     mapping: Annotated[Path, typer.Option("--mapping", "-m")],
     table: Annotated[str | None, typer.Option(help="table to read")] = None,
     query: Annotated[str | None, typer.Option(help="SELECT to read instead of a table")] = None,
-    watermark: Annotated[str | None, typer.Option(help="increasing column for incremental pulls")] = None,
+    watermark: Annotated[
+        str | None, typer.Option(help="increasing column for incremental pulls")
+    ] = None,
     home: Home = None,
 ) -> None:
     """Ingest a database table or query, in full or past the last watermark."""
@@ -140,7 +163,9 @@ def ingest_mqtt(
     client_id: Annotated[str | None, typer.Option(help="persistent session id")] = None,
     batch_rows: Annotated[int, typer.Option()] = 5000,
     linger: Annotated[float, typer.Option(help="seconds a record may wait for its batch")] = 0.05,
-    idle_timeout: Annotated[float | None, typer.Option(help="stop after this long without messages")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="stop after this long without messages")
+    ] = None,
     max_records: Annotated[int | None, typer.Option()] = None,
     quiet: Annotated[bool, typer.Option(help="no live counters")] = False,
     home: Home = None,
@@ -154,11 +179,22 @@ def ingest_mqtt(
         for t in topic:
             pattern, sep, mpath = t.partition("=")
             if not sep:
-                raise typer.BadParameter(f"--topic {t!r}: use PATTERN=MAPPING, e.g. 'sensors/#=air.yaml'")
+                raise typer.BadParameter(
+                    f"--topic {t!r}: use PATTERN=MAPPING, e.g. 'sensors/#=air.yaml'"
+                )
             topics[pattern] = load_mapping(Path(mpath))
-        src = MqttSource(topics, host=host, port=port, username=username, password=password,
-                         client_id=client_id, batch_rows=batch_rows, linger_s=linger,
-                         idle_timeout_s=idle_timeout, max_records=max_records)
+        src = MqttSource(
+            topics,
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            client_id=client_id,
+            batch_rows=batch_rows,
+            linger_s=linger,
+            idle_timeout_s=idle_timeout,
+            max_records=max_records,
+        )
         store = _store(home)
         report = src.run(store) if quiet else _run_with_progress(src, store, stream=True)
         _print(report.lines())
@@ -167,13 +203,17 @@ def ingest_mqtt(
 
 
 @ingest_app.command("lineage")
-def ingest_lineage(dataset: Annotated[str | None, typer.Argument()] = None, home: Home = None) -> None:
+def ingest_lineage(
+    dataset: Annotated[str | None, typer.Argument()] = None, home: Home = None
+) -> None:
     """Which sources fed each dataset, when, and how many records were accepted and rejected."""
     from cityos.ingest import lineage
 
     for e in lineage(_store(home), dataset):
-        typer.echo(f"{e.dataset}\t{e.source}\t{e.kind}\t{e.started_at:%Y-%m-%d %H:%M:%S}\t"
-                   f"accepted={e.accepted}\tduplicates={e.duplicates}\trejected={e.rejected}")
+        typer.echo(
+            f"{e.dataset}\t{e.source}\t{e.kind}\t{e.started_at:%Y-%m-%d %H:%M:%S}\t"
+            f"accepted={e.accepted}\tduplicates={e.duplicates}\trejected={e.rejected}"
+        )
 
 
 @dead_app.command("list")
@@ -187,13 +227,26 @@ def dead_list(
     """List dead letters: id, dataset, position, the rule broken and why."""
     from cityos.ingest import DeadLetters
 
-    items = DeadLetters(_store(home)).list(dataset=dataset, status=None if status == "all" else status,
-                                          limit=limit)
+    items = DeadLetters(_store(home)).list(
+        dataset=dataset, status=None if status == "all" else status, limit=limit
+    )
     for d in items:
         if as_json:
-            typer.echo(json.dumps({"id": d.id, "dataset": d.dataset, "source": d.source,
-                                   "position": d.position, "rule": d.rule, "message": d.message,
-                                   "status": d.status, "payload": d.payload}, default=str))
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": d.id,
+                        "dataset": d.dataset,
+                        "source": d.source,
+                        "position": d.position,
+                        "rule": d.rule,
+                        "message": d.message,
+                        "status": d.status,
+                        "payload": d.payload,
+                    },
+                    default=str,
+                )
+            )
         else:
             typer.echo(f"{d.id}\t{d.dataset}\t{d.position}\t{d.rule}\t{d.message}")
     if not items and not as_json:
@@ -203,7 +256,9 @@ def dead_list(
 @dead_app.command("fix")
 def dead_fix(
     id: Annotated[int, typer.Argument()],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE (JSON or text), repeatable")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="FIELD=VALUE (JSON or text), repeatable")
+    ] = None,
     payload: Annotated[str | None, typer.Option(help="the whole corrected payload as JSON")] = None,
     home: Home = None,
 ) -> None:
@@ -229,7 +284,9 @@ def dead_fix(
 @dead_app.command("replay")
 def dead_replay(
     dataset: Annotated[str | None, typer.Option()] = None,
-    id: Annotated[list[int] | None, typer.Option("--id", help="replay only these, repeatable")] = None,
+    id: Annotated[
+        list[int] | None, typer.Option("--id", help="replay only these, repeatable")
+    ] = None,
     mapping: Annotated[Path | None, typer.Option(help="a corrected mapping to use")] = None,
     home: Home = None,
 ) -> None:

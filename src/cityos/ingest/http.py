@@ -56,7 +56,9 @@ def static_key_verifier(settings: "IngestSettings | None" = None) -> ApiKeyVerif
     s = settings or IngestSettings()
     key = s.api_key
     if key is not None and s.environment == "production" and key in _PLACEHOLDERS:
-        raise ConfigError("CITYOS_INGEST_API_KEY is a placeholder; set a long random value in production")
+        raise ConfigError(
+            "CITYOS_INGEST_API_KEY is a placeholder; set a long random value in production"
+        )
 
     def verify(candidate: str) -> bool:
         return key is not None and hmac.compare_digest(candidate.encode(), key.encode())
@@ -85,12 +87,22 @@ def api_key_dependency(verifier: ApiKeyVerifier | None = None) -> Callable[..., 
         if key is None and authorization and authorization.lower().startswith("bearer "):
             key = authorization[7:].strip()
         if not key:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "send an API key in the X-API-Key header",
-                                headers={"WWW-Authenticate": "Bearer"})
-        check = verifier or getattr(request.app.state, "ingest_api_key_verifier", None) or static_key_verifier()
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "send an API key in the X-API-Key header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        check = (
+            verifier
+            or getattr(request.app.state, "ingest_api_key_verifier", None)
+            or static_key_verifier()
+        )
         if not check(key):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "API key not accepted",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "API key not accepted",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return key
 
     return require_api_key
@@ -99,8 +111,10 @@ def api_key_dependency(verifier: ApiKeyVerifier | None = None) -> Callable[..., 
 def _default_store(request: Request) -> Store:
     store = getattr(request.app.state, "store", None)
     if store is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            "the server has no city store (set app.state.store)")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the server has no city store (set app.state.store)",
+        )
     return store  # type: ignore[no-any-return]
 
 
@@ -108,7 +122,9 @@ class PushBatch(BaseModel):
     """A batch of records in the source's own fields (the dataset's mapping applies)."""
 
     records: list[dict[str, Any]] = Field(max_length=MAX_RECORDS)
-    source: str | None = Field(default=None, max_length=200, description="name of the pushing system")
+    source: str | None = Field(
+        default=None, max_length=200, description="name of the pushing system"
+    )
 
 
 class Problem(BaseModel):
@@ -128,26 +144,40 @@ class PushResult(BaseModel):
     problems: list[Problem]
 
 
-def make_router(verifier: ApiKeyVerifier | None = None,
-                store: Callable[..., Store] = _default_store) -> APIRouter:
+def make_router(
+    verifier: ApiKeyVerifier | None = None, store: Callable[..., Store] = _default_store
+) -> APIRouter:
     """The push router, with its own key verifier and store provider if given."""
     r = APIRouter(prefix="/ingest", tags=["ingest"])
     key_dep = api_key_dependency(verifier)
 
-    @r.post("/{dataset}/records", response_model=PushResult,
-            summary="Push a batch of records; answers after they are stored")
-    def push(dataset: str, body: PushBatch, city: Annotated[Store, Depends(store)],
-             key: Annotated[str, Depends(key_dep)]) -> PushResult:
+    @r.post(
+        "/{dataset}/records",
+        response_model=PushResult,
+        summary="Push a batch of records; answers after they are stored",
+    )
+    def push(
+        dataset: str,
+        body: PushBatch,
+        city: Annotated[Store, Depends(store)],
+        key: Annotated[str, Depends(key_dep)],
+    ) -> PushResult:
         from cityos.ingest._push import push_records
 
         try:
-            res = push_records(city, dataset, body.records,
-                               source=f"http:{body.source}" if body.source else None)
+            res = push_records(
+                city, dataset, body.records, source=f"http:{body.source}" if body.source else None
+            )
         except DatasetNotFound as e:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(e)) from e
-        return PushResult(dataset=dataset, received=res.received, accepted=res.accepted,
-                          duplicates=res.duplicates, rejected=res.rejected,
-                          problems=[Problem(**p) for p in res.problems])
+        return PushResult(
+            dataset=dataset,
+            received=res.received,
+            accepted=res.accepted,
+            duplicates=res.duplicates,
+            rejected=res.rejected,
+            problems=[Problem(**p) for p in res.problems],
+        )
 
     return r
 

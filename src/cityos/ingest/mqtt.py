@@ -26,8 +26,15 @@ __all__ = ["MqttSource", "observation"]
 _UNSEEN = object()
 
 
-def observation(datastream: str, phenomenon_time: str, result: Any, *, x: float | None = None,
-                y: float | None = None, **extra: Any) -> dict[str, Any]:
+def observation(
+    datastream: str,
+    phenomenon_time: str,
+    result: Any,
+    *,
+    x: float | None = None,
+    y: float | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """An observation in the SensorThings-like format this module documents.
 
     Examples
@@ -35,7 +42,11 @@ def observation(datastream: str, phenomenon_time: str, result: Any, *, x: float 
     >>> observation("aq-1/pm25", "2026-03-02T08:00:00Z", 35.0, x=116.4, y=39.9)["location"]
     {'type': 'Point', 'coordinates': [116.4, 39.9]}
     """
-    o: dict[str, Any] = {"datastream": datastream, "phenomenonTime": phenomenon_time, "result": result}
+    o: dict[str, Any] = {
+        "datastream": datastream,
+        "phenomenonTime": phenomenon_time,
+        "result": result,
+    }
     if x is not None and y is not None:
         o["location"] = {"type": "Point", "coordinates": [x, y]}
     o.update(extra)
@@ -106,9 +117,14 @@ class _Pending:
             try:
                 value = _loads(payload)
             except (ValueError, UnicodeDecodeError) as e:
-                rejected.append(Rejected(f"mqtt:{self.topics[m]}#mid={self.mids[m]}",
-                                         payload.decode("utf8", "replace"), "payload.json",
-                                         f"payload is not JSON: {e}"))
+                rejected.append(
+                    Rejected(
+                        f"mqtt:{self.topics[m]}#mid={self.mids[m]}",
+                        payload.decode("utf8", "replace"),
+                        "payload.json",
+                        f"payload is not JSON: {e}",
+                    )
+                )
                 continue
             if isinstance(value, dict):
                 records.append(value)
@@ -122,8 +138,14 @@ class _Pending:
                     idx.append(m)
                     sub.append(j if len(recs) > 1 else -1)
                 else:
-                    rejected.append(Rejected(f"mqtt:{self.topics[m]}#mid={self.mids[m]}", r,
-                                             "payload.object", "a record must be a JSON object"))
+                    rejected.append(
+                        Rejected(
+                            f"mqtt:{self.topics[m]}#mid={self.mids[m]}",
+                            r,
+                            "payload.object",
+                            "a record must be a JSON object",
+                        )
+                    )
         return records, _Positions(self.topics, self.mids, idx, sub), rejected
 
 
@@ -159,11 +181,23 @@ class MqttSource(Source):
     kind = "mqtt"
     prefetch = True  # decode and map the next batch while the previous one is appended
 
-    def __init__(self, topics: dict[str, Mapping], *, host: str = "127.0.0.1", port: int = 1883,
-                 username: str | None = None, password: str | None = None, client_id: str | None = None,
-                 qos: int = 1, batch_rows: int = 5000, linger_s: float = 0.05,
-                 max_records: int | None = None, idle_timeout_s: float | None = None,
-                 connect_timeout_s: float = 15.0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        topics: dict[str, Mapping],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        qos: int = 1,
+        batch_rows: int = 5000,
+        linger_s: float = 0.05,
+        max_records: int | None = None,
+        idle_timeout_s: float | None = None,
+        connect_timeout_s: float = 15.0,
+        name: str | None = None,
+    ) -> None:
         if not topics:
             raise SourceError("MqttSource needs at least one topic pattern → mapping")
         self.topics = dict(topics)
@@ -175,8 +209,10 @@ class MqttSource(Source):
         self.max_records = max_records
         self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        super().__init__(list({m.dataset: m for m in topics.values()}.values()),
-                         name=name or f"mqtt:{host}:{port}/{','.join(topics)}")
+        super().__init__(
+            list({m.dataset: m for m in topics.values()}.values()),
+            name=name or f"mqtt:{host}:{port}/{','.join(topics)}",
+        )
         self.client_id = client_id or "cityos-" + hashlib.sha1(self.name.encode()).hexdigest()[:16]
         self._client: Any = None
         self._routes: dict[str, str | None] = {}
@@ -189,7 +225,10 @@ class MqttSource(Source):
             return found  # type: ignore[return-value]
         from paho.mqtt.client import topic_matches_sub
 
-        ds = next((m.dataset for pattern, m in self.topics.items() if topic_matches_sub(pattern, topic)), None)
+        ds = next(
+            (m.dataset for pattern, m in self.topics.items() if topic_matches_sub(pattern, topic)),
+            None,
+        )
         if len(self._routes) >= 100_000:  # bounded: one entry per distinct topic
             self._routes.clear()
         self._routes[topic] = ds
@@ -204,8 +243,12 @@ class MqttSource(Source):
             raise MissingDependency("paho-mqtt", "the MQTT source", "mqtt") from e
         from paho.mqtt.enums import CallbackAPIVersion
 
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
-                        manual_ack=True)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            manual_ack=True,
+        )
         if self.username is not None:
             c.username_pw_set(self.username, self.password)
         c.reconnect_delay_set(min_delay=1, max_delay=2)
@@ -232,8 +275,10 @@ class MqttSource(Source):
         c.loop_start()
         if not self.connected.wait(self.connect_timeout_s):
             c.loop_stop()
-            raise SourceError(f"cannot reach the MQTT broker at {self.host}:{self.port} within "
-                              f"{self.connect_timeout_s:.0f} s; is it running?")
+            raise SourceError(
+                f"cannot reach the MQTT broker at {self.host}:{self.port} within "
+                f"{self.connect_timeout_s:.0f} s; is it running?"
+            )
         return c
 
     def read(self, ctx: SourceContext) -> Iterator[Batch]:
@@ -267,7 +312,9 @@ class MqttSource(Source):
                 topic, mid, qos, payload = inbox.popleft()
                 got += 1
                 target = self._dataset_for(topic)
-                if target is None:  # subscribed pattern overlap with no mapping: acknowledge and drop
+                if (
+                    target is None
+                ):  # subscribed pattern overlap with no mapping: acknowledge and drop
                     if qos > 0:
                         client.ack(mid, qos)
                     continue
@@ -284,14 +331,22 @@ class MqttSource(Source):
             if got:
                 last_msg = now
                 taken += got
-            due = [ds for ds, p in pending.items() if len(p) >= self.batch_rows or now - p.since >= self.linger_s]
+            due = [
+                ds
+                for ds, p in pending.items()
+                if len(p) >= self.batch_rows or now - p.since >= self.linger_s
+            ]
             for ds in due:
                 yield batch(ds)
             if due or inbox:
                 continue
             if self.max_records is not None and taken >= self.max_records and not pending:
                 return
-            if self.idle_timeout_s is not None and now - last_msg > self.idle_timeout_s and not pending:
+            if (
+                self.idle_timeout_s is not None
+                and now - last_msg > self.idle_timeout_s
+                and not pending
+            ):
                 return
             wait = min((self.linger_s - (now - p.since) for p in pending.values()), default=0.2)
             # clear, then look again: a message appended in between is seen now or sets the

@@ -83,8 +83,11 @@ class STFrame:
         >>> len(MovingPoints.from_pandas(df, id="car", t="time", x="lon", y="lat"))
         1
         """
-        ren = {k: v for k, v in {id: ID_COL, t: TIME_COL, x: X_COL, y: Y_COL, geometry: GEOM_COL}.items()
-               if k in df.columns and k != v}
+        ren = {
+            k: v
+            for k, v in {id: ID_COL, t: TIME_COL, x: X_COL, y: Y_COL, geometry: GEOM_COL}.items()
+            if k in df.columns and k != v
+        }
         return cls.from_arrow(_to_table(df.rename(columns=ren)), schema)
 
     @classmethod
@@ -187,7 +190,15 @@ class PlainTable(STFrame):
 
 _BY_KIND: dict[ModelKind, type[STFrame]] = {
     c.kind: c
-    for c in (StaticFeatures, PointSeries, MovingPoints, RoadNetwork, NetworkSeries, Trajectories, PlainTable)
+    for c in (
+        StaticFeatures,
+        PointSeries,
+        MovingPoints,
+        RoadNetwork,
+        NetworkSeries,
+        Trajectories,
+        PlainTable,
+    )
 }
 
 

@@ -83,13 +83,23 @@ def _lenient_array(values: list[Any]) -> pa.Array:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        return pa.array([None if v is None or (isinstance(v, float) and v != v) else
-                         v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in values],
-                        pa.string())
+        return pa.array(
+            [
+                None
+                if v is None or (isinstance(v, float) and v != v)
+                else v.decode("latin-1")
+                if isinstance(v, bytes)
+                else str(v)
+                for v in values
+            ],
+            pa.string(),
+        )
 
 
 class _Problems:
-    def __init__(self, dataset: str | None, table: pa.Table | None, schema: DatasetSchema | None) -> None:
+    def __init__(
+        self, dataset: str | None, table: pa.Table | None, schema: DatasetSchema | None
+    ) -> None:
         self.dataset = dataset
         self.table = table
         self.schema = schema
@@ -109,8 +119,14 @@ class _Problems:
         for r in list(np.asarray(rows).tolist())[: _MAX_PROBLEMS - len(self.items)]:
             key = self._key(r)
             self.items.append(
-                {"dataset": self.dataset, "row": int(r), "key": key, "field": field,
-                 "expected": expected, "message": what}
+                {
+                    "dataset": self.dataset,
+                    "row": int(r),
+                    "key": key,
+                    "field": field,
+                    "expected": expected,
+                    "message": what,
+                }
             )
 
     def raise_if_any(self) -> None:
@@ -136,7 +152,11 @@ class _Problems:
 
 
 def _bad_rows(mask: pa.Array | np.ndarray) -> np.ndarray:
-    arr = mask.to_numpy(zero_copy_only=False) if isinstance(mask, pa.Array | pa.ChunkedArray) else mask
+    arr = (
+        mask.to_numpy(zero_copy_only=False)
+        if isinstance(mask, pa.Array | pa.ChunkedArray)
+        else mask
+    )
     return np.flatnonzero(np.asarray(arr, dtype=bool))
 
 
@@ -150,8 +170,12 @@ def _to_time(col: pa.ChunkedArray, name: str, probs: _Problems) -> pa.ChunkedArr
         parsed = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
         bad = _bad_rows(parsed.isna().to_numpy() & s.notna().to_numpy())
         if len(bad):
-            probs.add(bad, name, "an ISO 8601 timestamp such as 2026-03-02T08:00:00Z",
-                      "cannot parse timestamp " + repr(s.iloc[int(bad[0])]))
+            probs.add(
+                bad,
+                name,
+                "an ISO 8601 timestamp such as 2026-03-02T08:00:00Z",
+                "cannot parse timestamp " + repr(s.iloc[int(bad[0])]),
+            )
         return pa.chunked_array([pa.array(parsed.dt.as_unit("ms"), type=TS_TYPE)])
     if pa.types.is_integer(t) or pa.types.is_floating(t):
         # numbers are epoch seconds (as in most feeds); milliseconds when too large for seconds
@@ -176,8 +200,12 @@ def _check_time_range(col: pa.ChunkedArray, name: str, probs: _Problems, require
     vv = np.where(valid, v, lo)
     bad = _bad_rows(valid & ((vv < lo) | (vv >= hi)))
     if len(bad):
-        probs.add(bad, name, "a time between 1970-01-01 and 2100-01-01",
-                  f"timestamp {pd.Timestamp(int(vv[bad[0]]), unit='ms', tz='UTC')} is out of range")
+        probs.add(
+            bad,
+            name,
+            "a time between 1970-01-01 and 2100-01-01",
+            f"timestamp {pd.Timestamp(int(vv[bad[0]]), unit='ms', tz='UTC')} is out of range",
+        )
     if required:
         nulls = _bad_rows(~valid)
         if len(nulls):
@@ -200,12 +228,15 @@ def _cast(col: pa.ChunkedArray, typ: pa.DataType, name: str, probs: _Problems) -
             nonint = num.notna() & (num != np.floor(num.fillna(0)))
             bad = np.union1d(bad, _bad_rows(nonint.to_numpy()))
         if len(bad):
-            probs.add(bad, name, f"a value of type {typ}", f"cannot convert {s.iloc[int(bad[0])]!r}")
+            probs.add(
+                bad, name, f"a value of type {typ}", f"cannot convert {s.iloc[int(bad[0])]!r}"
+            )
             return pa.chunked_array([pa.nulls(len(s), typ)])
         return pa.chunked_array([pa.array(num, type=typ, from_pandas=True)])
     if pa.types.is_string(typ):
-        return pa.chunked_array([pa.array(s.map(lambda v: None if v is None or v != v else str(v)),
-                                          type=typ)])
+        return pa.chunked_array(
+            [pa.array(s.map(lambda v: None if v is None or v != v else str(v)), type=typ)]
+        )
     if pa.types.is_boolean(typ):
         m = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
         conv = s.map(lambda v: v if isinstance(v, bool) or v is None else m.get(str(v).lower()))
@@ -250,9 +281,13 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     """
     tbl = to_arrow_table(data)
     probs = _Problems(dataset, tbl, schema)
-    missing = [c for c in schema.canonical_columns if c not in tbl.column_names
-               and c not in (EDGES_COL, TIME_END_COL, TRAJ_COL)
-               and not (c == TIME_COL and schema.model is ModelKind.NETWORK_ST)]
+    missing = [
+        c
+        for c in schema.canonical_columns
+        if c not in tbl.column_names
+        and c not in (EDGES_COL, TIME_END_COL, TRAJ_COL)
+        and not (c == TIME_COL and schema.model is ModelKind.NETWORK_ST)
+    ]
     missing += [f.name for f in schema.fields if f.required and f.name not in tbl.column_names]
     if schema.point_layout and GEOM_COL in tbl.column_names:
         missing = [c for c in missing if c not in (X_COL, Y_COL)]
@@ -260,7 +295,9 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
         where = f"dataset {dataset!r}: " if dataset else ""
         raise ValidationError(
             f"{where}missing required column(s) {missing}; the batch has {tbl.column_names}",
-            dataset=dataset, field=missing[0], expected="column present",
+            dataset=dataset,
+            field=missing[0],
+            expected="column present",
         )
     n = tbl.num_rows
     cols: dict[str, pa.ChunkedArray] = {}
@@ -281,7 +318,11 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     for f in schema.fields:
         if f.name in tbl.column_names:
             c = tbl[f.name]
-            c = _to_time(c, f.name, probs) if f.type == "timestamp" else _cast(c, f.arrow_type, f.name, probs)
+            c = (
+                _to_time(c, f.name, probs)
+                if f.type == "timestamp"
+                else _cast(c, f.arrow_type, f.name, probs)
+            )
             if f.required:
                 nulls = _bad_rows(pc.is_null(c))
                 if len(nulls):
@@ -294,7 +335,12 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
                 hi = np.inf if f.maximum is None else f.maximum
                 bad = _bad_rows(~np.isnan(v) & ((v < lo) | (v > hi)))
                 if len(bad):
-                    probs.add(bad, f.name, f"a value in [{lo}, {hi}]", f"value {v[bad[0]]} is out of range")
+                    probs.add(
+                        bad,
+                        f.name,
+                        f"a value in [{lo}, {hi}]",
+                        f"value {v[bad[0]]} is out of range",
+                    )
             cols[f.name] = c
         else:
             f_type = f.arrow_type
@@ -306,8 +352,9 @@ def conform(data: Any, schema: DatasetSchema, dataset: str | None = None) -> pa.
     return pa.table(cols)
 
 
-
-def _points(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArray], probs: _Problems) -> None:
+def _points(
+    tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArray], probs: _Problems
+) -> None:
     if X_COL in tbl.column_names and Y_COL in tbl.column_names:
         xs = _cast(tbl[X_COL], pa.float64(), X_COL, probs)
         ys = _cast(tbl[Y_COL], pa.float64(), Y_COL, probs)
@@ -333,8 +380,12 @@ def _points(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArra
             out = _bad_rows(np.isfinite(v) & ((v < lo) | (v > hi)))
             if len(out):
                 what = "longitude" if lohi == 0 else "latitude"
-                probs.add(out, name, f"a {what} in [{lo}, {hi}] ({schema.crs})",
-                          f"{what} {v[out[0]]} is out of range")
+                probs.add(
+                    out,
+                    name,
+                    f"a {what} in [{lo}, {hi}] ({schema.crs})",
+                    f"{what} {v[out[0]]} is out of range",
+                )
     cols[X_COL] = pa.chunked_array([pa.array(x, type=pa.float64())])
     cols[Y_COL] = pa.chunked_array([pa.array(y, type=pa.float64())])
 
@@ -347,9 +398,11 @@ def _geometry(tbl: pa.Table, schema: DatasetSchema, probs: _Problems) -> pa.Chun
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         geoms = shapely.from_wkt(vals, on_invalid="ignore")
     else:
-        geoms = np.array([g if hasattr(g, "geom_type") else None for g in vals], dtype=object) \
-            if vals.dtype == object and len(vals) and hasattr(vals[0], "geom_type") \
+        geoms = (
+            np.array([g if hasattr(g, "geom_type") else None for g in vals], dtype=object)
+            if vals.dtype == object and len(vals) and hasattr(vals[0], "geom_type")
             else shapely.from_wkb(vals, on_invalid="ignore")
+        )
     missing = shapely.is_missing(geoms)
     bad = _bad_rows(missing)
     if len(bad):
@@ -361,29 +414,54 @@ def _geometry(tbl: pa.Table, schema: DatasetSchema, probs: _Problems) -> pa.Chun
             types = np.array([g.geom_type if g is not None else "" for g in geoms])
             wrong = _bad_rows(ok & ~np.isin(types, list(allowed)))
             if len(wrong):
-                probs.add(wrong, GEOM_COL, f"a {schema.geometry_type} geometry ({'/'.join(sorted(allowed))})",
-                          f"geometry is a {types[wrong[0]]}")
+                probs.add(
+                    wrong,
+                    GEOM_COL,
+                    f"a {schema.geometry_type} geometry ({'/'.join(sorted(allowed))})",
+                    f"geometry is a {types[wrong[0]]}",
+                )
         invalid = _bad_rows(ok & ~shapely.is_valid(geoms))
         if len(invalid):
-            probs.add(invalid, GEOM_COL, "a valid geometry",
-                      "geometry is invalid: " + str(shapely.is_valid_reason(geoms[invalid[0]])))
+            probs.add(
+                invalid,
+                GEOM_COL,
+                "a valid geometry",
+                "geometry is invalid: " + str(shapely.is_valid_reason(geoms[invalid[0]])),
+            )
         b = _crs_bounds(schema.crs)
         bounds = shapely.bounds(geoms)
         nonfinite = _bad_rows(ok & ~np.isfinite(bounds).all(axis=1))
         if len(nonfinite):
-            probs.add(nonfinite, GEOM_COL, "finite coordinates", "geometry has NaN or infinite coordinates")
+            probs.add(
+                nonfinite,
+                GEOM_COL,
+                "finite coordinates",
+                "geometry has NaN or infinite coordinates",
+            )
         if b is not None:
             with np.errstate(invalid="ignore"):
-                out = _bad_rows(ok & ((bounds[:, 0] < b[0]) | (bounds[:, 1] < b[1]) |
-                                      (bounds[:, 2] > b[2]) | (bounds[:, 3] > b[3])))
+                out = _bad_rows(
+                    ok
+                    & (
+                        (bounds[:, 0] < b[0])
+                        | (bounds[:, 1] < b[1])
+                        | (bounds[:, 2] > b[2])
+                        | (bounds[:, 3] > b[3])
+                    )
+                )
             if len(out):
-                probs.add(out, GEOM_COL, f"coordinates within {b} ({schema.crs})",
-                          "geometry lies outside the valid longitude/latitude range")
+                probs.add(
+                    out,
+                    GEOM_COL,
+                    f"coordinates within {b} ({schema.crs})",
+                    "geometry lies outside the valid longitude/latitude range",
+                )
     return pa.chunked_array([pa.array(shapely.to_wkb(geoms), type=pa.binary())])
 
 
-def _trajectory(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArray],
-                probs: _Problems) -> None:
+def _trajectory(
+    tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.ChunkedArray], probs: _Problems
+) -> None:
     import shapely
 
     if TRAJ_COL in tbl.column_names:
@@ -393,8 +471,12 @@ def _trajectory(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.Chunked
     geoms = shapely.from_wkb(cols[GEOM_COL].to_numpy(zero_copy_only=False), on_invalid="ignore")
     npts = shapely.get_num_coordinates(geoms)
     if TIMES_COL not in tbl.column_names:
-        probs.add(list(range(min(tbl.num_rows, 1))), TIMES_COL, "a list of timestamps, one per point",
-                  "trajectory has no per-point times")
+        probs.add(
+            list(range(min(tbl.num_rows, 1))),
+            TIMES_COL,
+            "a list of timestamps, one per point",
+            "trajectory has no per-point times",
+        )
         return
     times = tbl[TIMES_COL].combine_chunks()
     if not (pa.types.is_list(times.type) or pa.types.is_large_list(times.type)):
@@ -411,8 +493,12 @@ def _trajectory(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.Chunked
     lens = pc.list_value_length(times).to_numpy(zero_copy_only=False)
     bad = _bad_rows(lens != npts)
     if len(bad):
-        probs.add(bad, TIMES_COL, "one timestamp per point",
-                  f"{lens[bad[0]]} timestamps for {npts[bad[0]]} points")
+        probs.add(
+            bad,
+            TIMES_COL,
+            "one timestamp per point",
+            f"{lens[bad[0]]} timestamps for {npts[bad[0]]} points",
+        )
     fv = flat.cast(pa.int64()).to_numpy(zero_copy_only=False)
     off = offsets.to_numpy()
     if len(fv) > 1:
@@ -421,8 +507,12 @@ def _trajectory(tbl: pa.Table, schema: DatasetSchema, cols: dict[str, pa.Chunked
         dec = dec[~np.isin(dec, off)]
         if len(dec):
             rows = np.searchsorted(off, dec, side="right") - 1
-            probs.add(np.unique(rows), TIMES_COL, "non-decreasing times along a trajectory",
-                      "time goes backwards inside the trajectory")
+            probs.add(
+                np.unique(rows),
+                TIMES_COL,
+                "non-decreasing times along a trajectory",
+                "time goes backwards inside the trajectory",
+            )
     starts = np.where(lens > 0, fv[np.minimum(off[:-1], max(len(fv) - 1, 0))] if len(fv) else 0, 0)
     ends = np.where(lens > 0, fv[np.maximum(off[1:] - 1, 0)] if len(fv) else 0, 0)
     cols[TIMES_COL] = pa.chunked_array([times])

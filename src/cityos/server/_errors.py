@@ -69,8 +69,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse(_body("malformed JSON body", "MalformedJSON"), status_code=400)
-    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
-              for e in errors]
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
+        for e in errors
+    ]
     return JSONResponse(_body(detail, "RequestValidationError"), status_code=422)
 
 
@@ -140,23 +142,36 @@ class BodyLimit:
 
     async def _refuse(self, send: Send) -> None:
         resp = JSONResponse(
-            _body(f"request body exceeds the limit of {self.max_bytes} bytes; send less "
-                  "(or split large writes into batches)", "PayloadTooLarge"), status_code=413)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": resp.raw_headers})
+            _body(
+                f"request body exceeds the limit of {self.max_bytes} bytes; send less "
+                "(or split large writes into batches)",
+                "PayloadTooLarge",
+            ),
+            status_code=413,
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": resp.raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(_body(exc.detail, "HTTPError"), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        _body(exc.detail, "HTTPError"),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 #: Error answers every route may give, for the OpenAPI document.
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
-    for code, text in [(400, "Malformed request"), (401, "Not authenticated"),
-                       (403, "Not allowed"), (404, "Not found"), (409, "Conflict"),
-                       (413, "Body too large"), (422, "Invalid input")]
+    for code, text in [
+        (400, "Malformed request"),
+        (401, "Not authenticated"),
+        (403, "Not allowed"),
+        (404, "Not found"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Invalid input"),
+    ]
 }

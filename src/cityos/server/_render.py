@@ -84,8 +84,9 @@ def _features(table: pa.Table) -> list[dict[str, Any]]:
     return out
 
 
-def render(result: SecureResult, *, fmt: str | None, accept: str | None, offset: int,
-           limit: int | None) -> Response:
+def render(
+    result: SecureResult, *, fmt: str | None, accept: str | None, offset: int, limit: int | None
+) -> Response:
     """The response for one page of ``result``.
 
     ``fmt`` (``json``, ``geojson`` or ``arrow``) wins over the ``Accept`` header; the
@@ -107,11 +108,23 @@ def render(result: SecureResult, *, fmt: str | None, accept: str | None, offset:
             writer.write_table(page)
         return Response(sink.getvalue().to_pybytes(), media_type=ARROW, headers=headers)
     if fmt == "geojson":
-        body: dict[str, Any] = {"type": "FeatureCollection", "features": _features(page),
-                                "total": total, "offset": offset, "next_offset": nxt}
+        body: dict[str, Any] = {
+            "type": "FeatureCollection",
+            "features": _features(page),
+            "total": total,
+            "offset": offset,
+            "next_offset": nxt,
+        }
         media = GEOJSON
     else:
-        body = {"total": total, "offset": offset, "limit": lim, "next_offset": nxt,
-                "columns": page.column_names, "masked": result.masked, "rows": _rows(page)}
+        body = {
+            "total": total,
+            "offset": offset,
+            "limit": lim,
+            "next_offset": nxt,
+            "columns": page.column_names,
+            "masked": result.masked,
+            "rows": _rows(page),
+        }
         media = "application/json"
     return Response(_dumps(body), media_type=media, headers=headers)

@@ -56,14 +56,13 @@ def create_app(
             settings.home.mkdir(parents=True, exist_ok=True)
         db = Database(settings.database_url)
     db.migrate()
-    factory: Callable[[], Any] = (lambda: store) if store is not None else _store_factory(
-        settings)
+    factory: Callable[[], Any] = (lambda: store) if store is not None else _store_factory(settings)
     app = FastAPI(
         title="CityOS API",
         version=cityos.__version__,
         description="Datasets, queries, identity, data rights and audit of one CityOS city. "
-                    "Authenticate with a bearer token from `POST /auth/token` or an "
-                    "`X-API-Key` header.",
+        "Authenticate with a bearer token from `POST /auth/token` or an "
+        "`X-API-Key` header.",
     )
     app.state.city = City(settings=settings, db=db, store_factory=factory)
     install_error_handlers(app)
@@ -82,8 +81,14 @@ def _store_factory(settings: Settings) -> Callable[[], Any]:
     return open_store
 
 
-def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 8000, *,
-          log_level: str = "info", access_log: bool = True) -> None:
+def serve(
+    settings: Settings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    log_level: str = "info",
+    access_log: bool = True,
+) -> None:
     """Run the API with uvicorn until interrupted (``cityos serve``).
 
     Binds to loopback by default; pass ``host="0.0.0.0"`` deliberately to expose it.
@@ -95,5 +100,12 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     from cityos._compat import import_optional
 
     uvicorn = import_optional("uvicorn", "the API server")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
-                access_log=access_log, http="auto", loop="auto")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        http="auto",
+        loop="auto",
+    )

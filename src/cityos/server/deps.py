@@ -73,12 +73,18 @@ def get_session(city: CityDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
-_AUTH_REQUIRED = ("authentication required: send 'Authorization: Bearer <token>' (from "
-                  "POST /auth/token) or 'X-API-Key: <key>'")
-oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False,
-                              description="Short-lived access token from POST /auth/token")
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                              description="Long-lived API key for machines")
+_AUTH_REQUIRED = (
+    "authentication required: send 'Authorization: Bearer <token>' (from "
+    "POST /auth/token) or 'X-API-Key: <key>'"
+)
+oauth2 = OAuth2PasswordBearer(
+    tokenUrl="/auth/token",
+    auto_error=False,
+    description="Short-lived access token from POST /auth/token",
+)
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Long-lived API key for machines"
+)
 
 
 def get_current_user(
@@ -128,10 +134,10 @@ async def get_caller(
 
 
 async def get_secure_store(
-        city: CityDep, user: Annotated[Principal, Depends(get_caller)]) -> SecureStore:
+    city: CityDep, user: Annotated[Principal, Depends(get_caller)]
+) -> SecureStore:
     # opening the store (first request only) does I/O: keep it off the event loop
-    store = city._store if city._store is not None else await run_in_threadpool(
-        lambda: city.store)
+    store = city._store if city._store is not None else await run_in_threadpool(lambda: city.store)
     return SecureStore(store, user, mask_key=city.secret.encode())
 
 

@@ -79,8 +79,12 @@ class Token(BaseModel):
 
 class UserCreate(_Body):
     username: Name
-    password: str | None = Field(default=None, min_length=8, max_length=1000,
-                                 description="omit for a machine user (API keys only)")
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=1000,
+        description="omit for a machine user (API keys only)",
+    )
     full_name: str = Field(default="", max_length=200)
     department: Name | None = None
     roles: list[Name] = Field(default_factory=list, max_length=50)
@@ -202,8 +206,9 @@ class DatasetPublic(BaseModel):
 class Region(_Body):
     """A query area: exactly one of ``bbox``, ``wkt`` or ``geojson``."""
 
-    bbox: list[Coord] | None = Field(default=None, min_length=4, max_length=4,
-                                     description="[minx, miny, maxx, maxy]")
+    bbox: list[Coord] | None = Field(
+        default=None, min_length=4, max_length=4, description="[minx, miny, maxx, maxy]"
+    )
     wkt: str | None = Field(default=None, max_length=100_000)
     geojson: dict[str, Any] | None = None
     crs: str | None = Field(default=None, max_length=100)
@@ -227,8 +232,11 @@ class Region(_Body):
         if self.bbox is not None:
             return tuple(self.bbox)
         try:
-            geom = (shapely.from_wkt(self.wkt) if self.wkt is not None
-                    else shapely.geometry.shape(self.geojson))
+            geom = (
+                shapely.from_wkt(self.wkt)
+                if self.wkt is not None
+                else shapely.geometry.shape(self.geojson)
+            )
         except (ShapelyError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise ValueError(f"query geometry cannot be read: {exc}") from exc
         if geom is None or geom.is_empty or not geom.is_valid:
@@ -264,8 +272,7 @@ class STRangeQuery(_Window):
 
 
 class IdTemporalQuery(_Window):
-    ids: list[Annotated[str, Field(max_length=200)] | int] = Field(min_length=1,
-                                                                   max_length=10_000)
+    ids: list[Annotated[str, Field(max_length=200)] | int] = Field(min_length=1, max_length=10_000)
 
 
 class KnnQuery(_Window):
@@ -277,7 +284,8 @@ class KnnQuery(_Window):
 
 class SimilarQuery(_Window):
     coords: list[Annotated[list[Coord], Field(min_length=2, max_length=2)]] = Field(
-        min_length=2, max_length=10_000)
+        min_length=2, max_length=10_000
+    )
     k: int = Field(ge=1, le=1000)
     metric: Literal["dtw", "frechet"] = "dtw"
 
@@ -316,9 +324,10 @@ class AggregateQuery(_Window):
     grid: GridSpec | None = None
     regions: DatasetName | None = None
     time_bin: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}(min|h|D|s)$")] | None = "1h"
-    aggs: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")],
-               Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]] = Field(
-        default_factory=lambda: {"n": "count"}, max_length=50)
+    aggs: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")],
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")],
+    ] = Field(default_factory=lambda: {"n": "count"}, max_length=50)
 
     @model_validator(mode="after")
     def _one(self) -> AggregateQuery:

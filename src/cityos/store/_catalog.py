@@ -224,11 +224,18 @@ class StatsArrays:
 
             flat = cat(hs, np.uint32)
             order = np.argsort(flat, kind="stable")
-            self._by_hash = (flat[order], cat(owner, np.int64)[order], cat(t0, np.int64)[order],
-                             cat(t1, np.int64)[order], unknown)
+            self._by_hash = (
+                flat[order],
+                cat(owner, np.int64)[order],
+                cat(t0, np.int64)[order],
+                cat(t1, np.int64)[order],
+                unknown,
+            )
         return self._by_hash
 
-    def rows_with_ids(self, hashes: np.ndarray, start: int | None = None, end: int | None = None) -> np.ndarray:
+    def rows_with_ids(
+        self, hashes: np.ndarray, start: int | None = None, end: int | None = None
+    ) -> np.ndarray:
         """Mask of row groups that may hold any of the id ``hashes`` in [start, end): one binary
         search per hash in a (hash, row group, time span) index built once per dataset
         version, so a group where the object appears only outside the window is skipped.
@@ -256,9 +263,8 @@ def _parse_schema(text: str) -> DatasetSchema:
 class Catalog:
     """Datasets, files and statistics in the relational database."""
 
-    _schema_q = (
-        select(DatasetRow.id, DatasetRow.schema_json, DatasetRow.version)
-        .where(DatasetRow.name == bindparam("name"))
+    _schema_q = select(DatasetRow.id, DatasetRow.schema_json, DatasetRow.version).where(
+        DatasetRow.name == bindparam("name")
     )
 
     def __init__(self, db: Database) -> None:
@@ -267,7 +273,9 @@ class Catalog:
         self._lock = threading.Lock()
 
     # -- datasets ----------------------------------------------------------------------
-    def create(self, name: str, schema: DatasetSchema, description: str = "", exist_ok: bool = False) -> None:
+    def create(
+        self, name: str, schema: DatasetSchema, description: str = "", exist_ok: bool = False
+    ) -> None:
         with self.db.session() as s:
             existing = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
             if existing is not None:
@@ -278,9 +286,18 @@ class Catalog:
                         f"dataset {name!r} exists with a different schema ({existing.model}); "
                         "drop it first or use another name"
                     )
-                raise DatasetExists(f"dataset {name!r} already exists; pass exist_ok=True or pick another name")
-            s.add(DatasetRow(name=name, model=str(schema.model), schema_json=schema.to_json(),
-                             version=0, description=description))
+                raise DatasetExists(
+                    f"dataset {name!r} already exists; pass exist_ok=True or pick another name"
+                )
+            s.add(
+                DatasetRow(
+                    name=name,
+                    model=str(schema.model),
+                    schema_json=schema.to_json(),
+                    version=0,
+                    description=description,
+                )
+            )
 
     def names(self) -> list[str]:
         with self.db.session() as s:
@@ -308,24 +325,41 @@ class Catalog:
 
     def all(self) -> list[DatasetInfo]:
         with self.db.session() as s:
-            return [self._info(s, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))]
+            return [
+                self._info(s, r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))
+            ]
 
     def _info(self, s: Session, row: DatasetRow) -> DatasetInfo:
         from sqlalchemy import func
 
         agg = s.execute(
             select(
-                func.count(FileRow.id), func.coalesce(func.sum(FileRow.rows), 0),
-                func.coalesce(func.sum(FileRow.bytes), 0), func.min(FileRow.t_min),
-                func.max(FileRow.t_max), func.min(FileRow.x_min), func.min(FileRow.y_min),
-                func.max(FileRow.x_max), func.max(FileRow.y_max),
+                func.count(FileRow.id),
+                func.coalesce(func.sum(FileRow.rows), 0),
+                func.coalesce(func.sum(FileRow.bytes), 0),
+                func.min(FileRow.t_min),
+                func.max(FileRow.t_max),
+                func.min(FileRow.x_min),
+                func.min(FileRow.y_min),
+                func.max(FileRow.x_max),
+                func.max(FileRow.y_max),
             ).where(FileRow.dataset_id == row.id)
         ).one()
-        bbox = None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))  # type: ignore[arg-type]
+        bbox = (
+            None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))
+        )  # type: ignore[arg-type]
         return DatasetInfo(
-            id=row.id, name=row.name, schema=DatasetSchema.from_json(row.schema_json),
-            version=row.version, description=row.description, created_at=row.created_at,
-            rows=int(agg[1]), files=int(agg[0]), bytes=int(agg[2]), t_min=agg[3], t_max=agg[4],
+            id=row.id,
+            name=row.name,
+            schema=DatasetSchema.from_json(row.schema_json),
+            version=row.version,
+            description=row.description,
+            created_at=row.created_at,
+            rows=int(agg[1]),
+            files=int(agg[0]),
+            bytes=int(agg[2]),
+            t_min=agg[3],
+            t_max=agg[4],
             bbox=bbox,
         )
 
@@ -380,32 +414,61 @@ class Catalog:
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"dataset {name!r} changed during this {kind}; retry")
-            commit = CommitRow(dataset_id=row.id, kind=kind, rows_added=rows_added,
-                               rows_removed=rows_removed, source=source)
+            commit = CommitRow(
+                dataset_id=row.id,
+                kind=kind,
+                rows_added=rows_added,
+                rows_removed=rows_removed,
+                source=source,
+            )
             s.add(commit)
             s.flush()
             if remove_paths:
-                fids = select(FileRow.id).where(FileRow.dataset_id == row.id, FileRow.path.in_(remove_paths))
+                fids = select(FileRow.id).where(
+                    FileRow.dataset_id == row.id, FileRow.path.in_(remove_paths)
+                )
                 s.execute(delete(RowGroupRow).where(RowGroupRow.file_id.in_(fids)))
-                n = s.execute(delete(FileRow).where(FileRow.dataset_id == row.id,
-                                                    FileRow.path.in_(remove_paths))).rowcount  # type: ignore[attr-defined]
+                n = s.execute(
+                    delete(FileRow).where(
+                        FileRow.dataset_id == row.id, FileRow.path.in_(remove_paths)
+                    )
+                ).rowcount  # type: ignore[attr-defined]
                 if n != len(remove_paths):
                     raise ConflictError(f"dataset {name!r}: files to replace are gone; retry")
             for fe in add:
                 f = FileRow(
-                    dataset_id=row.id, path=fe.path, partition=fe.partition, rows=fe.rows,
-                    bytes=fe.bytes, t_min=fe._agg("t_min", min), t_max=fe._agg("t_max", max),
-                    x_min=fe._agg("x_min", min), y_min=fe._agg("y_min", min),
-                    x_max=fe._agg("x_max", max), y_max=fe._agg("y_max", max), commit_id=commit.id,
+                    dataset_id=row.id,
+                    path=fe.path,
+                    partition=fe.partition,
+                    rows=fe.rows,
+                    bytes=fe.bytes,
+                    t_min=fe._agg("t_min", min),
+                    t_max=fe._agg("t_max", max),
+                    x_min=fe._agg("x_min", min),
+                    y_min=fe._agg("y_min", min),
+                    x_max=fe._agg("x_max", max),
+                    y_max=fe._agg("y_max", max),
+                    commit_id=commit.id,
                 )
                 s.add(f)
                 s.flush()
-                s.add_all([
-                    RowGroupRow(file_id=f.id, rg=r.rg, rows=r.rows, t_min=r.t_min, t_max=r.t_max,
-                                x_min=r.x_min, y_min=r.y_min, x_max=r.x_max, y_max=r.y_max,
-                                id_hashes=r.id_hashes)
-                    for r in fe.row_groups
-                ])
+                s.add_all(
+                    [
+                        RowGroupRow(
+                            file_id=f.id,
+                            rg=r.rg,
+                            rows=r.rows,
+                            t_min=r.t_min,
+                            t_max=r.t_max,
+                            x_min=r.x_min,
+                            y_min=r.y_min,
+                            x_max=r.x_max,
+                            y_max=r.y_max,
+                            id_hashes=r.id_hashes,
+                        )
+                        for r in fe.row_groups
+                    ]
+                )
             return base_version + 1
 
     # -- statistics for pruning ----------------------------------------------------------
@@ -421,9 +484,18 @@ class Catalog:
             with self.db.session() as s:
                 row = self._row(s, name)
                 rows = s.execute(
-                    select(FileRow.path, RowGroupRow.rg, RowGroupRow.rows, RowGroupRow.t_min,
-                           RowGroupRow.t_max, RowGroupRow.x_min, RowGroupRow.y_min,
-                           RowGroupRow.x_max, RowGroupRow.y_max, RowGroupRow.id_hashes)
+                    select(
+                        FileRow.path,
+                        RowGroupRow.rg,
+                        RowGroupRow.rows,
+                        RowGroupRow.t_min,
+                        RowGroupRow.t_max,
+                        RowGroupRow.x_min,
+                        RowGroupRow.y_min,
+                        RowGroupRow.x_max,
+                        RowGroupRow.y_max,
+                        RowGroupRow.id_hashes,
+                    )
                     .join(RowGroupRow, RowGroupRow.file_id == FileRow.id)
                     .where(FileRow.dataset_id == row.id)
                     .order_by(FileRow.id, RowGroupRow.rg)
@@ -442,11 +514,17 @@ class Catalog:
 
             big = np.iinfo(np.int64).max
             st = StatsArrays(
-                version=actual_version, paths=paths, file_index=fidx,
-                rg=col(1, "int64", 0), rows=col(2, "int64", 0),
-                t_min=col(3, "int64", -big), t_max=col(4, "int64", big),
-                x_min=col(5, "float64", -np.inf), y_min=col(6, "float64", -np.inf),
-                x_max=col(7, "float64", np.inf), y_max=col(8, "float64", np.inf),
+                version=actual_version,
+                paths=paths,
+                file_index=fidx,
+                rg=col(1, "int64", 0),
+                rows=col(2, "int64", 0),
+                t_min=col(3, "int64", -big),
+                t_max=col(4, "int64", big),
+                x_min=col(5, "float64", -np.inf),
+                y_min=col(6, "float64", -np.inf),
+                x_max=col(7, "float64", np.inf),
+                y_max=col(8, "float64", np.inf),
                 id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
             )
             self._stats[name] = st

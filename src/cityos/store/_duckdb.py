@@ -36,7 +36,9 @@ _LB_SAFETY = 0.99
 
 
 def _bin_ms(spec: Aggregate) -> int | None:
-    return None if spec.time_bin is None else int(pd.Timedelta(spec.time_bin).total_seconds() * 1000)
+    return (
+        None if spec.time_bin is None else int(pd.Timedelta(spec.time_bin).total_seconds() * 1000)
+    )
 
 
 class DuckDBEngine(QueryEngine):
@@ -44,8 +46,13 @@ class DuckDBEngine(QueryEngine):
 
     name = "duckdb"
 
-    def _scan(self, ctx: DatasetContext, pred: Predicate, info: dict[str, Any],
-              columns: list[str] | None = None) -> pa.Table:
+    def _scan(
+        self,
+        ctx: DatasetContext,
+        pred: Predicate,
+        info: dict[str, Any],
+        columns: list[str] | None = None,
+    ) -> pa.Table:
         plan = plan_scan(ctx.stats, pred)
         info["files_read"] = info.get("files_read", 0) + len(plan.files)
         info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
@@ -69,25 +76,29 @@ class DuckDBEngine(QueryEngine):
             need.add("geometry")
         return sorted(need)
 
-    def _range(self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None,
-               info: dict[str, Any]) -> pa.Table:
+    def _range(
+        self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
+    ) -> pa.Table:
         if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
             columns = list(dict.fromkeys([*columns, "x", "y"]))
         return self._scan(ctx, pred, info, columns)
 
-    def _expanding(self, ctx: DatasetContext, x: float, y: float, pred: Predicate, info: dict[str, Any]):  # type: ignore[no-untyped-def]
+    def _expanding(
+        self, ctx: DatasetContext, x: float, y: float, pred: Predicate, info: dict[str, Any]
+    ):  # type: ignore[no-untyped-def]
         """Yield (table of candidate rows, lower bound of everything not yet read), reading
         row groups nearest first."""
         st = ctx.stats
         idx = np.flatnonzero(prune_mask(st, pred))
-        lb = point_bbox_distance(x, y, st.x_min[idx], st.y_min[idx], st.x_max[idx], st.y_max[idx],
-                                 ctx.schema.geographic)
+        lb = point_bbox_distance(
+            x, y, st.x_min[idx], st.y_min[idx], st.x_max[idx], st.y_max[idx], ctx.schema.geographic
+        )
         if ctx.schema.geographic:
             lb = lb * _LB_SAFETY
         order = np.argsort(lb, kind="stable")
         pos, step = 0, 4
         while pos < len(order):
-            take = order[pos:pos + step]
+            take = order[pos : pos + step]
             pos += len(take)
             step *= 2
             m = np.zeros(len(st.rg), dtype=bool)
@@ -101,16 +112,19 @@ class DuckDBEngine(QueryEngine):
             nxt = float(lb[order[pos]]) if pos < len(order) else np.inf
             yield tbl, nxt
 
-    def _knn(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-             info: dict[str, Any]) -> pa.Table:
+    def _knn(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         best: pa.Table | None = None
         for tbl, nxt in self._expanding(ctx, x, y, pred, info):
             d = distances(tbl, x, y, ctx.schema.geographic)
             tbl = tbl.append_column(DIST_COL, pa.array(d))
             best = tbl if best is None else pa.concat_tables([best, tbl])
-            best = best.sort_by([(DIST_COL, "ascending"), (ID_COL, "ascending"), (TIME_COL, "ascending")]
-                                if TIME_COL in best.column_names else
-                                [(DIST_COL, "ascending"), (ID_COL, "ascending")]).slice(0, k)
+            best = best.sort_by(
+                [(DIST_COL, "ascending"), (ID_COL, "ascending"), (TIME_COL, "ascending")]
+                if TIME_COL in best.column_names
+                else [(DIST_COL, "ascending"), (ID_COL, "ascending")]
+            ).slice(0, k)
             if best.num_rows >= k and best[DIST_COL][k - 1].as_py() < nxt:
                 break
         if best is None:
@@ -118,57 +132,105 @@ class DuckDBEngine(QueryEngine):
             return e.append_column(DIST_COL, pa.array([], pa.float64()))
         return best
 
-    def _knn_trajectories(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-                          info: dict[str, Any]) -> pa.Table:
+    def _knn_trajectories(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         best: pd.Series = pd.Series(dtype="float64")
         for tbl, nxt in self._expanding(ctx, x, y, pred, info):
             if tbl.num_rows:
-                d = pd.Series(distances(tbl, x, y, ctx.schema.geographic),
-                              index=tbl[ID_COL].to_numpy(zero_copy_only=False))
+                d = pd.Series(
+                    distances(tbl, x, y, ctx.schema.geographic),
+                    index=tbl[ID_COL].to_numpy(zero_copy_only=False),
+                )
                 best = pd.concat([best, d.groupby(level=0).min()]).groupby(level=0).min()
             top = _top_objects(best, k)
             if len(top) >= k and top[DIST_COL].iloc[k - 1] < nxt:
                 break
         top = _top_objects(best, k)
         typ = pa.string() if ctx.schema.id_type == "string" else pa.int64()
-        return pa.table({ID_COL: pa.array(top[ID_COL].tolist(), typ),
-                         DIST_COL: pa.array(top[DIST_COL].to_numpy(), pa.float64())})
+        return pa.table(
+            {
+                ID_COL: pa.array(top[ID_COL].tolist(), typ),
+                DIST_COL: pa.array(top[DIST_COL].to_numpy(), pa.float64()),
+            }
+        )
 
-    def _similar(self, ctx: DatasetContext, coords: np.ndarray, k: int, metric: str, pred: Predicate,
-                 info: dict[str, Any]) -> pa.Table:
+    def _similar(
+        self,
+        ctx: DatasetContext,
+        coords: np.ndarray,
+        k: int,
+        metric: str,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         tbl = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y"])
         ids, trajs = group_trajectories(tbl)
         top_ids, d = similarity_topk(ids, trajs, coords, k, metric, ctx.schema.geographic)
         typ = pa.string() if ctx.schema.id_type == "string" else pa.int64()
         return pa.table({ID_COL: pa.array(list(top_ids), typ), DIST_COL: pa.array(d, pa.float64())})
 
-    def _join_regions(self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table:
+    def _join_regions(
+        self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         pts = self._scan(ctx, pred, info)
         reg = self._scan(regions, Predicate(), {})
         pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), reg)
         out = pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
-        return out.sort_by([(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
-                           if TIME_COL in out.column_names else [(ID_COL, "ascending"), (REGION_COL, "ascending")])
+        return out.sort_by(
+            [(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
+            if TIME_COL in out.column_names
+            else [(ID_COL, "ascending"), (REGION_COL, "ascending")]
+        )
 
-    def _join_nearest(self, ctx: DatasetContext, lines: DatasetContext, max_d: float, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table:
+    def _join_nearest(
+        self,
+        ctx: DatasetContext,
+        lines: DatasetContext,
+        max_d: float,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         pts = self._scan(ctx, pred, info)
         ln = self._scan(lines, Predicate(), {})
         ref = _reference(ctx)
         tree, lids = lines_index(ln, ctx.schema.crs, ctx.schema.geographic, ref)
-        pi, eid, d = nearest_lines(pts["x"].to_numpy(), pts["y"].to_numpy(), tree, lids, max_d,
-                                   ctx.schema.crs, ctx.schema.geographic, ref)
+        pi, eid, d = nearest_lines(
+            pts["x"].to_numpy(),
+            pts["y"].to_numpy(),
+            tree,
+            lids,
+            max_d,
+            ctx.schema.crs,
+            ctx.schema.geographic,
+            ref,
+        )
         out = pts.take(pa.array(pi, pa.int64()))
-        out = out.append_column(EDGE_COL, pa.array(eid)).append_column(DIST_COL, pa.array(d, pa.float64()))
-        keys = [(ID_COL, "ascending")] + ([(TIME_COL, "ascending")] if TIME_COL in out.column_names else [])
+        out = out.append_column(EDGE_COL, pa.array(eid)).append_column(
+            DIST_COL, pa.array(d, pa.float64())
+        )
+        keys = [(ID_COL, "ascending")] + (
+            [(TIME_COL, "ascending")] if TIME_COL in out.column_names else []
+        )
         return out.sort_by(keys)
 
-    def _aggregate(self, ctx: DatasetContext, spec: Aggregate, regions: DatasetContext | None,
-                   pred: Predicate, info: dict[str, Any]) -> pa.Table:
+    def _aggregate(
+        self,
+        ctx: DatasetContext,
+        spec: Aggregate,
+        regions: DatasetContext | None,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         cols = list(dict.fromkeys(a[0] for a in spec.aggs.values() if not isinstance(a, str)))
-        pts = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y", *cols]
-                         if ctx.schema.model.has_time else [ID_COL, "x", "y", *cols])
+        pts = self._scan(
+            ctx,
+            pred,
+            info,
+            [ID_COL, TIME_COL, "x", "y", *cols]
+            if ctx.schema.model.has_time
+            else [ID_COL, "x", "y", *cols],
+        )
         bin_ms = _bin_ms(spec) if ctx.schema.model.has_time else None
         keys = aggregate_keys(pts, spec, bin_ms)
         data: dict[str, Any] = dict(keys)

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DatasetContext", "QueryEngine", "QueryResult", "read_plan"]
 
+
 @dataclass
 class QueryResult:
     """Rows answering a query, with how they were found.
@@ -118,7 +119,9 @@ def empty_table(ctx: DatasetContext, columns: list[str] | None = None) -> pa.Tab
         return decode(ctx.schema, sch.empty_table())
     from cityos.model import conform
 
-    return conform(pa.table({c: pa.array([], pa.string()) for c in ctx.schema.canonical_columns}), ctx.schema)
+    return conform(
+        pa.table({c: pa.array([], pa.string()) for c in ctx.schema.canonical_columns}), ctx.schema
+    )
 
 
 def sort_keys(schema: DatasetSchema, tbl: pa.Table) -> list[tuple[str, str]]:
@@ -141,8 +144,11 @@ class QueryEngine(ABC):
     def execute(self, spec: Any) -> QueryResult:
         t0 = time.perf_counter()
         ctx = self.store._context(spec.dataset)
-        info: dict[str, Any] = {"engine": self.name, "files_total": len(ctx.stats.paths),
-                                "row_groups_total": len(ctx.stats.rg)}
+        info: dict[str, Any] = {
+            "engine": self.name,
+            "files_total": len(ctx.stats.paths),
+            "row_groups_total": len(ctx.stats.rg),
+        }
         s = ctx.schema
         if isinstance(spec, Range | IDTemporal):
             if isinstance(spec, IDTemporal):
@@ -151,15 +157,24 @@ class QueryEngine(ABC):
                 pred = Predicate(None, to_ms(spec.start), to_ms(spec.end), tuple(spec.ids))
                 cols = None
             else:
-                pred = Predicate(query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start),
-                                 to_ms(spec.end), None if spec.ids is None else tuple(spec.ids))
+                pred = Predicate(
+                    query_geometry(spec.geometry, spec.crs, s),
+                    to_ms(spec.start),
+                    to_ms(spec.end),
+                    None if spec.ids is None else tuple(spec.ids),
+                )
                 cols = list(spec.columns) if spec.columns else None
             self._check_window(pred)
             # read the key columns too, so the canonical order is total (not that of the files)
             # even when the caller leaves them out; they are dropped again after sorting
-            extra = [] if cols is None else \
-                [c for c in dict.fromkeys((*s.key, ID_COL, TIME_COL)) if c not in cols]
-            tbl = self._range(ctx, pred, None if cols is None else list(dict.fromkeys([*cols, *extra])), info)
+            extra = (
+                []
+                if cols is None
+                else [c for c in dict.fromkeys((*s.key, ID_COL, TIME_COL)) if c not in cols]
+            )
+            tbl = self._range(
+                ctx, pred, None if cols is None else list(dict.fromkeys([*cols, *extra])), info
+            )
             tbl = tbl.sort_by(sort_keys(s, tbl)) if tbl.num_rows else tbl
             drop = [c for c in extra if c in tbl.column_names]
             tbl = tbl.drop_columns(drop) if drop else tbl
@@ -185,11 +200,17 @@ class QueryEngine(ABC):
             tbl = self._similar(ctx, coords, spec.k, spec.metric, pred, info)
         elif isinstance(spec, JoinRegions | JoinNearest):
             self._need_points(ctx, "a join")
-            other = self.store._context(spec.regions if isinstance(spec, JoinRegions) else spec.lines)
-            pred = Predicate(query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end))
+            other = self.store._context(
+                spec.regions if isinstance(spec, JoinRegions) else spec.lines
+            )
+            pred = Predicate(
+                query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end)
+            )
             if other.schema.crs != s.crs:
-                raise QueryError(f"datasets {ctx.name!r} ({s.crs}) and {other.name!r} ({other.schema.crs}) "
-                                 "must share a CRS to be joined")
+                raise QueryError(
+                    f"datasets {ctx.name!r} ({s.crs}) and {other.name!r} ({other.schema.crs}) "
+                    "must share a CRS to be joined"
+                )
             if isinstance(spec, JoinRegions):
                 tbl = self._join_regions(ctx, other, pred, info)
             else:
@@ -199,10 +220,14 @@ class QueryEngine(ABC):
         elif isinstance(spec, Aggregate):
             self._need_points(ctx, "aggregation")
             regions = self.store._context(spec.regions) if spec.regions else None
-            pred = Predicate(query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end))
+            pred = Predicate(
+                query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end)
+            )
             for out, a in spec.aggs.items():
                 if not isinstance(a, str) and a[0] not in self.store._columns(ctx):
-                    raise QueryError(f"aggregate {out!r}: dataset {ctx.name!r} has no column {a[0]!r}")
+                    raise QueryError(
+                        f"aggregate {out!r}: dataset {ctx.name!r} has no column {a[0]!r}"
+                    )
             tbl = self._aggregate(ctx, spec, regions, pred, info)
         else:
             raise QueryError(f"unknown query {type(spec).__name__}")
@@ -238,40 +263,64 @@ class QueryEngine(ABC):
         else:
             arr = np.asarray(coords, dtype="float64")
         if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0 or not np.isfinite(arr).all():
-            raise QueryError("a query trajectory must be a non-empty (n, 2) array of finite x/y or a LineString")
+            raise QueryError(
+                "a query trajectory must be a non-empty (n, 2) array of finite x/y or a LineString"
+            )
         src = crs_from_user(crs) if crs is not None else s.crs
         tx, ty = transform_xy(arr[:, 0], arr[:, 1], src, s.crs)
         return np.column_stack([tx, ty])
 
     # -- hooks ----------------------------------------------------------------------------
     @abstractmethod
-    def _range(self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None,
-               info: dict[str, Any]) -> pa.Table: ...
+    def _range(
+        self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _knn(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-             info: dict[str, Any]) -> pa.Table: ...
+    def _knn(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _knn_trajectories(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-                          info: dict[str, Any]) -> pa.Table: ...
+    def _knn_trajectories(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _similar(self, ctx: DatasetContext, coords: np.ndarray, k: int, metric: str, pred: Predicate,
-                 info: dict[str, Any]) -> pa.Table: ...
+    def _similar(
+        self,
+        ctx: DatasetContext,
+        coords: np.ndarray,
+        k: int,
+        metric: str,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _join_regions(self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table: ...
+    def _join_regions(
+        self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _join_nearest(self, ctx: DatasetContext, lines: DatasetContext, max_d: float, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table: ...
+    def _join_nearest(
+        self,
+        ctx: DatasetContext,
+        lines: DatasetContext,
+        max_d: float,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table: ...
 
     @abstractmethod
-    def _aggregate(self, ctx: DatasetContext, spec: Aggregate, regions: DatasetContext | None,
-                   pred: Predicate, info: dict[str, Any]) -> pa.Table: ...
+    def _aggregate(
+        self,
+        ctx: DatasetContext,
+        spec: Aggregate,
+        regions: DatasetContext | None,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""
-

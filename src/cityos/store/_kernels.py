@@ -41,24 +41,38 @@ def utm_crs(lon: float, lat: float) -> str:
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
 
-def _metric_xy(x: np.ndarray, y: np.ndarray, crs: str, geographic: bool, ref: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _metric_xy(
+    x: np.ndarray, y: np.ndarray, crs: str, geographic: bool, ref: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     if not geographic:
         return x, y
     return transform_xy(x, y, crs, utm_crs(*ref))
 
 
-def lines_index(lines: pa.Table, crs: str, geographic: bool, ref: tuple[float, float]) -> tuple[Any, np.ndarray]:
+def lines_index(
+    lines: pa.Table, crs: str, geographic: bool, ref: tuple[float, float]
+) -> tuple[Any, np.ndarray]:
     """An STRtree over line geometries in metric coordinates, and the lines' ids."""
     import shapely
 
     geoms = shapely.from_wkb(lines[GEOM_COL].to_numpy(zero_copy_only=False))
     if geographic:
-        geoms = shapely.transform(geoms, lambda c: np.column_stack(_metric_xy(c[:, 0], c[:, 1], crs, True, ref)))
+        geoms = shapely.transform(
+            geoms, lambda c: np.column_stack(_metric_xy(c[:, 0], c[:, 1], crs, True, ref))
+        )
     return shapely.STRtree(geoms), lines[ID_COL].to_numpy(zero_copy_only=False)
 
 
-def nearest_lines(px: np.ndarray, py: np.ndarray, tree: Any, ids: np.ndarray, max_d: float, crs: str,
-                  geographic: bool, ref: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest_lines(
+    px: np.ndarray,
+    py: np.ndarray,
+    tree: Any,
+    ids: np.ndarray,
+    max_d: float,
+    crs: str,
+    geographic: bool,
+    ref: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each point, the nearest line within ``max_d`` metres (ties: smallest id).
 
     Returns (point positions with a match, line ids, distances in metres)."""
@@ -66,7 +80,9 @@ def nearest_lines(px: np.ndarray, py: np.ndarray, tree: Any, ids: np.ndarray, ma
 
     mx, my = _metric_xy(px, py, crs, geographic, ref)
     pts = shapely.points(mx, my)
-    (pi, li), d = tree.query_nearest(pts, max_distance=max_d, return_distance=True, all_matches=True)
+    (pi, li), d = tree.query_nearest(
+        pts, max_distance=max_d, return_distance=True, all_matches=True
+    )
     if len(pi) == 0:
         return np.array([], dtype=np.int64), ids[:0], np.array([], dtype="float64")
     df = pd.DataFrame({"p": pi, "id": ids[li], "d": d}).sort_values(["p", "d", "id"], kind="stable")
@@ -74,7 +90,9 @@ def nearest_lines(px: np.ndarray, py: np.ndarray, tree: Any, ids: np.ndarray, ma
     return df["p"].to_numpy(), df["id"].to_numpy(), df["d"].to_numpy()
 
 
-def regions_containing(px: np.ndarray, py: np.ndarray, regions: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+def regions_containing(
+    px: np.ndarray, py: np.ndarray, regions: pa.Table
+) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (point position, region id) for every region that intersects each point."""
     import shapely
 
@@ -96,8 +114,9 @@ def group_trajectories(tbl: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
     return ids[starts], np.split(xy, cut)
 
 
-def similarity_topk(ids: np.ndarray, trajs: list[np.ndarray], q: np.ndarray, k: int, metric: str,
-                    geographic: bool) -> tuple[np.ndarray, np.ndarray]:
+def similarity_topk(
+    ids: np.ndarray, trajs: list[np.ndarray], q: np.ndarray, k: int, metric: str, geographic: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` trajectories nearest to ``q`` (ties: smallest id), visiting candidates in
     order of a lower bound so most exact distances are never computed.
 
@@ -148,8 +167,11 @@ def aggregate_frame(df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None)
         ids = df["cell_x"].astype(str) + "_" + df["cell_y"].astype(str)
         x = g.x0 + (df["cell_x"].to_numpy() + 0.5) * g.dx
         y = g.y0 + (df["cell_y"].to_numpy() + 0.5) * g.dy
-        cols: dict[str, Any] = {ID_COL: ids.to_numpy(dtype=object), "cell_x": df["cell_x"].to_numpy(),
-                                "cell_y": df["cell_y"].to_numpy()}
+        cols: dict[str, Any] = {
+            ID_COL: ids.to_numpy(dtype=object),
+            "cell_x": df["cell_x"].to_numpy(),
+            "cell_y": df["cell_y"].to_numpy(),
+        }
     else:
         assert regions is not None
         rid = regions[ID_COL].to_numpy(zero_copy_only=False)
@@ -159,14 +181,20 @@ def aggregate_frame(df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None)
         y = shapely.get_y(cent)[pos] if len(pos) else np.array([])
         cols = {ID_COL: df[REGION_COL].astype(str).to_numpy(dtype=object)}
     if "t_bin" in df.columns:
-        cols[TIME_COL] = pa.array(df["t_bin"].to_numpy().astype("int64"), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        cols[TIME_COL] = pa.array(df["t_bin"].to_numpy().astype("int64"), pa.int64()).cast(
+            pa.timestamp("ms", tz="UTC")
+        )
     cols[X_COL] = np.asarray(x, dtype="float64")
     cols[Y_COL] = np.asarray(y, dtype="float64")
     for out in spec.aggs:
         v = df[out].to_numpy()
         cols[out] = v.astype("int64") if spec.aggs[out] == "count" else v.astype("float64")
     tbl = pa.table(cols)
-    keys = [("cell_x", "ascending"), ("cell_y", "ascending")] if spec.grid is not None else [(ID_COL, "ascending")]
+    keys = (
+        [("cell_x", "ascending"), ("cell_y", "ascending")]
+        if spec.grid is not None
+        else [(ID_COL, "ascending")]
+    )
     if TIME_COL in tbl.column_names:
         keys.append((TIME_COL, "ascending"))
     return tbl.sort_by(keys)

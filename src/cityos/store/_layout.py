@@ -106,9 +106,12 @@ def key_bounds(schema: DatasetSchema) -> tuple[float, float, float, float]:
     if aou is not None:
         from cityos.geo.crs import transform_xy
 
-        xs, ys = transform_xy(np.array([aou.west, aou.east, aou.west, aou.east]),
-                              np.array([aou.south, aou.south, aou.north, aou.north]),
-                              "EPSG:4326", schema.crs)
+        xs, ys = transform_xy(
+            np.array([aou.west, aou.east, aou.west, aou.east]),
+            np.array([aou.south, aou.south, aou.north, aou.north]),
+            "EPSG:4326",
+            schema.crs,
+        )
         if np.isfinite(xs).all() and np.isfinite(ys).all():
             return (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
     return (-2.0e7, -2.0e7, 2.0e7, 2.0e7)
@@ -160,9 +163,16 @@ def _order_within_groups(group: np.ndarray, codes: np.ndarray, t: np.ndarray | N
 
 
 def _rg_stats(
-    rows: int, rg_size: int, t0: np.ndarray | None, t1: np.ndarray | None,
-    x0: np.ndarray | None, y0: np.ndarray | None, x1: np.ndarray | None, y1: np.ndarray | None,
-    hashes: np.ndarray, codes: np.ndarray,
+    rows: int,
+    rg_size: int,
+    t0: np.ndarray | None,
+    t1: np.ndarray | None,
+    x0: np.ndarray | None,
+    y0: np.ndarray | None,
+    x1: np.ndarray | None,
+    y1: np.ndarray | None,
+    hashes: np.ndarray,
+    codes: np.ndarray,
 ) -> list[RowGroupStats]:
     """Statistics of consecutive ``rg_size``-row groups, vectorised over groups. The id hashes
     of a group are read at the starts of runs of equal ids, so sorted groups cost little."""
@@ -173,8 +183,14 @@ def _rg_stats(
     def ext(a: np.ndarray | None, fn: Any) -> list[Any]:
         return [None] * len(starts) if a is None else fn.reduceat(a, starts).tolist()
 
-    cols = [ext(t0, np.minimum), ext(t1, np.maximum), ext(x0, np.minimum), ext(y0, np.minimum),
-            ext(x1, np.maximum), ext(y1, np.maximum)]
+    cols = [
+        ext(t0, np.minimum),
+        ext(t1, np.maximum),
+        ext(x0, np.minimum),
+        ext(y0, np.minimum),
+        ext(x1, np.maximum),
+        ext(y1, np.maximum),
+    ]
     run = np.ones(rows, dtype=bool)
     run[1:] = codes[1:] != codes[:-1]
     run[starts] = True
@@ -186,14 +202,29 @@ def _rg_stats(
     else:
         blobs = _id_spans(starts, run_pos, hashes[run_pos], t0, t1, rows)
     return [
-        RowGroupStats(rg=i, rows=int(sizes[i]), t_min=cols[0][i], t_max=cols[1][i], x_min=cols[2][i],
-                      y_min=cols[3][i], x_max=cols[4][i], y_max=cols[5][i], id_hashes=blobs[i])
+        RowGroupStats(
+            rg=i,
+            rows=int(sizes[i]),
+            t_min=cols[0][i],
+            t_max=cols[1][i],
+            x_min=cols[2][i],
+            y_min=cols[3][i],
+            x_max=cols[4][i],
+            y_max=cols[5][i],
+            id_hashes=blobs[i],
+        )
         for i in range(len(starts))
     ]
 
 
-def _id_spans(starts: np.ndarray, run_pos: np.ndarray, run_hash: np.ndarray, t0: np.ndarray,
-              t1: np.ndarray, rows: int) -> list[bytes]:
+def _id_spans(
+    starts: np.ndarray,
+    run_pos: np.ndarray,
+    run_hash: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    rows: int,
+) -> list[bytes]:
     """Per row group, each id's hash with the seconds (from the group's first time) in which
     it appears, widened to whole seconds so pruning by them stays conservative."""
     run_t0 = np.minimum.reduceat(t0, run_pos)
@@ -216,19 +247,24 @@ def _id_spans(starts: np.ndarray, run_pos: np.ndarray, run_hash: np.ndarray, t0:
     return [SPANS_MARK + part.tobytes() for part in np.split(rec, cut)]
 
 
-def geo_metadata(schema: DatasetSchema, encoding: str, bbox: list[float] | None, covering: bool) -> bytes:
+def geo_metadata(
+    schema: DatasetSchema, encoding: str, bbox: list[float] | None, covering: bool
+) -> bytes:
     crs = _crs(schema.crs)
     col: dict[str, Any] = {
         "encoding": encoding,
-        "geometry_types": _GEOM_TYPE_NAMES[schema.geometry_type] if encoding == "WKB" else
-        (["Point"] if encoding == "point" else ["LineString"]),
+        "geometry_types": _GEOM_TYPE_NAMES[schema.geometry_type]
+        if encoding == "WKB"
+        else (["Point"] if encoding == "point" else ["LineString"]),
         "crs": json.loads(crs.to_json()),
     }
     if bbox is not None and all(np.isfinite(bbox)):
         col["bbox"] = bbox
     if covering:
         col["covering"] = {"bbox": {k: [BBOX_COL, k] for k in ("xmin", "ymin", "xmax", "ymax")}}
-    return json.dumps({"version": "1.1.0", "primary_column": GEOM_COL, "columns": {GEOM_COL: col}}).encode()
+    return json.dumps(
+        {"version": "1.1.0", "primary_column": GEOM_COL, "columns": {GEOM_COL: col}}
+    ).encode()
 
 
 class Layout:
@@ -246,7 +282,9 @@ class Layout:
         caller can write a part while the next is being sorted."""
         raise NotImplementedError
 
-    def _split_partitions(self, t: np.ndarray | None, n: int) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
+    def _split_partitions(
+        self, t: np.ndarray | None, n: int
+    ) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
         """Partition number per row and, per partition, the row positions (``n`` rows)."""
         if t is None or not self.schema.model.has_time:
             return np.zeros(n, dtype=np.int64), [("static", np.arange(n))]
@@ -254,8 +292,10 @@ class Layout:
         uniq, inv = np.unique(part, return_inverse=True)
         order = np.argsort(inv, kind="stable")
         bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-        return part, [(_partition_label(int(p), self.pms), order[bounds[i]:bounds[i + 1]])
-                      for i, p in enumerate(uniq)]
+        return part, [
+            (_partition_label(int(p), self.pms), order[bounds[i] : bounds[i + 1]])
+            for i, p in enumerate(uniq)
+        ]
 
     def parquet_options(self, table: pa.Table) -> dict[str, Any]:
         """Encodings per column: dictionary for strings, delta for integers and times,
@@ -269,7 +309,11 @@ class Layout:
                     visit(f"{name}.{f.name}", f.type)
             elif pa.types.is_list(typ) or pa.types.is_large_list(typ):
                 visit(f"{name}.list.element", typ.value_type)
-            elif pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_dictionary(typ):
+            elif (
+                pa.types.is_string(typ)
+                or pa.types.is_large_string(typ)
+                or pa.types.is_dictionary(typ)
+            ):
                 dict_cols.append(name)
             elif pa.types.is_floating(typ):
                 enc[name] = "BYTE_STREAM_SPLIT"
@@ -325,8 +369,17 @@ class PointLayout(Layout):
             final = rows1[o2]
             yield self._build(tbl, final, x, y, t, label, hashes[final], codes[final])
 
-    def _build(self, tbl: pa.Table, rows: np.ndarray, x: np.ndarray, y: np.ndarray,
-               t: np.ndarray | None, label: str, hashes: np.ndarray, codes: np.ndarray) -> PhysicalPart:
+    def _build(
+        self,
+        tbl: pa.Table,
+        rows: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        t: np.ndarray | None,
+        label: str,
+        hashes: np.ndarray,
+        codes: np.ndarray,
+    ) -> PhysicalPart:
         idx = pa.array(rows)
         xs, ys = x[rows], y[rows]
         cols: dict[str, pa.Array | pa.ChunkedArray] = {ID_COL: tbl[ID_COL].take(idx)}
@@ -337,8 +390,14 @@ class PointLayout(Layout):
             if c not in (ID_COL, TIME_COL, X_COL, Y_COL):
                 cols[c] = tbl[c].take(idx)
         phys = pa.table(cols)
-        bbox = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())] if len(xs) else None
-        phys = phys.replace_schema_metadata({b"geo": geo_metadata(self.schema, "point", bbox, False)})
+        bbox = (
+            [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
+            if len(xs)
+            else None
+        )
+        phys = phys.replace_schema_metadata(
+            {b"geo": geo_metadata(self.schema, "point", bbox, False)}
+        )
         ts = None if t is None else t[rows]
         stats = _rg_stats(len(rows), self.rg_size, ts, ts, xs, ys, xs, ys, hashes, codes)
         return PhysicalPart(label, phys, stats)
@@ -359,14 +418,18 @@ class ExtentLayout(Layout):
     def _bounds(self, tbl: pa.Table) -> np.ndarray:
         import shapely
 
-        return np.asarray(shapely.bounds(shapely.from_wkb(tbl[GEOM_COL].to_numpy(zero_copy_only=False))))
+        return np.asarray(
+            shapely.bounds(shapely.from_wkb(tbl[GEOM_COL].to_numpy(zero_copy_only=False)))
+        )
 
     def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
         s = self.schema
         b = self._bounds(tbl)
         has_t = s.model.has_time
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t else None
-        t_end = tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
+        t_end = (
+            tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
+        )
         _, parts = self._split_partitions(t, tbl.num_rows)
         xz = xz2_key(b[:, 0], b[:, 1], b[:, 2], b[:, 3], key_bounds(s))
         codes = id_codes(tbl[ID_COL])
@@ -381,29 +444,52 @@ class ExtentLayout(Layout):
             final = rows[np.argsort(key, kind="stable")]
             yield self._build(tbl, final, b, t, t_end, label, hashes[final], codes[final])
 
-    def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
+    def _geometry_column(
+        self, tbl: pa.Table, idx: pa.Array
+    ) -> tuple[pa.Array | pa.ChunkedArray, str]:
         return tbl[GEOM_COL].take(idx), "WKB"
 
-    def _build(self, tbl: pa.Table, rows: np.ndarray, b: np.ndarray, t: np.ndarray | None,
-               t_end: np.ndarray | None, label: str, hashes: np.ndarray, codes: np.ndarray) -> PhysicalPart:
+    def _build(
+        self,
+        tbl: pa.Table,
+        rows: np.ndarray,
+        b: np.ndarray,
+        t: np.ndarray | None,
+        t_end: np.ndarray | None,
+        label: str,
+        hashes: np.ndarray,
+        codes: np.ndarray,
+    ) -> PhysicalPart:
         idx = pa.array(rows)
         bb = b[rows]
         cols: dict[str, Any] = {}
         for c in tbl.column_names:
             if c == GEOM_COL:
                 cols[BBOX_COL] = pa.StructArray.from_arrays(
-                    [pa.array(bb[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"])
+                    [pa.array(bb[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+                )
                 cols[GEOM_COL], encoding = self._geometry_column(tbl, idx)
             else:
                 cols[c] = tbl[c].take(idx)
         phys = pa.table(cols)
-        bbox = ([float(bb[:, 0].min()), float(bb[:, 1].min()), float(bb[:, 2].max()), float(bb[:, 3].max())]
-                if len(bb) else None)
-        phys = phys.replace_schema_metadata({b"geo": geo_metadata(self.schema, encoding, bbox, True)})
+        bbox = (
+            [
+                float(bb[:, 0].min()),
+                float(bb[:, 1].min()),
+                float(bb[:, 2].max()),
+                float(bb[:, 3].max()),
+            ]
+            if len(bb)
+            else None
+        )
+        phys = phys.replace_schema_metadata(
+            {b"geo": geo_metadata(self.schema, encoding, bbox, True)}
+        )
         ts = None if t is None else t[rows]
         te = None if t_end is None else t_end[rows]
-        stats = _rg_stats(len(rows), self.rg_size, ts, te, bb[:, 0], bb[:, 1], bb[:, 2], bb[:, 3],
-                          hashes, codes)
+        stats = _rg_stats(
+            len(rows), self.rg_size, ts, te, bb[:, 0], bb[:, 1], bb[:, 2], bb[:, 3], hashes, codes
+        )
         return PhysicalPart(label, phys, stats)
 
     def decode(self, tbl: pa.Table) -> pa.Table:
@@ -416,7 +502,9 @@ class TrajectoryLayout(ExtentLayout):
     """Trajectory segments: XZ2T order, GeoArrow linestring coordinates on the fixed-point
     grid (byte-stream-split + zstd) and delta-encoded per-point times."""
 
-    def _geometry_column(self, tbl: pa.Table, idx: pa.Array) -> tuple[pa.Array | pa.ChunkedArray, str]:
+    def _geometry_column(
+        self, tbl: pa.Table, idx: pa.Array
+    ) -> tuple[pa.Array | pa.ChunkedArray, str]:
         import shapely
 
         geoms = shapely.from_wkb(tbl[GEOM_COL].take(idx).to_numpy(zero_copy_only=False))
@@ -425,7 +513,9 @@ class TrajectoryLayout(ExtentLayout):
         coords = np.round(coords / q) * q
         counts = np.bincount(index, minlength=len(geoms))
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        pts = pa.StructArray.from_arrays([pa.array(coords[:, 0]), pa.array(coords[:, 1])], names=["x", "y"])
+        pts = pa.StructArray.from_arrays(
+            [pa.array(coords[:, 0]), pa.array(coords[:, 1])], names=["x", "y"]
+        )
         return pa.ListArray.from_arrays(pa.array(offsets), pts), "linestring"
 
     def decode(self, tbl: pa.Table) -> pa.Table:
@@ -450,20 +540,35 @@ class TableLayout(Layout):
 
     def encode(self, tbl: pa.Table) -> Iterator[PhysicalPart]:
         has_t = self.schema.model.has_time or TIME_COL in tbl.column_names
-        t = tbl[TIME_COL].cast(pa.int64()).to_numpy() if has_t and TIME_COL in tbl.column_names else None
+        t = (
+            tbl[TIME_COL].cast(pa.int64()).to_numpy()
+            if has_t and TIME_COL in tbl.column_names
+            else None
+        )
         _, parts = self._split_partitions(t if self.schema.model.has_time else None, tbl.num_rows)
         if not self.schema.model.has_time:
             parts = [("static", np.arange(tbl.num_rows))]
         codes = id_codes(tbl[ID_COL])
         hashes = hash_ids(tbl[ID_COL])
         for label, rows in parts:
-            o = _order_within_groups(np.zeros(len(rows), dtype=np.int64), codes[rows],
-                                     None if t is None else t[rows])
+            o = _order_within_groups(
+                np.zeros(len(rows), dtype=np.int64), codes[rows], None if t is None else t[rows]
+            )
             final = rows[o]
             phys = tbl.take(pa.array(final))
             ts = None if t is None else t[final]
-            stats = _rg_stats(len(final), self.rg_size, ts, ts, None, None, None, None,
-                              hashes[final], codes[final])
+            stats = _rg_stats(
+                len(final),
+                self.rg_size,
+                ts,
+                ts,
+                None,
+                None,
+                None,
+                None,
+                hashes[final],
+                codes[final],
+            )
             yield PhysicalPart(label, phys, stats)
 
 
@@ -482,4 +587,3 @@ def layout_for(schema: DatasetSchema) -> Layout:
 def decode(schema: DatasetSchema, tbl: pa.Table) -> pa.Table:
     """Stored rows back to the canonical form of :func:`cityos.model.conform`."""
     return layout_for(schema).decode(tbl)
-

@@ -49,7 +49,9 @@ def to_ms(v: Any) -> int | None:
     try:
         ts = pd.Timestamp(v)
     except (ValueError, TypeError) as exc:
-        raise QueryError(f"cannot read {v!r} as a time; give an ISO 8601 string or a datetime") from exc
+        raise QueryError(
+            f"cannot read {v!r} as a time; give an ISO 8601 string or a datetime"
+        ) from exc
     if pd.isna(ts):
         raise QueryError(f"time {v!r} is not a valid timestamp")
     if ts.tzinfo is None:
@@ -63,10 +65,16 @@ def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:
 
     if geom is None:
         return None
-    if isinstance(geom, tuple | list) and len(geom) == 4 and all(isinstance(v, int | float) for v in geom):
+    if (
+        isinstance(geom, tuple | list)
+        and len(geom) == 4
+        and all(isinstance(v, int | float) for v in geom)
+    ):
         xmin, ymin, xmax, ymax = (float(v) for v in geom)
         if not all(np.isfinite([xmin, ymin, xmax, ymax])) or xmin > xmax or ymin > ymax:
-            raise QueryError(f"bounding box {tuple(geom)} must be finite with xmin<=xmax and ymin<=ymax")
+            raise QueryError(
+                f"bounding box {tuple(geom)} must be finite with xmin<=xmax and ymin<=ymax"
+            )
         g = shapely.box(xmin, ymin, xmax, ymax)
     elif isinstance(geom, str):
         try:
@@ -76,9 +84,13 @@ def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:
     elif hasattr(geom, "geom_type"):
         g = geom
     else:
-        raise QueryError("query geometry must be (xmin, ymin, xmax, ymax), WKT or a shapely geometry")
+        raise QueryError(
+            "query geometry must be (xmin, ymin, xmax, ymax), WKT or a shapely geometry"
+        )
     if g is None or g.is_empty or not shapely.is_valid(g):
-        raise QueryError(f"query geometry is empty or invalid: {shapely.is_valid_reason(g) if g is not None else 'None'}")
+        raise QueryError(
+            f"query geometry is empty or invalid: {shapely.is_valid_reason(g) if g is not None else 'None'}"
+        )
     src = crs_from_user(crs) if crs is not None else schema.crs
     return to_crs(g, src, schema.crs)
 
@@ -102,7 +114,11 @@ class Predicate:
     @property
     def is_box(self) -> bool:
         g = self.geometry
-        return g is not None and g.geom_type == "Polygon" and abs(g.area - g.envelope.area) <= 1e-12 * max(g.area, 1e-300)
+        return (
+            g is not None
+            and g.geom_type == "Polygon"
+            and abs(g.area - g.envelope.area) <= 1e-12 * max(g.area, 1e-300)
+        )
 
     def mask(self, tbl: pa.Table) -> np.ndarray:
         """Exact row mask on a canonical table."""
@@ -112,7 +128,11 @@ class Predicate:
         m = np.ones(n, dtype=bool)
         if self.start is not None or self.end is not None:
             t = tbl[TIME_COL].cast(pa.int64()).to_numpy()
-            te = tbl[TIME_END_COL].cast(pa.int64()).to_numpy() if TIME_END_COL in tbl.column_names else t
+            te = (
+                tbl[TIME_END_COL].cast(pa.int64()).to_numpy()
+                if TIME_END_COL in tbl.column_names
+                else t
+            )
             if self.start is not None:
                 m &= te >= self.start
             if self.end is not None:
@@ -135,7 +155,9 @@ class Predicate:
                 m &= inbox
             elif GEOM_COL in tbl.column_names:
                 sel = np.flatnonzero(m)
-                geoms = shapely.from_wkb(tbl[GEOM_COL].take(pa.array(sel)).to_numpy(zero_copy_only=False))
+                geoms = shapely.from_wkb(
+                    tbl[GEOM_COL].take(pa.array(sel)).to_numpy(zero_copy_only=False)
+                )
                 hit = np.zeros(n, dtype=bool)
                 hit[sel] = shapely.intersects(self.geometry, geoms)
                 m &= hit
@@ -160,7 +182,12 @@ def prune_mask(stats: StatsArrays, pred: Predicate) -> np.ndarray:
     m = np.ones(len(stats.rg), dtype=bool)
     b = pred.bbox
     if b is not None:
-        m &= (stats.x_max >= b[0]) & (stats.x_min <= b[2]) & (stats.y_max >= b[1]) & (stats.y_min <= b[3])
+        m &= (
+            (stats.x_max >= b[0])
+            & (stats.x_min <= b[2])
+            & (stats.y_max >= b[1])
+            & (stats.y_min <= b[3])
+        )
     if pred.start is not None:
         m &= stats.t_max >= pred.start
     if pred.end is not None:
@@ -287,7 +314,9 @@ class Grid:
     dy: float
 
     @classmethod
-    def from_metres(cls, bbox: tuple[float, float, float, float], cell_m: float, geographic: bool = True) -> Grid:
+    def from_metres(
+        cls, bbox: tuple[float, float, float, float], cell_m: float, geographic: bool = True
+    ) -> Grid:
         """A grid of about ``cell_m`` metres over a lon/lat (or projected) bounding box."""
         if cell_m <= 0:
             raise QueryError(f"grid cell size must be positive, got {cell_m}")
@@ -299,8 +328,10 @@ class Grid:
         return cls(bbox[0], bbox[1], dx, dy)
 
     def cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (np.floor((x - self.x0) / self.dx).astype(np.int64),
-                np.floor((y - self.y0) / self.dy).astype(np.int64))
+        return (
+            np.floor((x - self.x0) / self.dx).astype(np.int64),
+            np.floor((y - self.y0) / self.dy).astype(np.int64),
+        )
 
 
 _AGGS = {"count", "sum", "mean", "min", "max"}
@@ -325,7 +356,13 @@ class Aggregate:
         if (self.grid is None) == (self.regions is None):
             raise QueryError("aggregate needs exactly one of grid=Grid(...) or regions='<dataset>'")
         for out, spec in self.aggs.items():
-            fn = spec if isinstance(spec, str) else spec[1] if isinstance(spec, tuple | list) and len(spec) == 2 else None
+            fn = (
+                spec
+                if isinstance(spec, str)
+                else spec[1]
+                if isinstance(spec, tuple | list) and len(spec) == 2
+                else None
+            )
             if fn not in _AGGS or (fn != "count" and isinstance(spec, str)):
                 raise QueryError(
                     f"aggregate {out!r}: {spec!r} is not 'count' or (column, 'sum'|'mean'|'min'|'max')"

@@ -68,7 +68,9 @@ def _quiet() -> Iterator[None]:
     """PySpark warns on every pandas/Arrow UDF that pandas 3 is 'not yet fully supported';
     nothing a caller can act on, and an error under ``-W error``."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support", category=FutureWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*PySpark does not yet fully support", category=FutureWarning
+        )
         yield
 
 
@@ -146,54 +148,87 @@ def _canon(schema: DatasetSchema, batch: pa.RecordBatch | pa.Table) -> pa.Table:
     return tbl
 
 
-def _append(batch: pa.RecordBatch, take: np.ndarray | None, extra: dict[str, pa.Array]) -> pa.RecordBatch:
+def _append(
+    batch: pa.RecordBatch, take: np.ndarray | None, extra: dict[str, pa.Array]
+) -> pa.RecordBatch:
     out = batch.take(pa.array(take, pa.int64())) if take is not None else batch
     arrays = list(out.columns) + list(extra.values())
     return pa.RecordBatch.from_arrays(arrays, names=list(out.schema.names) + list(extra))
 
 
-def _geometry_filter(schema: DatasetSchema, geometry: Any) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _geometry_filter(
+    schema: DatasetSchema, geometry: Any
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     pred = Predicate(geometry)
 
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in it:
             m = pred.mask(_canon(schema, b))
             yield b.filter(pa.array(m))
+
     return run
 
 
-def _with_distance(schema: DatasetSchema, x: float, y: float) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _with_distance(
+    schema: DatasetSchema, x: float, y: float
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in it:
             d = distances(_canon(schema, b), x, y, schema.geographic)
             yield _append(b, None, {DIST_COL: pa.array(d, pa.float64())})
+
     return run
 
 
-def _with_regions(schema: DatasetSchema, regions: pa.Table, rtype: pa.DataType) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _with_regions(
+    schema: DatasetSchema, regions: pa.Table, rtype: pa.DataType
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in it:
             c = _canon(schema, b)
             pi, rid = regions_containing(c[X_COL].to_numpy(), c[Y_COL].to_numpy(), regions)
             yield _append(b, pi, {REGION_COL: pa.array(rid.tolist(), rtype)})
+
     return run
 
 
-def _with_nearest(schema: DatasetSchema, lines: pa.Table, max_d: float, ref: tuple[float, float],
-                  etype: pa.DataType) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _with_nearest(
+    schema: DatasetSchema,
+    lines: pa.Table,
+    max_d: float,
+    ref: tuple[float, float],
+    etype: pa.DataType,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         # one index per partition, not per batch
         tree, lids = lines_index(lines, schema.crs, schema.geographic, ref)
         for b in it:
             c = _canon(schema, b)
-            pi, eid, d = nearest_lines(c[X_COL].to_numpy(), c[Y_COL].to_numpy(), tree, lids, max_d,
-                                       schema.crs, schema.geographic, ref)
-            yield _append(b, pi, {EDGE_COL: pa.array(list(eid), etype), DIST_COL: pa.array(d, pa.float64())})
+            pi, eid, d = nearest_lines(
+                c[X_COL].to_numpy(),
+                c[Y_COL].to_numpy(),
+                tree,
+                lids,
+                max_d,
+                schema.crs,
+                schema.geographic,
+                ref,
+            )
+            yield _append(
+                b, pi, {EDGE_COL: pa.array(list(eid), etype), DIST_COL: pa.array(d, pa.float64())}
+            )
+
     return run
 
 
-def _aggregate_keys(schema: DatasetSchema, spec: Aggregate, bin_ms: int | None, cols: list[str],
-                    regions: pa.Table | None, out: pa.Schema) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def _aggregate_keys(
+    schema: DatasetSchema,
+    spec: Aggregate,
+    bin_ms: int | None,
+    cols: list[str],
+    regions: pa.Table | None,
+    out: pa.Schema,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in it:
             c = _canon(schema, b)
@@ -205,19 +240,32 @@ def _aggregate_keys(schema: DatasetSchema, spec: Aggregate, bin_ms: int | None, 
                 data[REGION_COL] = rid.tolist()
                 vals = {k: v.take(pa.array(pi, pa.int64())) for k, v in vals.items()}
             data.update(vals)
-            yield pa.RecordBatch.from_arrays([pa.array(data[f.name], f.type) if not isinstance(data[f.name], pa.Array)
-                                              else data[f.name].cast(f.type) for f in out], schema=out)
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(data[f.name], f.type)
+                    if not isinstance(data[f.name], pa.Array)
+                    else data[f.name].cast(f.type)
+                    for f in out
+                ],
+                schema=out,
+            )
+
     return run
 
 
-def _trajectory_distance(schema: DatasetSchema, q: np.ndarray, metric: str, id_type: pa.DataType) -> Callable[[pa.Table], pa.Table]:
+def _trajectory_distance(
+    schema: DatasetSchema, q: np.ndarray, metric: str, id_type: pa.DataType
+) -> Callable[[pa.Table], pa.Table]:
     fn = dtw if metric == "dtw" else discrete_frechet
 
     def run(tbl: pa.Table) -> pa.Table:
-        c = tbl.set_column(tbl.column_names.index(TIME_COL), TIME_COL, tbl[TIME_COL].cast(pa.int64()))
+        c = tbl.set_column(
+            tbl.column_names.index(TIME_COL), TIME_COL, tbl[TIME_COL].cast(pa.int64())
+        )
         ids, trajs = group_trajectories(c)
         d = [fn(q, t, schema.geographic) for t in trajs]
         return pa.table({ID_COL: pa.array(list(ids), id_type), DIST_COL: pa.array(d, pa.float64())})
+
     return run
 
 
@@ -249,8 +297,14 @@ class SparkEngine(QueryEngine):
             _release()
 
     # -- reading ---------------------------------------------------------------------------
-    def _frame(self, ctx: DatasetContext, pred: Predicate, info: dict[str, Any],
-               columns: list[str] | None = None, mask: np.ndarray | None = None) -> DataFrame | None:
+    def _frame(
+        self,
+        ctx: DatasetContext,
+        pred: Predicate,
+        info: dict[str, Any],
+        columns: list[str] | None = None,
+        mask: np.ndarray | None = None,
+    ) -> DataFrame | None:
         """The rows of ``ctx`` matching ``pred`` exactly, as a Spark DataFrame of stored
         (physical) rows, or None when the plan reads nothing."""
         from pyspark.sql import functions as F
@@ -280,8 +334,10 @@ class SparkEngine(QueryEngine):
 
         if TIME_COL in names:
             if pred.start is not None:
-                add(F.col(TIME_END_COL if TIME_END_COL in names else TIME_COL)
-                    >= F.timestamp_millis(F.lit(pred.start)))
+                add(
+                    F.col(TIME_END_COL if TIME_END_COL in names else TIME_COL)
+                    >= F.timestamp_millis(F.lit(pred.start))
+                )
             if pred.end is not None:
                 add(F.col(TIME_COL) < F.timestamp_millis(F.lit(pred.end)))
         if pred.ids is not None:
@@ -294,8 +350,12 @@ class SparkEngine(QueryEngine):
                 add((gx >= b[0]) & (gx <= b[2]) & (gy >= b[1]) & (gy <= b[3]))
                 exact = not pred.is_box
             elif BBOX_COL in names:
-                add((F.col(f"{BBOX_COL}.xmax") >= b[0]) & (F.col(f"{BBOX_COL}.xmin") <= b[2])
-                    & (F.col(f"{BBOX_COL}.ymax") >= b[1]) & (F.col(f"{BBOX_COL}.ymin") <= b[3]))
+                add(
+                    (F.col(f"{BBOX_COL}.xmax") >= b[0])
+                    & (F.col(f"{BBOX_COL}.xmin") <= b[2])
+                    & (F.col(f"{BBOX_COL}.ymax") >= b[1])
+                    & (F.col(f"{BBOX_COL}.ymin") <= b[3])
+                )
                 exact = True
         if cond is not None:
             df = df.filter(cond)
@@ -304,8 +364,13 @@ class SparkEngine(QueryEngine):
             df = df.mapInArrow(_geometry_filter(ctx.schema, pred.geometry), df.schema)
         return df
 
-    def _collect(self, ctx: DatasetContext, df: DataFrame | None, columns: list[str] | None = None,
-                 extra: dict[str, pa.DataType] | None = None) -> pa.Table:
+    def _collect(
+        self,
+        ctx: DatasetContext,
+        df: DataFrame | None,
+        columns: list[str] | None = None,
+        extra: dict[str, pa.DataType] | None = None,
+    ) -> pa.Table:
         """Rows of a DataFrame in canonical form: decoded, cast to the stored types, columns in
         the dataset's order (then any added columns)."""
         target = empty_table(ctx)
@@ -316,7 +381,9 @@ class SparkEngine(QueryEngine):
                 tbl = _canon(ctx.schema, df.toArrow())
         for f in target.schema:
             if f.name in tbl.column_names and tbl[f.name].type != f.type:
-                tbl = tbl.set_column(tbl.column_names.index(f.name), f.name, tbl[f.name].cast(f.type))
+                tbl = tbl.set_column(
+                    tbl.column_names.index(f.name), f.name, tbl[f.name].cast(f.type)
+                )
         for name, typ in (extra or {}).items():
             if name not in tbl.column_names:
                 tbl = tbl.append_column(name, pa.array([], typ))
@@ -349,17 +416,21 @@ class SparkEngine(QueryEngine):
     def _extend(self, df: DataFrame, fields: dict[str, pa.DataType]) -> StructType:
         from pyspark.sql.types import StructField, StructType
 
-        return StructType([*df.schema.fields, *(StructField(n, self._spark_type(t)) for n, t in fields.items())])
+        return StructType(
+            [*df.schema.fields, *(StructField(n, self._spark_type(t)) for n, t in fields.items())]
+        )
 
     # -- hooks -----------------------------------------------------------------------------
-    def _range(self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None,
-               info: dict[str, Any]) -> pa.Table:
+    def _range(
+        self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
+    ) -> pa.Table:
         if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
             columns = list(dict.fromkeys([*columns, X_COL, Y_COL]))
         return self._collect(ctx, self._frame(ctx, pred, info, columns), columns)
 
-    def _boxes(self, ctx: DatasetContext, x: float, y: float, k: int,
-               pred: Predicate) -> Generator[tuple[Any, float, bool], float | None, None]:
+    def _boxes(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate
+    ) -> Generator[tuple[Any, float, bool], float | None, None]:
         """Search boxes around (x, y), growing: yields (box geometry, radius up to which the
         box holds every point, whether it covers all candidate row groups). The caller sends
         back the k-th distance found in the box (None when fewer than k rows were found)."""
@@ -370,18 +441,34 @@ class SparkEngine(QueryEngine):
         if not cand.any():
             return
         geo = ctx.schema.geographic
-        ext = (float(np.nanmin(st.x_min[cand])), float(np.nanmin(st.y_min[cand])),
-               float(np.nanmax(st.x_max[cand])), float(np.nanmax(st.y_max[cand])))
+        ext = (
+            float(np.nanmin(st.x_min[cand])),
+            float(np.nanmin(st.y_min[cand])),
+            float(np.nanmax(st.x_max[cand])),
+            float(np.nanmax(st.y_max[cand])),
+        )
         n = float(st.rows[cand].sum())
         w, h = ext[2] - ext[0], ext[3] - ext[1]
         if geo:
             lat = math.radians((ext[1] + ext[3]) / 2)
-            w, h = math.radians(w) * EARTH_RADIUS_M * math.cos(lat), math.radians(h) * EARTH_RADIUS_M
+            w, h = (
+                math.radians(w) * EARTH_RADIUS_M * math.cos(lat),
+                math.radians(h) * EARTH_RADIUS_M,
+            )
         # a radius expected to hold about 4k candidate rows at the dataset's mean density ...
         r = math.sqrt(4 * k * max(w * h, 1.0) / (math.pi * max(n, 1.0)))
         # ... but at least reaching the data when the point lies outside it
-        gap = float(point_bbox_distance(x, y, np.array([ext[0]]), np.array([ext[1]]), np.array([ext[2]]),
-                                        np.array([ext[3]]), geo)[0])
+        gap = float(
+            point_bbox_distance(
+                x,
+                y,
+                np.array([ext[0]]),
+                np.array([ext[1]]),
+                np.array([ext[2]]),
+                np.array([ext[3]]),
+                geo,
+            )[0]
+        )
         r = max(r, gap * 1.01, 1e-6 if not geo else 1.0)
         while True:
             box, r_in = _box_around(x, y, r, geo)
@@ -395,8 +482,9 @@ class SparkEngine(QueryEngine):
             else:
                 r *= 2.0
 
-    def _knn(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-             info: dict[str, Any]) -> pa.Table:
+    def _knn(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         from pyspark.sql import functions as F
 
         order = [F.col(DIST_COL), F.col(ID_COL)]
@@ -409,9 +497,13 @@ class SparkEngine(QueryEngine):
                 info["search_rounds"] = info.get("search_rounds", 0) + 1
                 df = self._frame(ctx, Predicate(g, pred.start, pred.end, pred.ids), info)
                 if df is not None:
-                    df = df.mapInArrow(_with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()}))
+                    df = df.mapInArrow(
+                        _with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()})
+                    )
                     o = order + ([F.col(TIME_COL)] if TIME_COL in df.columns else [])
-                    top = self._collect(ctx, df.orderBy(*o).limit(k), extra={DIST_COL: pa.float64()})
+                    top = self._collect(
+                        ctx, df.orderBy(*o).limit(k), extra={DIST_COL: pa.float64()}
+                    )
                 if covers or (top.num_rows >= k and top[DIST_COL][k - 1].as_py() < r_in):
                     break
                 step = boxes.send(top[DIST_COL][k - 1].as_py() if top.num_rows >= k else None)
@@ -419,8 +511,9 @@ class SparkEngine(QueryEngine):
             pass
         return top
 
-    def _knn_trajectories(self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate,
-                          info: dict[str, Any]) -> pa.Table:
+    def _knn_trajectories(
+        self, ctx: DatasetContext, x: float, y: float, k: int, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         from pyspark.sql import functions as F
 
         typ = self._id_type(ctx)
@@ -431,14 +524,24 @@ class SparkEngine(QueryEngine):
             while True:
                 g, r_in, covers = step
                 info["search_rounds"] = info.get("search_rounds", 0) + 1
-                df = self._frame(ctx, Predicate(g, pred.start, pred.end), info, [ID_COL, X_COL, Y_COL])
+                df = self._frame(
+                    ctx, Predicate(g, pred.start, pred.end), info, [ID_COL, X_COL, Y_COL]
+                )
                 if df is not None:
-                    df = df.mapInArrow(_with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()}))
-                    df = (df.groupBy(ID_COL).agg(F.min(DIST_COL).alias(DIST_COL))
-                          .orderBy(F.col(DIST_COL), F.col(ID_COL)).limit(k))
+                    df = df.mapInArrow(
+                        _with_distance(ctx.schema, x, y), self._extend(df, {DIST_COL: pa.float64()})
+                    )
+                    df = (
+                        df.groupBy(ID_COL)
+                        .agg(F.min(DIST_COL).alias(DIST_COL))
+                        .orderBy(F.col(DIST_COL), F.col(ID_COL))
+                        .limit(k)
+                    )
                     with _quiet():
                         got = df.toArrow()
-                    top = pa.table({ID_COL: got[ID_COL].cast(typ), DIST_COL: got[DIST_COL].cast(pa.float64())})
+                    top = pa.table(
+                        {ID_COL: got[ID_COL].cast(typ), DIST_COL: got[DIST_COL].cast(pa.float64())}
+                    )
                 if covers or (top.num_rows >= k and top[DIST_COL][k - 1].as_py() < r_in):
                     break
                 step = boxes.send(top[DIST_COL][k - 1].as_py() if top.num_rows >= k else None)
@@ -446,8 +549,15 @@ class SparkEngine(QueryEngine):
             pass
         return top
 
-    def _similar(self, ctx: DatasetContext, coords: np.ndarray, k: int, metric: str, pred: Predicate,
-                 info: dict[str, Any]) -> pa.Table:
+    def _similar(
+        self,
+        ctx: DatasetContext,
+        coords: np.ndarray,
+        k: int,
+        metric: str,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         from pyspark.sql import functions as F
         from pyspark.sql.types import DoubleType, StructField, StructType
 
@@ -455,19 +565,28 @@ class SparkEngine(QueryEngine):
         df = self._frame(ctx, pred, info, [ID_COL, TIME_COL, X_COL, Y_COL])
         if df is None:
             return pa.table({ID_COL: pa.array([], typ), DIST_COL: pa.array([], pa.float64())})
-        flat = df.select(F.col(ID_COL), F.col(TIME_COL), F.col(f"{GEOM}.x").alias(X_COL),
-                         F.col(f"{GEOM}.y").alias(Y_COL))
-        out = StructType([StructField(ID_COL, self._spark_type(typ)), StructField(DIST_COL, DoubleType())])
+        flat = df.select(
+            F.col(ID_COL),
+            F.col(TIME_COL),
+            F.col(f"{GEOM}.x").alias(X_COL),
+            F.col(f"{GEOM}.y").alias(Y_COL),
+        )
+        out = StructType(
+            [StructField(ID_COL, self._spark_type(typ)), StructField(DIST_COL, DoubleType())]
+        )
         # every trajectory's exact distance in parallel, then Spark keeps the k best
         # (ties: smallest id as text, like the embedded engine's similarity_topk)
-        scored = flat.groupBy(ID_COL).applyInArrow(_trajectory_distance(ctx.schema, coords, metric, typ), out)
+        scored = flat.groupBy(ID_COL).applyInArrow(
+            _trajectory_distance(ctx.schema, coords, metric, typ), out
+        )
         best = scored.orderBy(F.col(DIST_COL), F.col(ID_COL).cast("string")).limit(k)
         with _quiet():
             got = best.toArrow()
         return pa.table({ID_COL: got[ID_COL].cast(typ), DIST_COL: got[DIST_COL].cast(pa.float64())})
 
-    def _join_regions(self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table:
+    def _join_regions(
+        self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate, info: dict[str, Any]
+    ) -> pa.Table:
         from pyspark.sql import functions as F
 
         rtype = self._id_type(regions)
@@ -475,12 +594,20 @@ class SparkEngine(QueryEngine):
         if df is None:
             return self._collect(ctx, None, extra={REGION_COL: rtype})
         reg = self._table(regions).select([ID_COL, GEOM])
-        df = df.mapInArrow(_with_regions(ctx.schema, reg, rtype), self._extend(df, {REGION_COL: rtype}))
+        df = df.mapInArrow(
+            _with_regions(ctx.schema, reg, rtype), self._extend(df, {REGION_COL: rtype})
+        )
         keys = [c for c in (ID_COL, TIME_COL) if c in df.columns] + [REGION_COL]
         return self._collect(ctx, df.orderBy(*[F.col(c) for c in keys]), extra={REGION_COL: rtype})
 
-    def _join_nearest(self, ctx: DatasetContext, lines: DatasetContext, max_d: float, pred: Predicate,
-                      info: dict[str, Any]) -> pa.Table:
+    def _join_nearest(
+        self,
+        ctx: DatasetContext,
+        lines: DatasetContext,
+        max_d: float,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         from pyspark.sql import functions as F
 
         from cityos.store._duckdb import _reference
@@ -491,12 +618,20 @@ class SparkEngine(QueryEngine):
         if df is None:
             return self._collect(ctx, None, extra=extra)
         ln = self._table(lines).select([ID_COL, GEOM])
-        df = df.mapInArrow(_with_nearest(ctx.schema, ln, max_d, _reference(ctx), etype), self._extend(df, extra))
+        df = df.mapInArrow(
+            _with_nearest(ctx.schema, ln, max_d, _reference(ctx), etype), self._extend(df, extra)
+        )
         keys = [c for c in (ID_COL, TIME_COL) if c in df.columns]
         return self._collect(ctx, df.orderBy(*[F.col(c) for c in keys]), extra=extra)
 
-    def _aggregate(self, ctx: DatasetContext, spec: Aggregate, regions: DatasetContext | None,
-                   pred: Predicate, info: dict[str, Any]) -> pa.Table:
+    def _aggregate(
+        self,
+        ctx: DatasetContext,
+        spec: Aggregate,
+        regions: DatasetContext | None,
+        pred: Predicate,
+        info: dict[str, Any],
+    ) -> pa.Table:
         from pyspark.sql import functions as F
         from pyspark.sql.types import StructField, StructType
 
@@ -523,15 +658,23 @@ class SparkEngine(QueryEngine):
         out = pa.schema(fields)
         group = [f.name for f in fields if f.name in ("cell_x", "cell_y", REGION_COL, "t_bin")]
         if df is None:
-            frame = pd.DataFrame({f.name: pd.Series([], dtype=f.type.to_pandas_dtype()) for f in fields if f.name in group})
+            frame = pd.DataFrame(
+                {
+                    f.name: pd.Series([], dtype=f.type.to_pandas_dtype())
+                    for f in fields
+                    if f.name in group
+                }
+            )
             for o, a in spec.aggs.items():
                 frame[o] = pd.Series([], dtype="int64" if isinstance(a, str) else "float64")
             return aggregate_frame(frame, spec, reg_tbl)
         sout = StructType([StructField(f.name, self._spark_type(f.type)) for f in fields])
         keyed = df.mapInArrow(_aggregate_keys(ctx.schema, spec, bin_ms, cols, reg_tbl, out), sout)
         fn = {"sum": F.sum, "mean": F.avg, "min": F.min, "max": F.max}
-        aggs = [F.count(F.lit(1)).alias(o) if isinstance(a, str) else fn[a[1]](F.col(a[0])).alias(o)
-                for o, a in spec.aggs.items()]
+        aggs = [
+            F.count(F.lit(1)).alias(o) if isinstance(a, str) else fn[a[1]](F.col(a[0])).alias(o)
+            for o, a in spec.aggs.items()
+        ]
         with _quiet():
             frame = keyed.groupBy(*group).agg(*aggs).toArrow().to_pandas()
         return aggregate_frame(frame, spec, reg_tbl)
@@ -549,7 +692,9 @@ def _physical(ctx: DatasetContext, columns: list[str]) -> set[str]:
     return need
 
 
-def _box_around(x: float, y: float, r: float, geographic: bool) -> tuple[tuple[float, float, float, float], float]:
+def _box_around(
+    x: float, y: float, r: float, geographic: bool
+) -> tuple[tuple[float, float, float, float], float]:
     """A box holding every point within ``r`` metres of (x, y), and the radius up to which it
     is complete (the shortest distance from (x, y) to its boundary, a little conservatively)."""
     if not geographic:

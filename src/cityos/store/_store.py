@@ -54,11 +54,18 @@ _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_")
 
 def check_name(name: str) -> str:
     """Dataset names are lower-case identifiers, so they are safe as SQL views and folder names."""
-    if not isinstance(name, str) or not name or len(name) > 63 or not set(name) <= _NAME_OK \
-            or name[0].isdigit():
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 63
+        or not set(name) <= _NAME_OK
+        or name[0].isdigit()
+    ):
         raise ValidationError(
             f"invalid dataset name {name!r}: use 1-63 lower-case letters, digits and '_', "
-            "starting with a letter", field="name", expected="an identifier such as 'taxi_gps'",
+            "starting with a letter",
+            field="name",
+            expected="an identifier such as 'taxi_gps'",
         )
     return name
 
@@ -142,7 +149,9 @@ class Store:
         self.data_dir: Path = self.settings.data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.database_url.startswith("sqlite:///"):
-            Path(self.settings.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
         self.db = Database(self.settings.database_url)
         if migrate:
             self.db.migrate()
@@ -183,8 +192,9 @@ class Store:
         self.close()
 
     # -- datasets --------------------------------------------------------------------------
-    def create_dataset(self, name: str, schema: DatasetSchema, *, exist_ok: bool = False,
-                       description: str = "") -> DatasetInfo:
+    def create_dataset(
+        self, name: str, schema: DatasetSchema, *, exist_ok: bool = False, description: str = ""
+    ) -> DatasetInfo:
         """Register a dataset with its schema (no data yet)."""
         self.catalog.create(check_name(name), schema, description, exist_ok)
         return self.catalog.info(name)
@@ -206,7 +216,9 @@ class Store:
 
     def _context(self, name: str) -> DatasetContext:
         _, schema, version = self.catalog.schema(name)
-        return DatasetContext(name, schema, version, self.catalog.stats(name, version), self.data_dir)
+        return DatasetContext(
+            name, schema, version, self.catalog.stats(name, version), self.data_dir
+        )
 
     def _columns(self, ctx: DatasetContext) -> list[str]:
         cols = list(ctx.schema.canonical_columns) + [f.name for f in ctx.schema.fields]
@@ -234,18 +246,29 @@ class Store:
                 schema, version = ctx.schema, ctx.version
                 new = self._drop_stored(ctx, tbl)
                 if new.num_rows == 0:
-                    return WriteResult(name, rows_in, 0, rows_in, (), version, time.perf_counter() - t0)
+                    return WriteResult(
+                        name, rows_in, 0, rows_in, (), version, time.perf_counter() - t0
+                    )
                 entries = self._write_parts(name, schema, new)
                 try:
-                    v = self.catalog.commit_files(name, version, entries, [], "append", new.num_rows, 0, source)
+                    v = self.catalog.commit_files(
+                        name, version, entries, [], "append", new.num_rows, 0, source
+                    )
                 except ConflictError:
                     self._unlink([e.path for e in entries])
                     continue
                 except BaseException:
                     self._unlink([e.path for e in entries])
                     raise
-                return WriteResult(name, rows_in, new.num_rows, rows_in - new.num_rows,
-                                   tuple(e.path for e in entries), v, time.perf_counter() - t0)
+                return WriteResult(
+                    name,
+                    rows_in,
+                    new.num_rows,
+                    rows_in - new.num_rows,
+                    tuple(e.path for e in entries),
+                    v,
+                    time.perf_counter() - t0,
+                )
         raise ConflictError(f"dataset {name!r} kept changing during the append; retry later")
 
     def _write_parts(self, name: str, schema: DatasetSchema, tbl: pa.Table) -> list[FileEntry]:
@@ -257,7 +280,9 @@ class Store:
         layout = layout_for(schema)
         entries: list[FileEntry] = []
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityos-write") as pool:
-            futures = [pool.submit(self._write_part, name, layout, part) for part in layout.encode(tbl)]
+            futures = [
+                pool.submit(self._write_part, name, layout, part) for part in layout.encode(tbl)
+            ]
             errors = []
             for f in futures:
                 try:
@@ -282,7 +307,9 @@ class Store:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return FileEntry(rel, part.partition, part.table.num_rows, full.stat().st_size, tuple(part.row_groups))
+        return FileEntry(
+            rel, part.partition, part.table.num_rows, full.stat().st_size, tuple(part.row_groups)
+        )
 
     def _unlink(self, rels: list[str]) -> None:
         for r in rels:
@@ -320,24 +347,43 @@ class Store:
         # confirm candidates on the real key values (hashes could collide)
         a = tbl.select(keys).filter(pa.array(cand)).to_pandas()
         a["_pos"] = np.flatnonzero(cand)
-        b = stored.select(keys).filter(pa.array(np.isin(old_h, new_h[cand]))).to_pandas().drop_duplicates()
+        b = (
+            stored.select(keys)
+            .filter(pa.array(np.isin(old_h, new_h[cand])))
+            .to_pandas()
+            .drop_duplicates()
+        )
         hit = a.merge(b, on=keys, how="inner")["_pos"].to_numpy()
         keep = np.ones(tbl.num_rows, dtype=bool)
         keep[hit] = False
         return tbl.filter(pa.array(keep))
 
-    def delete(self, name: str, *, geometry: Any = None, start: Any = None, end: Any = None,
-               ids: Any = None, crs: Any = None) -> int:
+    def delete(
+        self,
+        name: str,
+        *,
+        geometry: Any = None,
+        start: Any = None,
+        end: Any = None,
+        ids: Any = None,
+        crs: Any = None,
+    ) -> int:
         """Delete the rows matching every given condition; returns how many were deleted.
         Affected files are rewritten without those rows and swapped in one transaction."""
         if geometry is None and start is None and end is None and ids is None:
-            raise QueryError("delete needs a condition (geometry, start, end or ids); "
-                             "use drop_dataset to remove everything")
+            raise QueryError(
+                "delete needs a condition (geometry, start, end or ids); "
+                "use drop_dataset to remove everything"
+            )
         with self._locks.get(name):
             for _attempt in range(20):
                 ctx = self._context(name)
-                pred = Predicate(query_geometry(geometry, crs, ctx.schema), to_ms(start), to_ms(end),
-                                 None if ids is None else tuple(np.atleast_1d(ids).tolist()))
+                pred = Predicate(
+                    query_geometry(geometry, crs, ctx.schema),
+                    to_ms(start),
+                    to_ms(end),
+                    None if ids is None else tuple(np.atleast_1d(ids).tolist()),
+                )
                 plan = plan_scan(ctx.stats, pred)
                 add: list[FileEntry] = []
                 remove: list[str] = []
@@ -376,8 +422,10 @@ class Store:
             for _part, paths in by_part.items():
                 if len(paths) < min_files:
                     continue
-                tbl = pa.concat_tables([decode(ctx.schema, pq.read_table(self.data_dir / p)) for p in paths],
-                                       promote_options="permissive")
+                tbl = pa.concat_tables(
+                    [decode(ctx.schema, pq.read_table(self.data_dir / p)) for p in paths],
+                    promote_options="permissive",
+                )
                 rows += tbl.num_rows
                 add += self._write_parts(name, ctx.schema, tbl)
                 remove += paths
@@ -408,65 +456,159 @@ class Store:
     def _run(self, spec: Any, engine: str | None) -> QueryResult:
         return self.engine(engine).execute(spec)
 
-    def scan(self, name: str, *, columns: list[str] | None = None, geometry: Any = None,
-             start: Any = None, end: Any = None, ids: Any = None, crs: Any = None,
-             engine: str | None = None) -> QueryResult:
+    def scan(
+        self,
+        name: str,
+        *,
+        columns: list[str] | None = None,
+        geometry: Any = None,
+        start: Any = None,
+        end: Any = None,
+        ids: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """Rows matching any combination of geometry, time window [start, end) and ids."""
-        return self._run(Range(name, geometry, start, end, crs, None if columns is None else tuple(columns),
-                               None if ids is None else tuple(np.atleast_1d(ids).tolist())), engine)
+        return self._run(
+            Range(
+                name,
+                geometry,
+                start,
+                end,
+                crs,
+                None if columns is None else tuple(columns),
+                None if ids is None else tuple(np.atleast_1d(ids).tolist()),
+            ),
+            engine,
+        )
 
     def read(self, name: str) -> QueryResult:
         """Every row of a dataset."""
         return self.scan(name)
 
-    def range(self, name: str, geometry: Any, *, crs: Any = None, engine: str | None = None) -> QueryResult:
+    def range(
+        self, name: str, geometry: Any, *, crs: Any = None, engine: str | None = None
+    ) -> QueryResult:
         """Spatial range query: rows inside ``geometry`` (bbox tuple, WKT or shapely)."""
         return self._run(Range(name, geometry, None, None, crs), engine)
 
-    def st_range(self, name: str, geometry: Any, start: Any, end: Any, *, crs: Any = None,
-                 engine: str | None = None) -> QueryResult:
+    def st_range(
+        self,
+        name: str,
+        geometry: Any,
+        start: Any,
+        end: Any,
+        *,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """Spatio-temporal range query: rows inside ``geometry`` with start <= t < end."""
         return self._run(Range(name, geometry, start, end, crs), engine)
 
-    def id_temporal(self, name: str, ids: Any, start: Any = None, end: Any = None, *,
-                    engine: str | None = None) -> QueryResult:
+    def id_temporal(
+        self, name: str, ids: Any, start: Any = None, end: Any = None, *, engine: str | None = None
+    ) -> QueryResult:
         """Every row of the given object id(s) in [start, end)."""
         return self._run(IDTemporal(name, tuple(np.atleast_1d(ids).tolist()), start, end), engine)
 
-    def knn(self, name: str, x: float, y: float, k: int, *, start: Any = None, end: Any = None,
-            crs: Any = None, engine: str | None = None) -> QueryResult:
+    def knn(
+        self,
+        name: str,
+        x: float,
+        y: float,
+        k: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """The ``k`` points nearest to (x, y), with ``distance_m``."""
         return self._run(KNN(name, x, y, k, start, end, crs), engine)
 
-    def knn_trajectories(self, name: str, x: float, y: float, k: int, *, start: Any = None,
-                         end: Any = None, crs: Any = None, engine: str | None = None) -> QueryResult:
+    def knn_trajectories(
+        self,
+        name: str,
+        x: float,
+        y: float,
+        k: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """The ``k`` objects that pass nearest to (x, y) in the window (``id``, ``distance_m``)."""
         return self._run(KNNTrajectories(name, x, y, k, start, end, crs), engine)
 
-    def similar(self, name: str, trajectory: Any, k: int, *, start: Any = None, end: Any = None,
-                metric: str = "dtw", crs: Any = None, engine: str | None = None) -> QueryResult:
+    def similar(
+        self,
+        name: str,
+        trajectory: Any,
+        k: int,
+        *,
+        start: Any = None,
+        end: Any = None,
+        metric: str = "dtw",
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """The ``k`` objects whose trajectories in the window are most similar to ``trajectory``."""
         return self._run(Similar(name, trajectory, k, start, end, metric, crs), engine)
 
-    def join_regions(self, name: str, regions: str, *, start: Any = None, end: Any = None,
-                     geometry: Any = None, crs: Any = None, engine: str | None = None) -> QueryResult:
+    def join_regions(
+        self,
+        name: str,
+        regions: str,
+        *,
+        start: Any = None,
+        end: Any = None,
+        geometry: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """Points joined with the regions containing them (adds ``region_id``)."""
         return self._run(JoinRegions(name, regions, start, end, geometry, crs), engine)
 
-    def join_nearest(self, name: str, lines: str, *, max_distance_m: float = 50.0, start: Any = None,
-                     end: Any = None, geometry: Any = None, crs: Any = None,
-                     engine: str | None = None) -> QueryResult:
+    def join_nearest(
+        self,
+        name: str,
+        lines: str,
+        *,
+        max_distance_m: float = 50.0,
+        start: Any = None,
+        end: Any = None,
+        geometry: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """Points joined with the nearest line within ``max_distance_m`` (adds ``edge_id``, ``distance_m``)."""
-        return self._run(JoinNearest(name, lines, max_distance_m, start, end, geometry, crs), engine)
+        return self._run(
+            JoinNearest(name, lines, max_distance_m, start, end, geometry, crs), engine
+        )
 
-    def aggregate(self, name: str, *, grid: Grid | None = None, regions: str | None = None,
-                  time_bin: str | None = "1h", aggs: dict[str, Any] | None = None, start: Any = None,
-                  end: Any = None, geometry: Any = None, crs: Any = None,
-                  engine: str | None = None) -> QueryResult:
+    def aggregate(
+        self,
+        name: str,
+        *,
+        grid: Grid | None = None,
+        regions: str | None = None,
+        time_bin: str | None = "1h",
+        aggs: dict[str, Any] | None = None,
+        start: Any = None,
+        end: Any = None,
+        geometry: Any = None,
+        crs: Any = None,
+        engine: str | None = None,
+    ) -> QueryResult:
         """Aggregate points into grid cells or regions per time bin: a spatial time series
         (``id``, ``t``, ``x``, ``y``, aggregates)."""
-        return self._run(Aggregate(name, grid, regions, time_bin, aggs or {"n": "count"}, start, end,
-                                   geometry, crs), engine)
+        return self._run(
+            Aggregate(
+                name, grid, regions, time_bin, aggs or {"n": "count"}, start, end, geometry, crs
+            ),
+            engine,
+        )
 
     # -- SQL -------------------------------------------------------------------------------
     def sql(self, query: str) -> pa.Table:
@@ -495,7 +637,9 @@ class Store:
                         f"geometry.y AS y FROM read_parquet([{lst}], union_by_name=true)"
                     )
                 else:
-                    con.execute(f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)')
+                    con.execute(
+                        f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)'
+                    )
             rel = con.sql(query)
             if rel is None:  # a statement without a result
                 return pa.table({})
@@ -516,7 +660,11 @@ def _register_sql_functions(con: Any) -> None:
 
     def cell(x: pa.Array, y: pa.Array, level: pa.Array) -> pa.Array:
         lv = level.to_numpy(zero_copy_only=False).astype(np.int64)
-        z = z2_key(x.to_numpy(zero_copy_only=False), y.to_numpy(zero_copy_only=False), (-180.0, -90.0, 180.0, 90.0))
+        z = z2_key(
+            x.to_numpy(zero_copy_only=False),
+            y.to_numpy(zero_copy_only=False),
+            (-180.0, -90.0, 180.0, 90.0),
+        )
         return pa.array((z >> (np.uint64(62) - 2 * lv.astype(np.uint64))).astype(np.int64))
 
     dbl, big = duckdb.sqltype("DOUBLE"), duckdb.sqltype("BIGINT")
@@ -528,7 +676,9 @@ def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:
     keys = [k for k in schema.key if k in tbl.column_names]
     if not keys or tbl.num_rows < 2:
         return tbl
-    dup = pd.Series(_key_hash(tbl, keys)).duplicated().to_numpy()  # a hash table: O(n), keeps the first
+    dup = (
+        pd.Series(_key_hash(tbl, keys)).duplicated().to_numpy()
+    )  # a hash table: O(n), keeps the first
     if not dup.any():
         return tbl
     return tbl.filter(pa.array(~dup))
@@ -544,4 +694,3 @@ def _key_hash(tbl: pa.Table, keys: list[str]) -> np.ndarray:
 def open_city(home: str | Path = "city", **kw: Any) -> Store:
     """Open (or create) the city in ``home``: a :class:`Store` with its catalog migrated."""
     return Store(home, **kw)
-

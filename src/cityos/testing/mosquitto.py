@@ -38,8 +38,10 @@ def find_mosquitto() -> Path:
     for c in (os.environ.get("CITYOS_MOSQUITTO"), MOSQUITTO, shutil.which("mosquitto")):
         if c and Path(c).is_file():
             return Path(c)
-    raise MosquittoUnavailable("mosquitto not found; install it with `apt-get install -y mosquitto` "
-                               "or set CITYOS_MOSQUITTO to the binary")
+    raise MosquittoUnavailable(
+        "mosquitto not found; install it with `apt-get install -y mosquitto` "
+        "or set CITYOS_MOSQUITTO to the binary"
+    )
 
 
 def _free_port() -> int:
@@ -79,21 +81,28 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> None:
-        self.proc = subprocess.Popen([str(self.binary), "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 log = self.log.read_text() if self.log.exists() else ""
-                raise MosquittoUnavailable(f"mosquitto exited with {self.proc.returncode}: {err}{log}")
+                raise MosquittoUnavailable(
+                    f"mosquitto exited with {self.proc.returncode}: {err}{log}"
+                )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise MosquittoUnavailable(f"mosquitto did not listen on port {self.port} within {timeout_s} s")
+        raise MosquittoUnavailable(
+            f"mosquitto did not listen on port {self.port} within {timeout_s} s"
+        )
 
     def stop(self) -> None:
         p, self.proc = self.proc, None

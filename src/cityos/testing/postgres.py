@@ -128,20 +128,58 @@ def postgres_server(*, database: str = "cityos", timeout: float = 60.0) -> Itera
         if uid is not None and gid is not None:
             os.chown(tmp, uid, gid)
         tmp.chmod(0o700)
-        res = _run(prefix, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                            "-A", "trust", "-E", "UTF8", "--no-sync"])
+        res = _run(
+            prefix,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )
         if res.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {res.stderr.strip() or res.stdout.strip()}")
         opts = f"-h 127.0.0.1 -p {port} -k {tmp} -c fsync=off -c full_page_writes=off"
-        res = _run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log),
-                            "-w", "-t", str(int(timeout)), "-o", opts, "start"])
+        res = _run(
+            prefix,
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-o",
+                opts,
+                "start",
+            ],
+        )
         started = True
         if res.returncode != 0:
             text = log.read_text() if log.exists() else ""
             raise PostgresUnavailable(f"PostgreSQL did not start: {res.stderr.strip()}\n{text}")
         _wait_ready(port, timeout)
-        res = _run(prefix, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                            "-U", "postgres", database])
+        res = _run(
+            prefix,
+            [
+                str(bindir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                database,
+            ],
+        )
         if res.returncode != 0:
             raise PostgresUnavailable(f"createdb failed: {res.stderr.strip()}")
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{database}"

@@ -100,9 +100,7 @@ def upgrade() -> None:
         ),
         sa.Column("dataset", sa.String(200), nullable=False),
         sa.Column("permission", sa.String(10), nullable=False),
-        sa.UniqueConstraint(
-            "role_id", "dataset", "permission", name="uq_access_grants_role_id"
-        ),
+        sa.UniqueConstraint("role_id", "dataset", "permission", name="uq_access_grants_role_id"),
     )
     op.create_table(
         "access_row_filters",

@@ -24,15 +24,29 @@ def list_entries(
     dataset: Annotated[str | None, Query(max_length=200)] = None,
 ) -> list[AuditEntryPublic]:
     """Entries after ``after`` (a ``seq``), oldest first."""
-    return [AuditEntryPublic(seq=e.seq, ts=e.ts, actor=e.actor, action=e.action,
-                             dataset=e.dataset, detail=e.detail, hash=e.hash)
-            for e in access.read_audit(city.db, after=after, limit=limit, actor=actor,
-                                       dataset=dataset)]
+    return [
+        AuditEntryPublic(
+            seq=e.seq,
+            ts=e.ts,
+            actor=e.actor,
+            action=e.action,
+            dataset=e.dataset,
+            detail=e.detail,
+            hash=e.hash,
+        )
+        for e in access.read_audit(city.db, after=after, limit=limit, actor=actor, dataset=dataset)
+    ]
 
 
 @router.get("/verify", response_model=AuditVerifyPublic)
 def verify(city: CityDep, _admin: AdminUser) -> AuditVerifyPublic:
     """Recompute the hash chain; ``first_broken`` names the first tampered entry."""
     r = access.verify_audit(city.db)
-    return AuditVerifyPublic(ok=r.ok, entries=r.entries, first_broken=r.first_broken,
-                             reason=r.reason, head_seq=r.head_seq, head_hash=r.head_hash)
+    return AuditVerifyPublic(
+        ok=r.ok,
+        entries=r.entries,
+        first_broken=r.first_broken,
+        reason=r.reason,
+        head_seq=r.head_seq,
+        head_hash=r.head_hash,
+    )

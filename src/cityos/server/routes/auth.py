@@ -24,8 +24,10 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=ERRORS)
 
 def _token(city: CityDep, username: str, password: str) -> Token:
     principal = access.authenticate(city.db, username, password)
-    return Token(access_token=access.issue_token(principal, city.secret),
-                 expires_in=int(access.TOKEN_TTL.total_seconds()))
+    return Token(
+        access_token=access.issue_token(principal, city.secret),
+        expires_in=int(access.TOKEN_TTL.total_seconds()),
+    )
 
 
 @router.post("/token", response_model=Token)
@@ -44,8 +46,14 @@ def login_json(city: CityDep, body: LoginJSON) -> Token:
 def me(city: CityDep, user: CurrentUser) -> UserPublic:
     """Who the token or key belongs to, with department and roles."""
     u = access.get_user(city.db, user.username)
-    return UserPublic(id=u.id, username=u.username, full_name=u.full_name,
-                      department=u.department, roles=list(u.roles), is_active=u.is_active)
+    return UserPublic(
+        id=u.id,
+        username=u.username,
+        full_name=u.full_name,
+        department=u.department,
+        roles=list(u.roles),
+        is_active=u.is_active,
+    )
 
 
 @router.post("/api-keys", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
@@ -62,13 +70,23 @@ def create_key(city: CityDep, user: CurrentUser, body: ApiKeyCreate) -> ApiKeyCr
 def list_keys(city: CityDep, user: CurrentUser) -> list[ApiKeyPublic]:
     """Your API keys (admins: everyone's), never their secrets."""
     keys = access.list_api_keys(city.db, None if user.is_admin else user.username)
-    return [ApiKeyPublic(key_id=k.key_id, username=k.username, name=k.name,
-                         created_at=k.created_at, revoked=k.revoked) for k in keys]
+    return [
+        ApiKeyPublic(
+            key_id=k.key_id,
+            username=k.username,
+            name=k.name,
+            created_at=k.created_at,
+            revoked=k.revoked,
+        )
+        for k in keys
+    ]
 
 
 @router.delete("/api-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(city: CityDep, user: CurrentUser,
-               key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]) -> None:
+def revoke_key(
+    city: CityDep, user: CurrentUser, key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+) -> None:
     """Revoke one of your keys (admins: any key) for good."""
-    access.revoke_api_key(city.db, key_id, actor=user.username,
-                          owner=None if user.is_admin else user.username)
+    access.revoke_api_key(
+        city.db, key_id, actor=user.username, owner=None if user.is_admin else user.username
+    )

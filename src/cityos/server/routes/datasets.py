@@ -34,23 +34,28 @@ from cityos.server.schemas import (
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=ERRORS)
 Name = Annotated[str, Path(pattern=DATASET_NAME, description="dataset name")]
 
-_ANSWER: dict[int | str, dict[str, Any]] = {200: {
-    "description": "One page of the answer: JSON rows, GeoJSON features or an Arrow IPC "
-                   "stream (headers X-Total-Count, X-Next-Offset, X-Masked-Columns)",
-    "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/QueryPage"}},
-        GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}},
-        ARROW: {"schema": {"type": "string", "format": "binary"}},
-    },
-}}
+_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One page of the answer: JSON rows, GeoJSON features or an Arrow IPC "
+        "stream (headers X-Total-Count, X-Next-Offset, X-Masked-Columns)",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/QueryPage"}},
+            GEOJSON: {"schema": {"$ref": "#/components/schemas/FeatureCollection"}},
+            ARROW: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 async def page_params(  # async: no I/O, so no thread-pool hop
-    format: Annotated[Literal["json", "geojson", "arrow"] | None,
-                      Query(description="default: JSON, or Arrow if Accept asks for it")] = None,
+    format: Annotated[
+        Literal["json", "geojson", "arrow"] | None,
+        Query(description="default: JSON, or Arrow if Accept asks for it"),
+    ] = None,
     offset: Annotated[int, Query(ge=0, le=2**40)] = 0,
-    limit: Annotated[int | None, Query(ge=1, le=ARROW_MAX,
-                                       description="rows per page (JSON: at most 1000)")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=ARROW_MAX, description="rows per page (JSON: at most 1000)")
+    ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> dict[str, Any]:
     return {"fmt": format, "offset": offset, "limit": limit, "accept": accept}
@@ -63,16 +68,28 @@ def _public(store: access.SecureStore, info: Any) -> DatasetPublic:
     pol = access.load_policy(store.db).policy(info.name)
     dec = store.can_read(info.name)
     d = info.to_dict() if hasattr(info, "to_dict") else {}
-    fields = [{"name": f.name, "type": f.type, "personal": f.personal, "unit": f.unit}
-              for f in info.schema.fields]
+    fields = [
+        {"name": f.name, "type": f.type, "personal": f.personal, "unit": f.unit}
+        for f in info.schema.fields
+    ]
     return DatasetPublic(
-        name=info.name, model=str(info.schema.model), description=info.description,
-        rows=info.rows, files=info.files, bytes=info.bytes, t_min=d.get("t_min"),
-        t_max=d.get("t_max"), bbox=list(info.bbox) if info.bbox else None,
-        crs=info.schema.crs, fields=fields, classification=pol.classification.value,
+        name=info.name,
+        model=str(info.schema.model),
+        description=info.description,
+        rows=info.rows,
+        files=info.files,
+        bytes=info.bytes,
+        t_min=d.get("t_min"),
+        t_max=d.get("t_max"),
+        bbox=list(info.bbox) if info.bbox else None,
+        crs=info.schema.crs,
+        fields=fields,
+        classification=pol.classification.value,
         owner_department=pol.owner_department,
-        masked_fields=[f.name for f in info.schema.fields
-                       if f.personal and not dec.shows(f.personal)])
+        masked_fields=[
+            f.name for f in info.schema.fields if f.personal and not dec.shows(f.personal)
+        ],
+    )
 
 
 @router.get("", response_model=list[DatasetPublic])
@@ -96,13 +113,14 @@ def query_range(store: StoreDep, name: Name, body: RangeQuery, page: Page) -> Re
 @router.post("/{name}/query/st_range", responses=_ANSWER, response_model=QueryPage)
 def query_st_range(store: StoreDep, name: Name, body: STRangeQuery, page: Page) -> Response:
     """Spatio-temporal range: rows inside the area with ``start <= t < end``."""
-    return render(store.st_range(name, body.region.to_geometry(), body.start, body.end,
-                                 crs=body.region.crs), **page)
+    return render(
+        store.st_range(name, body.region.to_geometry(), body.start, body.end, crs=body.region.crs),
+        **page,
+    )
 
 
 @router.post("/{name}/query/id_temporal", responses=_ANSWER, response_model=QueryPage)
-def query_id_temporal(store: StoreDep, name: Name, body: IdTemporalQuery,
-                      page: Page) -> Response:
+def query_id_temporal(store: StoreDep, name: Name, body: IdTemporalQuery, page: Page) -> Response:
     """Every row of the given object ids in the time window."""
     return render(store.id_temporal(name, body.ids, start=body.start, end=body.end), **page)
 
@@ -110,57 +128,85 @@ def query_id_temporal(store: StoreDep, name: Name, body: IdTemporalQuery,
 @router.post("/{name}/query/knn", responses=_ANSWER, response_model=QueryPage)
 def query_knn(store: StoreDep, name: Name, body: KnnQuery, page: Page) -> Response:
     """The k nearest points (adds ``distance_m``)."""
-    return render(store.knn(name, body.x, body.y, body.k, start=body.start, end=body.end,
-                            crs=body.crs), **page)
+    return render(
+        store.knn(name, body.x, body.y, body.k, start=body.start, end=body.end, crs=body.crs),
+        **page,
+    )
 
 
 @router.post("/{name}/query/knn_trajectories", responses=_ANSWER, response_model=QueryPage)
-def query_knn_trajectories(store: StoreDep, name: Name, body: KnnQuery,
-                           page: Page) -> Response:
+def query_knn_trajectories(store: StoreDep, name: Name, body: KnnQuery, page: Page) -> Response:
     """The k objects passing nearest to a point."""
-    return render(store.knn_trajectories(name, body.x, body.y, body.k, start=body.start,
-                                         end=body.end, crs=body.crs), **page)
+    return render(
+        store.knn_trajectories(
+            name, body.x, body.y, body.k, start=body.start, end=body.end, crs=body.crs
+        ),
+        **page,
+    )
 
 
 @router.post("/{name}/query/similar", responses=_ANSWER, response_model=QueryPage)
 def query_similar(store: StoreDep, name: Name, body: SimilarQuery, page: Page) -> Response:
     """The k objects whose trajectories are most similar (DTW or Fréchet)."""
-    return render(store.similar(name, body.coords, body.k, start=body.start, end=body.end,
-                                metric=body.metric), **page)
+    return render(
+        store.similar(
+            name, body.coords, body.k, start=body.start, end=body.end, metric=body.metric
+        ),
+        **page,
+    )
 
 
 @router.post("/{name}/query/join_regions", responses=_ANSWER, response_model=QueryPage)
-def query_join_regions(store: StoreDep, name: Name, body: JoinRegionsQuery,
-                       page: Page) -> Response:
+def query_join_regions(store: StoreDep, name: Name, body: JoinRegionsQuery, page: Page) -> Response:
     """Points with the id of the region containing them (needs read on both)."""
     geometry = body.region.to_geometry() if body.region else None
-    return render(store.join_regions(name, body.regions, start=body.start, end=body.end,
-                                     geometry=geometry), **page)
+    return render(
+        store.join_regions(name, body.regions, start=body.start, end=body.end, geometry=geometry),
+        **page,
+    )
 
 
 @router.post("/{name}/query/join_nearest", responses=_ANSWER, response_model=QueryPage)
-def query_join_nearest(store: StoreDep, name: Name, body: JoinNearestQuery,
-                       page: Page) -> Response:
+def query_join_nearest(store: StoreDep, name: Name, body: JoinNearestQuery, page: Page) -> Response:
     """Points with the nearest edge within ``max_distance_m`` (needs read on both)."""
     geometry = body.region.to_geometry() if body.region else None
-    return render(store.join_nearest(name, body.edges, max_distance_m=body.max_distance_m,
-                                     start=body.start, end=body.end, geometry=geometry), **page)
+    return render(
+        store.join_nearest(
+            name,
+            body.edges,
+            max_distance_m=body.max_distance_m,
+            start=body.start,
+            end=body.end,
+            geometry=geometry,
+        ),
+        **page,
+    )
 
 
 @router.post("/{name}/query/aggregate", responses=_ANSWER, response_model=QueryPage)
 def query_aggregate(store: StoreDep, name: Name, body: AggregateQuery, page: Page) -> Response:
     """Counts and statistics per grid cell or region and time bin."""
-    return render(store.aggregate(name, grid=body.grid.to_grid() if body.grid else None,
-                                  regions=body.regions, time_bin=body.time_bin, aggs=body.aggs,
-                                  start=body.start, end=body.end), **page)
+    return render(
+        store.aggregate(
+            name,
+            grid=body.grid.to_grid() if body.grid else None,
+            regions=body.regions,
+            time_bin=body.time_bin,
+            aggs=body.aggs,
+            start=body.start,
+            end=body.end,
+        ),
+        **page,
+    )
 
 
 @router.post("/{name}/records", response_model=WriteResultPublic)
 def append_records(store: StoreDep, name: Name, body: WriteRecords) -> WriteResultPublic:
     """Append records (validated against the schema; idempotent by record key)."""
     res = store.append(name, body.records)
-    return WriteResultPublic(rows_in=res.rows_in, rows_written=res.rows_written,
-                             duplicates=res.duplicates)
+    return WriteResultPublic(
+        rows_in=res.rows_in, rows_written=res.rows_written, duplicates=res.duplicates
+    )
 
 
 __all__ = ["FeatureCollection", "router"]

@@ -32,18 +32,24 @@ Personal = Literal["id_number", "phone", "name", "plate", "address", "email"]
 def get_policy(city: CityDep, _admin: AdminUser, dataset: Dataset) -> PolicyPublic:
     """A dataset's classification and owner (``internal`` and no owner if never set)."""
     p = access.load_policy(city.db).policy(dataset)
-    return PolicyPublic(dataset=dataset, classification=p.classification.value,
-                        owner_department=p.owner_department)
+    return PolicyPublic(
+        dataset=dataset, classification=p.classification.value, owner_department=p.owner_department
+    )
 
 
 @router.put("/datasets/{dataset}", response_model=PolicyPublic)
-def set_policy(city: CityDep, admin: AdminUser, dataset: Dataset,
-               body: PolicySet) -> PolicyPublic:
+def set_policy(city: CityDep, admin: AdminUser, dataset: Dataset, body: PolicySet) -> PolicyPublic:
     """Classify a dataset and name its owner department."""
-    access.set_dataset_policy(city.db, dataset, body.classification,
-                              owner_department=body.owner_department, actor=admin.username)
-    return PolicyPublic(dataset=dataset, classification=body.classification,
-                        owner_department=body.owner_department)
+    access.set_dataset_policy(
+        city.db,
+        dataset,
+        body.classification,
+        owner_department=body.owner_department,
+        actor=admin.username,
+    )
+    return PolicyPublic(
+        dataset=dataset, classification=body.classification, owner_department=body.owner_department
+    )
 
 
 @router.post("/grants", status_code=status.HTTP_204_NO_CONTENT)
@@ -53,18 +59,25 @@ def add_grant(city: CityDep, admin: AdminUser, body: GrantCreate) -> None:
 
 
 @router.delete("/grants/{role}/{dataset}/{permission}", status_code=status.HTTP_204_NO_CONTENT)
-def remove_grant(city: CityDep, admin: AdminUser, role: Role, dataset: GrantDataset,
-                 permission: Literal["read", "write"]) -> None:
+def remove_grant(
+    city: CityDep,
+    admin: AdminUser,
+    role: Role,
+    dataset: GrantDataset,
+    permission: Literal["read", "write"],
+) -> None:
     """Remove a grant."""
     access.revoke(city.db, role, dataset, permission, actor=admin.username)
 
 
 @router.post("/datasets/{dataset}/row-filters", status_code=status.HTTP_204_NO_CONTENT)
-def add_row_filter(city: CityDep, admin: AdminUser, dataset: Dataset,
-                   body: RowFilterCreate) -> None:
+def add_row_filter(
+    city: CityDep, admin: AdminUser, dataset: Dataset, body: RowFilterCreate
+) -> None:
     """Restrict a role to part of a dataset (bbox, polygon or column values)."""
-    access.add_row_filter(city.db, body.role, dataset, access.RowFilter(body.kind, body.spec()),
-                          actor=admin.username)
+    access.add_row_filter(
+        city.db, body.role, dataset, access.RowFilter(body.kind, body.spec()), actor=admin.username
+    )
 
 
 @router.delete("/datasets/{dataset}/row-filters/{role}", status_code=status.HTTP_204_NO_CONTENT)
@@ -80,8 +93,13 @@ def add_unmask(city: CityDep, admin: AdminUser, body: UnmaskCreate) -> None:
 
 
 @router.put("/masking-rules/{personal}", status_code=status.HTTP_204_NO_CONTENT)
-def set_masking_rule(city: CityDep, admin: AdminUser, personal: Personal,
-                     body: MaskingRuleSet) -> None:
+def set_masking_rule(
+    city: CityDep, admin: AdminUser, personal: Personal, body: MaskingRuleSet
+) -> None:
     """Configure how a kind of personal field is masked."""
-    access.set_masking_rule(city.db, personal, access.MaskingRule(
-        body.strategy, body.keep_start, body.keep_end, body.mask_char), actor=admin.username)
+    access.set_masking_rule(
+        city.db,
+        personal,
+        access.MaskingRule(body.strategy, body.keep_start, body.keep_end, body.mask_char),
+        actor=admin.username,
+    )

@@ -24,8 +24,14 @@ UserName = Annotated[str, Path(pattern=NAME)]
 
 
 def _public(u: access.UserInfo) -> UserPublic:
-    return UserPublic(id=u.id, username=u.username, full_name=u.full_name,
-                      department=u.department, roles=list(u.roles), is_active=u.is_active)
+    return UserPublic(
+        id=u.id,
+        username=u.username,
+        full_name=u.full_name,
+        department=u.department,
+        roles=list(u.roles),
+        is_active=u.is_active,
+    )
 
 
 @router.get("/users", response_model=list[UserPublic])
@@ -37,9 +43,17 @@ def list_users(city: CityDep, _admin: AdminUser) -> list[UserPublic]:
 @router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
 def create_user(city: CityDep, admin: AdminUser, body: UserCreate) -> UserPublic:
     """Create a user (no password: a machine user that authenticates with API keys)."""
-    return _public(access.create_user(city.db, body.username, body.password,
-                                      full_name=body.full_name, department=body.department,
-                                      roles=body.roles, actor=admin.username))
+    return _public(
+        access.create_user(
+            city.db,
+            body.username,
+            body.password,
+            full_name=body.full_name,
+            department=body.department,
+            roles=body.roles,
+            actor=admin.username,
+        )
+    )
 
 
 @router.get("/users/{username}", response_model=UserPublic)
@@ -49,12 +63,21 @@ def get_user(city: CityDep, _admin: AdminUser, username: UserName) -> UserPublic
 
 
 @router.patch("/users/{username}", response_model=UserPublic)
-def update_user(city: CityDep, admin: AdminUser, username: UserName,
-                body: UserUpdate) -> UserPublic:
+def update_user(
+    city: CityDep, admin: AdminUser, username: UserName, body: UserUpdate
+) -> UserPublic:
     """Change a user's password, enable/disable it, add or remove roles."""
-    return _public(access.update_user(city.db, username, password=body.password,
-                                      is_active=body.is_active, add_roles=body.add_roles,
-                                      remove_roles=body.remove_roles, actor=admin.username))
+    return _public(
+        access.update_user(
+            city.db,
+            username,
+            password=body.password,
+            is_active=body.is_active,
+            add_roles=body.add_roles,
+            remove_roles=body.remove_roles,
+            actor=admin.username,
+        )
+    )
 
 
 @router.get("/roles", response_model=list[NamePublic])
@@ -79,6 +102,5 @@ def list_departments(city: CityDep, _admin: AdminUser) -> list[NamePublic]:
 @router.post("/departments", response_model=NamePublic, status_code=status.HTTP_201_CREATED)
 def create_department(city: CityDep, admin: AdminUser, body: DepartmentCreate) -> NamePublic:
     """Create a department."""
-    access.create_department(city.db, body.name, description=body.description,
-                             actor=admin.username)
+    access.create_department(city.db, body.name, description=body.description, actor=admin.username)
     return NamePublic(name=body.name)

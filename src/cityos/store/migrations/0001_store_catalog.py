@@ -30,7 +30,12 @@ def upgrade() -> None:
     op.create_table(
         "st_files",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("st_datasets.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "dataset_id",
+            sa.Integer,
+            sa.ForeignKey("st_datasets.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("path", sa.String(1000), nullable=False),
         sa.Column("partition", sa.String(100), nullable=False),
         sa.Column("rows", sa.BigInteger, nullable=False),
@@ -48,7 +53,9 @@ def upgrade() -> None:
     op.create_table(
         "st_row_groups",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("file_id", sa.Integer, sa.ForeignKey("st_files.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "file_id", sa.Integer, sa.ForeignKey("st_files.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("rg", sa.Integer, nullable=False),
         sa.Column("rows", sa.Integer, nullable=False),
         sa.Column("t_min", sa.BigInteger),
@@ -63,7 +70,12 @@ def upgrade() -> None:
     op.create_table(
         "st_commits",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("st_datasets.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "dataset_id",
+            sa.Integer,
+            sa.ForeignKey("st_datasets.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("rows_added", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("rows_removed", sa.BigInteger, nullable=False, server_default="0"),

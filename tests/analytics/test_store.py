@@ -11,7 +11,6 @@ import pytest
 
 from cityos.analytics import (
     aggregate_dataset,
-    demo_tour,
     map_match_dataset,
     similar_in_dataset,
     split_by_gap,
@@ -77,7 +76,9 @@ def test_similar_in_dataset_agrees_with_full_scan(city: tuple[object, pd.DataFra
 
 def test_demo_tour_lines(city: tuple[object, pd.DataFrame]) -> None:
     store, _ = city
-    lines = demo_tour(store, "vehicles", "roads")
+    from cityos.demo._analytics import analytics_tour
+
+    lines = analytics_tour(store, "vehicles", "roads")
     assert lines[0].startswith("Analytics tour of vehicle")
     text = "\n".join(lines)
     for word in ("clean", "simplify", "stay points", "map matching", "aggregate"):

@@ -2,7 +2,6 @@
 similarity, clustering, and grid/region/OD aggregation, on in-memory frames and store datasets."""
 
 from cityos.analytics._cluster import cluster_stays, dbscan
-from cityos.analytics._demo import demo_tour
 from cityos.analytics._flows import (
     CellGrid,
     flow_tensor,
@@ -44,7 +43,6 @@ __all__ = [
     "build_trajectories",
     "cluster_stays",
     "dbscan",
-    "demo_tour",
     "filter_max_speed",
     "filter_min_length",
     "flow_tensor",

@@ -30,7 +30,7 @@ from cityos.ingest._coords import (
     wgs84_to_gcj02,
 )
 from cityos.ingest._deadletters import DeadLetters, ReplayReport
-from cityos.ingest._demo import EXAMPLES_DIR, demo_ingest, example_mapping
+from cityos.ingest._examples import EXAMPLES_DIR, example_mapping
 from cityos.ingest._files import FileSource, read_file
 from cityos.ingest._mapping import Mapped, Mapping, RowProblem, load_mapping
 from cityos.ingest._push import HttpPushSource, push_records
@@ -74,7 +74,6 @@ __all__ = [
     "bd09_to_gcj02",
     "bd09_to_wgs84",
     "convert_units",
-    "demo_ingest",
     "example_mapping",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",

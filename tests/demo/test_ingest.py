@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cityos.ingest import DeadLetters, demo_ingest
+from cityos.demo import demo_ingest
+from cityos.ingest import DeadLetters
 from cityos.store import Store
 
 

@@ -8,21 +8,27 @@ from typing import Any
 
 import numpy as np
 
-from cityos.analytics._flows import grid_flows, segment_speeds
-from cityos.analytics._mapmatch import MapMatcher
-from cityos.analytics._trajectory import filter_max_speed, simplify, split_by_stays, stay_points
+from cityos.analytics import (
+    MapMatcher,
+    filter_max_speed,
+    grid_flows,
+    segment_speeds,
+    simplify,
+    split_by_stays,
+    stay_points,
+)
 from cityos.model import ID_COL
 
-__all__ = ["demo_tour"]
+__all__ = ["analytics_tour"]
 
 
-def demo_tour(store: Any, vehicles_dataset: str, roads_dataset: str) -> list[str]:
+def analytics_tour(store: Any, vehicles_dataset: str, roads_dataset: str) -> list[str]:
     """Lines showing one vehicle's trajectory cleaned, segmented, map-matched and
     aggregated, with timings; the vehicle is the one with the most points.
 
     Examples
     --------
-    >>> # for line in demo_tour(store, "vehicles", "roads"): print(line)
+    >>> # for line in analytics_tour(store, "vehicles", "roads"): print(line)
     """
     lines: list[str] = []
 

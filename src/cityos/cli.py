@@ -46,9 +46,16 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def init(home: HomeOpt = _DEFAULT_HOME) -> None:
-    """Create an empty city (catalog and data folder) in HOME."""
+    """Create an empty city (catalog, data folder and its own secret key) in HOME."""
+    from cityos.config import city_secret
+
     s = _store(home)
+    try:
+        _, source = city_secret(s.settings)  # the token-signing secret, never printed
+    except CityOSError as exc:
+        _fail(exc)
     console.print(f"city ready in [bold]{s.settings.home}[/] (catalog {s.settings.database_url})")
+    console.print(f"access tokens are signed with the secret from {source}")
 
 
 @dataset_app.command("create")

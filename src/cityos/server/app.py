@@ -3,19 +3,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
 import cityos
-from cityos.config import Settings
+from cityos.config import Settings, city_secret
 from cityos.db import Database
 from cityos.server._errors import BodyLimit, install_error_handlers
 from cityos.server.deps import City
 from cityos.server.routes import audit, auth, datasets, health, policies, users
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
+
+log = logging.getLogger("cityos.server")
 
 #: Largest request body accepted (bytes); record batches above it should be split.
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -32,8 +35,10 @@ def create_app(
     Parameters
     ----------
     settings:
-        The city's settings (default: from ``CITYOS_*`` environment variables). Outside
-        ``development`` a placeholder secret key is refused by :class:`Settings` itself.
+        The city's settings (default: from ``CITYOS_*`` environment variables). Tokens
+        are signed with ``CITYOS_SECRET_KEY`` if set, else with the city's own generated
+        secret (see :func:`cityos.config.city_secret`); placeholders are refused outside
+        the test environment.
     store:
         An open :class:`cityos.store.Store` to serve; by default one is opened from
         ``settings`` on first use.
@@ -57,6 +62,8 @@ def create_app(
         db = Database(settings.database_url)
     db.migrate()
     factory: Callable[[], Any] = (lambda: store) if store is not None else _store_factory(settings)
+    secret, source = city_secret(settings)
+    log.info("access tokens are signed with the secret from %s", source)
     app = FastAPI(
         title="CityOS API",
         version=cityos.__version__,
@@ -64,7 +71,7 @@ def create_app(
         "Authenticate with a bearer token from `POST /auth/token` or an "
         "`X-API-Key` header.",
     )
-    app.state.city = City(settings=settings, db=db, store_factory=factory)
+    app.state.city = City(settings=settings, db=db, store_factory=factory, secret=secret)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (health, auth, users, policies, datasets, audit):
@@ -100,6 +107,12 @@ def serve(
     from cityos._compat import import_optional
 
     uvicorn = import_optional("uvicorn", "the API server")
+    cityos_log = logging.getLogger("cityos")
+    if not cityos_log.handlers:  # say which secret is in use (never the secret itself)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        cityos_log.addHandler(handler)
+        cityos_log.setLevel(logging.INFO)
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -43,6 +43,8 @@ class City:
     settings: Settings
     db: Database
     store_factory: Any
+    #: Signs and verifies access tokens (see :func:`cityos.config.city_secret`).
+    secret: str
     _store: Any = None
 
     @property
@@ -50,10 +52,6 @@ class City:
         if self._store is None:
             self._store = self.store_factory()
         return self._store
-
-    @property
-    def secret(self) -> str:
-        return self.settings.secret_key
 
 
 # Dependencies that do no I/O are ``async``: FastAPI runs sync dependencies in the

@@ -120,8 +120,14 @@ def test_token_and_api_key_follow_role_and_key_changes(city: tuple[Store, Databa
         assert access.principal_from_token(db, token, SECRET).roles == {"analyst"}
         assert access.principal_from_api_key(db, key).roles == {"analyst"}
     access.assign_role(other, "li", "auditor")
+    # a role change revokes tokens (another process made it: the cache must not hide it)
+    with pytest.raises(access.InvalidToken, match="log in again"):
+        access.principal_from_token(db, token, SECRET)
+    assert access.principal_from_api_key(db, key).roles == {"analyst", "auditor"}
+    token = access.issue_token(access.principal_for(db, "li"), SECRET)
     assert access.principal_from_token(db, token, SECRET).roles == {"analyst", "auditor"}
     access.update_user(other, "li", remove_roles=["analyst", "auditor"])
+    token = access.issue_token(access.principal_for(db, "li"), SECRET)
     assert access.principal_from_token(db, token, SECRET).roles == frozenset()
     assert access.principal_from_api_key(db, key).roles == frozenset()
     key_id = access.list_api_keys(other, "li")[0].key_id

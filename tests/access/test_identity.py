@@ -57,12 +57,36 @@ def test_disabled_user_cannot_log_in_and_token_stops_working(people: Database) -
         access.principal_from_token(people, token, SECRET)
 
 
-def test_token_round_trip_reflects_current_roles(people: Database) -> None:
+def test_token_round_trip_and_role_changes_revoke_tokens(people: Database) -> None:
     token = access.issue_token(access.principal_for(people, "li"), SECRET)
+    p = access.principal_from_token(people, token, SECRET)
+    assert p.roles == frozenset({"analyst"}) and p.via == "token"
     access.create_role(people, "officer")
     access.assign_role(people, "li", "officer")
-    p = access.principal_from_token(people, token, SECRET)
-    assert p.roles == frozenset({"analyst", "officer"}) and p.via == "token"
+    with pytest.raises(access.InvalidToken, match="log in again"):
+        access.principal_from_token(people, token, SECRET)
+    with pytest.raises(access.InvalidToken, match="log in again"):  # the SecureStore path
+        access.current_principal(people, access.verify_token(token, SECRET))
+    fresh = access.issue_token(access.principal_for(people, "li"), SECRET)
+    p = access.principal_from_token(people, fresh, SECRET)
+    assert p.roles == frozenset({"analyst", "officer"})
+    access.set_password(people, "li", "new-correct-horse")
+    with pytest.raises(access.InvalidToken, match="log in again"):
+        access.principal_from_token(people, fresh, SECRET)
+
+
+def test_tokens_without_a_generation_are_refused(people: Database) -> None:
+    p = access.principal_for(people, "li")
+    now = datetime.now(UTC)
+    claims = {"sub": "li", "uid": p.user_id, "iat": now, "exp": now + timedelta(minutes=5)}
+    claims |= {"iss": "cityos", "typ": "access"}
+    key = hmac.new(SECRET.encode(), b"cityos access token v1", hashlib.sha256).digest()
+    token = jwt.encode(claims, key, algorithm="HS256")
+    with pytest.raises(access.InvalidToken):
+        access.principal_from_token(people, token, SECRET)
+    token = jwt.encode({**claims, "gen": True}, key, algorithm="HS256")
+    with pytest.raises(access.InvalidToken, match="generation"):
+        access.principal_from_token(people, token, SECRET)
 
 
 def test_expired_token_is_refused(people: Database) -> None:

@@ -97,6 +97,9 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     department: str | None = None
     via: Literal["password", "token", "api_key", "python"] = "python"
+    #: The user's token generation when this principal was loaded (a token's ``gen``
+    #: claim); a token whose generation is no longer the user's is refused.
+    token_generation: int | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -326,7 +329,7 @@ def assign_role(db: Database, username: str, role: str, *, actor: str = "system"
         u, r = _user(s, username), _role(s, role)
         if s.get(UserRoleRow, (u.id, r.id)) is None:
             s.add(UserRoleRow(user_id=u.id, role_id=r.id))
-            bump_generation(s)
+            _revoke_tokens(s, u)
             append_audit(
                 s, actor=actor, action="role.assign", detail={"user": username, "role": role}
             )
@@ -340,23 +343,27 @@ def revoke_role(db: Database, username: str, role: str, *, actor: str = "system"
         if link is None:
             raise AccessNotFound(f"user {username!r} does not have role {role!r}")
         s.delete(link)
-        bump_generation(s)
+        _revoke_tokens(s, u)
         append_audit(s, actor=actor, action="role.revoke", detail={"user": username, "role": role})
 
 
 def set_password(db: Database, username: str, password: str, *, actor: str = "system") -> None:
-    """Replace a user's password."""
+    """Replace a user's password; tokens issued before stop working."""
     pw_hash = hash_password(password)
     with audit_transaction(db) as s:
-        _user(s, username).password_hash = pw_hash
+        u = _user(s, username)
+        u.password_hash = pw_hash
+        _revoke_tokens(s, u)
         append_audit(s, actor=actor, action="user.password", detail={"name": username})
 
 
 def set_user_active(db: Database, username: str, active: bool, *, actor: str = "system") -> None:
-    """Enable or disable a user; a disabled user's tokens and keys stop working at once."""
+    """Enable or disable a user; a disabled user's tokens and keys stop working at once
+    (and tokens issued before stay invalid when the user is enabled again)."""
     with audit_transaction(db) as s:
-        _user(s, username).is_active = active
-        bump_generation(s)
+        u = _user(s, username)
+        u.is_active = active
+        _revoke_tokens(s, u)
         append_audit(
             s,
             actor=actor,
@@ -374,7 +381,14 @@ def _principal(s: Session, row: UserRow, via: Any) -> Principal:
         roles=frozenset(info.roles),
         department=info.department,
         via=via,
+        token_generation=row.token_generation,
     )
+
+
+def _revoke_tokens(s: Session, row: UserRow) -> None:
+    """Make every token issued to ``row`` so far invalid (inside ``s``'s transaction)."""
+    row.token_generation = (row.token_generation or 0) + 1
+    bump_generation(s)
 
 
 @dataclass(frozen=True)
@@ -386,6 +400,7 @@ class _UserState:
     is_active: bool
     roles: frozenset[str]
     department: str | None
+    token_generation: int = 0
 
 
 @dataclass(frozen=True)
@@ -426,9 +441,15 @@ def _user_state(db: Database, user_id: int, generation: int) -> _UserState | Non
         if row is None:
             return None  # not cached: unknown ids must not grow the cache
         info = _user_info(s, row)
+        token_gen = int(row.token_generation or 0)
     # loaded after ``generation`` was read, so at least as new as its label
     state = _UserState(
-        generation, info.username, info.is_active, frozenset(info.roles), info.department
+        generation,
+        info.username,
+        info.is_active,
+        frozenset(info.roles),
+        info.department,
+        token_gen,
     )
     _remember(_users, db, user_id, state)
     return state
@@ -447,6 +468,9 @@ def current_principal(
     ------
     InvalidCredentials
         The user no longer exists, was renamed or is disabled.
+    InvalidToken
+        ``principal`` came from a token issued before the user's password, roles or
+        activity last changed.
     """
     if principal.user_id is None:
         return principal
@@ -454,6 +478,7 @@ def current_principal(
     state = _user_state(db, principal.user_id, gen)
     if state is None or state.username != principal.username or not state.is_active:
         raise InvalidCredentials(f"user {principal.username!r} no longer exists or is disabled")
+    _check_token_generation(principal, state)
     if state.roles == principal.roles and state.department == principal.department:
         return principal
     return Principal(
@@ -462,7 +487,18 @@ def current_principal(
         roles=state.roles,
         department=state.department,
         via=principal.via,
+        token_generation=principal.token_generation,
     )
+
+
+_STALE_TOKEN = (
+    "the access token was issued before the user's password, roles or status changed; log in again"
+)
+
+
+def _check_token_generation(principal: Principal, state: _UserState) -> None:
+    if principal.via == "token" and principal.token_generation != state.token_generation:
+        raise InvalidToken(_STALE_TOKEN)
 
 
 def principal_for(db: Database, username: str) -> Principal:
@@ -542,6 +578,8 @@ def issue_token(principal: Principal, secret_key: str, *, ttl: timedelta = TOKEN
         "iss": _ISSUER,
         "typ": "access",
         "jti": secrets.token_hex(8),
+        # the user's token generation: a password, role or status change bumps it
+        "gen": principal.token_generation or 0,
     }
     return str(jwt.encode(claims, _signing_key(secret_key), algorithm="HS256"))
 
@@ -569,7 +607,7 @@ def verify_token(token: str, secret_key: str) -> Principal:
             _signing_key(secret_key),
             algorithms=["HS256"],
             issuer=_ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss"]},
+            options={"require": ["exp", "iat", "sub", "iss", "gen"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise TokenExpired("the access token has expired; log in again") from exc
@@ -581,7 +619,10 @@ def verify_token(token: str, secret_key: str) -> Principal:
     # bool is an int subclass; a forged-but-signed token could not carry one, but be exact
     if not isinstance(uid, int) or isinstance(uid, bool):
         raise InvalidToken("the token's user no longer exists or is disabled")
-    return Principal(user_id=uid, username=claims["sub"], via="token")
+    gen = claims.get("gen")
+    if not isinstance(gen, int) or isinstance(gen, bool):
+        raise InvalidToken("the token carries no valid generation; log in again")
+    return Principal(user_id=uid, username=claims["sub"], via="token", token_generation=gen)
 
 
 def principal_from_token(db: Database, token: str, secret_key: str) -> Principal:
@@ -600,12 +641,14 @@ def principal_from_token(db: Database, token: str, secret_key: str) -> Principal
     state = _user_state(db, claimed.user_id, read_generation(db))
     if state is None or state.username != claimed.username or not state.is_active:
         raise InvalidToken("the token's user no longer exists or is disabled")
+    _check_token_generation(claimed, state)
     return Principal(
         user_id=claimed.user_id,
         username=state.username,
         roles=state.roles,
         department=state.department,
         via="token",
+        token_generation=claimed.token_generation,
     )
 
 
@@ -750,6 +793,6 @@ def update_user(
             s.delete(link)
             changes.setdefault("roles_removed", []).append(name)
         if changes:
-            bump_generation(s)
+            _revoke_tokens(s, u)
             append_audit(s, actor=actor, action="user.update", detail={"name": username, **changes})
     return get_user(db, username)

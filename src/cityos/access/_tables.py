@@ -63,6 +63,9 @@ class UserRow(Base):
     )
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # tokens carry the value they were issued at; a password, role or activity change
+    # bumps it, so every token issued before the change is refused
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class UserRoleRow(Base):

@@ -52,10 +52,24 @@ class DatasetNotFound(DatasetError, KeyError):
 
     def __init__(self, name: str, known: list[str] | None = None) -> None:
         self.name = name
+        #: Names of existing datasets, as a hint for whoever may see them all (the CLI
+        #: and the plain Python store). Code answering a less trusted caller (the HTTP
+        #: API, ``SecureStore``) shows :meth:`public` instead.
+        self.known = sorted(known or [])
         hint = ""
-        if known:
-            hint = f"; known datasets: {', '.join(sorted(known)[:20])}"
+        if self.known:
+            hint = f"; known datasets: {', '.join(self.known[:20])}"
         super().__init__(f"unknown dataset {name!r}{hint} (create it with `cityos dataset create`)")
+
+    def public(self) -> DatasetNotFound:
+        """The same error without the names of other datasets.
+
+        Examples
+        --------
+        >>> str(DatasetNotFound("nosuch", ["secret_cases"]).public())
+        "unknown dataset 'nosuch' (create it with `cityos dataset create`)"
+        """
+        return DatasetNotFound(self.name)
 
     def __str__(self) -> str:  # KeyError would quote the message again
         return str(self.args[0])

@@ -117,3 +117,42 @@ def test_admin_endpoints_refuse_everyone_else(served: ServedCity, path: str) -> 
     for role in ROLES:
         want = 200 if role == "admin" else 403
         assert served.client.get(path, headers=served.auth(role)).status_code == want, role
+
+
+UNKNOWN = [
+    ("GET", "/datasets/nosuch", None),
+    ("POST", "/datasets/nosuch/query/range", {"region": BBOX}),
+    ("POST", "/datasets/nosuch/records", {"records": point_rows(1)}),
+    ("POST", "/datasets/pts_public/query/join_regions", {"regions": "nosuch"}),
+    ("POST", "/datasets/pts_public/query/join_nearest", {"edges": "nosuch"}),
+    (
+        "POST",
+        "/datasets/pts_public/query/aggregate",
+        {"regions": "nosuch", "time_bin": None},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), UNKNOWN, ids=[u[1] for u in UNKNOWN])
+def test_unknown_dataset_errors_name_no_other_dataset(
+    served: ServedCity, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """A 404 names only what the caller asked for, whoever asks (the error mapping does
+    it, so every route inherits it)."""
+    existing = [d.name for d in served.store.list_datasets()]
+    for role in ROLES:
+        r = served.client.request(method, path, json=body, headers=served.auth(role))
+        assert r.status_code in (403, 404), (role, r.status_code, r.text)
+        if r.status_code == 404:
+            assert "nosuch" in r.json()["detail"], r.text
+        leaked = [n for n in existing if n in r.text]
+        assert not leaked, (role, path, r.text)
+
+
+def test_secure_store_errors_name_no_other_dataset(served: ServedCity) -> None:
+    from cityos.errors import DatasetNotFound
+
+    ss = access.SecureStore(served.store, access.principal_for(served.store.db, "outsider"))
+    with pytest.raises(DatasetNotFound) as info:
+        ss.describe("nosuch")
+    assert "pts_" not in str(info.value) and "districts" not in str(info.value)

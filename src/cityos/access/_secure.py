@@ -185,7 +185,10 @@ class SecureStore:
             raise PermissionDenied(reason)
 
     def _exists(self, dataset: str) -> None:
-        self.store.describe(dataset)
+        try:
+            self.store.describe(dataset)
+        except DatasetNotFound as exc:  # never list the names the caller may not see
+            raise exc.public() from None
 
     def _personal_fields(self, dataset: str, grant: _Grant) -> Mapping[str, str]:
         if grant.personal is not None:

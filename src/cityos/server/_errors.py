@@ -29,7 +29,7 @@ from cityos.errors import (
 )
 from cityos.server.schemas import ErrorBody
 
-__all__ = ["ERRORS", "BodyLimit", "install_error_handlers", "status_for"]
+__all__ = ["ERRORS", "BodyLimit", "install_error_handlers", "public_detail", "status_for"]
 
 _STATUS: list[tuple[type[Exception], int]] = [
     (AuthenticationError, 401),
@@ -58,10 +58,34 @@ def _body(detail: Any, error: str) -> dict[str, Any]:
     return {"detail": detail, "error": error}
 
 
+def public_detail(exc: Exception) -> str:
+    """The message of ``exc`` as any caller may see it: never the names of datasets the
+    caller did not name. Every error answer goes through here, so routes need no care.
+
+    Examples
+    --------
+    >>> public_detail(DatasetNotFound("nosuch", ["secret_cases", "taxis"]))
+    "unknown dataset 'nosuch' (create it with `cityos dataset create`)"
+    """
+    if isinstance(exc, DatasetNotFound):
+        return str(exc.public())
+    text = str(exc)
+    # a layer that wrapped a DatasetNotFound's text into its own message
+    cut = text.find("; known datasets:")
+    if cut >= 0:
+        end = text.find(" (", cut)
+        text = text[:cut] + (text[end:] if end >= 0 else "")
+    return text
+
+
 async def _cityos_error(_request: Request, exc: Exception) -> JSONResponse:
     code = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-    return JSONResponse(_body(str(exc), type(exc).__name__), status_code=code, headers=headers)
+    body = _body(public_detail(exc), type(exc).__name__)
+    problems = getattr(exc, "problems", None)
+    if isinstance(exc, ValidationError) and problems:
+        body["problems"] = problems[:100]
+    return JSONResponse(body, status_code=code, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

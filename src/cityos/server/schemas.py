@@ -63,6 +63,9 @@ class ErrorBody(BaseModel):
 
     detail: Any
     error: str
+    problems: list[dict[str, Any]] | None = Field(
+        default=None, description="every bad record of a write: dataset, row, field, message"
+    )
 
 
 # -- identity -------------------------------------------------------------------------------

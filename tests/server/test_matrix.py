@@ -65,8 +65,11 @@ def test_authorisation_matrix(served: ServedCity, endpoint: str) -> None:
         anon = served.client.request(method, path, json=body)
         if anon.status_code != 401:
             failures.append(("anonymous", cls, anon.status_code, 401))
-        for role in ROLES:
+        for ri, role in enumerate(ROLES):
             before = len(access.read_audit(served.store.db, after=0, limit=100000))
+            if endpoint == "records":  # a new record per call, so every write changes data
+                row = {**point_rows(1)[0], "t": f"2026-03-05T{ri:02d}:{CLASSES.index(cls):02d}Z"}
+                body = {"records": [row]}
             r = served.client.request(method, path, json=body, headers=served.auth(role))
             want = expected(role, cls, endpoint)
             if r.status_code != want:
@@ -86,9 +89,16 @@ def test_authorisation_matrix(served: ServedCity, endpoint: str) -> None:
                 audited = any(e.action == "read" and e.dataset == f"pts_{cls}" for e in after)
                 if audited != (cls in ("sensitive", "secret")):
                     failures.append((role, cls, "audit", audited))
-            written = any(e.action == "write" for e in after)
-            if endpoint == "records" and r.status_code == 200 and not written:
-                failures.append((role, cls, "write not audited"))
+            written = [e for e in after if e.action == "write" and e.dataset == f"pts_{cls}"]
+            if endpoint == "records" and r.status_code == 200:
+                if r.json()["rows_written"] != 1:
+                    failures.append((role, cls, "not written", r.text))
+                # audited once, as the caller, in the catalog commit of the write
+                if [(e.actor, e.detail["rows_written"]) for e in written] != [(role, 1)]:
+                    failures.append((role, cls, "write not audited", written))
+            denied = [e for e in after if e.action == "write.denied"]
+            if endpoint == "records" and r.status_code == 403 and not denied:
+                failures.append((role, cls, "refused write not audited"))
     assert not failures, failures
 
 
@@ -156,3 +166,21 @@ def test_secure_store_errors_name_no_other_dataset(served: ServedCity) -> None:
     with pytest.raises(DatasetNotFound) as info:
         ss.describe("nosuch")
     assert "pts_" not in str(info.value) and "districts" not in str(info.value)
+
+
+def test_row_filter_refusals_and_describe_are_audited(served: ServedCity) -> None:
+    db = served.store.db
+    before = len(access.read_audit(db, limit=100_000))
+    _, suffix, body = ENDPOINTS["aggregate"]
+    r = served.client.post(
+        f"/datasets/pts_internal{suffix}", json=body, headers=served.auth("district")
+    )
+    assert r.status_code == 403
+    r = served.client.get("/datasets/pts_sensitive", headers=served.auth("reader"))
+    assert r.status_code == 200
+    got = [
+        (e.action, e.actor, e.dataset, e.detail.get("reason") or e.detail.get("query"))
+        for e in access.read_audit(db, after=before, limit=100_000)
+    ]
+    assert ("read.denied", "district", "pts_internal", "row filter") in got, got
+    assert ("describe", "reader", "pts_sensitive", None) in got, got

@@ -2,6 +2,9 @@
 
 Each entry's hash is ``sha256(prev_hash + canonical_json(entry))``; :func:`verify_audit`
 recomputes the chain and names the first entry that was edited, deleted or reordered.
+Importing this module installs :data:`AUDIT_HOOK`, which writes an entry for every
+dataset change in the catalog transaction that commits it (see
+:meth:`cityos.db.Database.change_session`), whatever the entry point.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cityos.access._tables import AuditHeadRow, AuditRow
-from cityos.db import Database, utcnow
+from cityos.db import Database, DatasetChange, add_change_hook, utcnow
 
 __all__ = [
+    "AUDIT_HOOK",
     "GENESIS_HASH",
     "AuditEntry",
     "AuditReport",
@@ -41,7 +45,7 @@ _HEAD_ID = 1
 _RETRIES = 8
 # SQLite serialises writers per file but a deferred transaction that read the head can
 # lose the race at commit; one lock per database URL keeps in-process appenders in line.
-_locks: dict[str, threading.Lock] = {}
+_locks: dict[str, threading.RLock] = {}
 _locks_guard = threading.Lock()
 
 
@@ -93,9 +97,9 @@ def entry_hash(prev_hash: str, payload: Mapping[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical_json(dict(payload))).encode("utf-8")).hexdigest()
 
 
-def _lock_for(db: Database) -> threading.Lock:
+def _lock_for(db: Database) -> threading.RLock:
     with _locks_guard:
-        return _locks.setdefault(db.url, threading.Lock())
+        return _locks.setdefault(db.url, threading.RLock())
 
 
 @contextmanager
@@ -186,6 +190,32 @@ def record(
         except (IntegrityError, OperationalError) as exc:
             last = exc
     raise RuntimeError(f"could not append to the audit log after {_RETRIES} tries") from last
+
+
+class _AuditHook:
+    """Writes one ``write`` entry per dataset change, inside the change's transaction."""
+
+    def guard(self, db: Database) -> threading.RLock:
+        # the same lock as audit_transaction: one chain, appended to in one order
+        return _lock_for(db)
+
+    def __call__(self, session: Session, change: DatasetChange, actor: str) -> None:
+        detail: dict[str, Any] = {
+            "operation": change.operation,
+            "version": change.version,
+            "rows_written": change.rows_added,
+            "rows_removed": change.rows_removed,
+            "files_added": change.files_added,
+            "files_removed": change.files_removed,
+        }
+        if change.source:
+            detail["source"] = change.source[:500]
+        append_audit(session, actor=actor, action="write", dataset=change.dataset, detail=detail)
+
+
+#: The hook that audits every dataset change (installed when this module is imported).
+AUDIT_HOOK = _AuditHook()
+add_change_hook(AUDIT_HOOK)
 
 
 def _to_entry(row: AuditRow) -> AuditEntry:

@@ -6,6 +6,7 @@ HTTP server is not the only gate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from cityos.access._policy import (
 )
 from cityos.access._rowfilter import apply_row_filters
 from cityos.access.errors import PermissionDenied
+from cityos.db import acting_as
 from cityos.errors import DatasetNotFound
 
 if TYPE_CHECKING:
@@ -184,6 +186,24 @@ class SecureStore:
             )
             raise PermissionDenied(reason)
 
+    def _refused_by_filter(self, dataset: str, query: str, exc: PermissionDenied) -> None:
+        """Audit a read the principal's row filters refused (always: a refusal is rare and
+        a sign of probing, whatever the classification)."""
+        record(
+            self.db,
+            actor=self.principal.username,
+            action="read.denied",
+            dataset=dataset,
+            detail={"query": query, "reason": "row filter", "message": str(exc)[:500]},
+        )
+
+    def _filtered(self, dataset: str, query: str, table: pa.Table, filters: Any) -> Any:
+        try:
+            return apply_row_filters(table, filters)
+        except PermissionDenied as exc:
+            self._refused_by_filter(dataset, query, exc)
+            raise
+
     def _exists(self, dataset: str) -> None:
         try:
             self.store.describe(dataset)
@@ -209,9 +229,18 @@ class SecureStore:
         ]
 
     def describe(self, dataset: str) -> Any:
-        """A dataset's description; needs read permission."""
-        self._require_read(dataset, "describe")
-        return self.store.describe(dataset)
+        """A dataset's description; needs read permission; audited like a read."""
+        grant = self._require_read(dataset, "describe")
+        info = self.store.describe(dataset)
+        if grant.decision.classification.audited:
+            record(
+                self.db,
+                actor=self.principal.username,
+                action="describe",
+                dataset=dataset,
+                detail={"filtered": grant.decision.filters is not None},
+            )
+        return info
 
     # -- reads ------------------------------------------------------------------------------
     def _finish(
@@ -227,7 +256,7 @@ class SecureStore:
         table = raw.table if table is None else table
         dec = grant.decision
         if dec.filters is not None and table is raw.table:
-            table, hidden = apply_row_filters(table, dec.filters)
+            table, hidden = self._filtered(dataset, query, table, dec.filters)
         masked: list[str] = []
         # rules and personal fields come from the snapshot the decision was made on: no
         # second policy read, and no window in which they could disagree
@@ -291,7 +320,7 @@ class SecureStore:
         want = k
         while True:
             raw = self.store.knn(dataset, x, y, want, **kwargs)
-            table, hidden = apply_row_filters(raw.table, filters)
+            table, hidden = self._filtered(dataset, "knn", raw.table, filters)
             if table.num_rows >= k or raw.table.num_rows < want or want >= _KNN_CAP:
                 break
             want = min(want * _KNN_GROWTH, _KNN_CAP)
@@ -336,60 +365,44 @@ class SecureStore:
         if isinstance(regions, str):
             others.append((regions, self._require_read(regions, "aggregate")))
         if dec.decision.filters is not None:
-            raise PermissionDenied(
+            exc = PermissionDenied(
                 f"your role sees only part of {dataset!r}; aggregates over it are not "
                 "available under a row filter (query the rows and aggregate them instead)"
             )
+            self._refused_by_filter(dataset, "aggregate", exc)
+            raise exc
         raw = self.store.aggregate(dataset, **kwargs)
         return self._finish("aggregate", dataset, dec, raw, others=others)
 
     # -- writes -----------------------------------------------------------------------------
+    # Every change is audited by the catalog itself, in the transaction that commits it
+    # (the access layer's change hook); here the change is only attributed to the caller.
+    def acting(self) -> AbstractContextManager[None]:
+        """Attribute the dataset changes made inside the block to this principal (e.g.
+        around an ingest run on the caller's behalf)."""
+        return acting_as(self.principal.username)
+
+    def require_write(self, dataset: str, operation: str) -> None:
+        """Raise :class:`PermissionDenied` (audited) unless the principal may write."""
+        self._require_write(dataset, operation)
+
     def append(self, dataset: str, data: Any) -> Any:
-        """:meth:`Store.append`; needs write; audited."""
+        """:meth:`Store.append`; needs write; audited with the catalog commit."""
         self._require_write(dataset, "append")
-        res = self.store.append(dataset, data)
-        record(
-            self.db,
-            actor=self.principal.username,
-            action="write",
-            dataset=dataset,
-            detail={
-                "operation": "append",
-                "rows_in": getattr(res, "rows_in", None),
-                "rows_written": getattr(res, "rows_written", None),
-            },
-        )
-        return res
+        with self.acting():
+            return self.store.append(dataset, data)
 
     def delete(self, dataset: str, **kwargs: Any) -> int:
-        """:meth:`Store.delete`; needs write; audited."""
+        """:meth:`Store.delete`; needs write; audited with the catalog commit."""
         self._require_write(dataset, "delete")
-        n = int(self.store.delete(dataset, **kwargs))
-        record(
-            self.db,
-            actor=self.principal.username,
-            action="write",
-            dataset=dataset,
-            detail={
-                "operation": "delete",
-                "rows_deleted": n,
-                "criteria": {k: str(v) for k, v in kwargs.items()},
-            },
-        )
-        return n
+        with self.acting():
+            return int(self.store.delete(dataset, **kwargs))
 
     def create_dataset(self, name: str, schema: Any, **kwargs: Any) -> Any:
         """:meth:`Store.create_dataset`; needs write on the new name; audited."""
         self._require_write(name, "create")
-        info = self.store.create_dataset(name, schema, **kwargs)
-        record(
-            self.db,
-            actor=self.principal.username,
-            action="write",
-            dataset=name,
-            detail={"operation": "create", "model": str(schema.model)},
-        )
-        return info
+        with self.acting():
+            return self.store.create_dataset(name, schema, **kwargs)
 
     def drop_dataset(self, name: str) -> None:
         """:meth:`Store.drop_dataset`; admins only; audited."""
@@ -398,11 +411,5 @@ class SecureStore:
             raise PermissionDenied("only administrators may drop datasets")
         if name not in {d.name for d in self.store.list_datasets()}:
             raise DatasetNotFound(name)
-        self.store.drop_dataset(name)
-        record(
-            self.db,
-            actor=self.principal.username,
-            action="write",
-            dataset=name,
-            detail={"operation": "drop"},
-        )
+        with self.acting():
+            self.store.drop_dataset(name)

@@ -1,6 +1,7 @@
 """The data through-train: sources (files, SQL, HTTP push, MQTT) mapped onto the six models,
 validated, stored exactly once, with dead letters and lineage. Start with :class:`FileSource`
-and :func:`load_mapping`; ``cityos.ingest.http.router`` is the push endpoint."""
+and :func:`load_mapping`. HTTP push is served by the server's ``POST /datasets/{name}/records``
+(authorised and audited by :mod:`cityos.access`), which calls :func:`push_records`."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ __all__ = [
     "NamePublic",
     "PolicyPublic",
     "PolicySet",
+    "PushProblem",
     "QueryPage",
     "RangeQuery",
     "Region",
@@ -341,12 +342,28 @@ class AggregateQuery(_Window):
 
 class WriteRecords(_Body):
     records: list[dict[str, Any]] = Field(min_length=1, max_length=100_000)
+    source: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]*$",
+        description="name of the pushing system (kept in lineage and dead letters)",
+    )
+
+
+class PushProblem(BaseModel):
+    position: str
+    rule: str
+    message: str
 
 
 class WriteResultPublic(BaseModel):
+    """What happened to a pushed batch; every accepted record is durable when this is sent."""
+
     rows_in: int
     rows_written: int
     duplicates: int
+    rejected: int = Field(description="records dead-lettered (see problems)")
+    problems: list[PushProblem]
 
 
 class QueryPage(BaseModel):

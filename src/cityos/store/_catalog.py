@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from cityos.db import Base, Database, utcnow
+from cityos.db import Base, Database, DatasetChange, utcnow
 from cityos.errors import ConflictError, DatasetExists, DatasetNotFound
 from cityos.model import DatasetSchema
 
@@ -276,7 +276,8 @@ class Catalog:
     def create(
         self, name: str, schema: DatasetSchema, description: str = "", exist_ok: bool = False
     ) -> None:
-        with self.db.session() as s:
+        # change_session: the change hooks (the audit log) commit with the change
+        with self.db.change_session() as (s, changed):
             existing = s.scalar(select(DatasetRow).where(DatasetRow.name == name))
             if existing is not None:
                 if exist_ok and DatasetSchema.from_json(existing.schema_json) == schema:
@@ -298,6 +299,7 @@ class Catalog:
                     description=description,
                 )
             )
+            changed(DatasetChange(name, "create", 0, source=str(schema.model)))
 
     def names(self) -> list[str]:
         with self.db.session() as s:
@@ -365,7 +367,7 @@ class Catalog:
 
     def drop(self, name: str) -> list[str]:
         """Remove a dataset from the catalog; returns the paths of its files."""
-        with self.db.session() as s:
+        with self.db.change_session() as (s, changed):
             row = self._row(s, name)
             paths = list(s.scalars(select(FileRow.path).where(FileRow.dataset_id == row.id)))
             fids = select(FileRow.id).where(FileRow.dataset_id == row.id)
@@ -373,6 +375,7 @@ class Catalog:
             s.execute(delete(FileRow).where(FileRow.dataset_id == row.id))
             s.execute(delete(CommitRow).where(CommitRow.dataset_id == row.id))
             s.delete(row)
+            changed(DatasetChange(name, "drop", row.version, files_removed=len(paths)))
         self._stats.pop(name, None)
         return paths
 
@@ -405,7 +408,7 @@ class Catalog:
         (optimistic concurrency), so no write is ever based on stale state. Returns the
         new version.
         """
-        with self.db.session() as s:
+        with self.db.change_session() as (s, changed):
             row = self._row(s, name)
             res = s.execute(
                 update(DatasetRow)
@@ -469,6 +472,18 @@ class Catalog:
                         for r in fe.row_groups
                     ]
                 )
+            changed(
+                DatasetChange(
+                    name,
+                    kind,
+                    base_version + 1,
+                    rows_added,
+                    rows_removed,
+                    len(add),
+                    len(remove_paths),
+                    source,
+                )
+            )
             return base_version + 1
 
     # -- statistics for pruning ----------------------------------------------------------

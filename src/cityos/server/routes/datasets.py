@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from cityos import access
 from cityos.server._errors import ERRORS
 from cityos.server._render import ARROW, ARROW_MAX, GEOJSON, render
-from cityos.server.deps import StoreDep
+from cityos.server.deps import CityDep, StoreDep
 from cityos.server.schemas import (
     DATASET_NAME,
     AggregateQuery,
@@ -23,6 +23,7 @@ from cityos.server.schemas import (
     JoinNearestQuery,
     JoinRegionsQuery,
     KnnQuery,
+    PushProblem,
     QueryPage,
     RangeQuery,
     SimilarQuery,
@@ -201,11 +202,25 @@ def query_aggregate(store: StoreDep, name: Name, body: AggregateQuery, page: Pag
 
 
 @router.post("/{name}/records", response_model=WriteResultPublic)
-def append_records(store: StoreDep, name: Name, body: WriteRecords) -> WriteResultPublic:
-    """Append records (validated against the schema; idempotent by record key)."""
-    res = store.append(name, body.records)
+def append_records(
+    city: CityDep, store: StoreDep, name: Name, body: WriteRecords
+) -> WriteResultPublic:
+    """Push records through the dataset's ingest mapping (the one write path): needs a
+    write grant; JSON types are checked strictly (a wrong type refuses the batch with 422);
+    records breaking the schema are dead-lettered and listed; answers once the rest are
+    durable; idempotent by record key; audited with the catalog commit."""
+    from cityos.ingest import push_records
+
+    store.require_write(name, "append")
+    source = f"http:{body.source}" if body.source else f"http:{store.principal.username}"
+    with store.acting():
+        res = push_records(city.store, name, body.records, source=source)
     return WriteResultPublic(
-        rows_in=res.rows_in, rows_written=res.rows_written, duplicates=res.duplicates
+        rows_in=res.received,
+        rows_written=res.accepted,
+        duplicates=res.duplicates,
+        rejected=res.rejected,
+        problems=[PushProblem(**p) for p in res.problems],
     )
 
 

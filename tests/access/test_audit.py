@@ -171,3 +171,77 @@ def test_concurrent_appends_keep_one_linear_chain(db: Database) -> None:
         t.join()
     report = access.verify_audit(db)
     assert report.ok and report.entries == 20
+
+
+def _rewrite_consistently(db: Database) -> None:
+    """An attacker with database access rewrites entry 2 and recomputes every hash after it."""
+    from cityos.access._audit import entry_hash
+
+    entries = access.read_audit(db, limit=1000)
+    _sql(db, "DELETE FROM access_audit")
+    prev = access.GENESIS_HASH
+    with db.session() as s:
+        for e in entries:
+            detail = {"rows": 0, "note": "nothing to see"} if e.seq == 2 else e.detail
+            payload = {**e.payload(), "detail": detail}
+            digest = entry_hash(prev, payload)
+            s.execute(
+                text(
+                    "INSERT INTO access_audit (seq, ts, actor, action, dataset, detail, "
+                    "prev_hash, hash) VALUES (:seq, :ts, :actor, :action, :dataset, :detail, "
+                    ":prev, :hash)"
+                ),
+                {**payload, "detail": access.canonical_json(detail), "prev": prev, "hash": digest},
+            )
+            prev = digest
+        s.execute(text("UPDATE access_audit_head SET hash = :h"), {"h": prev})
+
+
+@pytest.mark.parametrize("attack", ["delete_all", "rewrite"])
+def test_anchor_catches_a_deleted_or_consistently_rewritten_log(
+    db: Database, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str
+) -> None:
+    monkeypatch.setenv("CITYOS_DATABASE_URL", db_url)
+    monkeypatch.delenv("CITYOS_AUDIT_ANCHOR", raising=False)
+    app = Typer()
+    register(app)
+    _fill(db, 3)
+    runner = CliRunner()
+    home = ["--home", str(tmp_path)]
+    unanchored = runner.invoke(app, ["audit", "verify", *home])
+    assert unanchored.exit_code == 0 and "(unanchored)" in unanchored.stdout
+    assert "WARNING: no audit anchor" in unanchored.stderr
+    assert runner.invoke(app, ["audit", "verify", *home, "--require-anchor"]).exit_code == 1
+
+    sink = tmp_path / "sink.jsonl"
+    made = runner.invoke(app, ["audit", "anchor", *home, "--command", f"sh -c 'cat > {sink}'"])
+    assert made.exit_code == 0, made.output
+    anchor_file = tmp_path / "audit.anchor"
+    assert (anchor_file.stat().st_mode & 0o777) == 0o600
+    anchor = access.read_anchor(anchor_file)
+    assert anchor is not None and anchor.seq == 3
+    assert access.read_anchor(sink) == anchor  # the external sink got the same head
+    ok = runner.invoke(app, ["audit", "verify", *home])
+    assert ok.exit_code == 0 and "matches anchor" in ok.stdout and not ok.stderr
+
+    if attack == "delete_all":
+        _sql(db, "DELETE FROM access_audit")
+        _sql(db, "DELETE FROM access_audit_head")
+    else:
+        _rewrite_consistently(db)
+    # on its own, the tampered chain still verifies: that is the hole the anchor closes
+    assert access.verify_audit(db).ok
+    bad = runner.invoke(app, ["audit", "verify", *home])
+    assert bad.exit_code == 1 and "BROKEN" in bad.stderr, bad.output
+    elsewhere = runner.invoke(app, ["audit", "verify", *home, "--anchor", str(sink)])
+    assert elsewhere.exit_code == 1
+    if attack == "rewrite":  # an anchor is never taken of a chain that does not verify
+        _sql(db, "UPDATE access_audit SET actor = 'mallory' WHERE seq = 1")
+        assert runner.invoke(app, ["audit", "anchor", *home]).exit_code == 1
+
+
+def test_anchor_api_refuses_a_broken_chain(db: Database) -> None:
+    _fill(db, 2)
+    _sql(db, "UPDATE access_audit SET actor = 'mallory' WHERE seq = 1")
+    with pytest.raises(access.AuditBroken, match="entry 1"):
+        access.anchor_audit(db)

@@ -16,12 +16,16 @@ True
 
 from cityos.access._audit import (
     GENESIS_HASH,
+    AuditAnchor,
     AuditEntry,
     AuditReport,
+    anchor_audit,
     canonical_json,
+    read_anchor,
     read_audit,
     record,
     verify_audit,
+    write_anchor,
 )
 from cityos.access._identity import (
     ADMIN_ROLE,
@@ -83,6 +87,7 @@ from cityos.access.errors import (
     AccessError,
     AccessNotFound,
     ApiKeyRevoked,
+    AuditBroken,
     AuthenticationError,
     InvalidCredentials,
     InvalidToken,
@@ -103,6 +108,8 @@ __all__ = [
     "AccessNotFound",
     "ApiKeyInfo",
     "ApiKeyRevoked",
+    "AuditAnchor",
+    "AuditBroken",
     "AuditEntry",
     "AuditReport",
     "AuthenticationError",
@@ -124,6 +131,7 @@ __all__ = [
     "UserInfo",
     "add_row_filter",
     "allow_unmask",
+    "anchor_audit",
     "apply_row_filters",
     "assign_role",
     "authenticate",
@@ -151,6 +159,7 @@ __all__ = [
     "principal_for",
     "principal_from_api_key",
     "principal_from_token",
+    "read_anchor",
     "read_audit",
     "record",
     "revoke",
@@ -164,4 +173,5 @@ __all__ = [
     "verify_audit",
     "verify_password",
     "verify_token",
+    "write_anchor",
 ]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -22,20 +24,25 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cityos.access._tables import AuditHeadRow, AuditRow
+from cityos.access.errors import AuditBroken
 from cityos.db import Database, DatasetChange, add_change_hook, utcnow
 
 __all__ = [
     "AUDIT_HOOK",
     "GENESIS_HASH",
+    "AuditAnchor",
     "AuditEntry",
     "AuditReport",
+    "anchor_audit",
     "append_audit",
     "audit_transaction",
     "canonical_json",
     "entry_hash",
+    "read_anchor",
     "read_audit",
     "record",
     "verify_audit",
+    "write_anchor",
 ]
 
 #: ``prev_hash`` of the first entry.
@@ -366,3 +373,96 @@ def verify_audit(
         if hashes.get(seq) != digest:
             return broken(seq, f"entry {seq} differs from the recorded head")
     return AuditReport(True, count, None, "ok", head_seq, prev_hash)
+
+
+# -- anchors ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditAnchor:
+    """The head of a verified chain (sequence and hash), kept outside the database.
+
+    A chain that was deleted, truncated or consistently rewritten still verifies on its
+    own; compared with an anchor taken earlier, it does not (see :func:`verify_audit`'s
+    ``expect_head``).
+    """
+
+    seq: int
+    hash: str
+    ts: str
+
+    def to_json(self) -> str:
+        return canonical_json({"seq": self.seq, "hash": self.hash, "ts": self.ts})
+
+    @classmethod
+    def from_json(cls, text: str) -> AuditAnchor:
+        d = json.loads(text)
+        if (
+            not isinstance(d, dict)
+            or not isinstance(d.get("seq"), int)
+            or not isinstance(d.get("hash"), str)
+        ):
+            raise ValueError("an audit anchor is a JSON object with 'seq' and 'hash'")
+        return cls(int(d["seq"]), str(d["hash"]), str(d.get("ts", "")))
+
+
+def anchor_audit(db: Database) -> AuditAnchor:
+    """The head of the audit log after verifying the whole chain, to keep elsewhere.
+
+    Raises
+    ------
+    AuditBroken
+        The chain does not verify: an anchor must never bless a tampered log.
+
+    Examples
+    --------
+    >>> from cityos.db import Database
+    >>> db = Database("sqlite://"); db.migrate()
+    >>> _ = record(db, actor="alice", action="login")
+    >>> anchor_audit(db).seq
+    1
+    """
+    report = verify_audit(db)
+    if not report.ok:
+        raise AuditBroken(
+            f"the audit log is broken at entry {report.first_broken}: {report.reason}; "
+            "investigate before anchoring it"
+        )
+    return AuditAnchor(report.head_seq, report.head_hash, utcnow().isoformat(timespec="seconds"))
+
+
+def write_anchor(path: str | Path, anchor: AuditAnchor) -> None:
+    """Append ``anchor`` as one JSON line to ``path`` (created with mode 0600).
+
+    Keep the file where the database's administrators cannot rewrite it (another host,
+    write-once storage); ``cityos audit anchor --command`` pipes it to any external sink.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as fh:
+        fh.write(anchor.to_json() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_anchor(path: str | Path) -> AuditAnchor | None:
+    """The latest anchor in ``path`` (one JSON object per line), or ``None`` if there is
+    no such file. Comparing with the latest anchor suffices: its hash covers every entry
+    before it.
+
+    Raises
+    ------
+    ValueError
+        The file exists but holds no readable anchor.
+    """
+    p = Path(path)
+    if not p.exists():
+        return None
+    lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError(f"the audit anchor file {p} is empty")
+    try:
+        return AuditAnchor.from_json(lines[-1])
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"the last line of the audit anchor file {p} is unreadable: {exc}"
+        ) from exc

@@ -3,6 +3,8 @@ and ``cityos policy …``. :func:`register` adds them to the main Typer app."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +30,32 @@ def _db(home: Path | None) -> Database:
     return db
 
 
+#: Default anchor file, beside the city (better: elsewhere; see ``--to`` / ``--command``).
+ANCHOR_FILE = "audit.anchor"
+AnchorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--anchor",
+        envvar="CITYOS_AUDIT_ANCHOR",
+        help="Anchor file written by `cityos audit anchor` (default: HOME/audit.anchor)",
+    ),
+]
+
+
+def _anchor_path(home: Path | None, anchor: Path | None) -> Path:
+    if anchor is not None:
+        return anchor
+    return get_settings(**({"home": home} if home is not None else {})).home / ANCHOR_FILE
+
+
+_NO_ANCHOR = (
+    "WARNING: no audit anchor to compare with ({path}). A log that was deleted, "
+    "truncated or consistently rewritten would also verify. Run `cityos audit anchor` "
+    "regularly and keep the anchor outside this machine (--to / --command), then pass "
+    "it with --anchor."
+)
+
+
 def _fail(exc: Exception) -> typer.Exit:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     return typer.Exit(2)
@@ -46,16 +74,41 @@ def audit_verify(
     head: Annotated[
         str | None, typer.Option(help="SEQ:HASH recorded earlier outside the database")
     ] = None,
+    anchor: AnchorOpt = None,
+    require_anchor: Annotated[
+        bool, typer.Option(help="Exit 1 when there is no anchor to compare with")
+    ] = False,
 ) -> None:
-    """Recompute the hash chain; exit 1 and name the first broken entry if tampered."""
+    """Recompute the hash chain and compare it with the latest anchor; exit 1 and name
+    the first broken entry if tampered. Warns loudly when there is no anchor."""
     expect = None
+    where = "--head"
     if head:
         seq, _, digest = head.partition(":")
-        expect = (int(seq), digest)
+        try:
+            expect = (int(seq), digest)
+        except ValueError as exc:
+            raise _fail(ValueError(f"--head must be SEQ:HASH, not {head!r}")) from exc
+    else:
+        path = _anchor_path(home, anchor)
+        try:
+            found = access.read_anchor(path)
+        except ValueError as exc:
+            raise _fail(exc) from exc
+        if found is None:
+            if anchor is not None:  # named explicitly: its absence is an error
+                raise _fail(FileNotFoundError(f"no audit anchor file {path}"))
+            typer.secho(_NO_ANCHOR.format(path=path), fg=typer.colors.YELLOW, err=True, bold=True)
+            if require_anchor:
+                raise typer.Exit(1)
+        else:
+            expect, where = (found.seq, found.hash), f"anchor {path} ({found.ts})"
     report = access.verify_audit(_db(home), expect_head=expect)
     if report.ok:
+        anchored = f"; matches {where} at entry {expect[0]}" if expect else " (unanchored)"
         typer.echo(
-            f"audit log OK: {report.entries} entries; head {report.head_seq}:{report.head_hash}"
+            f"audit log OK: {report.entries} entries; head {report.head_seq}:"
+            f"{report.head_hash}{anchored}"
         )
         return
     typer.secho(
@@ -65,6 +118,48 @@ def audit_verify(
         err=True,
     )
     raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    home: HomeOpt = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            envvar="CITYOS_AUDIT_ANCHOR",
+            help="Append the anchor to this file (default: HOME/audit.anchor)",
+        ),
+    ] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(
+            help="Also pipe the anchor (one JSON line) to this command's standard input, "
+            'e.g. "ssh vault \'cat >> cityos.anchor\'" or "logger -t cityos-audit"'
+        ),
+    ] = None,
+) -> None:
+    """Verify the chain and export its head (sequence and hash) outside the database, so
+    `audit verify` detects a deleted or consistently rewritten log."""
+    try:
+        anchor = access.anchor_audit(_db(home))
+    except access.AuditBroken as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    path = _anchor_path(home, to)
+    access.write_anchor(path, anchor)
+    if command:
+        done = subprocess.run(
+            shlex.split(command), input=anchor.to_json() + "\n", text=True, check=False
+        )
+        if done.returncode != 0:
+            typer.secho(
+                f"error: the anchor sink {command!r} exited with {done.returncode}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2)
+    typer.echo(f"anchored the audit log at entry {anchor.seq}:{anchor.hash} in {path}")
 
 
 @audit_app.command("list")

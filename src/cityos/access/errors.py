@@ -11,7 +11,8 @@ The hierarchy (all derive from :class:`cityos.errors.CityOSError`)::
     ├── PermissionDenied        caller is known but may not do this (HTTP 403)
     ├── AccessNotFound          no such user, role, department, grant or key (HTTP 404)
     ├── AccessConflict          the name is taken (HTTP 409)
-    └── PolicyError             a grant, row filter or masking rule is malformed (HTTP 422)
+    ├── PolicyError             a grant, row filter or masking rule is malformed (HTTP 422)
+    └── AuditBroken             the audit log does not verify (refused to anchor it)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "AccessError",
     "AccessNotFound",
     "ApiKeyRevoked",
+    "AuditBroken",
     "AuthenticationError",
     "InvalidCredentials",
     "InvalidToken",
@@ -73,3 +75,7 @@ class AccessConflict(AccessError):
 
 class PolicyError(AccessError, ValueError):
     """A classification, grant, row filter or masking rule is malformed."""
+
+
+class AuditBroken(AccessError):
+    """The audit log's hash chain does not verify."""

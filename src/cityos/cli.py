@@ -269,6 +269,30 @@ def query(
 
 
 @app.command()
+def vacuum(
+    grace: Annotated[
+        float, typer.Option(help="keep unreferenced files younger than this (seconds)")
+    ] = 3600.0,
+    dry_run: Annotated[bool, typer.Option(help="only list what would be removed")] = False,
+    home: HomeOpt = _DEFAULT_HOME,
+) -> None:
+    """Remove data files no catalog version references (left by crashed writes, replaced
+    by compaction or delete). Safe while writers run: files of in-flight writes and files
+    younger than --grace are kept."""
+    try:
+        res = _store(home).vacuum(older_than_s=grace, dry_run=dry_run)
+    except CityOSError as exc:
+        _fail(exc)
+    for rel in res.removed:
+        console.print(f"{'would remove' if dry_run else 'removed'} {rel}")
+    console.print(
+        f"{len(res.removed)} unreferenced files {'to remove' if dry_run else 'removed'}; "
+        f"kept {res.kept_young} younger than {grace:g} s and {res.kept_in_flight} of writes "
+        f"in flight; {res.stale_leases} leases of dead writers cleared"
+    )
+
+
+@app.command()
 def demo(
     home: Annotated[Path, typer.Option("--home", help="folder for the demo city")] = Path(
         "demo-city"

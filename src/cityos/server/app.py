@@ -29,6 +29,7 @@ def create_app(
     *,
     store: Any = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    vacuum_on_start: bool = False,
 ) -> FastAPI:
     """Build the API for one city.
 
@@ -44,6 +45,9 @@ def create_app(
         ``settings`` on first use.
     max_body_bytes:
         Larger request bodies get 413.
+    vacuum_on_start:
+        Remove unreferenced data files (crashed writes) on a background thread at start
+        (``cityos serve`` does; safe while writers run, see :meth:`Store.vacuum`).
 
     Examples
     --------
@@ -72,11 +76,27 @@ def create_app(
         "`X-API-Key` header.",
     )
     app.state.city = City(settings=settings, db=db, store_factory=factory, secret=secret)
+    if vacuum_on_start:
+        _vacuum_in_background(app.state.city)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (health, auth, users, policies, datasets, audit):
         app.include_router(module.router)
     return app
+
+
+def _vacuum_in_background(city: City) -> None:
+    import threading
+
+    def run() -> None:
+        try:
+            res = city.store.vacuum()
+            if res.removed:
+                log.info("start-up vacuum removed %d unreferenced data files", len(res.removed))
+        except Exception:  # never stop the server for housekeeping
+            log.exception("start-up vacuum failed")
+
+    threading.Thread(target=run, name="cityos-vacuum", daemon=True).start()
 
 
 def _store_factory(settings: Settings) -> Callable[[], Any]:
@@ -114,7 +134,7 @@ def serve(
         cityos_log.addHandler(handler)
         cityos_log.setLevel(logging.INFO)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, vacuum_on_start=True),
         host=host,
         port=port,
         log_level=log_level,

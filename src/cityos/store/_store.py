@@ -46,6 +46,7 @@ from cityos.store._plan import (
     query_geometry,
     to_ms,
 )
+from cityos.store._vacuum import VacuumResult, vacuum_files, write_lease
 
 __all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
 
@@ -93,12 +94,18 @@ class CompactResult:
 
 @dataclass
 class _Locks:
+    data_dir: Path
     by_name: dict[str, threading.Lock] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, name: str) -> threading.Lock:
+    @contextlib.contextmanager
+    def get(self, name: str) -> Any:
+        """The dataset's writer lock, and a lease that keeps ``vacuum`` (of any process)
+        off the files this write creates until it has committed them."""
         with self.guard:
-            return self.by_name.setdefault(name, threading.Lock())
+            lock = self.by_name.setdefault(name, threading.Lock())
+        with lock, write_lease(self.data_dir, name):
+            yield
 
 
 class Store:
@@ -156,7 +163,7 @@ class Store:
         if migrate:
             self.db.migrate()
         self.catalog = Catalog(self.db)
-        self._locks = _Locks()
+        self._locks = _Locks(self.data_dir)
         self._engines: dict[str, QueryEngine] = {}
         self.default_engine = self.settings.engine
 
@@ -437,20 +444,19 @@ class Store:
                     raise
             return CompactResult(name, len(files), len(files) - len(remove) + len(add), rows)
 
-    def vacuum(self, *, older_than_s: float = 3600.0) -> int:
-        """Delete data files no longer in the catalog (replaced by compaction or delete, or
-        left by a crashed write) once older than ``older_than_s``. Returns files removed."""
-        live = set()
-        for name in self.catalog.names():
-            live |= {f.path for f in self.catalog.files(name)}
-        now = time.time()
-        n = 0
-        for p in self.data_dir.rglob("*.parquet*"):
-            rel = p.relative_to(self.data_dir).as_posix()
-            if rel not in live and now - p.stat().st_mtime >= older_than_s:
-                p.unlink(missing_ok=True)
-                n += 1
-        return n
+    def vacuum(self, *, older_than_s: float = 3600.0, dry_run: bool = False) -> VacuumResult:
+        """Delete data files no catalog version references (replaced by compaction or
+        delete, or left by a crashed write) once older than ``older_than_s``; files of
+        writes still in flight, in any process, are kept however old (see
+        :mod:`cityos.store._vacuum`). ``int(result)`` is the number of files removed."""
+
+        def referenced() -> set[str]:
+            live: set[str] = set()
+            for name in self.catalog.names():
+                live |= {f.path for f in self.catalog.files(name)}
+            return live
+
+        return vacuum_files(self.data_dir, referenced, older_than_s=older_than_s, dry_run=dry_run)
 
     # -- queries ---------------------------------------------------------------------------
     def _run(self, spec: Any, engine: str | None) -> QueryResult:

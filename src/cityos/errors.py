@@ -122,3 +122,47 @@ class MissingDependency(CityOSError, ImportError):
             f"{feature} needs the Python package {package!r}; install it with "
             f"`pip install 'cityos[{extra}]'`"
         )
+
+
+# -- exit codes of the command line ---------------------------------------------------------
+#: Every ``cityos`` command exits with the same code for the same kind of failure.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation failed (a CityOS error of no more specific kind)
+EXIT_USAGE = 2  # wrong command-line usage: unknown command or option, bad value
+EXIT_NOT_FOUND = 3  # a dataset, user, key or record that does not exist
+EXIT_BAD_INPUT = 4  # data, a mapping or a request that breaks its schema or rules
+EXIT_DENIED = 5  # not authenticated, or not allowed
+EXIT_CONFLICT = 6  # exists already, or changed concurrently
+EXIT_ENVIRONMENT = 7  # configuration, a missing optional package, an unavailable engine
+EXIT_INTERNAL = 70  # an unexpected error (a bug): rerun with --debug and report it
+
+# access errors are classified by name so that this module imports nothing
+_DENIED_NAMES = frozenset({"AuthenticationError", "PermissionDenied"})
+
+
+def exit_code(exc: BaseException) -> int:
+    """The command-line exit code for a failure.
+
+    Examples
+    --------
+    >>> exit_code(DatasetNotFound("roads")), exit_code(ValidationError("bad speed"))
+    (3, 4)
+    >>> exit_code(DatasetExists("roads")), exit_code(RuntimeError("bug"))
+    (6, 70)
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if not isinstance(exc, CityOSError):
+        return EXIT_INTERNAL
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & _DENIED_NAMES:
+        return EXIT_DENIED
+    if isinstance(exc, DatasetExists | ConflictError) or "AccessConflict" in names:
+        return EXIT_CONFLICT
+    if isinstance(exc, KeyError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, ConfigError | MissingDependency | EngineError):
+        return EXIT_ENVIRONMENT
+    if isinstance(exc, ValueError | OSError) or "IngestError" in names:
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED

@@ -54,9 +54,10 @@ class ReadSpec(_Spec):
     format: Literal["csv", "jsonl", "geojson", "parquet", "gpkg", "shp"] | None = None
     pattern: str | None = None
     null_values: list[str] = ["", "NA", "N/A", "NaN", "null", "NULL"]
-    delimiter: str = ","
+    delimiter: str | None = None  # CSV: detected from the header line when not given
     encoding: str = "utf8"
     layer: str | None = None
+    columns: list[str] | None = None  # read only these columns (CSV, Parquet)
 
 
 class JoinSpec(_Spec):

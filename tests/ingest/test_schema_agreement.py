@@ -138,7 +138,7 @@ def test_shipped_beijing_mappings_resolve_positions_from_the_stations(
 ) -> None:
     d = _beijing(tmp_path)
     readings = example_mapping("beijing_air_quality", base_dir=d)
-    with pytest.raises(MappingError, match="stations dataset 'beijing_stations'.*does not exist"):
+    with pytest.raises(MappingError, match=r"stations dataset 'beijing_stations'.*does not exist"):
         FileSource(d, readings).run(city)
     st = FileSource(d, example_mapping("beijing_stations", base_dir=d)).run(city)
     assert st.accepted == 2

@@ -43,6 +43,7 @@ from cityos.store._kernels import (
 )
 from cityos.store._layout import BBOX_COL, TS, decode
 from cityos.store._plan import Aggregate, Predicate, plan_scan, prune_mask
+from cityos.store._spatial_sql import register_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -283,6 +284,7 @@ class SparkEngine(QueryEngine):
     def spark(self) -> SparkSession:
         if self._spark is None:
             self._spark = _acquire(getattr(self.store.settings, "spark_master", None) or "local[2]")
+            register_spark(self._spark)  # the ST_* SQL functions, as on DuckDB
         return self._spark
 
     def execute(self, spec: Any) -> QueryResult:

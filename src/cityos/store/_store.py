@@ -46,6 +46,7 @@ from cityos.store._plan import (
     query_geometry,
     to_ms,
 )
+from cityos.store._spatial_sql import register_duckdb, uses_spatial
 
 __all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
 
@@ -615,7 +616,10 @@ class Store:
         """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
         and ``y``; other geometry is WKB in ``geometry``). Spatio-temporal functions:
         ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and
-        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level).
+        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level),
+        and DuckDB's spatial ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``,
+        ``ST_Intersects``, ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...), loaded from the
+        installed ``duckdb-extension-spatial`` package, never the network.
 
         Examples
         --------
@@ -626,6 +630,8 @@ class Store:
         con = duckdb.connect()
         try:
             _register_sql_functions(con)
+            if uses_spatial(query):  # ST_* functions: DuckDB's spatial extension
+                register_duckdb(con)
             for info in self.catalog.all():
                 files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
                 if not files:

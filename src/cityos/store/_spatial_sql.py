@@ -254,7 +254,8 @@ def register_spark(session: Any) -> None:
             "ignore", message=".*PySpark does not yet fully support", category=FutureWarning
         )
         for name, (fn, rtype) in SPARK_FUNCTIONS.items():
-            session.udf.register(name, pandas_udf(fn, rtype))
+            udf: Any = pandas_udf  # its overloads cannot see a function chosen from a table
+            session.udf.register(name, udf(fn, rtype))
 
 
 def create_spark_views(session: Any, store: Store) -> list[str]:

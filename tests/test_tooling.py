@@ -56,3 +56,27 @@ def test_mypy_strict_is_clean(tmp_path: Path) -> None:
         text=True,
     )
     assert res.returncode == 0, res.stdout[-4000:]
+
+
+def test_setup_installs_the_hashed_lock_of_the_whole_tree() -> None:
+    import re
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {
+        m.group(1).lower().replace("_", "-")
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==\S+ \\$", lock, re.M)
+    }
+    project = CONFIG["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("postgres", "spark", "server", "mqtt", "files", "dev"):
+        wanted += project["optional-dependencies"][extra]
+    for req in wanted:
+        name = re.split(r"[<>=\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in requirements.lock (run scripts/lock.sh)"
+    entries = re.split(r"\n(?=[A-Za-z0-9])", lock.strip())
+    assert all("--hash=sha256:" in e for e in entries if "==" in e)
+    assert "torch" not in pinned  # never in the base lock (a CUDA build would follow)
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "--require-hashes --no-deps -r requirements.lock" in setup
+    assert "--no-deps -e ." in setup
+    assert "--generate-hashes" in (ROOT / "scripts" / "lock.sh").read_text()

@@ -136,6 +136,8 @@ class DatasetContext:
     stats: StatsArrays
     data_dir: Path
     restriction: Restriction | None = None
+    #: rows the restriction removed so far (counted where rows are read in this process)
+    rows_restricted: int = 0
 
     def columns(self) -> list[str]:
         """Every canonical column of the dataset, declared or found in its files."""
@@ -166,7 +168,10 @@ class DatasetContext:
         if r is None or tbl.num_rows == 0:
             return tbl
         m = np.asarray(r.mask(tbl), dtype=bool)
-        return tbl if m.all() else tbl.filter(pa.array(m))
+        if m.all():
+            return tbl
+        self.rows_restricted += int((~m).sum())
+        return tbl.filter(pa.array(m))
 
 
 class Deadline:

@@ -489,7 +489,10 @@ class Store:
         if unknown:
             raise QueryError(f"restrictions name datasets the query does not touch: {sorted(unknown)}")
         contexts = {d: self.context(d, r.get(d)) for d in dict.fromkeys(spec.datasets())}
-        return self.engine(engine).execute(spec, contexts, deadline)
+        res = self.engine(engine).execute(spec, contexts, deadline)
+        if r:
+            res.stats["rows_restricted"] = {d: contexts[d].rows_restricted for d in r}
+        return res
 
     def scan(
         self,

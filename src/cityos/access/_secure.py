@@ -316,7 +316,9 @@ class SecureStore:
         if not isinstance(spec, _Spec):
             raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
         grants: dict[str, _Grant] = {}
-        for name in dict.fromkeys(spec.datasets()):
+        touches = getattr(self.__store, "touches", None)
+        names = touches(spec) if callable(touches) else tuple(dict.fromkeys(spec.datasets()))
+        for name in names:
             grants[name] = self._require_read(name, spec.kind)
         for name, cols in spec.reads().items():
             personal = self._personal_fields(name, grants[name])

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from cityos.geo.distance import point_bbox_distance
-from cityos.model import ID_COL, TIME_COL
+from cityos.model import GEOM_COL, ID_COL, TIME_COL
 from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
 from cityos.store._kernels import (
     DIST_COL,
@@ -64,8 +64,10 @@ class DuckDBEngine(QueryEngine):
     def _range(
         self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
     ) -> pa.Table:
-        if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
-            columns = list(dict.fromkeys([*columns, "x", "y"]))
+        if columns is not None and pred.geometry is not None:
+            # the exact geometry test needs the coordinates, asked for or not
+            shape = ["x", "y"] if ctx.schema.point_layout else [GEOM_COL]
+            columns = list(dict.fromkeys([*columns, *shape]))
         return self._scan(ctx, pred, info, columns)
 
     def _expanding(

@@ -341,6 +341,14 @@ def typed_ids(ids: tuple[Any, ...], schema: DatasetSchema, dataset: str) -> tupl
     return tuple(out)
 
 
+def spatial_dataset(schema: DatasetSchema) -> str | None:
+    """The dataset that holds the geometry of a dataset without its own (a network series'
+    network), or None."""
+    if schema.model.has_geometry:
+        return None
+    return schema.network
+
+
 # -- the registry -----------------------------------------------------------------------------
 _ENGINES: dict[str, Callable[[], type[QueryEngine]]] = {}
 
@@ -429,11 +437,15 @@ class QueryEngine(ABC):
                         f"st_range needs a dataset with time; {ctx.name!r} is {s.model} "
                         "(use range for a spatial query)"
                     )
+                ids = None if spec.ids is None else typed_ids(tuple(spec.ids), s, ctx.name)
+                geometry = spec.geometry
+                if geometry is not None and not s.model.has_geometry:
+                    # a network series has no geometry of its own: its rows are the edges
+                    # of its network that meet the geometry
+                    ids = self._edges_in(ctx, datasets, geometry, spec.crs, ids, info)
+                    geometry = None
                 pred = Predicate(
-                    query_geometry(spec.geometry, spec.crs, s),
-                    to_ms(spec.start),
-                    to_ms(spec.end),
-                    None if spec.ids is None else typed_ids(tuple(spec.ids), s, ctx.name),
+                    query_geometry(geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end), ids
                 )
                 if (pred.start is not None or pred.end is not None) and not s.model.has_time:
                     raise QueryError(
@@ -527,6 +539,34 @@ class QueryEngine(ABC):
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.setdefault("rows_out", tbl.num_rows)
         return QueryResult(tbl, s.crs, info)
+
+    def _edges_in(
+        self,
+        ctx: DatasetContext,
+        datasets: Mapping[str, DatasetContext],
+        geometry: Any,
+        crs: Any,
+        ids: tuple[Any, ...] | None,
+        info: dict[str, Any],
+    ) -> tuple[Any, ...]:
+        """Ids of the network edges meeting ``geometry`` (and among ``ids``, if given)."""
+        net = spatial_dataset(ctx.schema)
+        if net is None or net not in datasets:
+            raise QueryError(
+                f"dataset {ctx.name!r} is {ctx.schema.model} without a network dataset, so it "
+                "has no geometry to query by area; create it with network='<lines dataset>'"
+            )
+        nctx = datasets[net]
+        g = query_geometry(geometry, crs, nctx.schema)
+        edges = self._range(nctx, Predicate(g), [ID_COL], {})
+        found = typed_ids(
+            tuple(edges[ID_COL].to_pylist()) if edges.num_rows else (), ctx.schema, ctx.name
+        )
+        info["edges_matched"] = len(found)
+        if ids is not None:
+            keep = set(ids)
+            found = tuple(v for v in found if v in keep)
+        return found
 
     # -- checks and conversions ------------------------------------------------------------
     @staticmethod

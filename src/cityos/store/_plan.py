@@ -212,6 +212,12 @@ class Predicate:
                 hit = np.zeros(n, dtype=bool)
                 hit[sel] = shapely.intersects(self.geometry, geoms)
                 m &= hit
+            else:
+                # never ignore a geometry: rows without coordinates cannot be tested
+                raise QueryError(
+                    "these rows have no coordinates or geometry to test against the query "
+                    "geometry"
+                )
         return m
 
 

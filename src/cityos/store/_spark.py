@@ -21,7 +21,7 @@ import pyarrow as pa
 from cityos.errors import EngineError
 from cityos.geo.distance import EARTH_RADIUS_M, point_bbox_distance
 from cityos.geo.similarity import discrete_frechet, dtw
-from cityos.model import ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL, DatasetSchema
+from cityos.model import GEOM_COL, ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL, DatasetSchema
 from cityos.store._engine import (
     DatasetContext,
     Deadline,
@@ -458,8 +458,10 @@ class SparkEngine(QueryEngine):
     def _range(
         self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
     ) -> pa.Table:
-        if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
-            columns = list(dict.fromkeys([*columns, X_COL, Y_COL]))
+        if columns is not None and pred.geometry is not None:
+            # the exact geometry test needs the coordinates, asked for or not
+            shape = [X_COL, Y_COL] if ctx.schema.point_layout else [GEOM_COL]
+            columns = list(dict.fromkeys([*columns, *shape]))
         return self._collect(ctx, self._frame(ctx, pred, info, columns), columns)
 
     def _boxes(

@@ -39,6 +39,7 @@ from cityos.store._engine import (
     Restriction,
     engine_class,
     read_plan,
+    spatial_dataset,
     typed_ids,
 )
 from cityos.store._layout import decode, hash_values, layout_for
@@ -445,6 +446,16 @@ class Store:
         return n
 
     # -- queries ---------------------------------------------------------------------------
+    def touches(self, spec: QuerySpec) -> tuple[str, ...]:
+        """Every dataset answering ``spec`` reads: those it names, and the network of a
+        network series queried by area (its geometry lives there)."""
+        names = list(dict.fromkeys(spec.datasets()))
+        if isinstance(spec, specs.Scan) and spec.geometry is not None:
+            net = spatial_dataset(self.schema(spec.dataset))
+            if net is not None and net not in names:
+                names.append(net)
+        return tuple(names)
+
     def query(
         self,
         spec: QuerySpec,
@@ -485,10 +496,10 @@ class Store:
             raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
         deadline = Deadline(timeout_s)
         r = dict(restrictions or {})
-        unknown = set(r) - set(spec.datasets())
+        unknown = set(r) - set(self.touches(spec))
         if unknown:
             raise QueryError(f"restrictions name datasets the query does not touch: {sorted(unknown)}")
-        contexts = {d: self.context(d, r.get(d)) for d in dict.fromkeys(spec.datasets())}
+        contexts = {d: self.context(d, r.get(d)) for d in self.touches(spec)}
         res = self.engine(engine).execute(spec, contexts, deadline)
         if r:
             res.stats["rows_restricted"] = {d: contexts[d].rows_restricted for d in r}

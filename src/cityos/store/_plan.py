@@ -96,7 +96,10 @@ def to_ms(v: Any) -> int | None:
         raise QueryError(f"time {str(v)[:60]!r} is not a valid timestamp")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
-    return int(ts.tz_convert("UTC").value // 10**6)
+    try:
+        return int(ts.tz_convert("UTC").value // 10**6)
+    except OverflowError:  # beyond 64-bit nanoseconds (year 1, year 9999): clip
+        return to_ms(ts.to_pydatetime())
 
 
 def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:

@@ -38,6 +38,7 @@ from cityos.store._engine import (
     QueryResult,
     Restriction,
     engine_class,
+    engine_names,
     read_plan,
     spatial_dataset,
     typed_ids,
@@ -159,6 +160,11 @@ class Store:
         self._locks = _Locks()
         self._engines: dict[str, QueryEngine] = {}
         self.default_engine = self.settings.engine
+        if self.default_engine not in engine_names():  # an error at open, not at first query
+            raise EngineError(
+                f"unknown engine {self.default_engine!r}; registered engines: "
+                f"{', '.join(engine_names())}"
+            )
 
     # -- engines ---------------------------------------------------------------------------
     def engine(self, name: str | None = None) -> QueryEngine:

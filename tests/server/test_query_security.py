@@ -87,11 +87,12 @@ def _post(c: ServedCity, role: str, path: str, body: dict[str, Any]) -> Any:
 
 # -- every dataset a query touches -------------------------------------------------------------
 def test_join_regions_filters_the_regions_too(city: ServedCity) -> None:
-    r = _post(city, "westie", "pts_internal/query/join_regions", {"regions": "districts"})
+    # pts_sensitive is not filtered for westie: only the regions are
+    r = _post(city, "westie", "pts_sensitive/query/join_regions", {"regions": "districts"})
     assert r.status_code == 200, r.text
     assert {row["region_id"] for row in r.json()["rows"]} == {"west"}
     # the reader, unfiltered, sees both: the filter is what narrowed it
-    full = _post(city, "reader", "pts_internal/query/join_regions", {"regions": "districts"})
+    full = _post(city, "reader", "pts_sensitive/query/join_regions", {"regions": "districts"})
     assert {row["region_id"] for row in full.json()["rows"]} == {"west", "east"}
 
 

@@ -237,7 +237,7 @@ def _aggregate_query(
 
     grid = None
     geometry = None
-    box = tuple(float(v) for v in bbox.split(",")) if bbox else None
+    box: Any = tuple(float(v) for v in bbox.split(",")) if bbox else None
     if regions is None:
         if grid_m is None:
             raise typer.BadParameter("--agg needs --grid-m METRES or --regions DATASET")

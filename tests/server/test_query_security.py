@@ -134,14 +134,20 @@ def test_describe_under_a_row_filter_shows_only_visible_rows(city: ServedCity) -
 # -- aggregations over masked personal columns ------------------------------------------------
 @pytest.mark.parametrize("fn", ["max", "min", "count"])
 def test_aggregates_over_masked_columns_are_refused(city: ServedCity, fn: str) -> None:
-    body = {"grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000}, "aggs": {"v": ["phone", fn]}}
+    body = {
+        "grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000},
+        "aggs": {"v": ["phone", fn]},
+    }
     r = _post(city, "reader", "pts_internal/query/aggregate", body)
     assert r.status_code == 403, r.text
     assert "138" not in r.text and "masked" in r.json()["detail"]
 
 
 def test_a_type_error_never_prints_row_values(city: ServedCity) -> None:
-    body = {"grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000}, "aggs": {"v": ["phone", "sum"]}}
+    body = {
+        "grid": {"bbox": [116.2, 39.8, 116.7, 40.1], "cell_m": 5000},
+        "aggs": {"v": ["phone", "sum"]},
+    }
     r = _post(city, "admin", "pts_internal/query/aggregate", body)
     assert r.status_code == 422
     assert "138" not in r.text and "numeric" in r.text
@@ -186,7 +192,7 @@ def test_the_documented_http_example_is_accepted(city: ServedCity) -> None:
         {"x": "count"},
         {"id": ["speed", "max"]},
         {"t": "count"},
-        {'n" FROM read_csv(\'/etc/hostname\') --': "count"},
+        {"n\" FROM read_csv('/etc/hostname') --": "count"},
         {"n": ["speed\") FROM read_csv('/etc/hostname') --", "max"]},
     ],
 )
@@ -204,7 +210,10 @@ def test_the_http_grid_follows_the_dataset_crs(city: ServedCity) -> None:
     body = {"grid": {"bbox": list(b), "cell_m": 5000}, "time_bin": None}
     got = _post(city, "reader", "utm_pts/query/aggregate", body).json()["rows"]
     pts = store.read("utm_pts").to_pandas()
-    cells = {(int((x - b[0]) // 5000), int((y - b[1]) // 5000)) for x, y in zip(pts.x, pts.y, strict=True)}
+    cells = {
+        (int((x - b[0]) // 5000), int((y - b[1]) // 5000))
+        for x, y in zip(pts.x, pts.y, strict=True)
+    }
     assert {(r["cell_x"], r["cell_y"]) for r in got} == cells
     assert sum(r["n"] for r in got) == 30 and len(got) < 30
     # or a CRS the caller names
@@ -223,18 +232,58 @@ def test_ids_of_the_other_type_are_converted_over_http(city: ServedCity) -> None
 # -- bad input: 4xx naming the field --------------------------------------------------------------
 BBOX = {"bbox": [116.0, 39.0, 117.0, 41.0]}
 BAD: dict[str, tuple[str, dict[str, Any], str]] = {
-    "time as an object": ("pts_public/query/st_range", {"region": BBOX, "start": {"a": 1}, "end": "2026-03-03T00:00Z"}, "start"),
-    "time as a list": ("pts_public/query/st_range", {"region": BBOX, "start": ["2026-03-02"], "end": "2026-03-03T00:00Z"}, "start"),
+    "time as an object": (
+        "pts_public/query/st_range",
+        {"region": BBOX, "start": {"a": 1}, "end": "2026-03-03T00:00Z"},
+        "start",
+    ),
+    "time as a list": (
+        "pts_public/query/st_range",
+        {"region": BBOX, "start": ["2026-03-02"], "end": "2026-03-03T00:00Z"},
+        "start",
+    ),
     "region as a number": ("pts_public/query/range", {"region": 5}, "region"),
-    "region GeoJSON with bad coordinates": ("pts_public/query/range", {"region": {"geojson": {"type": "Polygon", "coordinates": 5}}}, "region.geojson"),
-    "region GeoJSON Feature without geometry": ("pts_public/query/range", {"region": {"geojson": {"type": "Feature", "geometry": 5}}}, "region.geojson"),
+    "region GeoJSON with bad coordinates": (
+        "pts_public/query/range",
+        {"region": {"geojson": {"type": "Polygon", "coordinates": 5}}},
+        "region.geojson",
+    ),
+    "region GeoJSON Feature without geometry": (
+        "pts_public/query/range",
+        {"region": {"geojson": {"type": "Feature", "geometry": 5}}},
+        "region.geojson",
+    ),
     "unknown EPSG": ("pts_public/query/range", {"region": {**BBOX, "crs": "EPSG:999999"}}, "crs"),
-    "non-Earth CRS": ("pts_public/query/range", {"region": {**BBOX, "crs": "IAU_2015:49900"}}, "crs"),
-    "grid in a non-Earth CRS": ("pts_public/query/aggregate", {"grid": {"bbox": [0, 0, 1, 1], "cell_m": 10, "crs": "IAU_2015:49900"}}, "crs"),
-    "point dataset as regions": ("pts_public/query/join_regions", {"regions": "pts_public"}, "regions"),
-    "point dataset as aggregation regions": ("pts_public/query/aggregate", {"regions": "pts_public"}, "regions"),
-    "st_range on a static dataset": ("districts/query/st_range", {"region": BBOX, **WINDOW}, "st_range"),
-    "a too long query trajectory": ("pts_public/query/similar", {"coords": [[116.3, 39.9]] * 3000, "k": 1}, "coords"),
+    "non-Earth CRS": (
+        "pts_public/query/range",
+        {"region": {**BBOX, "crs": "IAU_2015:49900"}},
+        "crs",
+    ),
+    "grid in a non-Earth CRS": (
+        "pts_public/query/aggregate",
+        {"grid": {"bbox": [0, 0, 1, 1], "cell_m": 10, "crs": "IAU_2015:49900"}},
+        "crs",
+    ),
+    "point dataset as regions": (
+        "pts_public/query/join_regions",
+        {"regions": "pts_public"},
+        "regions",
+    ),
+    "point dataset as aggregation regions": (
+        "pts_public/query/aggregate",
+        {"regions": "pts_public"},
+        "regions",
+    ),
+    "st_range on a static dataset": (
+        "districts/query/st_range",
+        {"region": BBOX, **WINDOW},
+        "st_range",
+    ),
+    "a too long query trajectory": (
+        "pts_public/query/similar",
+        {"coords": [[116.3, 39.9]] * 3000, "k": 1},
+        "coords",
+    ),
 }
 
 

@@ -147,8 +147,8 @@ def test_every_aggregation_form_gives_the_same_numbers(store: Store) -> None:
         ({"x": "count"}, "reserved"),
         ({"id": ("speed", "max")}, "reserved"),
         ({"cell_x": "count"}, "reserved"),
-        ({'n" FROM read_csv(\'/etc/hostname\') --': "count"}, "not a valid name"),
-        ({"n": ('speed") FROM read_csv(\'/etc/hostname\') --', "max")}, "not a valid name"),
+        ({"n\" FROM read_csv('/etc/hostname') --": "count"}, "not a valid name"),
+        ({"n": ("speed\") FROM read_csv('/etc/hostname') --", "max")}, "not a valid name"),
         ({"n": "median"}, "unknown function"),
         ({"n": ("speed", "avg")}, "unknown function"),
         ({"n": ("nosuch", "max")}, "no column"),
@@ -219,9 +219,7 @@ BAD: dict[str, Any] = {
     "point dataset as regions": lambda s: s.join_regions("cars", "stops"),
     "point dataset as aggregation regions": lambda s: s.aggregate("cars", regions="stops"),
     "moving points as lines": lambda s: s.join_nearest("cars", "cars"),
-    "st_range on a static dataset": lambda s: s.st_range(
-        "stops", BOX, "2026-03-02", "2026-03-03"
-    ),
+    "st_range on a static dataset": lambda s: s.st_range("stops", BOX, "2026-03-02", "2026-03-03"),
     "knn k as text": lambda s: s.knn("cars", 116.4, 39.9, "3"),
     "knn point as text": lambda s: s.knn("cars", "116.4", 39.9, 3),
     "trajectory too long": lambda s: s.similar("cars", np.full((5000, 2), 116.4), 1),
@@ -252,7 +250,9 @@ def test_a_query_past_its_budget_is_cancelled(store: Store) -> None:
     with pytest.raises(QueryTimeout, match="time budget"):
         store.query(cs.Similar("cars", np.full((50, 2), 116.4), 3), timeout_s=0.0)
     # a generous budget answers normally
-    assert len(store.query(cs.Similar("cars", [[116.4, 39.9], [116.41, 39.91]], 3), timeout_s=60)) == 3
+    assert (
+        len(store.query(cs.Similar("cars", [[116.4, 39.9], [116.41, 39.91]], 3), timeout_s=60)) == 3
+    )
 
 
 def test_duckdb_work_is_interrupted_at_the_deadline() -> None:
@@ -260,7 +260,6 @@ def test_duckdb_work_is_interrupted_at_the_deadline() -> None:
 
     con = duckdb.connect()
     d = cs.Deadline(0.2)
-    with pytest.raises(QueryTimeout):
-        with d.watch(con.interrupt):
-            con.execute("SELECT count(*) FROM range(10000000000) a").fetchall()
+    with pytest.raises(QueryTimeout), d.watch(con.interrupt):
+        con.execute("SELECT count(*) FROM range(10000000000) a").fetchall()
     con.close()

@@ -94,7 +94,9 @@ def city(
     pts = _points(crs)
     store.create_dataset(
         "cars",
-        DatasetSchema(ModelKind.POINT_ST, crs=crs, id_type="int64", fields=(Field("speed", "float64"),)),
+        DatasetSchema(
+            ModelKind.POINT_ST, crs=crs, id_type="int64", fields=(Field("speed", "float64"),)
+        ),
     )
     store.append("cars", pts)
     stored = store.read("cars").to_pandas()
@@ -104,8 +106,10 @@ def city(
 
 def _box(crs: str, lonlat_box: tuple[float, float, float, float]) -> tuple[float, ...]:
     x, y = transform_xy(
-        np.array([lonlat_box[0], lonlat_box[2]]), np.array([lonlat_box[1], lonlat_box[3]]),
-        "EPSG:4326", crs,
+        np.array([lonlat_box[0], lonlat_box[2]]),
+        np.array([lonlat_box[1], lonlat_box[3]]),
+        "EPSG:4326",
+        crs,
     )
     return (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
 
@@ -243,7 +247,9 @@ def test_a_key_hash_collision_never_drops_a_distinct_record(
     ]
     res = store.append("cars", rows + rows[:2])  # two true repeats in the batch
     assert (res.rows_written, res.duplicates) == (9, 2)
-    again = store.append("cars", rows[3:] + [{"id": "v9", "t": "2026-03-02T09:00Z", "x": 1, "y": 1}])
+    again = store.append(
+        "cars", [*rows[3:], {"id": "v9", "t": "2026-03-02T09:00Z", "x": 1, "y": 1}]
+    )
     assert (again.rows_written, again.duplicates) == (1, 6)
     assert len(store.read("cars")) == 10
     store.close()

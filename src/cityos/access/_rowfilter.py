@@ -113,8 +113,6 @@ def restriction_for(paths: Sequence[Sequence[RowFilter]]) -> Restriction:
     from cityos.store import Restriction
 
     frozen = tuple(tuple(p) for p in paths)
-    columns = frozenset(
-        str(f.spec["column"]) for p in frozen for f in p if f.kind == "column"
-    )
+    columns = frozenset(str(f.spec["column"]) for p in frozen for f in p if f.kind == "column")
     spatial = any(f.kind != "column" for p in frozen for f in p)
     return Restriction(_PathsMask(frozen), columns, spatial)

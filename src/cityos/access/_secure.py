@@ -243,7 +243,7 @@ class SecureStore:
         )
         t = res.table
         n = t.num_rows
-        bbox = None
+        bbox: tuple[float, ...] | None = None
         t_min = t_max = None
         if n:
             if "x" in t.column_names:

@@ -238,7 +238,9 @@ class Region(_Body):
                 gj = gj.get("geometry")
             if gj is not None and not isinstance(gj, dict):
                 raise ValueError("region.geojson must be a GeoJSON geometry or Feature")
-            geom = shapely.from_wkt(self.wkt) if self.wkt is not None else shapely.geometry.shape(gj)
+            geom = (
+                shapely.from_wkt(self.wkt) if self.wkt is not None else shapely.geometry.shape(gj)
+            )
         except Exception as exc:  # shapely and GEOS raise many types for bad input
             what = "region.wkt" if self.wkt is not None else "region.geojson"
             raise ValueError(f"{what}: query geometry cannot be read ({str(exc)[:120]})") from exc
@@ -352,9 +354,7 @@ class JoinNearestQuery(_Window):
         from cityos.store import JoinNearest
 
         g, crs = _geometry(self.region)
-        return JoinNearest(
-            dataset, self.edges, self.max_distance_m, self.start, self.end, g, crs
-        )
+        return JoinNearest(dataset, self.edges, self.max_distance_m, self.start, self.end, g, crs)
 
 
 class GridSpec(_Body):
@@ -386,6 +386,10 @@ Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 AggFunction = Literal["count", "sum", "mean", "min", "max"]
 
 
+def _count_rows() -> dict[str, AggFunction | AggColumn | tuple[str, AggFunction]]:
+    return {"n": "count"}
+
+
 class AggColumn(_Body):
     """One aggregate of a column: ``{"column": "speed", "fn": "mean"}``."""
 
@@ -402,7 +406,7 @@ class AggregateQuery(_Window):
     regions: DatasetName | None = None
     time_bin: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}(min|h|D|s)$")] | None = "1h"
     aggs: dict[Ident, AggFunction | AggColumn | tuple[Ident, AggFunction]] = Field(
-        default_factory=lambda: {"n": "count"}, min_length=1, max_length=50
+        default_factory=_count_rows, min_length=1, max_length=50
     )
     region: Region | None = None
 

@@ -346,8 +346,8 @@ class Catalog:
             ).where(FileRow.dataset_id == row.id)
         ).one()
         bbox = (
-            None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))
-        )  # type: ignore[arg-type]
+            None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))  # type: ignore[arg-type]
+        )
         return DatasetInfo(
             id=row.id,
             name=row.name,

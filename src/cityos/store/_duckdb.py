@@ -3,6 +3,7 @@ relational work (grouping, aggregation) in DuckDB over the Arrow data, in one pr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cityos.errors import QueryError
 from cityos.geo.distance import point_bbox_distance
 from cityos.model import GEOM_COL, ID_COL, TIME_COL
 from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
@@ -72,7 +74,7 @@ class DuckDBEngine(QueryEngine):
 
     def _expanding(
         self, ctx: DatasetContext, x: float, y: float, pred: Predicate, info: dict[str, Any]
-    ):  # type: ignore[no-untyped-def]
+    ) -> Iterator[tuple[pa.Table, float]]:
         """Yield (table of candidate rows, lower bound of everything not yet read), reading
         row groups nearest first."""
         st = ctx.stats

@@ -315,8 +315,7 @@ def typed_ids(ids: tuple[Any, ...], schema: DatasetSchema, dataset: str) -> tupl
             v = v.item()
         if isinstance(v, bool) or not isinstance(v, str | int | float):
             raise QueryError(
-                f"dataset {dataset!r}: an id must be a string or an integer, not "
-                f"{type(v).__name__}"
+                f"dataset {dataset!r}: an id must be a string or an integer, not {type(v).__name__}"
             )
         if schema.id_type == "string":
             if isinstance(v, float):
@@ -604,7 +603,9 @@ class QueryEngine(ABC):
             if a.column is None:
                 continue
             if a.column not in known:
-                raise QueryError(f"aggregate {out!r}: dataset {ctx.name!r} has no column {a.column!r}")
+                raise QueryError(
+                    f"aggregate {out!r}: dataset {ctx.name!r} has no column {a.column!r}"
+                )
             if a.column in (ID_COL, TIME_COL, X_COL, Y_COL):
                 raise QueryError(
                     f"aggregate {out!r}: {a.column!r} is a key or coordinate column; "

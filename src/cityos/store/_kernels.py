@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cityos.errors import QueryError
 from cityos.geo.crs import transform_xy
 from cityos.geo.distance import metric_distance
 from cityos.geo.similarity import discrete_frechet, dtw
 from cityos.model import GEOM_COL, ID_COL, TIME_COL, X_COL, Y_COL
-from cityos.errors import QueryError
 from cityos.store._catalog import StatsArrays
 from cityos.store._spec import Aggregate, Grid
 
@@ -24,9 +24,9 @@ __all__ = [
     "bin_ms",
     "distances",
     "group_trajectories",
-    "reference_point",
     "lines_index",
     "nearest_lines",
+    "reference_point",
     "regions_containing",
     "similarity_topk",
     "utm_crs",

@@ -9,7 +9,7 @@ exact predicate, so pruning can only save work, never change an answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from cityos.model import GEOM_COL, ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL,
 from cityos.store._catalog import StatsArrays
 from cityos.store._layout import hash_ids
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 __all__ = ["Predicate", "ScanPlan", "plan_scan", "query_geometry", "to_ms", "user_crs"]
 
@@ -36,8 +36,10 @@ _MS_MAX = (2**63 - 1) // 10**6
 def user_crs(spec: Any, what: str = "crs") -> str:
     """A CRS given by a user, normalised; a :class:`QueryError` naming ``what`` when it is
     unknown or not on the Earth (a planetary CRS cannot be mixed with city data)."""
-    if isinstance(spec, bool) or not isinstance(spec, str | int) and not hasattr(spec, "to_wkt"):
-        raise QueryError(f"{what}: give an EPSG code such as 'EPSG:4326', not {type(spec).__name__}")
+    if isinstance(spec, bool) or (not isinstance(spec, str | int) and not hasattr(spec, "to_wkt")):
+        raise QueryError(
+            f"{what}: give an EPSG code such as 'EPSG:4326', not {type(spec).__name__}"
+        )
     try:
         norm = crs_from_user(spec)
         from pyproj import CRS
@@ -82,7 +84,7 @@ def to_ms(v: Any) -> int | None:
         if not isinstance(v, datetime):
             v = datetime(v.year, v.month, v.day)
         if v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
+            v = v.replace(tzinfo=UTC)
         ms = (v - _EPOCH) // timedelta(milliseconds=1)
         return max(_MS_MIN, min(_MS_MAX, int(ms)))
     try:
@@ -218,8 +220,7 @@ class Predicate:
             else:
                 # never ignore a geometry: rows without coordinates cannot be tested
                 raise QueryError(
-                    "these rows have no coordinates or geometry to test against the query "
-                    "geometry"
+                    "these rows have no coordinates or geometry to test against the query geometry"
                 )
         return m
 
@@ -264,5 +265,3 @@ def plan_scan(stats: StatsArrays, pred: Predicate, mask: np.ndarray | None = Non
     for i in np.flatnonzero(m):
         files.setdefault(stats.paths[stats.file_index[i]], []).append(int(stats.rg[i]))
     return ScanPlan(files, len(stats.rg), len(stats.paths), int(stats.rows[m].sum()))
-
-

@@ -653,7 +653,8 @@ class SparkEngine(QueryEngine):
             return self._collect(ctx, None, extra=extra)
         ln = self._table(lines).select([ID_COL, GEOM])
         df = df.mapInArrow(
-            _with_nearest(ctx.schema, ln, max_d, reference_point(ctx.stats), etype), self._extend(df, extra)
+            _with_nearest(ctx.schema, ln, max_d, reference_point(ctx.stats), etype),
+            self._extend(df, extra),
         )
         keys = [c for c in (ID_COL, TIME_COL) if c in df.columns]
         return self._collect(ctx, df.orderBy(*[F.col(c) for c in keys]), extra=extra)

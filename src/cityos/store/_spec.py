@@ -58,7 +58,18 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 AGG_FUNCTIONS = ("count", "sum", "mean", "min", "max")
 #: Columns the aggregation output always has; an aggregate may not take their name.
 RESERVED_OUTPUT_NAMES = frozenset(
-    {ID_COL, TIME_COL, X_COL, Y_COL, GEOM_COL, TIME_END_COL, "cell_x", "cell_y", "region_id", "t_bin"}
+    {
+        ID_COL,
+        TIME_COL,
+        X_COL,
+        Y_COL,
+        GEOM_COL,
+        TIME_END_COL,
+        "cell_x",
+        "cell_y",
+        "region_id",
+        "t_bin",
+    }
 )
 
 
@@ -207,7 +218,11 @@ class Grid:
 
     @classmethod
     def _sized(
-        cls, bbox: tuple[float, float, float, float], cell_m: float, geographic: bool, crs: str | None
+        cls,
+        bbox: tuple[float, float, float, float],
+        cell_m: float,
+        geographic: bool,
+        crs: str | None,
     ) -> Grid:
         if not geographic:
             return cls(bbox[0], bbox[1], cell_m, cell_m, crs)
@@ -411,7 +426,9 @@ def _ids(ids: Any) -> tuple[Any, ...]:
     try:
         arr = np.asarray(ids, dtype=object)
     except (TypeError, ValueError) as exc:
-        raise QueryError(f"ids must be an id or a flat list of ids, not {type(ids).__name__}") from exc
+        raise QueryError(
+            f"ids must be an id or a flat list of ids, not {type(ids).__name__}"
+        ) from exc
     if arr.ndim != 1:
         raise QueryError("ids must be an id or a flat list of ids (strings or integers)")
     return tuple(v.item() if isinstance(v, np.generic) else v for v in arr.tolist())
@@ -444,7 +461,7 @@ def read(name: str) -> Scan:
     return Scan(name)
 
 
-def range(name: str, geometry: Any, *, crs: Any = None) -> Range:  # noqa: A001 - the query's name
+def range(name: str, geometry: Any, *, crs: Any = None) -> Range:
     """Spatial range query: rows inside ``geometry`` (bbox tuple, WKT or shapely)."""
     return Range(name, geometry, None, None, crs)
 
@@ -529,9 +546,7 @@ def aggregate(
 ) -> Aggregate:
     """Aggregate points into grid cells or regions per time bin: a spatial time series
     (``id``, ``t``, ``x``, ``y``, aggregates)."""
-    return Aggregate(
-        name, grid, regions, time_bin, normalise_aggs(aggs), start, end, geometry, crs
-    )
+    return Aggregate(name, grid, regions, time_bin, normalise_aggs(aggs), start, end, geometry, crs)
 
 
 #: Convenience query name -> the function building its spec; ``Store`` and ``SecureStore``

@@ -14,9 +14,9 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,8 @@ from cityos.config import Settings
 from cityos.db import Database
 from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
 from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL, DatasetSchema, conform
-from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
 from cityos.store import _spec as specs
+from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
 from cityos.store._engine import (
     DatasetContext,
     Deadline,
@@ -504,7 +504,9 @@ class Store:
         r = dict(restrictions or {})
         unknown = set(r) - set(self.touches(spec))
         if unknown:
-            raise QueryError(f"restrictions name datasets the query does not touch: {sorted(unknown)}")
+            raise QueryError(
+                f"restrictions name datasets the query does not touch: {sorted(unknown)}"
+            )
         contexts = {d: self.context(d, r.get(d)) for d in self.touches(spec)}
         res = self.engine(engine).execute(spec, contexts, deadline)
         if r:

@@ -339,6 +339,68 @@ def load(
         )
 
 
+def parse_agg_options(values: list[str] | None) -> dict[str, Any]:
+    """``--agg`` options as one aggregation spec (the same one Python and HTTP take).
+
+    Examples
+    --------
+    >>> parse_agg_options(["n=count", "speed=mean", "top=speed:max"])
+    {'n': 'count', 'speed': 'mean', 'top': ('speed', 'max')}
+    """
+    out: dict[str, Any] = {}
+    for v in values or ["n=count"]:
+        name, sep, what = v.partition("=")
+        if not sep or not name or not what:
+            raise typer.BadParameter(
+                f"--agg {v!r}: write NAME=count, COLUMN=FN or NAME=COLUMN:FN", param_hint="--agg"
+            )
+        col, sep, fn = what.partition(":")
+        out[name.strip()] = (col.strip(), fn.strip()) if sep else what.strip()
+    return out
+
+
+def _aggregate_query(
+    store: Any,
+    name: str,
+    agg: list[str] | None,
+    bbox: str | None,
+    grid_m: float | None,
+    grid_crs: str | None,
+    regions: str | None,
+    time_bin: str,
+    start: str | None,
+    end: str | None,
+    engine: str,
+) -> Any:
+    from cityos.store import Grid
+
+    grid = None
+    geometry = None
+    box: Any = tuple(float(v) for v in bbox.split(",")) if bbox else None
+    if regions is None:
+        if grid_m is None:
+            raise typer.BadParameter("--agg needs --grid-m METRES or --regions DATASET")
+        if box is None:
+            box = store.describe(name).bbox
+            if box is None:
+                raise typer.BadParameter(f"dataset {name!r} is empty: give --bbox for the grid")
+        grid = Grid.from_metres(box, grid_m, crs=grid_crs)
+    elif box is not None:
+        geometry = box
+    return store.aggregate(
+        name,
+        grid=grid,
+        regions=regions,
+        time_bin=None if time_bin.lower() == "none" else time_bin,
+        aggs=parse_agg_options(agg),
+        start=start,
+        end=end,
+        geometry=geometry,
+        crs=grid_crs if geometry is not None else None,
+        engine=engine,
+    )
+
+
 @app.command()
 def query(
     name: Annotated[str | None, typer.Argument(help="dataset (omit with --sql)")] = None,
@@ -350,12 +412,31 @@ def query(
     sql: Annotated[
         str | None, typer.Option(help="DuckDB SQL over every dataset (views by name)")
     ] = None,
-    engine: Annotated[str, typer.Option(help="duckdb | spark")] = "duckdb",
+    agg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="aggregate per cell/region and time bin: NAME=count, COLUMN=FN or "
+            "NAME=COLUMN:FN (FN: count sum mean min max); repeat for several"
+        ),
+    ] = None,
+    grid_m: Annotated[
+        float | None, typer.Option(help="with --agg: grid cells of about this many metres")
+    ] = None,
+    grid_crs: Annotated[
+        str | None, typer.Option(help="with --grid-m: CRS of --bbox/the grid (default: dataset's)")
+    ] = None,
+    regions: Annotated[
+        str | None, typer.Option(help="with --agg: aggregate per region of this dataset")
+    ] = None,
+    time_bin: Annotated[
+        str, typer.Option(help="with --agg: time bin such as 15min, 1h, 1D, or 'none'")
+    ] = "1h",
+    engine: Annotated[str, typer.Option(help="a registered engine: duckdb | spark")] = "duckdb",
     limit: int = 20,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
     home: HomeOpt = _DEFAULT_HOME,
 ) -> None:
-    """Query a dataset by space, time, ids or nearest neighbours, or run SQL."""
+    """Query a dataset by space, time, ids or nearest neighbours, aggregate it, or run SQL."""
     from cityos.errors import QueryError
 
     store = _store(home)
@@ -364,6 +445,11 @@ def query(
         tbl = store.sql(sql)
     elif name is None:
         raise typer.BadParameter("give a dataset name or --sql")
+    elif agg or grid_m is not None or regions:
+        r = _aggregate_query(
+            store, name, agg, bbox, grid_m, grid_crs, regions, time_bin, start, end, engine
+        )
+        tbl, stats = r.table, r.stats
     elif knn:
         parts = knn.split(",")
         try:

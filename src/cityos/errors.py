@@ -10,6 +10,7 @@ The hierarchy::
     │   └── DatasetExists      creating a name that is taken
     ├── ValidationError        a record or value breaks its schema (names dataset, row, field)
     ├── QueryError             a query that cannot be planned or run as asked
+    │   └── QueryTimeout       a query ran past its time budget (and was cancelled)
     ├── EngineError            an execution engine (DuckDB, Spark) failed or is unavailable
     ├── ConflictError          a concurrent writer changed what this write was based on
     └── MissingDependency      an optional package is not installed (also an ImportError)
@@ -31,6 +32,7 @@ __all__ = [
     "EngineError",
     "MissingDependency",
     "QueryError",
+    "QueryTimeout",
     "ValidationError",
 ]
 
@@ -104,6 +106,10 @@ class ValidationError(CityOSError, ValueError):
 
 class QueryError(CityOSError, ValueError):
     """A query that cannot be planned or executed as asked."""
+
+
+class QueryTimeout(QueryError):
+    """A query ran past its time budget and was cancelled; narrow it or raise the budget."""
 
 
 class EngineError(CityOSError):

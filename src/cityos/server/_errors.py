@@ -25,6 +25,7 @@ from cityos.errors import (
     DatasetNotFound,
     EngineError,
     QueryError,
+    QueryTimeout,
     ValidationError,
 )
 from cityos.server.schemas import ErrorBody
@@ -41,6 +42,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConflictError, 409),
     (PolicyError, 422),
     (ValidationError, 422),
+    (QueryTimeout, 503),
     (QueryError, 422),
     (EngineError, 503),
 ]
@@ -173,5 +175,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Conflict"),
         (413, "Body too large"),
         (422, "Invalid input"),
+        (503, "Query ran past its time budget, or an engine is unavailable"),
     ]
 }

@@ -1,0 +1,36 @@
+"""Small problems for the AI tests: a grid panel with a daily cycle, a covariate that leads
+the target, noise and missing readings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cityos.ai import Panel
+
+
+def make_panel(
+    steps: int = 400, ny: int = 3, nx: int = 4, *, seed: int = 0, missing: float = 0.05
+) -> Panel:
+    rng = np.random.default_rng(seed)
+    n = ny * nx
+    t = np.arange(steps)
+    level = rng.uniform(20, 60, n)
+    daily = np.sin(2 * np.pi * t / 24)[:, None] * rng.uniform(5, 15, n)[None, :]
+    cov = np.cumsum(rng.normal(0, 1, (steps, n)), axis=0) * 0.5
+    target = level[None, :] + daily + np.roll(cov, 1, axis=0) + rng.normal(0, 1, (steps, n))
+    v = np.stack([target, cov], axis=-1)
+    v[rng.random(v.shape) < missing] = np.nan
+    gx, gy = np.meshgrid(116.3 + 0.01 * np.arange(nx), 39.9 + 0.01 * np.arange(ny))
+    return Panel.from_array(
+        v,
+        "2026-03-02",
+        "1h",
+        channels=("pm25", "temperature"),
+        target="pm25",
+        nodes=[f"s{i}" for i in range(n)],
+        x=gx.ravel(),
+        y=gy.ravel(),
+        grid=(ny, nx),
+        timezone="Asia/Shanghai",
+        country="CN",
+    )

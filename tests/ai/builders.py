@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from cityos.ai import Panel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cityos.store import Store
 
 
 def make_panel(
@@ -34,3 +41,38 @@ def make_panel(
         timezone="Asia/Shanghai",
         country="CN",
     )
+
+
+def panel_rows(panel: Panel) -> "pd.DataFrame":
+    """Long rows (id, t, x, y, channels...) of a panel, missing readings left out of the target."""
+    import pandas as pd
+
+    t, n, c = panel.shape
+    df = pd.DataFrame(
+        {
+            "id": np.tile([str(v) for v in panel.nodes], t),
+            "t": np.repeat(panel.times, n),
+            "x": np.tile(panel.x, t),
+            "y": np.tile(panel.y, t),
+        }
+    )
+    for i, ch in enumerate(panel.channels):
+        df[ch] = panel.values[:, :, i].ravel()
+    return df
+
+
+def air_city(store: "Store", steps: int = 400, *, name: str = "air") -> Panel:
+    """A point-series dataset ``name`` (pm25, temperature per station, hourly) in ``store``."""
+    from cityos.model import DatasetSchema, Field, ModelKind
+
+    p = make_panel(steps)
+    store.create_dataset(
+        name,
+        DatasetSchema(
+            ModelKind.POINT_SERIES,
+            fields=(Field("pm25", "float64"), Field("temperature", "float64")),
+            time_partition="30D",
+        ),
+    )
+    store.append(name, panel_rows(p))
+    return p

@@ -363,7 +363,7 @@ def _save_panel(panel: Panel, path: Path) -> None:
     np.savez(
         tmp,
         values=panel.values,
-        times=panel.times.asi8,
+        times=panel.times.as_unit("ns").asi8,
         meta=np.array(json.dumps(panel.meta())),
     )
     tmp.replace(path)  # atomic: readers see the whole file or none
@@ -372,7 +372,8 @@ def _save_panel(panel: Panel, path: Path) -> None:
 def _load_panel(path: Path) -> Panel:
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
-        values, times = z["values"], pd.DatetimeIndex(pd.to_datetime(z["times"], utc=True))
+        values = z["values"]
+        times = pd.DatetimeIndex(pd.to_datetime(z["times"], unit="ns", utc=True))
     return panel_from_meta(values, times, meta)
 
 

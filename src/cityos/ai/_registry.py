@@ -48,6 +48,8 @@ def _check_name(name: str) -> str:
 
 
 _CODE: list[str] = []
+_OPEN: dict[tuple[str, str], ModelRegistry] = {}
+_OPEN_LOCK = threading.Lock()
 
 
 def code_version() -> str:
@@ -173,9 +175,15 @@ class ModelRegistry:
 
     @classmethod
     def of(cls, store: Any) -> ModelRegistry:
-        """The registry of the city ``store`` (a Store or SecureStore) lives in."""
+        """The registry of the city ``store`` (a Store or SecureStore) lives in; one per
+        city and process, so loaded models stay cached between calls."""
         inner = getattr(store, "store", store)
-        return cls(inner.db, inner.settings.home)
+        key = (str(inner.db.url), str(Path(inner.settings.home).resolve()))
+        with _OPEN_LOCK:
+            reg = _OPEN.get(key)
+            if reg is None or reg.db is not inner.db:
+                reg = _OPEN[key] = cls(inner.db, inner.settings.home)
+        return reg
 
     # -- writes ------------------------------------------------------------------------------
     def register(

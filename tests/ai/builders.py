@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 
 def make_panel(
-    steps: int = 400, ny: int = 3, nx: int = 4, *, seed: int = 0, missing: float = 0.05
+    steps: int = 400, ny: int = 3, nx: int = 4, *, seed: int = 0, missing: float = 0.05,
+    stationary: bool = False,
 ) -> Panel:
     rng = np.random.default_rng(seed)
     n = ny * nx
@@ -24,6 +25,11 @@ def make_panel(
     level = rng.uniform(20, 60, n)
     daily = np.sin(2 * np.pi * t / 24)[:, None] * rng.uniform(5, 15, n)[None, :]
     cov = np.cumsum(rng.normal(0, 1, (steps, n)), axis=0) * 0.5
+    if stationary:  # AR(1) instead of a random walk: no drift between train and test
+        e = rng.normal(0, 1, (steps, n))
+        cov = np.zeros((steps, n))
+        for i in range(1, steps):
+            cov[i] = 0.8 * cov[i - 1] + e[i]
     target = level[None, :] + daily + np.roll(cov, 1, axis=0) + rng.normal(0, 1, (steps, n))
     v = np.stack([target, cov], axis=-1)
     v[rng.random(v.shape) < missing] = np.nan

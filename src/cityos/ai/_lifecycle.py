@@ -96,16 +96,29 @@ class TrainResult:
     evaluations: dict[str, Evaluation]
 
 
-def _band(model: Forecaster, panel: Panel, span: tuple[int, int]) -> list[float]:
-    """Split-conformal half-width per horizon: the BAND_COVERAGE quantile of |residual|."""
+def _band(model: Forecaster, panel: Panel, span: tuple[int, int], *, per_node: bool = False) -> Any:
+    """Split-conformal half-width per horizon (``per_node``: per horizon and node): the
+    BAND_COVERAGE quantile of |residual| on ``span``."""
     o = eval_origins(span, model.horizon, stride=max((span[1] - span[0]) // 1000, 1))
     y, yhat = targets(panel, o, model.horizon), model.predict(panel, o)
-    out = []
+    r = np.abs(y - yhat)  # (O, H, N)
+    out = np.full(r.shape[1:], np.nan)
     for h in range(model.horizon):
-        r = np.abs(y[:, h] - yhat[:, h])
-        r = r[np.isfinite(r)]
-        out.append(float(np.quantile(r, BAND_COVERAGE)) if len(r) else float("nan"))
-    return out
+        if per_node:
+            for j in range(r.shape[2]):
+                v = r[:, h, j][np.isfinite(r[:, h, j])]
+                out[h, j] = np.quantile(v, BAND_COVERAGE) if len(v) >= 10 else np.nan
+        v = r[:, h][np.isfinite(r[:, h])]
+        glob = float(np.quantile(v, BAND_COVERAGE)) if len(v) else float("nan")
+        out[h] = np.where(np.isfinite(out[h]), out[h], glob)
+    if per_node:
+        return out
+    return [
+        float(np.quantile(r[:, h][np.isfinite(r[:, h])], BAND_COVERAGE))
+        if np.isfinite(r[:, h]).any()
+        else float("nan")
+        for h in range(model.horizon)
+    ]
 
 
 def train(
@@ -166,6 +179,7 @@ def train(
     reference: dict[str, Any] = {"inputs": drift_reference(panel, tr)}
     if va is not None and va[1] - va[0] > horizon + 1:
         reference["band"] = _band(model, panel, va)
+        reference["band_nodes"] = _band(model, panel, va, per_node=True)[0].tolist()
         reference["band_coverage"] = BAND_COVERAGE
     version = None
     if register:

@@ -296,6 +296,7 @@ _LAYER_CLIS = (
     "cityos.access.cli",
     "cityos.server.cli",
     "cityos.analytics.cli",
+    "cityos.ai.cli",
 )
 
 

@@ -37,3 +37,25 @@ def test_import_never_pulls_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_train_evaluate_deploy_predict(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cityos.cli import app
+
+    home = tmp_path / "city"
+    s = Store(home)
+    p = air_city(s, 300)
+    s.close()
+    run = CliRunner().invoke
+    r = run(app, ["ai", "train", "air", "pm25", "--family", "seasonal_naive", "--name", "pm",
+                  "--horizon", "3", "--train-end", str(p.times[200]), "--val-end", str(p.times[250]),
+                  "--home", str(home)])
+    assert r.exit_code == 0, r.output
+    assert "registered pm v1" in r.output
+    assert run(app, ["ai", "deploy", "pm", "--home", str(home)]).exit_code == 0
+    out = run(app, ["ai", "predict", "pm", "--home", str(home)])
+    assert out.exit_code == 0 and "yhat" in out.output
+    bad = run(app, ["ai", "deploy", "pm", "--version", "5", "--home", str(home)])
+    assert bad.exit_code == 2 and "no version 5" in bad.output

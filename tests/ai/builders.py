@@ -3,9 +3,9 @@ the target, noise and missing readings."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from cityos.ai import Panel
 
@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 
 def make_panel(
-    steps: int = 400, ny: int = 3, nx: int = 4, *, seed: int = 0, missing: float = 0.05,
+    steps: int = 400,
+    ny: int = 3,
+    nx: int = 4,
+    *,
+    seed: int = 0,
+    missing: float = 0.05,
     stationary: bool = False,
 ) -> Panel:
     rng = np.random.default_rng(seed)
@@ -49,11 +54,11 @@ def make_panel(
     )
 
 
-def panel_rows(panel: Panel) -> "pd.DataFrame":
+def panel_rows(panel: Panel) -> pd.DataFrame:
     """Long rows (id, t, x, y, channels...) of a panel, missing readings left out of the target."""
     import pandas as pd
 
-    t, n, c = panel.shape
+    t, n, _c = panel.shape
     df = pd.DataFrame(
         {
             "id": np.tile([str(v) for v in panel.nodes], t),
@@ -67,7 +72,7 @@ def panel_rows(panel: Panel) -> "pd.DataFrame":
     return df
 
 
-def air_city(store: "Store", steps: int = 400, *, name: str = "air") -> Panel:
+def air_city(store: Store, steps: int = 400, *, name: str = "air") -> Panel:
     """A point-series dataset ``name`` (pm25, temperature per station, hourly) in ``store``."""
     from cityos.model import DatasetSchema, Field, ModelKind
 

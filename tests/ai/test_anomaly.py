@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tests.ai.builders import make_panel
 
 from cityos.ai import Panel, make_model
 from cityos.ai._anomaly import (
@@ -17,10 +18,11 @@ from cityos.ai._anomaly import (
 )
 from cityos.ai._lifecycle import _band
 from cityos.store import Store
-from tests.ai.builders import make_panel
 
 
-def _inject(p: Panel, spikes: list[tuple[int, int, int]], size: float) -> list[tuple[str, object, object]]:
+def _inject(
+    p: Panel, spikes: list[tuple[int, int, int]], size: float
+) -> list[tuple[str, object, object]]:
     v = p.values.copy()
     truth = []
     for node, t0, length in spikes:
@@ -32,7 +34,9 @@ def _inject(p: Panel, spikes: list[tuple[int, int, int]], size: float) -> list[t
 
 def test_residual_band_finds_injected_spikes() -> None:
     p = make_panel(600, missing=0.0, stationary=True)
-    m = make_model("lightgbm", 1, n_estimators=60, num_leaves=15, min_child_samples=10).fit(p, train=(0, 400), val=(400, 480))
+    m = make_model("lightgbm", 1, n_estimators=60, num_leaves=15, min_child_samples=10).fit(
+        p, train=(0, 400), val=(400, 480)
+    )
     band = _band(m, p, (400, 480), per_node=True)[0]
     spikes = [(1, 500, 3), (4, 520, 2), (7, 545, 4), (10, 570, 2), (2, 590, 3)]
     truth = _inject(p, spikes, 12 * float(band.mean()))
@@ -66,9 +70,16 @@ def _flows(steps: int = 400, seed: int = 1) -> Panel:
     lam = 20 + 15 * np.sin(2 * np.pi * np.arange(steps) / 24)[:, None] + rng.uniform(0, 10, ny * nx)
     inflow = rng.poisson(lam).astype(float)
     outflow = rng.poisson(lam).astype(float)
-    return Panel.from_array(np.stack([inflow, outflow], -1), "2026-03-02", "1h",
-                            channels=("inflow", "outflow"), target="inflow", grid=(ny, nx),
-                            x=np.arange(9.0), y=np.zeros(9))
+    return Panel.from_array(
+        np.stack([inflow, outflow], -1),
+        "2026-03-02",
+        "1h",
+        channels=("inflow", "outflow"),
+        target="inflow",
+        grid=(ny, nx),
+        x=np.arange(9.0),
+        y=np.zeros(9),
+    )
 
 
 def test_crowd_gathering_on_injected_inflow(city: Store) -> None:
@@ -80,7 +91,9 @@ def test_crowd_gathering_on_injected_inflow(city: Store) -> None:
     v[380, 7, 0] += 150
     object.__setattr__(p, "values", v)
     det = crowd_gathering(m, p, (341, 400), band)
-    q = measure_detections(det, [("4", p.times[360], p.times[361]), ("7", p.times[380], p.times[380])], "1h")
+    q = measure_detections(
+        det, [("4", p.times[360], p.times[361]), ("7", p.times[380], p.times[380])], "1h"
+    )
     assert q.recall == 1.0 and q.precision == 1.0, det
     assert (det["kind"] == "crowd_gathering").all() and (det["observed"] > det["upper"]).all()
     assert write_detections(city, det) == len(det)

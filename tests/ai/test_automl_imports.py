@@ -6,18 +6,27 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from tests.ai.builders import air_city
+
 from cityos.ai import FeatureSpec
 from cityos.ai._automl import automl
 from cityos.ai._registry import ModelRegistry
 from cityos.store import Store
-from tests.ai.builders import air_city
 
 
 def test_automl_registers_best_with_study(city: Store) -> None:
     p = air_city(city, 400)
     spec = FeatureSpec("air", "pm25", covariates=("temperature",))
-    r = automl(city, spec, horizon=3, budget_s=20, train_end=p.times[300], val_end=p.times[350],
-               families=("persistence", "historical_average", "lightgbm"), name="auto")
+    r = automl(
+        city,
+        spec,
+        horizon=3,
+        budget_s=20,
+        train_end=p.times[300],
+        val_end=p.times[350],
+        families=("persistence", "historical_average", "lightgbm"),
+        name="auto",
+    )
     assert r.version is not None and r.version.family == r.best_family
     v = ModelRegistry.of(city).get("auto")
     assert v.study is not None and len(v.study["trials"]) >= 3
@@ -49,9 +58,27 @@ def test_cli_train_evaluate_deploy_predict(tmp_path) -> None:  # type: ignore[no
     p = air_city(s, 300)
     s.close()
     run = CliRunner().invoke
-    r = run(app, ["ai", "train", "air", "pm25", "--family", "seasonal_naive", "--name", "pm",
-                  "--horizon", "3", "--train-end", str(p.times[200]), "--val-end", str(p.times[250]),
-                  "--home", str(home)])
+    r = run(
+        app,
+        [
+            "ai",
+            "train",
+            "air",
+            "pm25",
+            "--family",
+            "seasonal_naive",
+            "--name",
+            "pm",
+            "--horizon",
+            "3",
+            "--train-end",
+            str(p.times[200]),
+            "--val-end",
+            str(p.times[250]),
+            "--home",
+            str(home),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "registered pm v1" in r.output
     assert run(app, ["ai", "deploy", "pm", "--home", str(home)]).exit_code == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.ai.builders import air_city, make_panel
 
 from cityos.ai import (
     FeatureSpec,
@@ -19,7 +20,6 @@ from cityos.ai import (
     tabular_features,
 )
 from cityos.store import Store
-from tests.ai.builders import air_city, make_panel
 
 
 def test_panel_from_store_matches_the_rows(city: Store) -> None:
@@ -43,8 +43,19 @@ def test_cache_is_keyed_by_dataset_version(city: Store) -> None:
     # new data -> new version -> a new panel, not the stale cache
     import pandas as pd
 
-    city.append("air", pd.DataFrame({"id": ["s0"], "t": [again.times[-1] + pd.Timedelta("1h")],
-                                     "x": [116.3], "y": [39.9], "pm25": [5.0], "temperature": [1.0]}))
+    city.append(
+        "air",
+        pd.DataFrame(
+            {
+                "id": ["s0"],
+                "t": [again.times[-1] + pd.Timedelta("1h")],
+                "x": [116.3],
+                "y": [39.9],
+                "pm25": [5.0],
+                "temperature": [1.0],
+            }
+        ),
+    )
     fresh = build_panel(city, spec)
     assert fresh.shape[0] == again.shape[0] + 1
     assert len(list(files[0].parent.glob("*.npz"))) == 2
@@ -60,7 +71,9 @@ def test_cache_is_keyed_by_dataset_version(city: Store) -> None:
         (FeatureSpec("air", "pm25", kind="cube"), "kind"),  # type: ignore[arg-type]
     ],
 )
-def test_bad_specs_are_clear_errors_and_change_nothing(city: Store, spec: FeatureSpec, match: str) -> None:
+def test_bad_specs_are_clear_errors_and_change_nothing(
+    city: Store, spec: FeatureSpec, match: str
+) -> None:
     air_city(city, 30)
     before = city.describe("air").version
     with pytest.raises(FeatureSpecError, match=match):
@@ -82,13 +95,36 @@ def test_no_feature_at_t_reads_data_after_t() -> None:
         np.testing.assert_array_equal(full[k * n : (k + 1) * n], cut, err_msg=f"origin {o}")
     assert len(names) == full.shape[1]
     # and the check can fail: a feature that peeks one step ahead is caught
-    peek = tabular_features(p, origins[1:] + 1, TabularSpec(lags=(0,), rolling=(), periods=0,
-                            trends=0, calendar=False, k_nearest=0, node_feature=False,
-                            covariate_lags=(), covariate_diff=False))[0]
-    trunc = tabular_features(p.truncated(int(origins[1])), np.array([origins[1] + 1]),
-                             TabularSpec(lags=(0,), rolling=(), periods=0, trends=0, calendar=False,
-                                         k_nearest=0, node_feature=False, covariate_lags=(),
-                                         covariate_diff=False))[0]
+    peek = tabular_features(
+        p,
+        origins[1:] + 1,
+        TabularSpec(
+            lags=(0,),
+            rolling=(),
+            periods=0,
+            trends=0,
+            calendar=False,
+            k_nearest=0,
+            node_feature=False,
+            covariate_lags=(),
+            covariate_diff=False,
+        ),
+    )[0]
+    trunc = tabular_features(
+        p.truncated(int(origins[1])),
+        np.array([origins[1] + 1]),
+        TabularSpec(
+            lags=(0,),
+            rolling=(),
+            periods=0,
+            trends=0,
+            calendar=False,
+            k_nearest=0,
+            node_feature=False,
+            covariate_lags=(),
+            covariate_diff=False,
+        ),
+    )[0]
     assert not np.array_equal(peek[:n], trunc, equal_nan=True)
 
 

@@ -4,12 +4,12 @@ input and stay quiet on data like the training data."""
 from __future__ import annotations
 
 import numpy as np
+from tests.ai.builders import air_city, make_panel
 
 from cityos.ai import FeatureSpec, make_model
 from cityos.ai._lifecycle import drift_reference, train
 from cityos.ai._monitor import monitor, monitor_panel
 from cityos.store import Store
-from tests.ai.builders import air_city, make_panel
 
 LGB = {"n_estimators": 60, "num_leaves": 15, "min_child_samples": 10}
 
@@ -41,7 +41,15 @@ def test_quiet_on_like_data_alerts_on_shifted_input() -> None:
 def test_monitor_a_registered_version(city: Store) -> None:
     p = air_city(city, 400)
     spec = FeatureSpec("air", "pm25", covariates=("temperature",))
-    train(city, spec, "seasonal_naive", horizon=3, train_end=p.times[250], val_end=p.times[300], name="pm")
+    train(
+        city,
+        spec,
+        "seasonal_naive",
+        horizon=3,
+        train_end=p.times[250],
+        val_end=p.times[300],
+        name="pm",
+    )
     r = monitor(city, "pm", start=p.times[300], end=p.times[399])
     assert set(r.drift) == {"pm25", "temperature"} and r.version == "1"
     assert np.isfinite(r.error_ratio) and set(r.mae) == {1, 2, 3}

@@ -7,23 +7,40 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from tests.ai.builders import air_city
 
 from cityos.ai import FeatureSpec, HorizonError, RegistryError, ShapeError, VersionNotFound
 from cityos.ai._lifecycle import predict_fresh, predict_inputs, score_to_dataset, train
 from cityos.ai._registry import ModelRegistry
 from cityos.store import Store
-from tests.ai.builders import air_city
 
-SPEC = FeatureSpec("air", "pm25", covariates=("temperature",), timezone="Asia/Shanghai", country="CN")
+SPEC = FeatureSpec(
+    "air", "pm25", covariates=("temperature",), timezone="Asia/Shanghai", country="CN"
+)
 LGB = {"n_estimators": 20, "num_leaves": 15, "min_child_samples": 10}
 
 
 def test_train_register_deploy_rollback(any_city: Store) -> None:
     p = air_city(any_city, 300)
-    r1 = train(any_city, SPEC, "historical_average", horizon=6, train_end=p.times[200],
-               val_end=p.times[250], name="pm")
-    r2 = train(any_city, SPEC, "lightgbm", horizon=6, params=LGB, train_end=p.times[200],
-               val_end=p.times[250], name="pm")
+    r1 = train(
+        any_city,
+        SPEC,
+        "historical_average",
+        horizon=6,
+        train_end=p.times[200],
+        val_end=p.times[250],
+        name="pm",
+    )
+    r2 = train(
+        any_city,
+        SPEC,
+        "lightgbm",
+        horizon=6,
+        params=LGB,
+        train_end=p.times[200],
+        val_end=p.times[250],
+        name="pm",
+    )
     reg = ModelRegistry.of(any_city)
     v1, v2 = r1.version, r2.version
     assert v1 is not None and v2 is not None and (v1.version, v2.version) == (1, 2)
@@ -39,8 +56,9 @@ def test_train_register_deploy_rollback(any_city: Store) -> None:
     assert [e["to"] for e in reg.stage_history("pm")][-2:] == ["archived", "production"]
     # a loaded version predicts exactly what the trained model did
     m, _ = reg.load("pm", 2)
-    np.testing.assert_array_equal(m.predict(r2.panel, np.arange(250, 280)),
-                                  r2.model.predict(r2.panel, np.arange(250, 280)))
+    np.testing.assert_array_equal(
+        m.predict(r2.panel, np.arange(250, 280)), r2.model.predict(r2.panel, np.arange(250, 280))
+    )
 
 
 def test_missing_versions_and_bad_input_change_nothing(city: Store) -> None:
@@ -63,8 +81,16 @@ def test_missing_versions_and_bad_input_change_nothing(city: Store) -> None:
 
 def test_fresh_inputs_and_batch_scoring(city: Store) -> None:
     p = air_city(city, 300)
-    train(city, SPEC, "lightgbm", horizon=6, params=LGB, train_end=p.times[200],
-          val_end=p.times[260], name="pm")
+    train(
+        city,
+        SPEC,
+        "lightgbm",
+        horizon=6,
+        params=LGB,
+        train_end=p.times[200],
+        val_end=p.times[260],
+        name="pm",
+    )
     reg = ModelRegistry.of(city)
     reg.deploy("pm")
     fresh = predict_fresh(city, "pm")
@@ -86,6 +112,18 @@ def test_fresh_inputs_and_batch_scoring(city: Store) -> None:
     n = score_to_dataset(city, "pm", "pm25_forecast", p.times[270], p.times[276])
     assert n == 6 * 6 * 12
     got = city.read("pm25_forecast").to_pandas()
-    assert set(got.columns) >= {"id", "t", "horizon", "yhat", "issued_at", "model", "model_version", "lower", "upper"}
-    assert score_to_dataset(city, "pm", "pm25_forecast", p.times[270], p.times[276]) == 0  # idempotent
+    assert set(got.columns) >= {
+        "id",
+        "t",
+        "horizon",
+        "yhat",
+        "issued_at",
+        "model",
+        "model_version",
+        "lower",
+        "upper",
+    }
+    assert (
+        score_to_dataset(city, "pm", "pm25_forecast", p.times[270], p.times[276]) == 0
+    )  # idempotent
     assert pd.api.types.is_integer_dtype(got["horizon"])

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.ai.builders import make_panel
 
 from cityos.ai import (
     FAMILIES,
@@ -21,15 +22,25 @@ from cityos.ai import (
     masked_mae,
     targets,
 )
-from tests.ai.builders import make_panel
 
 H = 6
 #: small settings so the whole zoo fits in seconds; the families' defaults are for real data
 SMALL: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 30, "num_leaves": 15, "min_child_samples": 10},
     "stid": {"epochs": 3, "hidden": 16, "max_batches_per_epoch": 20},
-    "graph_wavenet": {"epochs": 2, "hidden": 8, "dilations": (1, 2, 4), "max_batches_per_epoch": 10},
-    "st_resnet": {"epochs": 3, "hidden": 8, "units": 1, "trend_len": 48, "max_batches_per_epoch": 20},
+    "graph_wavenet": {
+        "epochs": 2,
+        "hidden": 8,
+        "dilations": (1, 2, 4),
+        "max_batches_per_epoch": 10,
+    },
+    "st_resnet": {
+        "epochs": 3,
+        "hidden": 8,
+        "units": 1,
+        "trend_len": 48,
+        "max_batches_per_epoch": 20,
+    },
 }
 
 

@@ -31,8 +31,18 @@ __all__ = [
 
 #: Columns of a detection besides id, t, x, y (CONTRACTS.md).
 DETECTION_FIELDS = (
-    "kind", "source_dataset", "place", "window_start", "window_end",
-    "observed", "expected", "lower", "upper", "score", "model", "model_version",
+    "kind",
+    "source_dataset",
+    "place",
+    "window_start",
+    "window_end",
+    "observed",
+    "expected",
+    "lower",
+    "upper",
+    "score",
+    "model",
+    "model_version",
 )
 
 
@@ -43,11 +53,18 @@ def detections_schema() -> Any:
     return DatasetSchema(
         ModelKind.POINT_ST,
         fields=(
-            Field("kind"), Field("source_dataset"), Field("place"),
-            Field("window_start", "timestamp"), Field("window_end", "timestamp"),
-            Field("observed", "float64"), Field("expected", "float64"),
-            Field("lower", "float64"), Field("upper", "float64"), Field("score", "float64"),
-            Field("model"), Field("model_version"),
+            Field("kind"),
+            Field("source_dataset"),
+            Field("place"),
+            Field("window_start", "timestamp"),
+            Field("window_end", "timestamp"),
+            Field("observed", "float64"),
+            Field("expected", "float64"),
+            Field("lower", "float64"),
+            Field("upper", "float64"),
+            Field("score", "float64"),
+            Field("model"),
+            Field("model_version"),
         ),
         time_partition="30D",
         description="Detections of the AI engine's detectors (evidence for warnings)",
@@ -74,8 +91,17 @@ def _runs(flag: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _rows(
-    kind: str, panel: Panel, flags: np.ndarray, obs: np.ndarray, exp: np.ndarray,
-    lo: np.ndarray, hi: np.ndarray, sc: np.ndarray, steps: np.ndarray, model: str, version: str,
+    kind: str,
+    panel: Panel,
+    flags: np.ndarray,
+    obs: np.ndarray,
+    exp: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    sc: np.ndarray,
+    steps: np.ndarray,
+    model: str,
+    version: str,
 ) -> pd.DataFrame:
     rows = []
     for j, node in enumerate(panel.nodes):
@@ -84,27 +110,44 @@ def _rows(
             t0, t1 = panel.times[steps[a]], panel.times[steps[b]] + panel.freq
             rows.append(
                 {
-                    "id": f"{kind}:{node}:{t0.isoformat()}", "t": t0,
-                    "x": float(panel.x[j]), "y": float(panel.y[j]),
-                    "kind": kind, "source_dataset": ",".join(panel.datasets) or "",
-                    "place": str(node), "window_start": t0, "window_end": t1,
-                    "observed": float(obs[k, j]), "expected": float(exp[k, j]),
-                    "lower": float(lo[k, j]), "upper": float(hi[k, j]), "score": float(sc[k, j]),
-                    "model": model, "model_version": version,
+                    "id": f"{kind}:{node}:{t0.isoformat()}",
+                    "t": t0,
+                    "x": float(panel.x[j]),
+                    "y": float(panel.y[j]),
+                    "kind": kind,
+                    "source_dataset": ",".join(panel.datasets) or "",
+                    "place": str(node),
+                    "window_start": t0,
+                    "window_end": t1,
+                    "observed": float(obs[k, j]),
+                    "expected": float(exp[k, j]),
+                    "lower": float(lo[k, j]),
+                    "upper": float(hi[k, j]),
+                    "score": float(sc[k, j]),
+                    "model": model,
+                    "model_version": version,
                 }
             )
     return pd.DataFrame(rows) if rows else _empty()
 
 
-def _one_step(model: Forecaster, panel: Panel, span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _one_step(
+    model: Forecaster, panel: Panel, span: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     steps = np.arange(max(span[0], 1), span[1])
     yhat = model.predict(panel, steps - 1, horizon=1)[:, 0]  # issued one step before
     return steps, panel.series[steps], yhat
 
 
 def residual_anomalies(
-    model: Forecaster, panel: Panel, span: tuple[int, int], band: float | np.ndarray,
-    *, version: str = "", name: str = "", widen: float = 3.0,
+    model: Forecaster,
+    panel: Panel,
+    span: tuple[int, int],
+    band: float | np.ndarray,
+    *,
+    version: str = "",
+    name: str = "",
+    widen: float = 3.0,
 ) -> pd.DataFrame:
     """Observations outside ``yhat ± widen * band`` of the one-step forecast (``band``: the
     calibrated half-width, e.g. ``reference["band"][0]`` of a registered version); runs of
@@ -115,19 +158,30 @@ def residual_anomalies(
     with np.errstate(invalid="ignore"):
         flag = np.isfinite(obs) & ((obs > hi) | (obs < lo))
         score = np.abs(obs - yhat) / np.maximum(half, 1e-9)
-    return _rows("residual", panel, flag, obs, yhat, lo, hi, score, steps, name or model.family, version)
+    return _rows(
+        "residual", panel, flag, obs, yhat, lo, hi, score, steps, name or model.family, version
+    )
 
 
 def crowd_gathering(
-    model: Forecaster, panel: Panel, span: tuple[int, int], band: float | np.ndarray,
-    *, factor: float = 2.0, min_excess: float = 20.0, min_score: float = 3.0,
-    version: str = "", name: str = "",
+    model: Forecaster,
+    panel: Panel,
+    span: tuple[int, int],
+    band: float | np.ndarray,
+    *,
+    factor: float = 2.0,
+    min_excess: float = 20.0,
+    min_score: float = 3.0,
+    version: str = "",
+    name: str = "",
 ) -> pd.DataFrame:
     """Cells whose inflow is far above its forecast: at least ``min_score`` band
     half-widths above it, at least ``factor`` times the forecast, and at least
     ``min_excess`` arrivals more."""
     if "inflow" not in panel.channels or panel.target != "inflow":
-        raise ShapeError("crowd-gathering detection needs an inflow panel (grid-flow spec, target 'inflow')")
+        raise ShapeError(
+            "crowd-gathering detection needs an inflow panel (grid-flow spec, target 'inflow')"
+        )
     steps, obs, yhat = _one_step(model, panel, span)
     half = np.broadcast_to(np.asarray(band, dtype="float64"), yhat.shape)
     exp = np.maximum(yhat, 0.0)
@@ -135,15 +189,35 @@ def crowd_gathering(
     with np.errstate(invalid="ignore"):
         score = (obs - exp) / np.maximum(half, 1.0)
         flag = (
-            np.isfinite(obs) & (obs > hi) & (score >= min_score)
-            & (obs >= factor * np.maximum(exp, 1.0)) & (obs - exp >= min_excess)
+            np.isfinite(obs)
+            & (obs > hi)
+            & (score >= min_score)
+            & (obs >= factor * np.maximum(exp, 1.0))
+            & (obs - exp >= min_excess)
         )
-    return _rows("crowd_gathering", panel, flag, obs, exp, exp - half, hi, score, steps, name or model.family, version)
+    return _rows(
+        "crowd_gathering",
+        panel,
+        flag,
+        obs,
+        exp,
+        exp - half,
+        hi,
+        score,
+        steps,
+        name or model.family,
+        version,
+    )
 
 
 def change_points(
-    panel: Panel, span: tuple[int, int], *, threshold: float = 15.0, drift: float = 2.0,
-    warmup: int = 72, season: int = 24,
+    panel: Panel,
+    span: tuple[int, int],
+    *,
+    threshold: float = 15.0,
+    drift: float = 2.0,
+    warmup: int = 72,
+    season: int = 24,
 ) -> pd.DataFrame:
     """Level shifts in each place's series by a two-sided CUSUM on the deseasonalised
     series (the median profile over ``season`` steps from the first ``warmup`` steps,
@@ -156,7 +230,14 @@ def change_points(
     for j, node in enumerate(panel.nodes):
         v = s[:, j]
         w = v[:warmup]
-        prof = np.array([np.nanmedian(w[phase[:warmup] == k]) if np.isfinite(w[phase[:warmup] == k]).any() else np.nan for k in range(max(season, 1))])
+        prof = np.array(
+            [
+                np.nanmedian(w[phase[:warmup] == k])
+                if np.isfinite(w[phase[:warmup] == k]).any()
+                else np.nan
+                for k in range(max(season, 1))
+            ]
+        )
         if not np.isfinite(prof).all():
             continue
         r = v - prof[phase]
@@ -168,7 +249,9 @@ def change_points(
         # on the same few days would understate it
         d = (w[season:] - w[:-season]) if 0 < season < len(w) else np.diff(w)
         d = d[np.isfinite(d)]
-        scale = float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2)) if len(d) >= 8 else 0.0
+        scale = (
+            float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2)) if len(d) >= 8 else 0.0
+        )
         scale = scale or float(np.std(ref)) or 1.0
         gp = gn = 0.0
         start = 0
@@ -182,13 +265,22 @@ def change_points(
                 exp = float(prof[phase[i]] + level)
                 rows.append(
                     {
-                        "id": f"change_point:{node}:{t.isoformat()}", "t": t,
-                        "x": float(panel.x[j]), "y": float(panel.y[j]), "kind": "change_point",
-                        "source_dataset": ",".join(panel.datasets) or "", "place": str(node),
-                        "window_start": panel.times[lo + start], "window_end": t + panel.freq,
-                        "observed": float(v[i]), "expected": exp,
-                        "lower": exp - threshold * scale, "upper": exp + threshold * scale,
-                        "score": float(max(gp, gn)), "model": "cusum", "model_version": "",
+                        "id": f"change_point:{node}:{t.isoformat()}",
+                        "t": t,
+                        "x": float(panel.x[j]),
+                        "y": float(panel.y[j]),
+                        "kind": "change_point",
+                        "source_dataset": ",".join(panel.datasets) or "",
+                        "place": str(node),
+                        "window_start": panel.times[lo + start],
+                        "window_end": t + panel.freq,
+                        "observed": float(v[i]),
+                        "expected": exp,
+                        "lower": exp - threshold * scale,
+                        "upper": exp + threshold * scale,
+                        "score": float(max(gp, gn)),
+                        "model": "cusum",
+                        "model_version": "",
                     }
                 )
                 nxt = r[i : i + season][np.isfinite(r[i : i + season])]
@@ -223,7 +315,11 @@ class DetectionQuality:
 
 
 def measure_detections(
-    detections: pd.DataFrame, injected: list[tuple[str, Any, Any]], freq: Any, *, tolerance: int = 2,
+    detections: pd.DataFrame,
+    injected: list[tuple[str, Any, Any]],
+    freq: Any,
+    *,
+    tolerance: int = 2,
 ) -> DetectionQuality:
     """Score detections against injected anomalies ``(place, start, end)``: a detection is
     a true positive when at its place its window overlaps ``[start, end + tolerance steps)``."""
@@ -260,7 +356,9 @@ class ForecastBandDetector:
     def __init__(self, name: str, version: int | str | None = None, *, widen: float = 3.0) -> None:
         self.name, self.version, self.widen = name, version, widen
 
-    def _panel(self, store: Any, start: Any, end: Any) -> tuple[Forecaster, Any, Panel, tuple[int, int]]:
+    def _panel(
+        self, store: Any, start: Any, end: Any
+    ) -> tuple[Forecaster, Any, Panel, tuple[int, int]]:
         from dataclasses import replace
 
         from cityos.ai._features import FeatureSpec, build_panel
@@ -274,20 +372,26 @@ class ForecastBandDetector:
         lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo
         hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi
         first = lo.floor(freq) - freq * (model.lookback() + 1)
-        panel = build_panel(store, replace(spec, start=first.isoformat(), end=hi.isoformat()), cache=False)
+        panel = build_panel(
+            store, replace(spec, start=first.isoformat(), end=hi.isoformat()), cache=False
+        )
         panel = align_panel(_reindex(panel, first, hi.ceil(freq)), model.meta or {})
         return model, v, panel, (panel.index_of(lo), panel.shape[0])
 
     def _band(self, v: Any) -> Any:
         ref = v.reference or {}
         if ref.get("band_nodes"):
-            return np.array([np.nan if b is None else b for b in ref["band_nodes"]], dtype="float64")
+            return np.array(
+                [np.nan if b is None else b for b in ref["band_nodes"]], dtype="float64"
+            )
         band = ref.get("band") or [None]
         return float(band[0]) if band[0] is not None else float("nan")
 
     def detect(self, store: Any, start: Any, end: Any) -> pa.Table:
         model, v, panel, span = self._panel(store, start, end)
-        df = residual_anomalies(model, panel, span, self._band(v), version=str(v.version), name=v.name, widen=self.widen)
+        df = residual_anomalies(
+            model, panel, span, self._band(v), version=str(v.version), name=v.name, widen=self.widen
+        )
         return pa.Table.from_pandas(df, preserve_index=False)
 
 
@@ -296,12 +400,27 @@ class CrowdGatheringDetector(ForecastBandDetector):
 
     kind = "crowd_gathering"
 
-    def __init__(self, name: str, version: int | str | None = None, *, factor: float = 2.0, min_excess: float = 20.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int | str | None = None,
+        *,
+        factor: float = 2.0,
+        min_excess: float = 20.0,
+    ) -> None:
         super().__init__(name, version)
         self.factor, self.min_excess = factor, min_excess
 
     def detect(self, store: Any, start: Any, end: Any) -> pa.Table:
         model, v, panel, span = self._panel(store, start, end)
-        df = crowd_gathering(model, panel, span, self._band(v), factor=self.factor,
-                             min_excess=self.min_excess, version=str(v.version), name=v.name)
+        df = crowd_gathering(
+            model,
+            panel,
+            span,
+            self._band(v),
+            factor=self.factor,
+            min_excess=self.min_excess,
+            version=str(v.version),
+            name=v.name,
+        )
         return pa.Table.from_pandas(df, preserve_index=False)

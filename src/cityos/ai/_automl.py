@@ -16,7 +16,7 @@ from cityos.ai._metrics import evaluate
 from cityos.ai._panel import Panel
 from cityos.ai._zoo import make_model
 
-__all__ = ["AutoMLResult", "SEARCH_SPACE", "automl"]
+__all__ = ["SEARCH_SPACE", "AutoMLResult", "automl"]
 
 
 def _space(trial: Any, family: str) -> dict[str, Any]:
@@ -77,7 +77,9 @@ def automl(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     panel = panel if panel is not None else build_panel(store, spec)
-    end = chrono_split(panel, train_end)[0][1] if train_end is not None else int(panel.shape[0] * 0.8)
+    end = (
+        chrono_split(panel, train_end)[0][1] if train_end is not None else int(panel.shape[0] * 0.8)
+    )
     fold_len = max((end // 5) // folds, horizon + 2)
     deadline = time.monotonic() + budget_s
 
@@ -115,8 +117,17 @@ def automl(
     version = None
     if register:
         version = train(
-            store, spec, fam, horizon=horizon, params=params, train_end=train_end, val_end=val_end,
-            name=name, seed=seed, study=summary, panel=panel,
+            store,
+            spec,
+            fam,
+            horizon=horizon,
+            params=params,
+            train_end=train_end,
+            val_end=val_end,
+            name=name,
+            seed=seed,
+            study=summary,
+            panel=panel,
         ).version
     return AutoMLResult(fam, params, float(best.value), trials, version)
 

@@ -78,7 +78,12 @@ class TorchForecaster(Forecaster):
         win[..., :c] = np.nan_to_num(vals, nan=0.0)
         win[..., c] = mask
         cal = self._cal(panel)[origins]
-        return win, cal[:, 0].astype("int64"), cal[:, 1].astype("int64"), cal[:, 2:].astype("float32")
+        return (
+            win,
+            cal[:, 0].astype("int64"),
+            cal[:, 1].astype("int64"),
+            cal[:, 2:].astype("float32"),
+        )
 
     def _cal(self, panel: Panel) -> np.ndarray:
         key = (id(panel.values), len(panel.times))
@@ -110,7 +115,7 @@ class TorchForecaster(Forecaster):
         self.mu = np.nan_to_num(mu, nan=0.0)
         self.sd = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
         self.ti = panel.target_index
-        self.steps_per_day = max(int(round(86400 / panel.freq.total_seconds())), 1)
+        self.steps_per_day = max(round(86400 / panel.freq.total_seconds()), 1)
         self._prepare(panel)
         self.net = self._network(panel)
         from cityos.ai._metrics import targets
@@ -118,7 +123,8 @@ class TorchForecaster(Forecaster):
         z = self._zcache(panel)
         ytr = (targets(panel, train, self.horizon) - self.mu[self.ti]) / self.sd[self.ti]
         opt = torch.optim.AdamW(
-            self.net.parameters(), lr=float(self.params["lr"]),
+            self.net.parameters(),
+            lr=float(self.params["lr"]),
             weight_decay=float(self.params["weight_decay"]),
         )
         bs = int(self.params["batch_size"])
@@ -146,7 +152,9 @@ class TorchForecaster(Forecaster):
             score = float(np.mean(losses)) if losses else np.inf
             if val is not None and len(val):
                 score = self._val_loss(panel, val)
-            self.history.append({"epoch": epoch, "loss": float(np.mean(losses or [np.nan])), "val": score})
+            self.history.append(
+                {"epoch": epoch, "loss": float(np.mean(losses or [np.nan])), "val": score}
+            )
             if score < best - 1e-5:
                 best, bad = score, 0
                 best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -213,7 +221,9 @@ class TorchForecaster(Forecaster):
         n, c = len(self.meta["nodes"]), len(self.meta["channels"])
         import pandas as pd
 
-        shell = panel_from_meta(np.zeros((1, n, c)), pd.DatetimeIndex(["2000-01-01"], tz="UTC"), self.meta)
+        shell = panel_from_meta(
+            np.zeros((1, n, c)), pd.DatetimeIndex(["2000-01-01"], tz="UTC"), self.meta
+        )
         self.net = self._network(shell)
         sd = torch.load(io.BytesIO(state["weights"]), weights_only=True)
         self.net.load_state_dict(sd)
@@ -229,9 +239,14 @@ class TorchForecaster(Forecaster):
         xs = tuple(torch.from_numpy(a) for a in self._inputs(panel, np.array([panel.shape[0] - 1])))
         names = [f"in{i}" for i in range(len(xs))]
         torch.onnx.export(
-            self.net, xs, str(p), input_names=names, output_names=["yhat"],
+            self.net,
+            xs,
+            str(p),
+            input_names=names,
+            output_names=["yhat"],
             dynamic_axes={**{n: {0: "batch"} for n in names}, "yhat": {0: "batch"}},
-            dynamo=False, opset_version=17,
+            dynamo=False,
+            opset_version=17,
         )
         return p
 
@@ -247,7 +262,9 @@ class TorchForecaster(Forecaster):
 
 # -- STID ------------------------------------------------------------------------------------
 class _STIDNet(nn.Module):  # type: ignore[misc]
-    def __init__(self, n: int, c: int, window: int, horizon: int, d: int, layers: int, spd: int) -> None:
+    def __init__(
+        self, n: int, c: int, window: int, horizon: int, d: int, layers: int, spd: int
+    ) -> None:
         super().__init__()
         self.series = nn.Linear(window * 2, d)  # target history and its mask
         self.cov = nn.Linear(max(c - 1, 1), d)
@@ -258,7 +275,9 @@ class _STIDNet(nn.Module):  # type: ignore[misc]
         nn.init.xavier_uniform_(self.node)
         width = 5 * d
         self.mlp = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, width))
+            nn.Sequential(
+                nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, width)
+            )
             for _ in range(layers)
         )
         self.out = nn.Linear(width, horizon)
@@ -266,7 +285,7 @@ class _STIDNet(nn.Module):  # type: ignore[misc]
 
     def forward(self, win: Any, tod: Any, dow: Any, hol: Any) -> Any:
         # win (B, L, N, C+1): target channel 0..C-1 at ti (moved to 0 by the model), mask last
-        b, L, n, _ = win.shape
+        b, _L, n, _ = win.shape
         hist = torch.cat([win[..., 0], win[..., -1]], dim=1).permute(0, 2, 1)  # (B, N, 2L)
         h = [self.series(hist)]
         cov = win[:, -1, :, 1 : self.c] if self.c > 1 else torch.zeros(b, n, 1)
@@ -301,16 +320,28 @@ class STID(TorchForecaster):
     def _network(self, panel: Panel) -> Any:
         _, n, c = panel.shape
         return _STIDNet(
-            n, c, self.lookback(), self.horizon, int(self.params["hidden"]),
-            int(self.params["layers"]), self.steps_per_day,
+            n,
+            c,
+            self.lookback(),
+            self.horizon,
+            int(self.params["hidden"]),
+            int(self.params["layers"]),
+            self.steps_per_day,
         )
 
 
 # -- Graph WaveNet ---------------------------------------------------------------------------
 class _GWNet(nn.Module):  # type: ignore[misc]
     def __init__(
-        self, n: int, c_in: int, horizon: int, supports: list[Any], d: int, dilations: tuple[int, ...],
-        spd: int, emb: int = 10,
+        self,
+        n: int,
+        c_in: int,
+        horizon: int,
+        supports: list[Any],
+        d: int,
+        dilations: tuple[int, ...],
+        spd: int,
+        emb: int = 10,
     ) -> None:
         super().__init__()
         self.supports = nn.ParameterList(nn.Parameter(s, requires_grad=False) for s in supports)
@@ -384,8 +415,13 @@ class GraphWaveNet(TorchForecaster):
     def _network(self, panel: Panel) -> Any:
         _, n, c = panel.shape
         return _GWNet(
-            n, c + 1, self.horizon, self._supports(), int(self.params["hidden"]),
-            tuple(int(v) for v in self.params["dilations"]), self.steps_per_day,
+            n,
+            c + 1,
+            self.horizon,
+            self._supports(),
+            int(self.params["hidden"]),
+            tuple(int(v) for v in self.params["dilations"]),
+            self.steps_per_day,
         )
 
     def _extra_state(self) -> dict[str, Any]:
@@ -407,7 +443,17 @@ class _ResUnit(nn.Module):  # type: ignore[misc]
 
 
 class _STResNet(nn.Module):  # type: ignore[misc]
-    def __init__(self, views: tuple[int, int, int], c: int, ny: int, nx: int, horizon: int, d: int, units: int, spd: int) -> None:
+    def __init__(
+        self,
+        views: tuple[int, int, int],
+        c: int,
+        ny: int,
+        nx: int,
+        horizon: int,
+        d: int,
+        units: int,
+        spd: int,
+    ) -> None:
         super().__init__()
         self.views = views
         self.branches = nn.ModuleList()
@@ -460,7 +506,9 @@ class STResNet(TorchForecaster):
 
     def lookback(self) -> int:
         p = self.params
-        return int(max(p["closeness"], p["periods"] * p["period_len"], p["trends"] * p["trend_len"]))
+        return int(
+            max(p["closeness"], p["periods"] * p["period_len"], p["trends"] * p["trend_len"])
+        )
 
     def _inputs(self, panel: Panel, origins: np.ndarray) -> tuple[np.ndarray, ...]:
         p = self.params
@@ -480,10 +528,19 @@ class STResNet(TorchForecaster):
             )
 
         close = view(list(range(int(p["closeness"]))) or [0])
-        period = view([q * int(p["period_len"]) - 1 for q in range(1, int(p["periods"]) + 1)] or [0])
+        period = view(
+            [q * int(p["period_len"]) - 1 for q in range(1, int(p["periods"]) + 1)] or [0]
+        )
         trend = view([q * int(p["trend_len"]) - 1 for q in range(1, int(p["trends"]) + 1)] or [0])
         cal = self._cal(panel)[origins]
-        return close, period, trend, cal[:, 0].astype("int64"), cal[:, 1].astype("int64"), cal[:, 2:].astype("float32")
+        return (
+            close,
+            period,
+            trend,
+            cal[:, 0].astype("int64"),
+            cal[:, 1].astype("int64"),
+            cal[:, 2:].astype("float32"),
+        )
 
     def _network(self, panel: Panel) -> Any:
         _, n, c = panel.shape

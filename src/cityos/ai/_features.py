@@ -34,7 +34,24 @@ __all__ = [
 _COMPASS = {
     d: i * 22.5
     for i, d in enumerate(
-        "N NNE NE ENE E ESE SE SSE S SSW SW WSW W WNW NW NNW".split()  # 16 points
+        [
+            "N",
+            "NNE",
+            "NE",
+            "ENE",
+            "E",
+            "ESE",
+            "SE",
+            "SSE",
+            "S",
+            "SSW",
+            "SW",
+            "WSW",
+            "W",
+            "WNW",
+            "NW",
+            "NNW",
+        ]  # 16 points
     )
 }
 
@@ -230,7 +247,7 @@ def build_panel(store: Any, spec: FeatureSpec, *, cache: bool = True) -> Panel:
     --------
     >>> # panel = build_panel(store, FeatureSpec("beijing_air_quality", "pm25"))
     """
-    info, versions = _check(store, spec)
+    _info, versions = _check(store, spec)
     home = _home(store)
     path = None
     if cache and home is not None:
@@ -290,7 +307,9 @@ def panel_from_frame(
         if col.dtype == object or pd.api.types.is_string_dtype(col):
             deg = col.map(_COMPASS).astype("float64")
             if col.notna().any() and deg.isna().all():
-                raise FeatureSpecError(f"covariate {c!r} is a string field that is not a compass direction")
+                raise FeatureSpecError(
+                    f"covariate {c!r} is a string field that is not a compass direction"
+                )
             frame[f"{c}_sin"] = np.sin(np.deg2rad(deg))
             frame[f"{c}_cos"] = np.cos(np.deg2rad(deg))
             channels += [f"{c}_sin", f"{c}_cos"]

@@ -242,7 +242,9 @@ def predict_fresh(
         end = pd.Timestamp(info.t_max, unit="ms", tz="UTC").floor(freq) + freq
     else:
         ts = pd.Timestamp(at)
-        end = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor(freq) + freq
+        end = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).floor(
+            freq
+        ) + freq
     start = end - freq * (model.lookback() + 1)
     window = replace(spec, start=start.isoformat(), end=end.isoformat())
     panel = build_panel(store, window, cache=False)
@@ -269,7 +271,12 @@ def _frame(
 ) -> pd.DataFrame:
     yhat = model.predict(panel, origins, horizon=horizon)  # (O, H, N)
     o, h, n = yhat.shape
-    band = np.asarray([np.nan if b is None else b for b in (v.reference or {}).get("band", [np.nan] * model.horizon)])[:h]
+    band = np.asarray(
+        [
+            np.nan if b is None else b
+            for b in (v.reference or {}).get("band", [np.nan] * model.horizon)
+        ]
+    )[:h]
     issued = panel.times[origins]
     steps = np.arange(1, h + 1)
     df = pd.DataFrame(
@@ -355,12 +362,16 @@ def score_to_dataset(
     model, v = reg.load(name, version)
     spec = FeatureSpec.from_dict(v.feature_spec)
     freq = pd.Timedelta(spec.freq)
-    lo = pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tzinfo is None else pd.Timestamp(start)
+    lo = (
+        pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tzinfo is None else pd.Timestamp(start)
+    )
     hi = pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None else pd.Timestamp(end)
     if hi <= lo:
         raise HorizonError(f"scoring window [{start}, {end}) is empty")
     first = lo - freq * (model.lookback() + 1)
-    panel = build_panel(store, replace(spec, start=first.isoformat(), end=hi.isoformat()), cache=False)
+    panel = build_panel(
+        store, replace(spec, start=first.isoformat(), end=hi.isoformat()), cache=False
+    )
     panel = align_panel(_reindex(panel, first, hi), model.meta or {})
     origins = np.arange(panel.index_of(lo), panel.shape[0])
     df = _frame(model, v, panel, origins, None, None)
@@ -375,4 +386,9 @@ def score_to_dataset(
 def evaluate_version(model: Forecaster, panel: Panel, span: tuple[int, int]) -> Evaluation:
     """Metrics per horizon of a loaded model on a span (the CLI's ``evaluate``)."""
     o = eval_origins(span, model.horizon)
-    return score(targets(panel, o, model.horizon), model.predict(panel, o), range(1, model.horizon + 1), model.family)
+    return score(
+        targets(panel, o, model.horizon),
+        model.predict(panel, o),
+        range(1, model.horizon + 1),
+        model.family,
+    )

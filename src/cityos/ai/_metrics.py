@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Evaluation",
     "backtest",
-    "evaluate",
     "eval_origins",
+    "evaluate",
     "masked_mae",
     "masked_mape",
     "masked_rmse",
@@ -109,9 +109,7 @@ class Evaluation:
         }
 
 
-def score(
-    y: np.ndarray, yhat: np.ndarray, horizons: Sequence[int], model: str = ""
-) -> Evaluation:
+def score(y: np.ndarray, yhat: np.ndarray, horizons: Sequence[int], model: str = "") -> Evaluation:
     """Metrics per horizon from true and predicted ``(O, H, N)`` arrays.
 
     Examples

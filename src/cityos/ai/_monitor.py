@@ -61,9 +61,15 @@ class MonitorReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "version": self.version, "start": self.start, "end": self.end,
-            "mae": self.mae, "persistence_mae": self.persistence_mae,
-            "error_ratio": self.error_ratio, "drift": self.drift, "alerts": self.alerts,
+            "model": self.model,
+            "version": self.version,
+            "start": self.start,
+            "end": self.end,
+            "mae": self.mae,
+            "persistence_mae": self.persistence_mae,
+            "error_ratio": self.error_ratio,
+            "drift": self.drift,
+            "alerts": self.alerts,
         }
 
 
@@ -107,8 +113,15 @@ def monitor_panel(
         if np.isfinite(v) and v > psi_threshold:
             alerts.append(f"drift: input {ch!r} PSI {v:.3f} > {psi_threshold}")
     return MonitorReport(
-        name or model.family, version, str(panel.times[lo]), str(panel.times[hi - 1]),
-        ev.mae, pe.mae, ratio, drift, alerts,
+        name or model.family,
+        version,
+        str(panel.times[lo]),
+        str(panel.times[hi - 1]),
+        ev.mae,
+        pe.mae,
+        ratio,
+        drift,
+        alerts,
     )
 
 
@@ -129,8 +142,14 @@ def monitor(
     det = ForecastBandDetector(name, version)
     model, v, panel, span = det._panel(store, start, end)
     return monitor_panel(
-        model, panel, span, v.reference, name=v.name, version=str(v.version),
-        error_ratio=error_ratio, psi_threshold=psi_threshold,
+        model,
+        panel,
+        span,
+        v.reference,
+        name=v.name,
+        version=str(v.version),
+        error_ratio=error_ratio,
+        psi_threshold=psi_threshold,
     )
 
 

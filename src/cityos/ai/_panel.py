@@ -4,6 +4,7 @@ covariates), with NaN where a reading is missing."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -180,7 +181,7 @@ def chrono_split(panel: Panel, *bounds: Any) -> list[tuple[int, int]]:
         ts = pd.Timestamp(b)
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         cuts.append(int(panel.times.searchsorted(ts, side="left")))
-    if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(cuts)):
         raise FeatureSpecError(f"split bounds must increase in time; got {list(bounds)}")
     edges = [0, *cuts, len(panel.times)]
     return [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]

@@ -206,7 +206,9 @@ class ModelRegistry:
         sha = _digest(tmp)
         for _ in range(5):
             with self.db.session() as s:
-                last = s.scalar(select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name))
+                last = s.scalar(
+                    select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+                )
             version = int(last or 0) + 1
             final = self.root / name / str(version)
             try:
@@ -241,7 +243,9 @@ class ModelRegistry:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RegistryError(f"could not allocate a version of {name!r}: too many concurrent writers")
+        raise RegistryError(
+            f"could not allocate a version of {name!r}: too many concurrent writers"
+        )
 
     def transition(
         self, name: str, version: int, stage: str, *, actor: str = "", reason: str = ""
@@ -260,12 +264,28 @@ class ModelRegistry:
                         ModelVersionRow.version != version,
                     )
                 ):
-                    s.add(StageEventRow(name=name, version=cur.version, from_stage="production",
-                                        to_stage="archived", actor=actor, reason=f"replaced by v{version}"))
+                    s.add(
+                        StageEventRow(
+                            name=name,
+                            version=cur.version,
+                            from_stage="production",
+                            to_stage="archived",
+                            actor=actor,
+                            reason=f"replaced by v{version}",
+                        )
+                    )
                     cur.stage = "archived"
             if row.stage != stage:
-                s.add(StageEventRow(name=name, version=version, from_stage=row.stage,
-                                    to_stage=stage, actor=actor, reason=reason))
+                s.add(
+                    StageEventRow(
+                        name=name,
+                        version=version,
+                        from_stage=row.stage,
+                        to_stage=stage,
+                        actor=actor,
+                        reason=reason,
+                    )
+                )
                 row.stage = stage
         return self.get(name, version)
 
@@ -289,18 +309,26 @@ class ModelRegistry:
             ).first()
         if prev is None:
             raise RegistryError(f"{name!r} has no earlier production version to roll back to")
-        return self.transition(name, prev.version, "production", actor=actor, reason=f"rollback from v{cur.version}")
+        return self.transition(
+            name, prev.version, "production", actor=actor, reason=f"rollback from v{cur.version}"
+        )
 
     # -- reads -------------------------------------------------------------------------------
     def _row(self, s: Any, name: str, version: int) -> ModelVersionRow:
         row = s.scalars(
-            select(ModelVersionRow).where(ModelVersionRow.name == name, ModelVersionRow.version == int(version))
+            select(ModelVersionRow).where(
+                ModelVersionRow.name == name, ModelVersionRow.version == int(version)
+            )
         ).first()
         if row is None:
             known = [v.version for v in self.versions(name)] if self.names().count(name) else []
             raise VersionNotFound(
                 f"model {name!r} has no version {version}"
-                + (f"; its versions are {known}" if known else f"; registered models: {self.names()}")
+                + (
+                    f"; its versions are {known}"
+                    if known
+                    else f"; registered models: {self.names()}"
+                )
             )
         return row  # type: ignore[no-any-return]
 
@@ -311,7 +339,9 @@ class ModelRegistry:
     def versions(self, name: str) -> list[ModelVersion]:
         with self.db.session() as s:
             rows = s.scalars(
-                select(ModelVersionRow).where(ModelVersionRow.name == name).order_by(ModelVersionRow.version)
+                select(ModelVersionRow)
+                .where(ModelVersionRow.name == name)
+                .order_by(ModelVersionRow.version)
             ).all()
             return [_row_to(r) for r in rows]
 
@@ -328,7 +358,9 @@ class ModelRegistry:
         """A version: a number, ``"production"`` (default when deployed), ``"latest"``."""
         vs = self.versions(name)
         if not vs:
-            raise VersionNotFound(f"no registered model {name!r}; registered models: {self.names()}")
+            raise VersionNotFound(
+                f"no registered model {name!r}; registered models: {self.names()}"
+            )
         if version is None:
             prod = [v for v in vs if v.stage == "production"]
             return prod[-1] if prod else vs[-1]
@@ -342,7 +374,9 @@ class ModelRegistry:
         try:
             num = int(version)
         except (TypeError, ValueError):
-            raise VersionNotFound(f"bad version {version!r} of {name!r}: a number, 'latest' or a stage") from None
+            raise VersionNotFound(
+                f"bad version {version!r} of {name!r}: a number, 'latest' or a stage"
+            ) from None
         for v in vs:
             if v.version == num:
                 return v
@@ -382,10 +416,18 @@ class ModelRegistry:
 
     def stage_history(self, name: str) -> list[dict[str, Any]]:
         with self.db.session() as s:
-            rows = s.scalars(select(StageEventRow).where(StageEventRow.name == name).order_by(StageEventRow.id)).all()
+            rows = s.scalars(
+                select(StageEventRow).where(StageEventRow.name == name).order_by(StageEventRow.id)
+            ).all()
             return [
-                {"version": r.version, "from": r.from_stage, "to": r.to_stage, "actor": r.actor,
-                 "reason": r.reason, "at": r.at.isoformat() if r.at else None}
+                {
+                    "version": r.version,
+                    "from": r.from_stage,
+                    "to": r.to_stage,
+                    "actor": r.actor,
+                    "reason": r.reason,
+                    "at": r.at.isoformat() if r.at else None,
+                }
                 for r in rows
             ]
 

@@ -89,6 +89,7 @@ class Forecaster(ABC):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`_state` returned."""
+        return None
 
     # -- the loop ----------------------------------------------------------------------------
     def fit(
@@ -102,7 +103,9 @@ class Forecaster(ABC):
         t = panel.shape[0]
         lo, hi = train or (0, t)
         if val is not None and val[0] < hi:
-            raise ShapeError(f"validation span {val} must start after the training span ends ({hi})")
+            raise ShapeError(
+                f"validation span {val} must start after the training span ends ({hi})"
+            )
         if self.grid_only and panel.grid is None:
             raise ShapeError(f"{self.family} needs a grid panel (kind='grid' feature spec)")
         tr = np.arange(lo, hi - self.horizon)
@@ -323,9 +326,10 @@ class HistoricalAverage(Forecaster):
         self.table = np.where(np.isfinite(tab), tab, node_mean[None, :])
 
     def _predict(self, panel: Panel, origins: np.ndarray) -> np.ndarray:
-        steps = panel.times[0] + panel.freq * (
-            origins[:, None] + np.arange(1, self.horizon + 1)[None, :]
-        ).ravel()
+        steps = (
+            panel.times[0]
+            + panel.freq * (origins[:, None] + np.arange(1, self.horizon + 1)[None, :]).ravel()
+        )
         slot = self._slots(pd.DatetimeIndex(steps)).reshape(len(origins), self.horizon)
         return np.asarray(self.table[slot])
 
@@ -410,7 +414,10 @@ class LightGBMForecaster(Forecaster):
                     sets = [lgb.Dataset(Xv[okv], Yv[okv, h], reference=ds)]
                     cbs = [lgb.early_stopping(int(self.params["early_stopping"]), verbose=False)]
             b = lgb.train(
-                params, ds, num_boost_round=int(self.params["n_estimators"]), valid_sets=sets,
+                params,
+                ds,
+                num_boost_round=int(self.params["n_estimators"]),
+                valid_sets=sets,
                 callbacks=cbs,
             )
             self.boosters.append(b)

@@ -36,11 +36,19 @@ class PredictInputs(BaseModel):
 
 
 class PredictBody(BaseModel):
-    version: int | str | None = Field(None, description="a number, 'latest' or a stage; default production")
-    horizon: int | None = Field(None, ge=1, le=10_000, description="steps ahead (default: the model's)")
+    version: int | str | None = Field(
+        None, description="a number, 'latest' or a stage; default production"
+    )
+    horizon: int | None = Field(
+        None, ge=1, le=10_000, description="steps ahead (default: the model's)"
+    )
     ids: list[str] | None = Field(None, max_length=100_000, description="only these places")
-    at: datetime | None = Field(None, description="fresh mode: forecast as of this time (default: latest data)")
-    inputs: PredictInputs | None = Field(None, description="omit to forecast fresh data from the store")
+    at: datetime | None = Field(
+        None, description="fresh mode: forecast as of this time (default: latest data)"
+    )
+    inputs: PredictInputs | None = Field(
+        None, description="omit to forecast fresh data from the store"
+    )
 
 
 class Prediction(BaseModel):
@@ -115,8 +123,13 @@ def _predict(store: access.SecureStore, name: str, body: PredictBody) -> Predict
         _readable(store, v)
         if body.inputs is not None:
             df = predict_inputs(
-                reg, name, body.inputs.values, body.inputs.start, v.version,
-                horizon=body.horizon, ids=body.ids,
+                reg,
+                name,
+                body.inputs.values,
+                body.inputs.start,
+                v.version,
+                horizon=body.horizon,
+                ids=body.ids,
             )
             mode = "inputs"
         else:
@@ -137,15 +150,22 @@ def _predict(store: access.SecureStore, name: str, body: PredictBody) -> Predict
     rows = df[["id", "t", "horizon", "yhat", "lower", "upper"]]
     preds = [
         Prediction(
-            id=r.id, t=r.t, horizon=int(r.horizon), yhat=float(r.yhat),
+            id=r.id,
+            t=r.t,
+            horizon=int(r.horizon),
+            yhat=float(r.yhat),
             lower=None if r.lower != r.lower else float(r.lower),
             upper=None if r.upper != r.upper else float(r.upper),
         )
         for r in rows.itertuples(index=False)
     ]
     return PredictAnswer(
-        model=name, version=v.version, family=v.family, mode=mode,
-        issued_at=df["issued_at"].iloc[0], predictions=preds,
+        model=name,
+        version=v.version,
+        family=v.family,
+        mode=mode,
+        issued_at=df["issued_at"].iloc[0],
+        predictions=preds,
     )
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
-from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._learn import Learn
+from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
 
 __all__ = [

@@ -35,9 +35,15 @@ class Learn(Chapter):
         store = ctx.require_store()
         names = {d.name for d in store.list_datasets()}
         if "beijing_air_quality" in names:
-            spec = FeatureSpec("beijing_air_quality", "pm25", covariates=_COVARIATES,
-                               start="2016-03-01", end="2017-03-01",
-                               timezone="Asia/Shanghai", country="CN")
+            spec = FeatureSpec(
+                "beijing_air_quality",
+                "pm25",
+                covariates=_COVARIATES,
+                start="2016-03-01",
+                end="2017-03-01",
+                timezone="Asia/Shanghai",
+                country="CN",
+            )
             split = {"train_end": "2016-12-01", "val_end": "2017-01-01"}
             name, what = "pm25", "PM2.5 (real Beijing readings, 2016-03..2017-02)"
         else:
@@ -55,20 +61,31 @@ class Learn(Chapter):
             ("lightgbm", {"n_estimators": 80, "max_rows": 60_000, "num_leaves": 31}),
         ):
             t0 = time.perf_counter()
-            r = train(store, spec, family, horizon=24, params=params, name=name, eval_stride=3, **split)
+            r = train(
+                store, spec, family, horizon=24, params=params, name=name, eval_stride=3, **split
+            )
             v = r.version
             assert v is not None
             test = v.metrics.get("test") or v.metrics.get("val") or {"mae": {}}
-            rows.append((family, f"v{v.version}", f"{time.perf_counter() - t0:.1f}",
-                         *(_fmt(test["mae"].get(str(h))) for h in (1, 6, 12, 24))))
+            rows.append(
+                (
+                    family,
+                    f"v{v.version}",
+                    f"{time.perf_counter() - t0:.1f}",
+                    *(_fmt(test["mae"].get(str(h))) for h in (1, 6, 12, 24)),
+                )
+            )
             result = r
         assert result is not None and result.version is not None
         reg = ModelRegistry.of(store)
         best = result.version
         reg.deploy(name, best.version, actor="demo")
         ctx.report.sections.append(
-            Section(f"Model table: {what}, test MAE per horizon (h)",
-                    ("model", "version", "train s", "h1", "h6", "h12", "h24"), rows)
+            Section(
+                f"Model table: {what}, test MAE per horizon (h)",
+                ("model", "version", "train s", "h1", "h6", "h12", "h24"),
+                rows,
+            )
         )
         fresh = predict_fresh(store, name)
         day_end = pd.Timestamp(fresh["issued_at"].iloc[0]) + pd.Timedelta("1h")
@@ -77,7 +94,9 @@ class Learn(Chapter):
             f"deployed {name} v{best.version} ({best.family}); forecast {len(fresh)} values fresh "
             f"from the store; scored one day into {name}_forecast ({n:,} predictions)"
         )
-        ctx.report.figures["learn.test_mae_h6"] = float(best.metrics.get("test", best.metrics.get("val", {})).get("mae", {}).get("6") or np.nan)
+        ctx.report.figures["learn.test_mae_h6"] = float(
+            best.metrics.get("test", best.metrics.get("val", {})).get("mae", {}).get("6") or np.nan
+        )
         self._crowd(ctx)
 
     def _crowd(self, ctx: DemoContext) -> None:
@@ -100,29 +119,55 @@ class Learn(Chapter):
         rng = np.random.default_rng(11)
         k = 150
         ids = [f"crowd{i:03d}" for i in range(k)]
-        start_xy = rng.normal(0, 0.004, (k, 2)) + [cx + 0.012, cy]
-        rows = pd.DataFrame({
-            "id": ids * 2,
-            "t": [when + pd.Timedelta(minutes=int(m)) for m in rng.integers(0, 20, k)]
-            + [when + pd.Timedelta(minutes=int(m)) for m in rng.integers(30, 55, k)],
-            "x": np.concatenate([start_xy[:, 0], cx + rng.normal(0, 0.0006, k)]),
-            "y": np.concatenate([start_xy[:, 1], cy + rng.normal(0, 0.0006, k)]),
-            "kind": "pedestrian", "speed_kmh": 4.0, "heading": 270.0, "trip_id": -1,
-        })
+        start_xy = [*rng.normal(0, 0.004, (k, 2)), cx + 0.012, cy]
+        rows = pd.DataFrame(
+            {
+                "id": ids * 2,
+                "t": [when + pd.Timedelta(minutes=int(m)) for m in rng.integers(0, 20, k)]
+                + [when + pd.Timedelta(minutes=int(m)) for m in rng.integers(30, 55, k)],
+                "x": np.concatenate([start_xy[:, 0], cx + rng.normal(0, 0.0006, k)]),
+                "y": np.concatenate([start_xy[:, 1], cy + rng.normal(0, 0.0006, k)]),
+                "kind": "pedestrian",
+                "speed_kmh": 4.0,
+                "heading": 270.0,
+                "trip_id": -1,
+            }
+        )
         store.append("vehicles", rows, source="demo:gathering")
         spec = FeatureSpec("vehicles", "inflow", kind="grid", cell_m=1000.0, grid_bbox=tuple(bbox))
         ctx.log("training a crowd-flow forecaster on grid inflows of the fleet ...")
-        r = train(store, spec, "seasonal_naive", horizon=1, name="crowd_inflow",
-                  train_end=t0 + pd.Timedelta("24h"), val_end=when - pd.Timedelta("1h"))
+        r = train(
+            store,
+            spec,
+            "seasonal_naive",
+            horizon=1,
+            name="crowd_inflow",
+            train_end=t0 + pd.Timedelta("24h"),
+            val_end=when - pd.Timedelta("1h"),
+        )
         assert r.version is not None
-        det = CrowdGatheringDetector("crowd_inflow", r.version.version).detect(store, when - pd.Timedelta("1h"), t1 + pd.Timedelta("1h"))
+        det = CrowdGatheringDetector("crowd_inflow", r.version.version).detect(
+            store, when - pd.Timedelta("1h"), t1 + pd.Timedelta("1h")
+        )
         n = write_detections(store, det.to_pandas())
         ctx.report.figures["learn.crowd_detections"] = float(det.num_rows)
         d = det.to_pandas()
         ctx.report.sections.append(
-            Section("Crowd-gathering detections (inflow far above forecast)",
-                    ("cell", "window start", "observed", "expected", "upper"),
-                    [(str(x.place), str(x.window_start), f"{x.observed:.0f}", f"{x.expected:.0f}", f"{x.upper:.0f}")
-                     for x in d.itertuples(index=False)])
+            Section(
+                "Crowd-gathering detections (inflow far above forecast)",
+                ("cell", "window start", "observed", "expected", "upper"),
+                [
+                    (
+                        str(x.place),
+                        str(x.window_start),
+                        f"{x.observed:.0f}",
+                        f"{x.expected:.0f}",
+                        f"{x.upper:.0f}",
+                    )
+                    for x in d.itertuples(index=False)
+                ],
+            )
         )
-        ctx.report.notes.append(f"crowd gathering: {n} detection(s) written to the detections dataset")
+        ctx.report.notes.append(
+            f"crowd gathering: {n} detection(s) written to the detections dataset"
+        )

@@ -238,16 +238,22 @@ class TorchForecaster(Forecaster):
         p = Path(path)
         xs = tuple(torch.from_numpy(a) for a in self._inputs(panel, np.array([panel.shape[0] - 1])))
         names = [f"in{i}" for i in range(len(xs))]
-        torch.onnx.export(
-            self.net,
-            xs,
-            str(p),
-            input_names=names,
-            output_names=["yhat"],
-            dynamic_axes={**{n: {0: "batch"} for n in names}, "yhat": {0: "batch"}},
-            dynamo=False,
-            opset_version=17,
-        )
+        import warnings
+
+        # the torch.export-based exporter needs onnxscript, which the project does not ship;
+        # the TorchScript exporter handles these static networks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                self.net,
+                xs,
+                str(p),
+                input_names=names,
+                output_names=["yhat"],
+                dynamic_axes={**{n: {0: "batch"} for n in names}, "yhat": {0: "batch"}},
+                dynamo=False,
+                opset_version=17,
+            )
         return p
 
     def use_onnx(self, path: str | Path) -> None:

@@ -172,6 +172,7 @@ def http_latency(panel: Any, n: int = 200) -> tuple[float, float, float]:
     from the store) over real HTTP on loopback (uvicorn + httpx)."""
     import httpx
     import uvicorn
+    from tests.ai.builders import panel_rows
 
     from cityos import access
     from cityos.ai import FeatureSpec
@@ -181,7 +182,6 @@ def http_latency(panel: Any, n: int = 200) -> tuple[float, float, float]:
     from cityos.model import DatasetSchema, Field, ModelKind
     from cityos.server import create_app
     from cityos.store import Store
-    from tests.ai.builders import panel_rows
 
     home = Path(tempfile.mkdtemp())
     settings = Settings(
@@ -245,6 +245,32 @@ def http_latency(panel: Any, n: int = 200) -> tuple[float, float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99)), float(a.mean())
 
 
+def onnx_latency(panel: Any, n: int = 300) -> None:
+    """Single-origin predict latency of STID and Graph WaveNet: torch vs onnxruntime."""
+    for fam, params in (
+        ("stid", {"epochs": 1, "max_batches_per_epoch": 20}),
+        ("graph_wavenet", {"epochs": 1, "max_batches_per_epoch": 10, "hidden": 16}),
+    ):
+        m = make_model(fam, 24, **params).fit(panel, train=(0, 24 * 60))
+        o = np.array([panel.shape[0] - 1])
+        times = {}
+        for rt in ("torch", "onnx"):
+            if rt == "onnx":
+                path = Path(tempfile.mkdtemp()) / "m.onnx"
+                m.export_onnx(path, panel)  # type: ignore[attr-defined]
+                m.use_onnx(path)  # type: ignore[attr-defined]
+            for _ in range(10):
+                m.predict(panel, o)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                m.predict(panel, o)
+            times[rt] = (time.perf_counter() - t0) / n * 1000
+        print(
+            f"{fam}: one forecast (12 stations x 24 h) torch {times['torch']:.2f} ms, "
+            f"onnxruntime {times['onnx']:.2f} ms (ratio onnx/torch {times['onnx'] / times['torch']:.2f})"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", default=None, help="Beijing data folder (default: shared data)")
@@ -253,10 +279,14 @@ def main() -> None:
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--stride", type=int, default=1, help="score every n-th test origin")
+    ap.add_argument("--onnx-only", action="store_true")
     a = ap.parse_args()
     t0 = time.perf_counter()
     p = beijing_panel(a.source)
     print(f"loaded Beijing in {time.perf_counter() - t0:.1f} s")
+    if a.onnx_only:
+        onnx_latency(p)
+        return
     splits = chrono_split(p, "2016-01-01", "2016-03-01")
     run_task(
         "Beijing PM2.5 (ug/m3), test 2016-03..2017-02",

@@ -186,7 +186,9 @@ class TorchForecaster(Forecaster):
             xs = self._inputs(panel, origins[i : i + 512])
             if self.runtime == "onnx" and self._ort is not None:
                 names = [x.name for x in self._ort.get_inputs()]
-                out = self._ort.run(None, dict(zip(names, xs, strict=True)))[0]
+                out = self._ort.run(None, {n: xs[int(n[2:])] for n in names})[
+                    0
+                ]  # unused inputs are pruned
             else:
                 self.net.eval()
                 with torch.no_grad():

@@ -99,7 +99,9 @@ class Panel:
         t, n, c = v.shape
         ch = channels or (("value",) if c == 1 else tuple(f"c{i}" for i in range(c)))
         step = pd.Timedelta(freq)
-        times = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=t, freq=step)
+        first = pd.Timestamp(start)
+        first = first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
+        times = pd.date_range(first, periods=t, freq=step)
         nd = np.asarray([str(i) for i in range(n)] if nodes is None else nodes)
         return cls(
             v,

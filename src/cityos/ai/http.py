@@ -17,11 +17,12 @@ from cityos import access
 from cityos.ai._errors import AIError, NotFittedError, VersionNotFound
 from cityos.ai._lifecycle import predict_fresh, predict_inputs
 from cityos.ai._registry import ModelRegistry, ModelVersion
+from cityos.server._errors import ERRORS
 from cityos.server.deps import StoreDep
 
 __all__ = ["PredictBody", "router"]
 
-router = APIRouter(prefix="/ai", tags=["ai"])
+router = APIRouter(prefix="/ai", tags=["ai"], responses=ERRORS)
 ModelName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,99}$", description="model name")]
 
 

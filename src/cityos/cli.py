@@ -49,6 +49,10 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.server.cli:serve_command",
         "Serve the city's HTTP API (OpenAPI docs at /docs).",
     ),
+    "ai": (
+        "cityos.ai.cli:ai_app",
+        "The AI engine: features, models, registry, serving, monitoring.",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (health, auth, users, policies, datasets, audit):
         app.include_router(module.router)
+    app.include_router(importlib.import_module("cityos.ai.http").router)
     return app
 
 

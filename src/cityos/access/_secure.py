@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -143,6 +144,12 @@ class SecureStore:
     def db(self) -> Database:
         db: Database = self.__store.db
         return db
+
+    @property
+    def home(self) -> Path:
+        """The city's folder (where layers such as the AI registry keep their files); the
+        settings themselves, which hold the signing secret, are not handed out."""
+        return Path(self.__store.settings.home)
 
     # -- decisions --------------------------------------------------------------------------
     def _state(

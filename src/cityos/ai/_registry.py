@@ -177,12 +177,12 @@ class ModelRegistry:
     def of(cls, store: Any) -> ModelRegistry:
         """The registry of the city ``store`` (a Store or SecureStore) lives in; one per
         city and process, so loaded models stay cached between calls."""
-        inner = getattr(store, "store", store)
-        key = (str(inner.db.url), str(Path(inner.settings.home).resolve()))
+        home = Path(store.home if hasattr(store, "home") else store.settings.home)
+        key = (str(store.db.url), str(home.resolve()))
         with _OPEN_LOCK:
             reg = _OPEN.get(key)
-            if reg is None or reg.db is not inner.db:
-                reg = _OPEN[key] = cls(inner.db, inner.settings.home)
+            if reg is None or reg.db is not store.db:
+                reg = _OPEN[key] = cls(store.db, home)
         return reg
 
     # -- writes ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 import cityos
 from cityos.config import Settings
 from cityos.db import Database
-from cityos.server._errors import BodyLimit, install_error_handlers
+from cityos.server._errors import ERRORS, BodyLimit, install_error_handlers
 from cityos.server.deps import City, StoreDep
 from cityos.server.routes import audit, auth, datasets, health, policies, users
 from cityos.twin import install as install_twin
@@ -72,7 +72,7 @@ def create_app(
     for module in (health, auth, users, policies, datasets, audit):
         app.include_router(module.router)
     app.include_router(importlib.import_module("cityos.ai.http").router)
-    install_twin(app, StoreDep)  # map layers, OGC API - Features, vector tiles, dashboard
+    install_twin(app, StoreDep, ERRORS)  # map layers, OGC API - Features, vector tiles, dashboard
     return app
 
 

@@ -44,12 +44,13 @@ __all__ = [
 ]
 
 
-def install(app: Any, store_dep: Any) -> None:
+def install(app: Any, store_dep: Any, responses: dict[int | str, Any] | None = None) -> None:
     """Add the twin's routes and the dashboard to a FastAPI ``app``; ``store_dep`` is the
-    server's dependency giving the caller's :class:`cityos.access.SecureStore`."""
+    server's dependency giving the caller's :class:`cityos.access.SecureStore`, and
+    ``responses`` the server's documented error answers."""
     from cityos.twin._routes import install as _install
 
-    _install(app, store_dep)
+    _install(app, store_dep, responses)
 
 
 def static_dir() -> Any:

@@ -300,8 +300,9 @@ def _mount_static(app: FastAPI) -> None:
         app.mount("/twin/assets", StaticFiles(directory=assets), name="twin-assets")
 
 
-def install(app: FastAPI, store_dep: Any) -> None:
-    """Add the twin's routes and the dashboard to ``app`` (called by the server)."""
+def install(app: FastAPI, store_dep: Any, responses: dict[int | str, Any] | None = None) -> None:
+    """Add the twin's routes and the dashboard to ``app`` (called by the server, which
+    passes its documented error ``responses`` so every twin route declares them)."""
     for r in routers(store_dep):
-        app.include_router(r)
+        app.include_router(r, responses=responses)
     _mount_static(app)

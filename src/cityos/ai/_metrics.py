@@ -47,7 +47,7 @@ def masked_rmse(y: np.ndarray, yhat: np.ndarray) -> float:
 
     Examples
     --------
-    >>> masked_rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0])) ** 2
+    >>> round(masked_rmse(np.array([0.0, 0.0]), np.array([3.0, 4.0])) ** 2, 9)
     12.5
     """
     m = np.isfinite(y) & np.isfinite(yhat)

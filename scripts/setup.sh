@@ -55,6 +55,9 @@ if [ ! -f "$stamp" ]; then
   # exactly the tree CI tested, every file checked against its hash (scripts/lock.sh updates it)
   .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements.lock
   .venv/bin/python -m pip install -q --no-deps -e .
+  # the AI engine's deep models: PyTorch's CPU build, pinned (any other version or range
+  # pulls a multi-GB CUDA build); not in the hashed lock for that reason
+  .venv/bin/python -m pip install -q "torch==2.13.0"
   rm -f .venv/.cityos-installed-*
   touch "$stamp"
 fi

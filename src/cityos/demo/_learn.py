@@ -119,7 +119,7 @@ class Learn(Chapter):
         rng = np.random.default_rng(11)
         k = 150
         ids = [f"crowd{i:03d}" for i in range(k)]
-        start_xy = [*rng.normal(0, 0.004, (k, 2)), cx + 0.012, cy]
+        start_xy = rng.normal(0, 0.004, (k, 2)) + np.array([cx + 0.012, cy])
         rows = pd.DataFrame(
             {
                 "id": ids * 2,

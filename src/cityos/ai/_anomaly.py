@@ -331,11 +331,12 @@ def measure_detections(
         ok = False
         for k, (place, s, e) in enumerate(injected):
             s, e = pd.Timestamp(s), pd.Timestamp(e) + tolerance * step
-            if str(d.place) == str(place) and d.window_start < e and d.window_end > s:
+            ws, we = pd.Timestamp(d.window_start), pd.Timestamp(d.window_end)  # type: ignore[arg-type]
+            if str(d.place) == str(place) and ws < e and we > s:
                 ok = True
                 if k not in hit:
                     hit.add(k)
-                    delays.append(max((pd.Timestamp(d.t) - s) / step, 0.0))
+                    delays.append(max((pd.Timestamp(d.t) - s) / step, 0.0))  # type: ignore[arg-type]
         tp += ok
     n = len(detections)
     return DetectionQuality(

@@ -129,6 +129,7 @@ def automl(
             study=summary,
             panel=panel,
         ).version
+    assert best.value is not None  # a completed trial always has a value
     return AutoMLResult(fam, params, float(best.value), trials, version)
 
 

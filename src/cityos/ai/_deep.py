@@ -60,7 +60,7 @@ class TorchForecaster(Forecaster):
 
     def _norm(self, panel: Panel) -> np.ndarray:
         mu, sd = self.mu, self.sd
-        z = (panel.values - mu) / sd
+        z: np.ndarray = (panel.values - mu) / sd
         return z
 
     def _inputs(self, panel: Panel, origins: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -269,7 +269,7 @@ class TorchForecaster(Forecaster):
 
 
 # -- STID ------------------------------------------------------------------------------------
-class _STIDNet(nn.Module):  # type: ignore[misc]
+class _STIDNet(nn.Module):  # type: ignore[misc,name-defined]
     def __init__(
         self, n: int, c: int, window: int, horizon: int, d: int, layers: int, spd: int
     ) -> None:
@@ -339,7 +339,7 @@ class STID(TorchForecaster):
 
 
 # -- Graph WaveNet ---------------------------------------------------------------------------
-class _GWNet(nn.Module):  # type: ignore[misc]
+class _GWNet(nn.Module):  # type: ignore[misc,name-defined]
     def __init__(
         self,
         n: int,
@@ -408,7 +408,7 @@ class GraphWaveNet(TorchForecaster):
     }
 
     def lookback(self) -> int:
-        return max(int(self.params["window"]), sum(self.params["dilations"]) + 1)
+        return max(int(self.params["window"]), int(sum(self.params["dilations"])) + 1)
 
     def _prepare(self, panel: Panel) -> None:
         a = distance_adjacency(panel.x, panel.y) if panel.shape[1] > 1 else np.ones((1, 1))
@@ -440,7 +440,7 @@ class GraphWaveNet(TorchForecaster):
 
 
 # -- ST-ResNet -------------------------------------------------------------------------------
-class _ResUnit(nn.Module):  # type: ignore[misc]
+class _ResUnit(nn.Module):  # type: ignore[misc,name-defined]
     def __init__(self, d: int) -> None:
         super().__init__()
         self.c1 = nn.Conv2d(d, d, 3, padding=1)
@@ -450,7 +450,7 @@ class _ResUnit(nn.Module):  # type: ignore[misc]
         return x + self.c2(torch.relu(self.c1(torch.relu(x))))
 
 
-class _STResNet(nn.Module):  # type: ignore[misc]
+class _STResNet(nn.Module):  # type: ignore[misc,name-defined]
     def __init__(
         self,
         views: tuple[int, int, int],

@@ -408,7 +408,7 @@ def panel_from_meta(values: np.ndarray, times: pd.DatetimeIndex, meta: dict[str,
         pd.Timedelta(seconds=meta["freq_s"]),
         np.array([np.nan if v is None else v for v in meta["x"]], dtype="float64"),
         np.array([np.nan if v is None else v for v in meta["y"]], dtype="float64"),
-        tuple(meta["grid"]) if meta.get("grid") else None,  # type: ignore[arg-type]
+        tuple(meta["grid"]) if meta.get("grid") else None,
         dict(meta.get("datasets") or {}),
         meta.get("timezone") or "UTC",
         meta.get("country"),
@@ -468,7 +468,8 @@ def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     n = len(x)
     if np.isnan(x).any() or np.isnan(y).any():
         idx = np.arange(n, dtype="float64")
-        return np.abs(idx[:, None] - idx[None, :])
+        out: np.ndarray = np.abs(idx[:, None] - idx[None, :])
+        return out
     xi, xj = np.meshgrid(x, x, indexing="ij")
     yi, yj = np.meshgrid(y, y, indexing="ij")
     return np.asarray(haversine(xi.ravel(), yi.ravel(), xj.ravel(), yj.ravel())).reshape(n, n)
@@ -594,5 +595,5 @@ class _quiet:
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._w.__exit__(*exc)

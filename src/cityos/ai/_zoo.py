@@ -306,7 +306,8 @@ class HistoricalAverage(Forecaster):
     def _slots(self, times: pd.DatetimeIndex) -> np.ndarray:
         assert self.meta is not None
         cal = calendar_features(times, self.meta.get("timezone") or "UTC")
-        return (cal[:, 1] * 24 + cal[:, 0]).astype(np.int64)
+        out: np.ndarray = (cal[:, 1] * 24 + cal[:, 0]).astype(np.int64)
+        return out
 
     def _fit(self, panel: Panel, train: np.ndarray, val: np.ndarray | None) -> None:
         lo, hi = int(train[0]), int(train[-1]) + self.horizon + 1
@@ -363,7 +364,8 @@ class LightGBMForecaster(Forecaster):
         t = self.params.get("tabular")
         if not t:
             return TabularSpec()
-        return TabularSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()})
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}
+        return TabularSpec(**kw)
 
     def lookback(self) -> int:
         return self._tab().lookback() + 1
@@ -418,7 +420,7 @@ class LightGBMForecaster(Forecaster):
                 ds,
                 num_boost_round=int(self.params["n_estimators"]),
                 valid_sets=sets,
-                callbacks=cbs,
+                callbacks=cbs,  # type: ignore[arg-type]  # lightgbm's callback classes are callables
             )
             self.boosters.append(b)
 

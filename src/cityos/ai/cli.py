@@ -35,10 +35,10 @@ def _spec(
         dataset,
         target,
         covariates=tuple(c for c in (covariates or "").split(",") if c),
-        kind=kind,
+        kind=kind,  # type: ignore[arg-type]  # checked by FeatureSpec itself
         freq=freq,
         country=country,
-        timezone=tz,  # type: ignore[arg-type]
+        timezone=tz,
     )
 
 

@@ -151,12 +151,12 @@ def _predict(store: access.SecureStore, name: str, body: PredictBody) -> Predict
     rows = df[["id", "t", "horizon", "yhat", "lower", "upper"]]
     preds = [
         Prediction(
-            id=r.id,
-            t=r.t,
-            horizon=int(r.horizon),
-            yhat=float(r.yhat),
-            lower=None if r.lower != r.lower else float(r.lower),
-            upper=None if r.upper != r.upper else float(r.upper),
+            id=r.id,  # type: ignore[arg-type]  # pandas-stubs type row fields loosely
+            t=r.t,  # type: ignore[arg-type]
+            horizon=int(r.horizon),  # type: ignore[arg-type]
+            yhat=float(r.yhat),  # type: ignore[arg-type]
+            lower=_opt_float(r.lower),
+            upper=_opt_float(r.upper),
         )
         for r in rows.itertuples(index=False)
     ]
@@ -175,3 +175,9 @@ async def predict(store: StoreDep, name: ModelName, body: PredictBody) -> Predic
     """Forecast with a registered version: from ``inputs`` (the model's real inputs), or
     from the freshest data in the store when ``inputs`` is omitted."""
     return await run_in_threadpool(_predict, store, name, body)
+
+
+def _opt_float(v: Any) -> float | None:
+    """A band value, or None where it is missing (NaN)."""
+    f = float(v)
+    return None if f != f else f

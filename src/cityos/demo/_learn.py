@@ -44,13 +44,16 @@ class Learn(Chapter):
                 timezone="Asia/Shanghai",
                 country="CN",
             )
-            split = {"train_end": "2016-12-01", "val_end": "2017-01-01"}
+            split: dict[str, Any] = {"train_end": "2016-12-01", "val_end": "2017-01-01"}
             name, what = "pm25", "PM2.5 (real Beijing readings, 2016-03..2017-02)"
         else:
             spec = FeatureSpec("sensor_readings", "value")
             info = store.describe("sensor_readings")
-            t0 = pd.Timestamp(info.t_min, unit="ms", tz="UTC")
-            split = {"train_end": t0 + pd.Timedelta("4D"), "val_end": t0 + pd.Timedelta("5D12h")}
+            start = pd.Timestamp(info.t_min, unit="ms", tz="UTC")
+            split = {
+                "train_end": start + pd.Timedelta("4D"),
+                "val_end": start + pd.Timedelta("5D12h"),
+            }
             name, what = "sensor_value", "loop-detector counts (generated readings)"
         ctx.log(f"training forecasters of {what} ...")
         rows = []
@@ -60,7 +63,7 @@ class Learn(Chapter):
             ("historical_average", {}),
             ("lightgbm", {"n_estimators": 80, "max_rows": 60_000, "num_leaves": 31}),
         ):
-            t0 = time.perf_counter()
+            tick = time.perf_counter()
             r = train(
                 store, spec, family, horizon=24, params=params, name=name, eval_stride=3, **split
             )
@@ -71,7 +74,7 @@ class Learn(Chapter):
                 (
                     family,
                     f"v{v.version}",
-                    f"{time.perf_counter() - t0:.1f}",
+                    f"{time.perf_counter() - tick:.1f}",
                     *(_fmt(test["mae"].get(str(h))) for h in (1, 6, 12, 24)),
                 )
             )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up CityOS on a fresh machine with Python 3.11: a virtual environment in .venv with
-# the package and its extras. With --services it also installs (Debian packages, as root)
+# the dependency tree locked in requirements.lock (with hashes), then the package itself. With --services it also installs (Debian packages, as root)
 # what the full test suite needs: PostgreSQL + PostGIS, Mosquitto, and Java for Spark.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
@@ -48,12 +48,16 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-stamp=".venv/.cityos-installed-$(sha1sum pyproject.toml | cut -c1-12)"
+stamp=".venv/.cityos-installed-$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  log "installing CityOS and its dependencies into .venv (first run takes a few minutes)"
+  log "installing the locked dependencies (requirements.lock) into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  # torch is pinned to the CPU build (see pyproject); everything else from PyPI
-  .venv/bin/python -m pip install -q -e ".[all,dev]"
+  # exactly the tree CI tested, every file checked against its hash (scripts/lock.sh updates it)
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps -e .
+  # the AI engine's deep models: PyTorch's CPU build, pinned (any other version or range
+  # pulls a multi-GB CUDA build); not in the hashed lock for that reason
+  .venv/bin/python -m pip install -q "torch==2.13.0"
   rm -f .venv/.cityos-installed-*
   touch "$stamp"
 fi

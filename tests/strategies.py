@@ -43,3 +43,18 @@ def point_records(draw: st.DrawFn, max_rows: int = 300) -> pd.DataFrame:
     return pd.DataFrame(
         {"id": ids, "t": [T0 + pd.Timedelta(seconds=s) for s in secs], "x": xs, "y": ys}
     )
+
+
+#: The same extent as LON/LAT, in UTM zone 50N metres (EPSG:32650).
+UTM_X = (432_000.0, 467_000.0)
+UTM_Y = (4_395_000.0, 4_440_000.0)
+
+
+@st.composite
+def utm_boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
+    """Query boxes in UTM zone 50N metres, from a few metres to the whole extent."""
+    x0 = draw(st.floats(UTM_X[0] - 5_000, UTM_X[1]))
+    y0 = draw(st.floats(UTM_Y[0] - 5_000, UTM_Y[1]))
+    w = draw(st.floats(1.0, 40_000.0))
+    h = draw(st.floats(1.0, 40_000.0))
+    return (x0, y0, x0 + w, y0 + h)

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from builders import make_points
 from cityos.cli import app
+from cityos.errors import EXIT_BAD_INPUT, EXIT_NOT_FOUND
 
 runner = CliRunner()
 
@@ -101,9 +102,9 @@ def test_city_lifecycle_from_the_command_line(tmp_path: Path) -> None:
 def test_errors_are_reported_not_raised(tmp_path: Path) -> None:
     home = str(tmp_path / "c")
     res = runner.invoke(app, ["dataset", "describe", "nope", "--home", home])
-    assert res.exit_code == 2 and "unknown dataset 'nope'" in res.output
+    assert res.exit_code == EXIT_NOT_FOUND and "unknown dataset 'nope'" in res.output
     res = runner.invoke(app, ["dataset", "create", "Bad Name", "--home", home])
-    assert res.exit_code == 2 and "invalid dataset name" in res.output
+    assert res.exit_code == EXIT_BAD_INPUT and "invalid dataset name" in res.output
 
 
 def test_analytics_commands(tmp_path: Path) -> None:

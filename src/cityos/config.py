@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     #: Where the city's secret lives (e.g. a file shared by several API workers).
     secret_key_file: Path | None = None
-    engine: str = "duckdb"  # default query engine: duckdb | spark
+    engine: str = "duckdb"  # default query engine: one registered in cityos.store
     spark_master: str = "local[2]"
+    query_timeout_s: float = 60.0  # time budget of every query served over HTTP
 
     @model_validator(mode="after")
     def _fill_and_check(self) -> Settings:
@@ -94,8 +95,11 @@ class Settings(BaseSettings):
         self.environment = env
         if self.secret_key is not None and env != "test":
             _check_secret(self.secret_key, "CITYOS_SECRET_KEY")
-        if self.engine not in {"duckdb", "spark"}:
-            raise ConfigError(f"CITYOS_ENGINE must be 'duckdb' or 'spark', not {self.engine!r}")
+        # engine names live in one place, the store's registry; here only their shape
+        if not self.engine.isidentifier():
+            raise ConfigError(f"CITYOS_ENGINE must be an engine name, not {self.engine!r}")
+        if not self.query_timeout_s > 0:
+            raise ConfigError("CITYOS_QUERY_TIMEOUT_S must be a positive number of seconds")
         return self
 
 

@@ -10,6 +10,7 @@ The hierarchy::
     │   └── DatasetExists      creating a name that is taken
     ├── ValidationError        a record or value breaks its schema (names dataset, row, field)
     ├── QueryError             a query that cannot be planned or run as asked
+    │   └── QueryTimeout       a query ran past its time budget (and was cancelled)
     ├── EngineError            an execution engine (DuckDB, Spark) failed or is unavailable
     ├── ConflictError          a concurrent writer changed what this write was based on
     └── MissingDependency      an optional package is not installed (also an ImportError)
@@ -31,6 +32,7 @@ __all__ = [
     "EngineError",
     "MissingDependency",
     "QueryError",
+    "QueryTimeout",
     "ValidationError",
 ]
 
@@ -120,6 +122,10 @@ class QueryError(CityOSError, ValueError):
     """A query that cannot be planned or executed as asked."""
 
 
+class QueryTimeout(QueryError):
+    """A query ran past its time budget and was cancelled; narrow it or raise the budget."""
+
+
 class EngineError(CityOSError):
     """An execution engine failed or is not available."""
 
@@ -136,3 +142,47 @@ class MissingDependency(CityOSError, ImportError):
             f"{feature} needs the Python package {package!r}; install it with "
             f"`pip install 'cityos[{extra}]'`"
         )
+
+
+# -- exit codes of the command line ---------------------------------------------------------
+#: Every ``cityos`` command exits with the same code for the same kind of failure.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the operation failed (a CityOS error of no more specific kind)
+EXIT_USAGE = 2  # wrong command-line usage: unknown command or option, bad value
+EXIT_NOT_FOUND = 3  # a dataset, user, key or record that does not exist
+EXIT_BAD_INPUT = 4  # data, a mapping or a request that breaks its schema or rules
+EXIT_DENIED = 5  # not authenticated, or not allowed
+EXIT_CONFLICT = 6  # exists already, or changed concurrently
+EXIT_ENVIRONMENT = 7  # configuration, a missing optional package, an unavailable engine
+EXIT_INTERNAL = 70  # an unexpected error (a bug): rerun with --debug and report it
+
+# access errors are classified by name so that this module imports nothing
+_DENIED_NAMES = frozenset({"AuthenticationError", "PermissionDenied"})
+
+
+def exit_code(exc: BaseException) -> int:
+    """The command-line exit code for a failure.
+
+    Examples
+    --------
+    >>> exit_code(DatasetNotFound("roads")), exit_code(ValidationError("bad speed"))
+    (3, 4)
+    >>> exit_code(DatasetExists("roads")), exit_code(RuntimeError("bug"))
+    (6, 70)
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if not isinstance(exc, CityOSError):
+        return EXIT_INTERNAL
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & _DENIED_NAMES:
+        return EXIT_DENIED
+    if isinstance(exc, DatasetExists | ConflictError) or "AccessConflict" in names:
+        return EXIT_CONFLICT
+    if isinstance(exc, KeyError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, ConfigError | MissingDependency | EngineError):
+        return EXIT_ENVIRONMENT
+    if isinstance(exc, ValueError | OSError) or "IngestError" in names:
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED

@@ -22,7 +22,8 @@ def test_chapters_run_in_order_and_are_timed(tmp_path: Path) -> None:
 
 
 def test_demo_runs_on_generated_data_alone(tmp_path: Path) -> None:
-    report = run_demo(tmp_path / "demo", vehicles=12, days=1, shared_data=tmp_path / "none")
+    # two days, so the Learn chapter also trains its crowd-flow model and raises a warning
+    report = run_demo(tmp_path / "demo", vehicles=12, days=2, shared_data=tmp_path / "none")
     assert report.datasets["vehicles"] > 0
     assert "sensor_readings" in report.datasets  # generated instead of the real readings
     assert [t.split(":")[0] for t, _ in report.chapters][:2] == ["Sense", "Store and query"]

@@ -161,3 +161,15 @@ def test_unknown_fields_are_refused(served: ServedCity) -> None:
         headers=served.auth("admin"),
     )
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"actor": "a\x00b"}, {"dataset": "\x00"}, {"after": str(2**31)}, {"after": str(2**40)}],
+)
+def test_values_the_database_refuses_are_4xx(served: ServedCity, query: dict[str, str]) -> None:
+    # found by schemathesis on PostgreSQL: NUL bytes in text and integers beyond a 32-bit
+    # column were 500s with a traceback
+    r = served.client.get("/audit", params=query, headers=served.auth("admin"))
+    assert r.status_code == 422, r.text
+    assert "\x00" not in r.text

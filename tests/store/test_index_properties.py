@@ -209,7 +209,7 @@ def test_grid_counts_sum_to_points_in_window(
     b = _brute(stored, None, *win)
     assert got.n.sum() == len(b)
     assert np.isclose(got.v.sum(), b.speed.sum())
-    ix, iy = grid.cells(b.x.to_numpy(), b.y.to_numpy())
+    ix, iy = grid.resolve(s.schema("cars").crs).cells(b.x.to_numpy(), b.y.to_numpy())
     tb = b.t.dt.floor(bin_)
     exp = pd.DataFrame({"cell_x": ix, "cell_y": iy, "t": tb}).value_counts().sort_index()
     assert list(got.n) == list(exp.to_numpy())

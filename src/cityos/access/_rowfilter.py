@@ -4,6 +4,8 @@ rows inside its bbox or polygon, or with a matching column value."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +14,10 @@ import pyarrow.compute as pc
 from cityos.access._policy import RowFilter
 from cityos.access.errors import PermissionDenied
 
-__all__ = ["apply_row_filters", "row_filter_mask"]
+if TYPE_CHECKING:
+    from cityos.store import Restriction
+
+__all__ = ["apply_row_filters", "paths_mask", "restriction_for", "row_filter_mask"]
 
 
 def _spatial_mask(table: pa.Table, f: RowFilter) -> np.ndarray:
@@ -77,11 +82,37 @@ def apply_row_filters(
     >>> out.column("x").to_pylist(), removed
     ([1.0], 1)
     """
+    out = table.filter(pa.array(paths_mask(table, paths)))
+    return out, table.num_rows - out.num_rows
+
+
+def paths_mask(table: pa.Table, paths: Sequence[Sequence[RowFilter]]) -> np.ndarray:
+    """Rows of ``table`` matching all filters of at least one path."""
     keep = np.zeros(table.num_rows, dtype=bool)
     for path in paths:
         m = np.ones(table.num_rows, dtype=bool)
         for f in path:
             m &= row_filter_mask(table, f)
         keep |= m
-    out = table.filter(pa.array(keep))
-    return out, table.num_rows - out.num_rows
+    return keep
+
+
+@dataclass(frozen=True)
+class _PathsMask:
+    """A picklable mask over row-filter paths (Spark ships it to its workers)."""
+
+    paths: tuple[tuple[RowFilter, ...], ...]
+
+    def __call__(self, table: pa.Table) -> np.ndarray:
+        return paths_mask(table, self.paths)
+
+
+def restriction_for(paths: Sequence[Sequence[RowFilter]]) -> Restriction:
+    """The store-level :class:`~cityos.store.Restriction` of row-filter paths: engines
+    apply it to every row they read of the dataset, before joins and aggregates."""
+    from cityos.store import Restriction
+
+    frozen = tuple(tuple(p) for p in paths)
+    columns = frozenset(str(f.spec["column"]) for p in frozen for f in p if f.kind == "column")
+    spatial = any(f.kind != "column" for p in frozen for f in p)
+    return Restriction(_PathsMask(frozen), columns, spatial)

@@ -5,10 +5,11 @@ HTTP server is not the only gate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -25,21 +26,21 @@ from cityos.access._policy import (
     decide_write,
     load_policy,
 )
-from cityos.access._rowfilter import apply_row_filters
+from cityos.access._rowfilter import restriction_for
 from cityos.access.errors import PermissionDenied
 from cityos.db import acting_as
-from cityos.errors import DatasetNotFound
+from cityos.errors import DatasetNotFound, QueryError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from cityos.db import Database
+    from cityos.store import QuerySpec
 
 __all__ = ["SecureResult", "SecureStore"]
 
-# knn under a row filter fetches more candidates until k visible ones are found
-_KNN_GROWTH = 4
-_KNN_CAP = 100_000
+#: Time budget of every query through a :class:`SecureStore` (seconds).
+DEFAULT_TIMEOUT_S = 60.0
 
 
 @cache
@@ -127,15 +128,30 @@ class SecureStore:
     >>> ss.st_range("taxis", (116.3, 39.9, 116.4, 40.0), start, end).table  # doctest: +SKIP
     """
 
-    def __init__(self, store: Any, principal: Principal, *, mask_key: bytes | None = None) -> None:
-        self.store = store
+    def __init__(
+        self,
+        store: Any,
+        principal: Principal,
+        *,
+        mask_key: bytes | None = None,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        # name-mangled and never returned: a secured handle does not hand out the raw store
+        self.__store = store
         self.principal = principal
         self.mask_key = mask_key
+        self.timeout_s = timeout_s
 
     @property
     def db(self) -> Database:
-        db: Database = self.store.db
+        db: Database = self.__store.db
         return db
+
+    @property
+    def home(self) -> Path:
+        """The city's folder (where layers such as the AI registry keep their files); the
+        settings themselves, which hold the signing secret, are not handed out."""
+        return Path(self.__store.settings.home)
 
     # -- decisions --------------------------------------------------------------------------
     def _state(
@@ -197,16 +213,9 @@ class SecureStore:
             detail={"query": query, "reason": "row filter", "message": str(exc)[:500]},
         )
 
-    def _filtered(self, dataset: str, query: str, table: pa.Table, filters: Any) -> Any:
-        try:
-            return apply_row_filters(table, filters)
-        except PermissionDenied as exc:
-            self._refused_by_filter(dataset, query, exc)
-            raise
-
     def _exists(self, dataset: str) -> None:
         try:
-            self.store.describe(dataset)
+            self.__store.describe(dataset)
         except DatasetNotFound as exc:  # never list the names the caller may not see
             raise exc.public() from None
 
@@ -214,24 +223,29 @@ class SecureStore:
         if grant.personal is not None:
             return grant.personal
         # a store whose catalog is not in this database: ask it (schema only, no stats)
-        get_schema = getattr(self.store, "schema", None)
+        get_schema = getattr(self.__store, "schema", None)
         schema = (
-            get_schema(dataset) if callable(get_schema) else self.store.describe(dataset).schema
+            get_schema(dataset) if callable(get_schema) else self.__store.describe(dataset).schema
         )
         return {f.name: f.personal for f in schema.fields if f.personal}
 
     # -- catalog ----------------------------------------------------------------------------
     def list_datasets(self) -> list[Any]:
-        """The datasets this principal may read (others are not listed)."""
+        """The datasets this principal may read (others are not listed); under a row
+        filter, the size, extent and time range are those of the visible rows."""
         snap, principal, _ = self._state()
-        return [
-            d for d in self.store.list_datasets() if decide_read(snap, principal, d.name).allowed
-        ]
+        out = []
+        for d in self.__store.list_datasets():
+            dec = decide_read(snap, principal, d.name)
+            if dec.allowed:
+                out.append(d if dec.filters is None else self._visible_info(d, dec))
+        return out
 
     def describe(self, dataset: str) -> Any:
-        """A dataset's description; needs read permission; audited like a read."""
+        """A dataset's description; needs read permission. Under a row filter, the row
+        count, extent and time range are those of the rows the filter lets through."""
         grant = self._require_read(dataset, "describe")
-        info = self.store.describe(dataset)
+        info = self.__store.describe(dataset)
         if grant.decision.classification.audited:
             record(
                 self.db,
@@ -240,32 +254,68 @@ class SecureStore:
                 dataset=dataset,
                 detail={"filtered": grant.decision.filters is not None},
             )
-        return info
+        if grant.decision.filters is None:
+            return info
+        return self._visible_info(info, grant.decision)
+
+    def _visible_info(self, info: Any, dec: ReadDecision) -> Any:
+        import dataclasses
+
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from cityos.store import Scan
+
+        assert dec.filters is not None
+        res = self.__store.query(
+            Scan(info.name),
+            restrictions={info.name: restriction_for(dec.filters)},
+            timeout_s=self.timeout_s,
+        )
+        t = res.table
+        n = t.num_rows
+        bbox: tuple[float, ...] | None = None
+        t_min = t_max = None
+        if n:
+            if "x" in t.column_names:
+                x, y = t["x"].to_numpy(), t["y"].to_numpy()
+                bbox = (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
+            elif "geometry" in t.column_names:
+                import shapely
+
+                b = shapely.total_bounds(
+                    shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
+                )
+                bbox = tuple(float(v) for v in b) if np.isfinite(b).all() else None
+            if "t" in t.column_names:
+                ms = pc.cast(t["t"], "int64")
+                t_min, t_max = int(pc.min(ms).as_py()), int(pc.max(ms).as_py())
+        if not dataclasses.is_dataclass(info) or isinstance(info, type):
+            return info
+        # files and bytes describe the whole dataset: not the caller's to know
+        return dataclasses.replace(
+            info, rows=n, files=0, bytes=0, bbox=bbox, t_min=t_min, t_max=t_max
+        )
 
     # -- reads ------------------------------------------------------------------------------
     def _finish(
         self,
         query: str,
-        dataset: str,
-        grant: _Grant,
+        grants: Mapping[str, _Grant],
         raw: Any,
-        others: Sequence[tuple[str, _Grant]] = (),
-        table: pa.Table | None = None,
         hidden: int = 0,
     ) -> SecureResult:
-        table = raw.table if table is None else table
-        dec = grant.decision
-        if dec.filters is not None and table is raw.table:
-            table, hidden = self._filtered(dataset, query, table, dec.filters)
+        table = raw.table
         masked: list[str] = []
         # rules and personal fields come from the snapshot the decision was made on: no
         # second policy read, and no window in which they could disagree
-        for name, g in [(dataset, grant), *others]:
+        for name, g in grants.items():
             table, m = mask_table(
                 table, self._personal_fields(name, g), g.rules, g.decision.shows, self.mask_key
             )
-            masked += m
-        for name, d in [(dataset, dec), *[(n, g.decision) for n, g in others]]:
+            masked += [c for c in m if c not in masked]
+        for name, g in grants.items():
+            d = g.decision
             if d.classification.audited:
                 record(
                     self.db,
@@ -281,98 +331,78 @@ class SecureStore:
                 )
         return SecureResult(table, masked, hidden, getattr(raw, "stats", None))
 
-    def _read(self, query: str, dataset: str, call: Callable[[], Any]) -> SecureResult:
-        dec = self._require_read(dataset, query)
-        return self._finish(query, dataset, dec, call())
+    def query(self, spec: QuerySpec, *, engine: str | None = None) -> SecureResult:
+        """Answer ``spec`` under this principal's rights: the one gate every read passes.
 
-    def scan(self, dataset: str, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.scan` under this principal's rights."""
-        return self._read("scan", dataset, lambda: self.store.scan(dataset, **kwargs))
+        Every dataset the spec touches (:meth:`QuerySpec.datasets`) must be readable; each
+        one's row filters restrict the rows the engine reads of it (so joins, aggregates and
+        nearest-neighbour searches only ever see visible rows); columns a query computes
+        over without returning them (:meth:`QuerySpec.reads`, an aggregate's inputs) must
+        not be masked for this principal; personal fields of every dataset are masked in
+        the answer, and reads of audited datasets are audited. The query runs within
+        ``timeout_s``.
+        """
+        from cityos.store import QuerySpec as _Spec
 
-    def range(self, dataset: str, geometry_or_bbox: Any, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.range` under this principal's rights."""
-        return self._read(
-            "range", dataset, lambda: self.store.range(dataset, geometry_or_bbox, **kwargs)
-        )
-
-    def st_range(
-        self, dataset: str, geometry_or_bbox: Any, start: Any, end: Any, **kwargs: Any
-    ) -> SecureResult:
-        """:meth:`Store.st_range` under this principal's rights."""
-        return self._read(
-            "st_range",
-            dataset,
-            lambda: self.store.st_range(dataset, geometry_or_bbox, start, end, **kwargs),
-        )
-
-    def id_temporal(self, dataset: str, ids: Any, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.id_temporal` under this principal's rights."""
-        return self._read(
-            "id_temporal", dataset, lambda: self.store.id_temporal(dataset, ids, **kwargs)
-        )
-
-    def knn(self, dataset: str, x: float, y: float, k: int, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.knn`; under a row filter, the k nearest *visible* points."""
-        grant = self._require_read(dataset, "knn")
-        filters = grant.decision.filters
-        if filters is None:
-            return self._finish("knn", dataset, grant, self.store.knn(dataset, x, y, k, **kwargs))
-        want = k
-        while True:
-            raw = self.store.knn(dataset, x, y, want, **kwargs)
-            table, hidden = self._filtered(dataset, "knn", raw.table, filters)
-            if table.num_rows >= k or raw.table.num_rows < want or want >= _KNN_CAP:
-                break
-            want = min(want * _KNN_GROWTH, _KNN_CAP)
-        return self._finish("knn", dataset, grant, raw, table=table.slice(0, k), hidden=hidden)
-
-    def knn_trajectories(
-        self, dataset: str, x: float, y: float, k: int, **kwargs: Any
-    ) -> SecureResult:
-        """:meth:`Store.knn_trajectories` under this principal's rights."""
-        return self._read(
-            "knn_trajectories",
-            dataset,
-            lambda: self.store.knn_trajectories(dataset, x, y, k, **kwargs),
-        )
-
-    def similar(self, dataset: str, query: Any, k: int, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.similar` under this principal's rights."""
-        return self._read(
-            "similar", dataset, lambda: self.store.similar(dataset, query, k, **kwargs)
-        )
-
-    def join_regions(self, dataset: str, regions: str, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.join_regions`; needs read on both datasets."""
-        dec = self._require_read(dataset, "join_regions")
-        other = self._require_read(regions, "join_regions")
-        raw = self.store.join_regions(dataset, regions, **kwargs)
-        return self._finish("join_regions", dataset, dec, raw, others=[(regions, other)])
-
-    def join_nearest(self, dataset: str, edges: str, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.join_nearest`; needs read on both datasets."""
-        dec = self._require_read(dataset, "join_nearest")
-        other = self._require_read(edges, "join_nearest")
-        raw = self.store.join_nearest(dataset, edges, **kwargs)
-        return self._finish("join_nearest", dataset, dec, raw, others=[(edges, other)])
-
-    def aggregate(self, dataset: str, **kwargs: Any) -> SecureResult:
-        """:meth:`Store.aggregate`; refused under a row filter (cells mix visible and
-        hidden rows, so no post-filter could make them safe)."""
-        dec = self._require_read(dataset, "aggregate")
-        regions = kwargs.get("regions")
-        others = []
-        if isinstance(regions, str):
-            others.append((regions, self._require_read(regions, "aggregate")))
-        if dec.decision.filters is not None:
-            exc = PermissionDenied(
-                f"your role sees only part of {dataset!r}; aggregates over it are not "
-                "available under a row filter (query the rows and aggregate them instead)"
+        if not isinstance(spec, _Spec):
+            raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
+        grants: dict[str, _Grant] = {}
+        touches = getattr(self.__store, "touches", None)
+        names = touches(spec) if callable(touches) else tuple(dict.fromkeys(spec.datasets()))
+        for name in names:
+            grants[name] = self._require_read(name, spec.kind)
+        for name, cols in spec.reads().items():
+            personal = self._personal_fields(name, grants[name])
+            hidden_cols = [
+                c for c in cols if c in personal and not grants[name].decision.shows(personal[c])
+            ]
+            if hidden_cols:
+                record(
+                    self.db,
+                    actor=self.principal.username,
+                    action="read.denied",
+                    dataset=name,
+                    detail={"query": spec.kind, "masked_columns": hidden_cols},
+                )
+                raise PermissionDenied(
+                    f"column(s) {hidden_cols} of {name!r} are personal and masked for your "
+                    f"role; a {spec.kind} cannot compute over them"
+                )
+        filtered = {n: g for n, g in grants.items() if g.decision.filters is not None}
+        try:
+            restrictions = {n: restriction_for(g.decision.filters) for n, g in filtered.items()}
+            raw = self.__store.query(
+                spec, engine=engine, restrictions=restrictions, timeout_s=self.timeout_s
             )
-            self._refused_by_filter(dataset, "aggregate", exc)
-            raise exc
-        raw = self.store.aggregate(dataset, **kwargs)
-        return self._finish("aggregate", dataset, dec, raw, others=others)
+        except PermissionDenied as exc:  # a row filter refused the query: audited always
+            for n in filtered:
+                self._refused_by_filter(n, spec.kind, exc)
+            raise
+        stats = getattr(raw, "stats", None) or {}
+        hidden = int(sum((stats.get("rows_restricted") or {}).values()))
+        return self._finish(spec.kind, grants, raw, hidden)
+
+    def __getattr__(self, name: str) -> Callable[..., SecureResult]:
+        """The store's convenience queries (``st_range``, ``knn``, ``aggregate``, ...), each
+        built by the same function as the store's own (:data:`cityos.store.QUERIES`), so
+        their parameters are the store's, and answered through :meth:`query`."""
+        from cityos.store import QUERIES
+
+        build = QUERIES.get(name) if not name.startswith("_") else None
+        if build is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+        def run(*args: Any, engine: str | None = None, **kwargs: Any) -> SecureResult:
+            return self.query(build(*args, **kwargs), engine=engine)
+
+        run.__name__ = name
+        run.__doc__ = f":meth:`Store.{name}` under this principal's rights (see :meth:`query`)."
+        return run
+
+    def __dir__(self) -> list[str]:
+        from cityos.store import QUERIES
+
+        return sorted(set(super().__dir__()) | set(QUERIES))
 
     # -- writes -----------------------------------------------------------------------------
     # Every change is audited by the catalog itself, in the transaction that commits it
@@ -390,26 +420,26 @@ class SecureStore:
         """:meth:`Store.append`; needs write; audited with the catalog commit."""
         self._require_write(dataset, "append")
         with self.acting():
-            return self.store.append(dataset, data)
+            return self.__store.append(dataset, data)
 
     def delete(self, dataset: str, **kwargs: Any) -> int:
         """:meth:`Store.delete`; needs write; audited with the catalog commit."""
         self._require_write(dataset, "delete")
         with self.acting():
-            return int(self.store.delete(dataset, **kwargs))
+            return int(self.__store.delete(dataset, **kwargs))
 
     def create_dataset(self, name: str, schema: Any, **kwargs: Any) -> Any:
         """:meth:`Store.create_dataset`; needs write on the new name; audited."""
         self._require_write(name, "create")
         with self.acting():
-            return self.store.create_dataset(name, schema, **kwargs)
+            return self.__store.create_dataset(name, schema, **kwargs)
 
     def drop_dataset(self, name: str) -> None:
         """:meth:`Store.drop_dataset`; admins only; audited."""
         _, principal, _ = self._state()
         if not principal.is_admin:
             raise PermissionDenied("only administrators may drop datasets")
-        if name not in {d.name for d in self.store.list_datasets()}:
+        if name not in {d.name for d in self.__store.list_datasets()}:
             raise DatasetNotFound(name)
         with self.acting():
-            self.store.drop_dataset(name)
+            self.__store.drop_dataset(name)

@@ -57,8 +57,10 @@ _NO_ANCHOR = (
 
 
 def _fail(exc: Exception) -> typer.Exit:
+    from cityos.errors import exit_code  # the same code for the same kind in every command
+
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+    return typer.Exit(exit_code(exc))
 
 
 audit_app = typer.Typer(

@@ -103,4 +103,5 @@ def cluster_stays(
     if TIME_COL in df.columns:
         agg["first_t"] = (TIME_COL, "min")
         agg["last_t"] = (TIME_COL, "max")
-    return df.groupby("cluster").agg(**agg).reset_index()
+    out: pd.DataFrame = df.groupby("cluster").agg(**agg).reset_index()
+    return out

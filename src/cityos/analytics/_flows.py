@@ -315,8 +315,8 @@ def flow_tensor(
         sel = (ti >= 0) & (ti < len(times))
         cid = df[ID_COL].to_numpy()[sel]
         row, col = cid // grid.nx, cid % grid.nx
-        np.add.at(out, (ti[sel], 0, row, col), df["inflow"].to_numpy()[sel])
-        np.add.at(out, (ti[sel], 1, row, col), df["outflow"].to_numpy()[sel])
+        np.add.at(out[:, 0], (ti[sel], row, col), df["inflow"].to_numpy()[sel])  # views of out
+        np.add.at(out[:, 1], (ti[sel], row, col), df["outflow"].to_numpy()[sel])
     return out, times
 
 

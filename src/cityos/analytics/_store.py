@@ -105,9 +105,10 @@ def aggregate_dataset(
             info = store.describe(dataset)
             bbox = tuple(info.bbox)
         g = Grid.from_metres(bbox, float(grid))
-    return store.aggregate(
+    out: pd.DataFrame = store.aggregate(
         dataset, grid=g, time_bin=time_bin, aggs={"n": "count"}, start=start, end=end, geometry=bbox
-    ).to_pandas()  # type: ignore[no-any-return]
+    ).to_pandas()
+    return out
 
 
 def similar_in_dataset(

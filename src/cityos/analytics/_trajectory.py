@@ -137,7 +137,8 @@ def filter_min_length(
         & (n >= min_points)
         & (dur >= to_timedelta_ms(min_duration, "min_duration"))
     )
-    return p.frame[ok[seg]].reset_index(drop=True)
+    out: pd.DataFrame = p.frame[ok[seg]].reset_index(drop=True)
+    return out
 
 
 # -- cleaning ----------------------------------------------------------------------------

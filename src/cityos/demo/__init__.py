@@ -3,8 +3,8 @@ chapter (sense, store and query, learn, warn, govern, share, see and act; DESIGN
 
 No layer imports this package; it sits above all of them.
 
->>> [c.title.split(":")[0] for c in CHAPTERS][:2]
-['Sense', 'Store and query']
+>>> [c.title.split(":")[0] for c in CHAPTERS][:3]
+['Sense', 'Store and query', 'Learn']
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
+from cityos.demo._learn import Learn
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
 
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn)
 
 
 def run_demo(

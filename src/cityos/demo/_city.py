@@ -187,7 +187,11 @@ def demo_ingest(store: Store, shared_data_dir: str | Path) -> list[str]:
     """
     root = Path(shared_data_dir)
     lines: list[str] = []
-    for name, folder in (("beijing_air_quality", "beijing-air-quality"), ("nyc311", "nyc-311")):
+    for name, folder in (
+        ("beijing_stations", "beijing-air-quality"),  # first: the readings reference it
+        ("beijing_air_quality", "beijing-air-quality"),
+        ("nyc311", "nyc-311"),
+    ):
         d = root / folder
         if not d.is_dir():
             raise SourceError(

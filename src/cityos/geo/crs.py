@@ -52,7 +52,7 @@ def transform_xy(
     --------
     >>> x, y = transform_xy(116.4, 39.9, "EPSG:4326", "EPSG:3857")
     >>> round(float(x))
-    12957468
+    12957589
     """
     xa = np.asarray(x, dtype="float64")
     ya = np.asarray(y, dtype="float64")

@@ -17,7 +17,7 @@ def haversine(
     Examples
     --------
     >>> round(float(haversine(116.3, 39.9, 116.4, 39.9)))
-    8532
+    8530
     """
     lon1, lat1, lon2, lat2 = (np.radians(np.asarray(v, dtype="float64")) for v in (x1, y1, x2, y2))
     a = (

@@ -32,7 +32,8 @@ from cityos.ingest._coords import (
 )
 from cityos.ingest._deadletters import DeadLetters, ReplayReport
 from cityos.ingest._examples import EXAMPLES_DIR, example_mapping
-from cityos.ingest._files import FileSource, read_file
+from cityos.ingest._files import FileSource, detect_delimiter, file_columns, read_file
+from cityos.ingest._load import FileLoad, file_mapping, load_file
 from cityos.ingest._mapping import Mapped, Mapping, RowProblem, load_mapping
 from cityos.ingest._push import HttpPushSource, push_records
 from cityos.ingest._registry import SOURCES, register_source
@@ -54,6 +55,7 @@ __all__ = [
     "BatchResult",
     "DeadLetter",
     "DeadLetters",
+    "FileLoad",
     "FileSource",
     "HttpPushSource",
     "IngestError",
@@ -75,11 +77,15 @@ __all__ = [
     "bd09_to_gcj02",
     "bd09_to_wgs84",
     "convert_units",
+    "detect_delimiter",
     "example_mapping",
+    "file_columns",
+    "file_mapping",
     "gcj02_to_bd09",
     "gcj02_to_wgs84",
     "identity_mapping",
     "lineage",
+    "load_file",
     "load_mapping",
     "mapping_for",
     "observation",

@@ -177,7 +177,9 @@ def identity_mapping(name: str, store: Store) -> Mapping:
     }
     if schema.model.has_time:
         doc["time"] = {"from": "t"}
-    if schema.model.has_geometry:
+    if schema.stations is not None:
+        doc["dataset"]["stations"] = schema.stations
+    elif schema.model.has_geometry:
         doc["geometry"] = (
             {"x": "x", "y": "y", "crs": schema.crs}
             if schema.point_layout
@@ -205,9 +207,22 @@ def mapping_for(store: Store, dataset: str) -> Mapping:
 
 
 def ensure_dataset(store: Store, mapping: Mapping, state: IngestState) -> None:
-    """Create the mapping's dataset if missing and remember the mapping for replays."""
+    """Create the mapping's dataset if missing, or check that the existing one agrees with
+    the mapping, bind the mapping to the store, and remember it for replays.
+
+    Raises
+    ------
+    MappingError
+        The dataset exists but the mapping sets other layout settings (time partitioning,
+        CRS, key, ...), another description, other stations, or fields the dataset does
+        not declare: a stored dataset keeps the schema it was created with, so nothing the
+        mapping says is dropped silently.
+    """
+    from cityos.ingest._mapping import schema_differences
+    from cityos.ingest.errors import MappingError
+
     try:
-        store.describe(mapping.dataset)
+        info = store.describe(mapping.dataset)
     except DatasetNotFound:
         store.create_dataset(
             mapping.dataset,
@@ -215,6 +230,18 @@ def ensure_dataset(store: Store, mapping: Mapping, state: IngestState) -> None:
             exist_ok=True,
             description=mapping.doc.dataset.description,
         )
+    else:
+        diffs = schema_differences(mapping.doc, info.schema, info.description)
+        if diffs:
+            lines = "\n".join(f"  - {p}: {m}" for p, m in diffs)
+            raise MappingError(
+                f"dataset {mapping.dataset!r} already exists and the mapping disagrees with "
+                f"it:\n{lines}\nA dataset keeps the schema it was created with: make the "
+                f"mapping match, or drop the dataset (`cityos dataset drop {mapping.dataset}`) "
+                "and ingest again to re-create it.",
+                diffs,
+            )
+    mapping.bind(store)
     state.save_mapping(
         mapping.dataset,
         mapping.to_json(),
@@ -279,6 +306,8 @@ def process_batch(
     Good records are stored even when others in the batch are bad: the batch is split
     using the rows the store's :class:`~cityos.errors.ValidationError` names.
     """
+    if not mapping.bound:
+        mapping.bind(store)
     return store_batch(store, mapping, map_batch(mapping, batch), source, state)
 
 

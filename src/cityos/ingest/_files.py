@@ -14,7 +14,7 @@ from cityos.ingest._base import Batch, Part, Rejected, Source, SourceContext
 from cityos.ingest._mapping import Mapping
 from cityos.ingest.errors import SourceError
 
-__all__ = ["FORMATS", "FileSource", "read_file"]
+__all__ = ["FORMATS", "FileSource", "detect_delimiter", "file_columns", "read_file"]
 
 #: file extension -> format
 FORMATS: dict[str, str] = {
@@ -32,8 +32,132 @@ FORMATS: dict[str, str] = {
 }
 
 
+#: delimiters :func:`detect_delimiter` chooses from
+DELIMITERS = (",", ";", "\t", "|")
+
+
 def _format_of(path: Path, fmt: str | None) -> str | None:
     return fmt or FORMATS.get(path.suffix.lower())
+
+
+def _format_or_fail(p: Path, fmt: str | None) -> str:
+    f = _format_of(p, fmt)
+    if f is None:
+        raise SourceError(
+            f"cannot tell the format of {p}; pass format= (one of {sorted(set(FORMATS.values()))})"
+        )
+    return f
+
+
+def detect_delimiter(path: str | Path, encoding: str = "utf8") -> str:
+    """The field delimiter of a CSV file, from its header line: the most frequent of
+    :data:`DELIMITERS` outside quotes (``,`` when none occurs; tab for ``.tsv``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.csv"
+    >>> _ = p.write_text('id;"name, full";v\\n1;"a, b";2\\n')
+    >>> detect_delimiter(p)
+    ';'
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".tsv":
+        return "\t"
+    try:
+        with open(p, encoding=encoding, errors="replace", newline="") as fh:
+            header = fh.readline(1 << 16)
+    except OSError as e:
+        raise SourceError(f"cannot read {p}: {e}") from e
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for ch in header:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in counts:
+            counts[ch] += 1
+    best = max(DELIMITERS, key=lambda d: counts[d])  # ties keep the earlier (",")
+    return best if counts[best] else ","
+
+
+def file_columns(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "utf8",
+    layer: str | None = None,
+) -> list[str]:
+    """The column names of a file, read from its header or metadata only.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.csv"
+    >>> _ = p.write_text("id,t,x,y\\n1,2026-01-01,1,2\\n")
+    >>> file_columns(p)
+    ['id', 't', 'x', 'y']
+    """
+    p = Path(path)
+    f = _format_or_fail(p, fmt)
+    if not p.is_file():
+        raise SourceError(f"{p} does not exist; give a file")
+    if f == "csv":
+        import pyarrow.csv as pacsv
+
+        _check_not_empty(p)
+        try:
+            with pacsv.open_csv(
+                p,
+                read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 16),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter or detect_delimiter(p)),
+            ) as r:
+                return list(r.schema.names)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SourceError(f"cannot read the header of CSV {p}: {_first_line(e)}") from e
+    if f == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(p).names)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SourceError(f"cannot read Parquet {p}: {_first_line(e)}") from e
+    if f == "jsonl":
+        with open(p, encoding="utf8") as fh:
+            for line in fh:
+                if line.strip():
+                    try:
+                        v = json.loads(line)
+                    except ValueError as e:
+                        raise SourceError(f"{p}: the first line is not JSON: {e}") from e
+                    return list(v) if isinstance(v, dict) else []
+        return []
+    try:
+        import pyogrio
+    except ImportError as e:  # pragma: no cover - optional dependency
+        from cityos.errors import MissingDependency
+
+        raise MissingDependency(
+            "pyogrio", "reading GeoJSON, GeoPackage and Shapefile", "files"
+        ) from e
+    try:
+        info = pyogrio.read_info(p, layer=layer)
+    except Exception as e:  # pyogrio raises DataSourceError and friends
+        raise SourceError(f"cannot read {p} through GDAL: {_first_line(e)}") from e
+    return [*(str(c) for c in info["fields"]), "geometry"]
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _check_not_empty(p: Path) -> None:
+    try:
+        empty = p.stat().st_size == 0
+    except OSError as e:
+        raise SourceError(f"cannot read {p}: {e}") from e
+    if empty:
+        raise SourceError(f"{p} is empty; a CSV file needs a header line naming its columns")
 
 
 def read_file(
@@ -42,13 +166,16 @@ def read_file(
     *,
     batch_rows: int = 1_000_000,
     null_values: Sequence[str] = ("", "NA", "N/A", "NaN", "null", "NULL"),
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str = "utf8",
     layer: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[tuple[pa.Table | list[dict[str, Any]], int, list[Rejected]]]:
     """Read a file in chunks: ``(records, offset of the first row, undecodable lines)``.
 
     Spatial formats go through pyogrio; their geometry arrives as WKB in ``geometry``.
+    CSV files use ``delimiter``, detected from the header line when None
+    (:func:`detect_delimiter`). ``columns`` reads only those columns (CSV and Parquet).
 
     Examples
     --------
@@ -59,22 +186,24 @@ def read_file(
     [(2, 0)]
     """
     p = Path(path)
-    f = _format_of(p, fmt)
-    if f is None:
-        raise SourceError(
-            f"cannot tell the format of {p}; pass format= (one of {sorted(set(FORMATS.values()))})"
-        )
+    f = _format_or_fail(p, fmt)
     if f == "csv":
-        yield from _read_csv(
-            p, batch_rows, list(null_values), "\t" if p.suffix == ".tsv" else delimiter, encoding
-        )
+        _check_not_empty(p)
+        if delimiter is None:
+            delimiter = detect_delimiter(p, encoding)
+        yield from _read_csv(p, batch_rows, list(null_values), delimiter, encoding, columns)
     elif f == "jsonl":
         yield from _read_jsonl(p, batch_rows)
     elif f == "parquet":
         import pyarrow.parquet as pq
 
         off = 0
-        for rb in pq.ParquetFile(p).iter_batches(batch_size=batch_rows):
+        try:
+            pf = pq.ParquetFile(p)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise SourceError(f"cannot read Parquet {p}: {_first_line(e)}") from e
+        cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+        for rb in pf.iter_batches(batch_size=batch_rows, columns=cols):
             tbl = pa.Table.from_batches([rb])
             yield tbl, off, []
             off += tbl.num_rows
@@ -83,7 +212,12 @@ def read_file(
 
 
 def _read_csv(
-    p: Path, batch_rows: int, null_values: list[str], delimiter: str, encoding: str
+    p: Path,
+    batch_rows: int,
+    null_values: list[str],
+    delimiter: str,
+    encoding: str,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
     import pyarrow.csv as pacsv
 
@@ -106,10 +240,18 @@ def _read_csv(
             p,
             read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid),
-            convert_options=pacsv.ConvertOptions(null_values=null_values, strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(
+                null_values=null_values,
+                strings_can_be_null=True,
+                include_columns=list(columns) if columns is not None else None,
+                include_missing_columns=columns is not None,
+            ),
         )
-    except (pa.ArrowInvalid, OSError) as e:
-        raise SourceError(f"cannot read CSV {p}: {e}") from e
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
+        raise SourceError(
+            f"cannot read CSV {p}: {_first_line(e)} (is it a {delimiter!r}-separated "
+            f"{encoding} text file? set read.delimiter / read.encoding)"
+        ) from e
     yield from _chunks(tbl, batch_rows, bad)
 
 
@@ -290,6 +432,7 @@ class FileSource(Source):
                 delimiter=rs.delimiter,
                 encoding=rs.encoding,
                 layer=rs.layer,
+                columns=rs.columns,
             )
             for recs, off, bad in chunks:
                 part = Part(recs, str(f), off)

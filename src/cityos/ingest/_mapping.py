@@ -46,6 +46,7 @@ class DatasetSpec(_Spec):
     time_partition: str = "1D"
     time_bin: str = "1h"
     description: str = ""
+    stations: str | None = None  # point_series: static dataset whose features give positions
 
 
 class ReadSpec(_Spec):
@@ -54,9 +55,10 @@ class ReadSpec(_Spec):
     format: Literal["csv", "jsonl", "geojson", "parquet", "gpkg", "shp"] | None = None
     pattern: str | None = None
     null_values: list[str] = ["", "NA", "N/A", "NaN", "null", "NULL"]
-    delimiter: str = ","
+    delimiter: str | None = None  # CSV: detected from the header line when not given
     encoding: str = "utf8"
     layer: str | None = None
+    columns: list[str] | None = None  # read only these columns (CSV, Parquet)
 
 
 class JoinSpec(_Spec):
@@ -193,9 +195,28 @@ def _semantic_mistakes(doc: MappingDoc) -> list[tuple[str, str]]:
             for need in ("year", "month", "day"):
                 if need not in doc.time.from_:
                     m.append(("time.from", f"time parts need {need!r}"))
-    if kind.has_geometry and doc.geometry is None:
+    stations = doc.dataset.stations
+    if stations is not None and kind is not ModelKind.POINT_SERIES:
+        m.append(("dataset.stations", f"only a point_series references stations, not {kind}"))
+    if stations is not None and doc.geometry is not None:
         m.append(
-            ("geometry", f"the {kind} model needs a geometry; add `geometry: {{x: ..., y: ...}}`")
+            (
+                "geometry",
+                f"positions come from the stations dataset {stations!r}; remove `geometry` "
+                "or `dataset.stations`",
+            )
+        )
+    if kind.has_geometry and doc.geometry is None and stations is None:
+        m.append(
+            (
+                "geometry",
+                f"the {kind} model needs a geometry; add `geometry: {{x: ..., y: ...}}`"
+                + (
+                    " or `dataset.stations: <static dataset>`"
+                    if kind.name == "POINT_SERIES"
+                    else ""
+                ),
+            )
         )
     if doc.geometry is not None:
         try:
@@ -256,7 +277,82 @@ def _schema(doc: MappingDoc) -> DatasetSchema:
         time_partition=d.time_partition,
         time_bin=d.time_bin,
         description=d.description,
+        stations=d.stations,
     )
+
+
+#: dataset settings compared with an existing dataset when the mapping sets them
+_LAYOUT = ("model", "crs", "key", "geometry_type", "id_type", "time_partition", "time_bin")
+
+
+def schema_differences(
+    doc: MappingDoc, existing: DatasetSchema, description: str
+) -> list[tuple[str, str]]:
+    """How a mapping disagrees with the dataset it targets, which already exists: the
+    settings it sets explicitly (layout, description, stations) and its fields."""
+    mine = _schema(doc)
+    out: list[tuple[str, str]] = []
+    given = doc.dataset.model_fields_set
+    for attr in _LAYOUT:
+        if attr not in given:
+            continue
+        want, have = getattr(mine, attr), getattr(existing, attr)
+        if want != have:
+            out.append(
+                (
+                    f"dataset.{attr}",
+                    f"the mapping says {_show(want)}, the dataset has {_show(have)}",
+                )
+            )
+    if "description" in given and doc.dataset.description != description:
+        out.append(
+            (
+                "dataset.description",
+                f"the mapping says {doc.dataset.description!r}, the dataset has {description!r}",
+            )
+        )
+    if mine.stations != existing.stations:
+        out.append(
+            (
+                "dataset.stations",
+                f"the mapping says {mine.stations!r}, the dataset has {existing.stations!r}",
+            )
+        )
+    names = [f.name for f in existing.fields]
+    for f in mine.fields:
+        have_f = existing.field(f.name)
+        if have_f is None:
+            out.append(
+                (
+                    f"fields.{f.name}",
+                    f"not a field of the dataset (its fields: {', '.join(names) or 'none'})",
+                )
+            )
+        elif have_f.type != f.type:
+            out.append(
+                (
+                    f"fields.{f.name}.type",
+                    f"the mapping says {f.type}, the dataset has {have_f.type}",
+                )
+            )
+    return out
+
+
+def _source_roots(doc: MappingDoc) -> set[str]:
+    """Top-level source columns the id, time and geometry are read from."""
+    paths: list[str] = []
+    paths += [doc.id.from_] if isinstance(doc.id.from_, str) else list(doc.id.from_)
+    if doc.time is not None and doc.time.from_ is not None:
+        t = doc.time.from_
+        paths += [t] if isinstance(t, str) else list(t.values())
+    if doc.geometry is not None:
+        g = doc.geometry
+        paths += [p for p in (g.x, g.y, g.wkt, g.wkb, g.geojson) if p]
+    return {p.split(".")[0].split("[")[0] for p in paths}
+
+
+def _show(v: Any) -> str:
+    return repr(list(v)) if isinstance(v, tuple) else repr(str(v))
 
 
 def _resolve(tbl: pa.Table, path: str) -> pa.ChunkedArray | None:
@@ -310,6 +406,9 @@ class Mapping:
         self.doc = doc
         self.base_dir = Path(base_dir) if base_dir is not None else None
         self._joins: dict[str, pa.Table] = {}
+        self._target: DatasetSchema | None = None  # the stored schema, once bound
+        self._stations: pa.Table | None = None  # id, x, y of the stations, once bound
+        self.bound = False  # bound to a store by :meth:`bind`
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -367,7 +466,94 @@ class Mapping:
         )
 
     def with_base_dir(self, base_dir: str | Path) -> Mapping:
-        return Mapping(self.doc, base_dir=base_dir)
+        m = Mapping(self.doc, base_dir=base_dir)
+        m._target, m._stations, m.bound = self._target, self._stations, self.bound
+        return m
+
+    # -- binding to the store ------------------------------------------------------------
+    def bind(self, store: Any) -> Mapping:
+        """Bind the mapping to the store it feeds: the dataset's stored schema (so columns it
+        does not declare are refused) and, for ``dataset.stations``, the station positions.
+        :meth:`Source.run <cityos.ingest.Source.run>` binds its mappings before reading."""
+        from cityos.errors import DatasetNotFound
+
+        try:
+            self._target = store.schema(self.dataset)
+        except DatasetNotFound:
+            self._target = None
+        st = self.doc.dataset.stations
+        if st is not None:
+            try:
+                sschema = store.schema(st)
+            except DatasetNotFound:
+                raise MappingError(
+                    f"dataset.stations: the stations dataset {st!r} of {self.dataset!r} does "
+                    "not exist; ingest the stations first",
+                    [("dataset.stations", "dataset not found")],
+                ) from None
+            tbl = store.read(st).table
+            self.with_stations(tbl, crs=sschema.crs, origin=f"dataset {st!r}")
+        self.bound = True
+        return self
+
+    def with_stations(
+        self, stations: pa.Table, *, crs: str | None = None, origin: str = "stations"
+    ) -> Mapping:
+        """Use ``stations`` (canonical ``id``, ``x``, ``y``, in ``crs``) for the positions of a
+        mapping with ``dataset.stations``; returns the mapping itself.
+
+        Examples
+        --------
+        >>> m = Mapping.from_dict({"dataset": {"name": "aq", "model": "point_series",
+        ...     "stations": "aq_stations"}, "id": {"from": "station"}, "time": {"from": "ts"},
+        ...     "fields": {"pm25": {"type": "float64"}}})
+        >>> st = pa.table({"id": ["S1", "S2"], "x": [116.4, 116.5], "y": [39.9, 40.0]})
+        >>> mapped = m.with_stations(st).apply([{"station": "S2", "ts": "2026-03-02T08:00Z",
+        ...     "pm25": 35.0}, {"station": "S9", "ts": "2026-03-02T08:00Z", "pm25": 1.0}])
+        >>> mapped.table["x"].to_pylist()[0], [p.message for p in mapped.problems]
+        (116.5, ["station 'S9' is not in the stations dataset 'aq_stations'; add it there first"])
+        """
+        missing = {"id", "x", "y"} - set(stations.column_names)
+        if missing:
+            raise MappingError(
+                f"dataset.stations: {origin} has no {sorted(missing)} column(s); the stations "
+                "must be a point_static dataset with point geometry",
+                [("dataset.stations", "not a point dataset")],
+            )
+        x = np.asarray(stations["x"].to_numpy(zero_copy_only=False), dtype="float64")
+        y = np.asarray(stations["y"].to_numpy(zero_copy_only=False), dtype="float64")
+        dst = self.schema().crs
+        if crs is not None and normalise_crs(crs) != dst:
+            x, y = transform_coords(x, y, normalise_crs(crs), dst)
+        ids = _to_str(stations["id"]) if self.doc.dataset.id_type == "string" else stations["id"]
+        self._stations = pa.table({"id": ids, "x": pa.array(x), "y": pa.array(y)})
+        return self
+
+    def _station_positions(
+        self, ids: pa.ChunkedArray, out: dict[str, Any], probs: list[RowProblem]
+    ) -> None:
+        st = self.doc.dataset.stations
+        if self._stations is None:
+            raise MappingError(
+                f"the mapping of {self.dataset!r} takes positions from the stations dataset "
+                f"{st!r}: bind it to the store first (mapping.bind(store); sources do this)",
+                [("dataset.stations", "not bound")],
+            )
+        keys = self._stations["id"].combine_chunks()
+        idx = pc.index_in(ids.cast(keys.type) if ids.type != keys.type else ids, value_set=keys)
+        found = pc.is_valid(idx).to_numpy(zero_copy_only=False)
+        known = pc.is_valid(ids).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(~found & known):
+            probs.append(
+                RowProblem(
+                    int(i),
+                    "dataset.stations",
+                    f"station {ids[int(i)].as_py()!r} is not in the stations dataset {st!r}; "
+                    "add it there first",
+                )
+            )
+        out["x"] = self._stations["x"].take(idx)
+        out["y"] = self._stations["y"].take(idx)
 
     # -- what it produces --------------------------------------------------------------
     @property
@@ -393,6 +579,8 @@ class Mapping:
         schema = self.schema()
         if doc.geometry is not None:
             self._geometry(tbl, schema, out, probs)
+        elif doc.dataset.stations is not None:
+            self._station_positions(out["id"], out, probs)
         used: set[str] = set()
         for name, f in doc.fields.items():
             src = f.from_ or name
@@ -420,8 +608,21 @@ class Mapping:
                 )
             out[name] = col
         if doc.keep_unmapped:
-            for c in tbl.column_names:
-                if c not in out and c not in used:
+            used |= _source_roots(doc)
+            kept = [c for c in tbl.column_names if c not in out and c not in used]
+            declared = set(schema.canonical_columns) | set(doc.fields)
+            if self._target is not None:
+                declared |= {f.name for f in self._target.fields}
+            undeclared = [c for c in kept if c not in declared and "." not in c]
+            if undeclared:
+                raise MappingError(
+                    f"keep_unmapped: column(s) {undeclared} are not fields of dataset "
+                    f"{self.dataset!r}, so they would be stored without a schema; declare them "
+                    "under `fields:` (with their type) or drop keep_unmapped",
+                    [("keep_unmapped", f"undeclared columns {undeclared}")],
+                )
+            for c in kept:
+                if "." not in c:  # joined lookup columns are addressed, never kept
                     out[c] = tbl[c]
         table = pa.table(
             {

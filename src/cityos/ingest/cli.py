@@ -90,11 +90,6 @@ def _print(lines: list[str]) -> None:
         typer.echo(line)
 
 
-def _fail(e: Exception) -> None:
-    typer.secho(str(e), fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
 ingest_app = typer.Typer(
     help="Bring data in from files, databases and MQTT brokers.", no_args_is_help=True
 )
@@ -120,15 +115,11 @@ def ingest_files(
     ] = None,
 ) -> None:
     """Ingest a file or a folder of files (only new files unless --full)."""
-    from cityos.errors import CityOSError
     from cityos.ingest import FileSource, load_mapping
 
-    try:
-        m = load_mapping(mapping, base_dir=base_dir or (path if path.is_dir() else path.parent))
-        src = FileSource(path, m, incremental=not full, pattern=pattern, format=fmt)
-        _print(_run_with_progress(src, _store(home), stream=False).lines() or ["no new files"])
-    except CityOSError as e:
-        _fail(e)
+    m = load_mapping(mapping, base_dir=base_dir or (path if path.is_dir() else path.parent))
+    src = FileSource(path, m, incremental=not full, pattern=pattern, format=fmt)
+    _print(_run_with_progress(src, _store(home), stream=False).lines() or ["no new files"])
 
 
 @ingest_app.command("sql")
@@ -143,14 +134,10 @@ def ingest_sql(
     home: Home = None,
 ) -> None:
     """Ingest a database table or query, in full or past the last watermark."""
-    from cityos.errors import CityOSError
     from cityos.ingest import SQLSource, load_mapping
 
-    try:
-        src = SQLSource(url, load_mapping(mapping), table=table, query=query, watermark=watermark)
-        _print(_run_with_progress(src, _store(home), stream=True).lines() or ["no new rows"])
-    except CityOSError as e:
-        _fail(e)
+    src = SQLSource(url, load_mapping(mapping), table=table, query=query, watermark=watermark)
+    _print(_run_with_progress(src, _store(home), stream=True).lines() or ["no new rows"])
 
 
 @ingest_app.command("mqtt")
@@ -171,35 +158,31 @@ def ingest_mqtt(
     home: Home = None,
 ) -> None:
     """Subscribe to MQTT topics and ingest until stopped (Ctrl-C) or idle."""
-    from cityos.errors import CityOSError
     from cityos.ingest import MqttSource, load_mapping
 
-    try:
-        topics = {}
-        for t in topic:
-            pattern, sep, mpath = t.partition("=")
-            if not sep:
-                raise typer.BadParameter(
-                    f"--topic {t!r}: use PATTERN=MAPPING, e.g. 'sensors/#=air.yaml'"
-                )
-            topics[pattern] = load_mapping(Path(mpath))
-        src = MqttSource(
-            topics,
-            host=host,
-            port=port,
-            username=username,
-            password=password,
-            client_id=client_id,
-            batch_rows=batch_rows,
-            linger_s=linger,
-            idle_timeout_s=idle_timeout,
-            max_records=max_records,
-        )
-        store = _store(home)
-        report = src.run(store) if quiet else _run_with_progress(src, store, stream=True)
-        _print(report.lines())
-    except CityOSError as e:
-        _fail(e)
+    topics = {}
+    for t in topic:
+        pattern, sep, mpath = t.partition("=")
+        if not sep:
+            raise typer.BadParameter(
+                f"--topic {t!r}: use PATTERN=MAPPING, e.g. 'sensors/#=air.yaml'"
+            )
+        topics[pattern] = load_mapping(Path(mpath))
+    src = MqttSource(
+        topics,
+        host=host,
+        port=port,
+        username=username,
+        password=password,
+        client_id=client_id,
+        batch_rows=batch_rows,
+        linger_s=linger,
+        idle_timeout_s=idle_timeout,
+        max_records=max_records,
+    )
+    store = _store(home)
+    report = src.run(store) if quiet else _run_with_progress(src, store, stream=True)
+    _print(report.lines())
 
 
 @ingest_app.command("lineage")
@@ -263,21 +246,22 @@ def dead_fix(
     home: Home = None,
 ) -> None:
     """Correct a dead letter's payload before replaying it."""
-    from cityos.errors import CityOSError
     from cityos.ingest import DeadLetters
 
     dl = DeadLetters(_store(home))
     try:
         new: Any = json.loads(payload) if payload is not None else dict(dl.get(id).payload)
-        for kv in set_ or []:
-            k, _, v = kv.partition("=")
-            try:
-                new[k] = json.loads(v)
-            except ValueError:
-                new[k] = v
-        dl.fix(id, new)
-    except (CityOSError, ValueError, TypeError) as e:
-        _fail(e)
+    except ValueError as e:
+        raise typer.BadParameter(f"--payload is not JSON: {e}") from None
+    if not isinstance(new, dict) and set_:
+        raise typer.BadParameter("--set needs a payload that is a JSON object")
+    for kv in set_ or []:
+        k, _, v = kv.partition("=")
+        try:
+            new[k] = json.loads(v)
+        except ValueError:
+            new[k] = v
+    dl.fix(id, new)
     typer.echo(f"dead letter {id} updated; replay it with `cityos deadletters replay --id {id}`")
 
 

@@ -109,7 +109,8 @@ class STFrame:
         return self.table
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.table.to_pandas()
+        df: pd.DataFrame = self.table.to_pandas()
+        return df
 
     def to_geopandas(self) -> Any:
         return table_to_geopandas(self.table, self.schema_.crs)

@@ -169,6 +169,11 @@ class DatasetSchema:
     time_bin: str = "3h"  # the T of the Z2T / XZ2T key
     row_group_rows: int = 2048
     network: str | None = None  # NETWORK_SERIES / NETWORK_ST: the network dataset they refer to
+    #: POINT_SERIES: the static point dataset of the stations, whose feature with the
+    #: series' id gives each reading its position (as SensorThings links observations to a
+    #: Thing's Location); ingest resolves positions from it, so readings carry only id,
+    #: time and values.
+    stations: str | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -200,6 +205,11 @@ class DatasetSchema:
         for k in self.key:
             if k not in known:
                 raise ValidationError(f"key column {k!r} is not a column of this schema", field=k)
+        if self.stations is not None and self.model is not ModelKind.POINT_SERIES:
+            raise ValidationError(
+                f"stations={self.stations!r}: only a point_series references a stations "
+                f"dataset, not a {self.model}"
+            )
         if self.row_group_rows < 256:
             raise ValidationError("row_group_rows must be at least 256")
 

@@ -3,6 +3,7 @@ is a 4xx with a JSON body saying what was wrong."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -25,6 +26,7 @@ from cityos.errors import (
     DatasetNotFound,
     EngineError,
     QueryError,
+    QueryTimeout,
     ValidationError,
 )
 from cityos.server.schemas import ErrorBody
@@ -41,6 +43,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (ConflictError, 409),
     (PolicyError, 422),
     (ValidationError, 422),
+    (QueryTimeout, 503),
     (QueryError, 422),
     (EngineError, 503),
 ]
@@ -105,8 +108,20 @@ async def _value_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(str(exc), "InvalidValue"), status_code=422)
 
 
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # the database refused a value the schema let through (an integer beyond its column,
+    # text with NUL bytes): the caller's input, so a 4xx; the message never echoes the value
+    return JSONResponse(
+        _body("a value in the request is out of range for its field", "InvalidValue"),
+        status_code=422,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn errors into JSON 4xx answers."""
+    from sqlalchemy.exc import DataError
+
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(CityOSError, _cityos_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValueError, _value_error)
@@ -117,6 +132,18 @@ class _TooLarge(HTTPException):
     # an HTTPException, so FastAPI's body parsing re-raises it instead of answering 400
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"request body exceeds the limit of {max_bytes} bytes")
+
+
+async def _refuse_nul(send: Send) -> None:
+    body = json.dumps(_body("NUL bytes are not allowed in the path or query", "InvalidValue"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 422,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 class BodyLimit:
@@ -130,6 +157,11 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        # no text in a query string or path may hold a NUL byte (PostgreSQL cannot store
+        # one, and no name or value of CityOS needs one): refused before any route runs
+        if b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", ""):
+            await _refuse_nul(send)
             return
         for k, v in scope.get("headers", []):
             if k == b"content-length":
@@ -197,5 +229,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Conflict"),
         (413, "Body too large"),
         (422, "Invalid input"),
+        (503, "Query ran past its time budget, or an engine is unavailable"),
     ]
 }

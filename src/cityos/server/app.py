@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -12,9 +13,10 @@ from fastapi import FastAPI
 import cityos
 from cityos.config import Settings, city_secret
 from cityos.db import Database
-from cityos.server._errors import BodyLimit, install_error_handlers
-from cityos.server.deps import City
+from cityos.server._errors import ERRORS, BodyLimit, install_error_handlers
+from cityos.server.deps import City, StoreDep
 from cityos.server.routes import audit, auth, datasets, health, policies, users
+from cityos.twin import install as install_twin
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
 
@@ -82,6 +84,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for module in (health, auth, users, policies, datasets, audit):
         app.include_router(module.router)
+    app.include_router(importlib.import_module("cityos.ai.http").router)
+    install_twin(app, StoreDep, ERRORS)  # map layers, OGC API - Features, vector tiles, dashboard
     return app
 
 

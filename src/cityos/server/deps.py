@@ -136,7 +136,9 @@ async def get_secure_store(
 ) -> SecureStore:
     # opening the store (first request only) does I/O: keep it off the event loop
     store = city._store if city._store is not None else await run_in_threadpool(lambda: city.store)
-    return SecureStore(store, user, mask_key=city.secret.encode())
+    return SecureStore(
+        store, user, mask_key=city.secret.encode(), timeout_s=city.settings.query_timeout_s
+    )
 
 
 StoreDep = Annotated[SecureStore, Depends(get_secure_store)]

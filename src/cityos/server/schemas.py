@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AggColumn",
     "AggregateQuery",
     "ApiKeyCreate",
     "ApiKeyCreated",
@@ -21,6 +22,7 @@ __all__ = [
     "ErrorBody",
     "FeatureCollection",
     "GrantCreate",
+    "GridSpec",
     "IdTemporalQuery",
     "JoinNearestQuery",
     "JoinRegionsQuery",
@@ -231,23 +233,28 @@ class Region(_Body):
     def to_geometry(self) -> Any:
         """A bbox tuple or a valid shapely geometry; raises ``ValueError`` when invalid."""
         import shapely
-        from shapely.errors import ShapelyError
 
         if self.bbox is not None:
             return tuple(self.bbox)
         try:
+            gj = self.geojson
+            if gj is not None and gj.get("type") == "Feature":
+                gj = gj.get("geometry")
+            if gj is not None and not isinstance(gj, dict):
+                raise ValueError("region.geojson must be a GeoJSON geometry or Feature")
             geom = (
-                shapely.from_wkt(self.wkt)
-                if self.wkt is not None
-                else shapely.geometry.shape(self.geojson)
+                shapely.from_wkt(self.wkt) if self.wkt is not None else shapely.geometry.shape(gj)
             )
-        except (ShapelyError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-            raise ValueError(f"query geometry cannot be read: {exc}") from exc
+        except Exception as exc:  # shapely and GEOS raise many types for bad input
+            what = "region.wkt" if self.wkt is not None else "region.geojson"
+            raise ValueError(f"{what}: query geometry cannot be read ({str(exc)[:120]})") from exc
+        if not hasattr(geom, "geom_type"):
+            raise ValueError("region: query geometry cannot be read")
         if geom is None or geom.is_empty or not geom.is_valid:
             reason = shapely.is_valid_reason(geom) if geom is not None else "empty"
-            raise ValueError(f"query geometry is empty or invalid: {reason}")
+            raise ValueError(f"region: query geometry is empty or invalid: {reason}")
         if not all(math.isfinite(v) for v in geom.bounds):
-            raise ValueError("query geometry has non-finite coordinates")
+            raise ValueError("region: query geometry has non-finite coordinates")
         return geom
 
 
@@ -265,8 +272,18 @@ class _Window(_Body):
         return self
 
 
+def _geometry(region: Region | None) -> tuple[Any, str | None]:
+    return (None, None) if region is None else (region.to_geometry(), region.crs)
+
+
 class RangeQuery(_Body):
     region: Region
+
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import Range
+
+        g, crs = _geometry(self.region)
+        return Range(dataset, g, crs=crs)
 
 
 class STRangeQuery(_Window):
@@ -274,9 +291,20 @@ class STRangeQuery(_Window):
     start: datetime
     end: datetime
 
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import STRange
+
+        g, crs = _geometry(self.region)
+        return STRange(dataset, g, self.start, self.end, crs)
+
 
 class IdTemporalQuery(_Window):
     ids: list[Annotated[str, Field(max_length=200)] | int] = Field(min_length=1, max_length=10_000)
+
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import IDTemporal
+
+        return IDTemporal(dataset, tuple(self.ids), self.start, self.end)
 
 
 class KnnQuery(_Window):
@@ -285,18 +313,40 @@ class KnnQuery(_Window):
     k: int = Field(ge=1, le=10_000)
     crs: str | None = Field(default=None, max_length=100)
 
+    def to_spec(self, dataset: str, trajectories: bool = False) -> Any:
+        from cityos.store import KNN, KNNTrajectories
+
+        cls = KNNTrajectories if trajectories else KNN
+        return cls(dataset, self.x, self.y, self.k, self.start, self.end, self.crs)
+
+
+#: The most coordinates a similarity query may send (its cost grows with their number).
+MAX_TRAJECTORY_POINTS = 2_000
+
 
 class SimilarQuery(_Window):
     coords: list[Annotated[list[Coord], Field(min_length=2, max_length=2)]] = Field(
-        min_length=2, max_length=10_000
+        min_length=2, max_length=MAX_TRAJECTORY_POINTS
     )
     k: int = Field(ge=1, le=1000)
     metric: Literal["dtw", "frechet"] = "dtw"
+    crs: str | None = Field(default=None, max_length=100)
+
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import Similar
+
+        return Similar(dataset, self.coords, self.k, self.start, self.end, self.metric, self.crs)
 
 
 class JoinRegionsQuery(_Window):
     regions: DatasetName
     region: Region | None = None
+
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import JoinRegions
+
+        g, crs = _geometry(self.region)
+        return JoinRegions(dataset, self.regions, self.start, self.end, g, crs)
 
 
 class JoinNearestQuery(_Window):
@@ -304,10 +354,22 @@ class JoinNearestQuery(_Window):
     max_distance_m: float = Field(default=50.0, gt=0, le=100_000)
     region: Region | None = None
 
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import JoinNearest
+
+        g, crs = _geometry(self.region)
+        return JoinNearest(dataset, self.edges, self.max_distance_m, self.start, self.end, g, crs)
+
 
 class GridSpec(_Body):
+    """A grid of about ``cell_m`` metres over ``bbox``, in ``crs`` (default: the dataset's
+    CRS, so a projected dataset gets a grid in its own metres)."""
+
     bbox: list[Coord] = Field(min_length=4, max_length=4)
     cell_m: float = Field(gt=0, le=1_000_000)
+    crs: str | None = Field(
+        default=None, max_length=100, description="CRS of bbox, e.g. 'EPSG:4326'"
+    )
 
     @field_validator("bbox")
     @classmethod
@@ -321,23 +383,61 @@ class GridSpec(_Body):
         from cityos.store import Grid
 
         b = self.bbox
-        return Grid.from_metres((b[0], b[1], b[2], b[3]), self.cell_m)
+        return Grid.from_metres((b[0], b[1], b[2], b[3]), self.cell_m, crs=self.crs)
+
+
+Ident = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+AggFunction = Literal["count", "sum", "mean", "min", "max"]
+
+
+def _count_rows() -> dict[str, AggFunction | AggColumn | tuple[str, AggFunction]]:
+    return {"n": "count"}
+
+
+class AggColumn(_Body):
+    """One aggregate of a column: ``{"column": "speed", "fn": "mean"}``."""
+
+    column: Ident
+    fn: AggFunction
 
 
 class AggregateQuery(_Window):
+    """Aggregates per grid cell or region and time bin. ``aggs`` maps output names to
+    ``"count"``, to a function applied to the column of the same name
+    (``{"speed": "mean"}``), to ``[column, fn]`` or to ``{"column": ..., "fn": ...}``."""
+
     grid: GridSpec | None = None
     regions: DatasetName | None = None
     time_bin: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}(min|h|D|s)$")] | None = "1h"
-    aggs: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")],
-        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")],
-    ] = Field(default_factory=lambda: {"n": "count"}, max_length=50)
+    aggs: dict[Ident, AggFunction | AggColumn | tuple[Ident, AggFunction]] = Field(
+        default_factory=_count_rows, min_length=1, max_length=50
+    )
+    region: Region | None = None
 
     @model_validator(mode="after")
     def _one(self) -> AggregateQuery:
         if (self.grid is None) == (self.regions is None):
             raise ValueError("give exactly one of grid or regions")
         return self
+
+    def to_spec(self, dataset: str) -> Any:
+        from cityos.store import Aggregate
+
+        aggs = {
+            k: (v.column, v.fn) if isinstance(v, AggColumn) else v for k, v in self.aggs.items()
+        }
+        g, crs = _geometry(self.region)
+        return Aggregate(
+            dataset,
+            self.grid.to_grid() if self.grid else None,
+            self.regions,
+            self.time_bin,
+            aggs,
+            self.start,
+            self.end,
+            g,
+            crs,
+        )
 
 
 class WriteRecords(_Body):

@@ -347,9 +347,12 @@ class Catalog:
                 func.max(FileRow.y_max),
             ).where(FileRow.dataset_id == row.id)
         ).one()
+        x0, y0, x1, y1 = agg[5], agg[6], agg[7], agg[8]
         bbox = (
-            None if agg[5] is None else (float(agg[5]), float(agg[6]), float(agg[7]), float(agg[8]))
-        )  # type: ignore[arg-type]
+            None
+            if x0 is None or y0 is None or x1 is None or y1 is None
+            else (float(x0), float(y0), float(x1), float(y1))
+        )
         return DatasetInfo(
             id=row.id,
             name=row.name,

@@ -3,6 +3,7 @@ relational work (grouping, aggregation) in DuckDB over the Arrow data, in one pr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -10,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cityos.errors import QueryError
 from cityos.geo.distance import point_bbox_distance
-from cityos.model import ID_COL, TIME_COL
+from cityos.model import GEOM_COL, ID_COL, TIME_COL
 from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
 from cityos.store._kernels import (
     DIST_COL,
@@ -19,26 +21,23 @@ from cityos.store._kernels import (
     REGION_COL,
     aggregate_frame,
     aggregate_keys,
+    bin_ms,
     distances,
     group_trajectories,
     lines_index,
     nearest_lines,
+    reference_point,
     regions_containing,
     similarity_topk,
 )
-from cityos.store._plan import Aggregate, Predicate, plan_scan, prune_mask
+from cityos.store._plan import Predicate, plan_scan, prune_mask
+from cityos.store._spec import Aggregate
 
 __all__ = ["DuckDBEngine"]
 
 #: A clamped-point haversine distance to a box is a lower bound only up to the curvature
 #: of meridians and parallels; scaling it down keeps the bound safe at city scale.
 _LB_SAFETY = 0.99
-
-
-def _bin_ms(spec: Aggregate) -> int | None:
-    return (
-        None if spec.time_bin is None else int(pd.Timedelta(spec.time_bin).total_seconds() * 1000)
-    )
 
 
 class DuckDBEngine(QueryEngine):
@@ -56,7 +55,7 @@ class DuckDBEngine(QueryEngine):
         plan = plan_scan(ctx.stats, pred)
         info["files_read"] = info.get("files_read", 0) + len(plan.files)
         info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
-        tbl = read_plan(ctx, plan, self._physical(ctx, columns))
+        tbl = read_plan(ctx, plan, ctx.physical(columns), self.deadline)
         info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
         m = pred.mask(tbl)
         out = tbl.filter(pa.array(m)) if not m.all() else tbl
@@ -64,28 +63,18 @@ class DuckDBEngine(QueryEngine):
             out = out.select([c for c in columns if c in out.column_names])
         return out
 
-    @staticmethod
-    def _physical(ctx: DatasetContext, columns: list[str] | None) -> list[str] | None:
-        if columns is None:
-            return None
-        need = set(columns) | {ID_COL}
-        if ctx.schema.model.has_time:
-            need.add(TIME_COL)
-        if ctx.schema.point_layout and need & {"x", "y"}:
-            need -= {"x", "y"}
-            need.add("geometry")
-        return sorted(need)
-
     def _range(
         self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
     ) -> pa.Table:
-        if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
-            columns = list(dict.fromkeys([*columns, "x", "y"]))
+        if columns is not None and pred.geometry is not None:
+            # the exact geometry test needs the coordinates, asked for or not
+            shape = ["x", "y"] if ctx.schema.point_layout else [GEOM_COL]
+            columns = list(dict.fromkeys([*columns, *shape]))
         return self._scan(ctx, pred, info, columns)
 
     def _expanding(
         self, ctx: DatasetContext, x: float, y: float, pred: Predicate, info: dict[str, Any]
-    ):  # type: ignore[no-untyped-def]
+    ) -> Iterator[tuple[pa.Table, float]]:
         """Yield (table of candidate rows, lower bound of everything not yet read), reading
         row groups nearest first."""
         st = ctx.stats
@@ -106,7 +95,7 @@ class DuckDBEngine(QueryEngine):
             plan = plan_scan(st, pred, m)
             info["files_read"] = info.get("files_read", 0) + len(plan.files)
             info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
-            tbl = read_plan(ctx, plan)
+            tbl = read_plan(ctx, plan, None, self.deadline)
             info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
             tbl = tbl.filter(pa.array(pred.mask(tbl)))
             nxt = float(lb[order[pos]]) if pos < len(order) else np.inf
@@ -166,7 +155,9 @@ class DuckDBEngine(QueryEngine):
     ) -> pa.Table:
         tbl = self._scan(ctx, pred, info, [ID_COL, TIME_COL, "x", "y"])
         ids, trajs = group_trajectories(tbl)
-        top_ids, d = similarity_topk(ids, trajs, coords, k, metric, ctx.schema.geographic)
+        top_ids, d = similarity_topk(
+            ids, trajs, coords, k, metric, ctx.schema.geographic, self.deadline.check
+        )
         typ = pa.string() if ctx.schema.id_type == "string" else pa.int64()
         return pa.table({ID_COL: pa.array(list(top_ids), typ), DIST_COL: pa.array(d, pa.float64())})
 
@@ -193,7 +184,7 @@ class DuckDBEngine(QueryEngine):
     ) -> pa.Table:
         pts = self._scan(ctx, pred, info)
         ln = self._scan(lines, Predicate(), {})
-        ref = _reference(ctx)
+        ref = reference_point(ctx.stats)
         tree, lids = lines_index(ln, ctx.schema.crs, ctx.schema.geographic, ref)
         pi, eid, d = nearest_lines(
             pts["x"].to_numpy(),
@@ -222,7 +213,7 @@ class DuckDBEngine(QueryEngine):
         pred: Predicate,
         info: dict[str, Any],
     ) -> pa.Table:
-        cols = list(dict.fromkeys(a[0] for a in spec.aggs.values() if not isinstance(a, str)))
+        cols = spec.agg_columns()
         pts = self._scan(
             ctx,
             pred,
@@ -231,8 +222,8 @@ class DuckDBEngine(QueryEngine):
             if ctx.schema.model.has_time
             else [ID_COL, "x", "y", *cols],
         )
-        bin_ms = _bin_ms(spec) if ctx.schema.model.has_time else None
-        keys = aggregate_keys(pts, spec, bin_ms)
+        step = bin_ms(spec.time_bin) if ctx.schema.model.has_time and spec.time_bin else None
+        keys = aggregate_keys(pts, spec, step, ctx.schema.crs)
         data: dict[str, Any] = dict(keys)
         reg_tbl = None
         if regions is not None:
@@ -247,21 +238,30 @@ class DuckDBEngine(QueryEngine):
                 data[c] = pts[c].to_numpy(zero_copy_only=False)
         frame = pa.table(data)
         group = [c for c in ("cell_x", "cell_y", REGION_COL, "t_bin") if c in frame.column_names]
+        # names are validated identifiers (normalise_aggs); quoting them as well means no
+        # name can ever be read as SQL
         sel = []
-        for out, a in spec.aggs.items():
-            if isinstance(a, str):
-                sel.append(f'count(*) AS "{out}"')
+        for out, a in spec.agg_specs.items():
+            if a.column is None:
+                sel.append(f"count(*) AS {_quote(out)}")
             else:
-                fn = {"mean": "avg"}.get(a[1], a[1])
-                sel.append(f'{fn}("{a[0]}") AS "{out}"')
+                fn = "avg" if a.fn == "mean" else a.fn
+                sel.append(f"{fn}({_quote(a.column)}) AS {_quote(out)}")
         con = duckdb.connect()
         try:
             con.register("frame", frame)
-            gl = ", ".join(f'"{g}"' for g in group)
-            df = con.execute(f"SELECT {gl}, {', '.join(sel)} FROM frame GROUP BY {gl}").df()
+            gl = ", ".join(_quote(g) for g in group)
+            with self.deadline.watch(con.interrupt):
+                df = con.execute(f"SELECT {gl}, {', '.join(sel)} FROM frame GROUP BY {gl}").df()
+        except duckdb.Error as exc:
+            # DuckDB messages can quote row values: say what failed, not with what
+            raise QueryError(
+                f"aggregation over {ctx.name!r} failed ({type(exc).__name__}); check the "
+                "aggregated columns' types"
+            ) from None
         finally:
             con.close()
-        return aggregate_frame(df, spec, reg_tbl)
+        return aggregate_frame(df, spec, reg_tbl, ctx.schema.crs)
 
 
 def _top_objects(best: pd.Series, k: int) -> pd.DataFrame:
@@ -269,10 +269,6 @@ def _top_objects(best: pd.Series, k: int) -> pd.DataFrame:
     return df.sort_values([DIST_COL, ID_COL], kind="stable").head(k).reset_index(drop=True)
 
 
-def _reference(ctx: DatasetContext) -> tuple[float, float]:
-    st = ctx.stats
-    if len(st.rg) == 0:
-        return (0.0, 0.0)
-    x0, x1 = np.nanmin(st.x_min), np.nanmax(st.x_max)
-    y0, y1 = np.nanmin(st.y_min), np.nanmax(st.y_max)
-    return (float((x0 + x1) / 2), float((y0 + y1) / 2))
+def _quote(name: str) -> str:
+    """A SQL identifier, double-quoted with embedded quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,7 +1,16 @@
-"""Query engines. The base class owns the loop — resolve the dataset, build the exact
-predicate, plan which row groups to read, dispatch to the engine's hook, put the answer
-in canonical order and attach statistics — so an engine only implements the hooks.
-Both engines must return the same rows for the same query (a contract test checks it).
+"""Query engines and the seam between them and the store.
+
+An engine sees only what a query needs: one :class:`DatasetContext` per dataset the query
+touches (schema, one consistent version of its statistics, where its files are, and any
+:class:`Restriction` a caller above the store put on its rows) and a :class:`Deadline`.
+It never sees the :class:`~cityos.store.Store`. The base class owns the loop — check the
+spec, build the exact predicate, dispatch to the engine's hook, put the answer in
+canonical order and attach statistics — so an engine only implements the hooks.
+
+Engines are registered by name with :func:`register_engine` (the built-in ``duckdb`` and
+``spark`` below); every registered engine must return the same rows for the same query,
+which one contract test checks over all of them. A third engine is one new module that
+subclasses :class:`QueryEngine` and calls :func:`register_engine`.
 """
 
 from __future__ import annotations
@@ -9,7 +18,9 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,30 +28,51 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cityos.errors import QueryError
-from cityos.geo.crs import crs_from_user, transform_xy
-from cityos.model import ID_COL, TIME_COL, TRAJ_COL, DatasetSchema, table_to_geopandas
+from cityos.errors import EngineError, QueryError, QueryTimeout
+from cityos.geo.crs import transform_xy
+from cityos.model import (
+    GEOM_COL,
+    ID_COL,
+    TIME_COL,
+    TRAJ_COL,
+    X_COL,
+    Y_COL,
+    DatasetSchema,
+    table_to_geopandas,
+)
 from cityos.store._catalog import StatsArrays
+from cityos.store._kernels import bin_ms
 from cityos.store._layout import decode
-from cityos.store._plan import (
+from cityos.store._plan import Predicate, ScanPlan, query_geometry, to_ms, user_crs
+from cityos.store._spec import (
     KNN,
+    MAX_K,
+    MAX_QUERY_TRAJECTORY,
     Aggregate,
     IDTemporal,
     JoinNearest,
     JoinRegions,
     KNNTrajectories,
-    Predicate,
-    Range,
-    ScanPlan,
+    QuerySpec,
+    Scan,
     Similar,
-    query_geometry,
-    to_ms,
+    STRange,
 )
 
 if TYPE_CHECKING:
-    from cityos.store._store import Store
+    from cityos.config import Settings
 
-__all__ = ["DatasetContext", "QueryEngine", "QueryResult", "read_plan"]
+__all__ = [
+    "DatasetContext",
+    "Deadline",
+    "QueryEngine",
+    "QueryResult",
+    "Restriction",
+    "engine_class",
+    "engine_names",
+    "read_plan",
+    "register_engine",
+]
 
 
 @dataclass
@@ -71,15 +103,144 @@ class QueryResult:
         return f"<QueryResult {self.table.num_rows} rows, {self.stats.get('elapsed_ms', 0):.2f} ms>"
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """The rows of one dataset a query may use, decided above the store (a role's row
+    filter, say). Engines apply it to every row they read of that dataset, before any
+    computation, so joins, aggregates and nearest-neighbour searches see only those rows.
+
+    ``mask`` takes canonical rows (with ``columns`` among them) and returns which to keep;
+    ``spatial`` says it also needs the coordinates (``x``/``y`` or ``geometry``).
+    """
+
+    mask: Callable[[pa.Table], np.ndarray]
+    columns: frozenset[str] = frozenset()
+    spatial: bool = False
+
+    def needs(self, schema: DatasetSchema) -> set[str]:
+        """Canonical columns the mask reads."""
+        need = set(self.columns)
+        if self.spatial:
+            need |= {X_COL, Y_COL} if schema.point_layout else {GEOM_COL}
+        return need
+
+
 @dataclass
 class DatasetContext:
-    """A dataset as a query sees it: schema and one consistent version of its statistics."""
+    """A dataset as a query sees it: schema, one consistent version of its statistics,
+    the folder its files are under, and any restriction on its rows."""
 
     name: str
     schema: DatasetSchema
     version: int
     stats: StatsArrays
     data_dir: Path
+    restriction: Restriction | None = None
+    #: rows the restriction removed so far (counted where rows are read in this process)
+    rows_restricted: int = 0
+
+    def columns(self) -> list[str]:
+        """Every canonical column of the dataset, declared or found in its files."""
+        cols = list(self.schema.canonical_columns) + [f.name for f in self.schema.fields]
+        if self.stats.paths:
+            sch = _parquet_file(str(self.data_dir / self.stats.paths[0])).schema_arrow
+            cols += [c for c in sch.names if c not in cols]
+        return cols
+
+    def physical(self, columns: list[str] | None) -> list[str] | None:
+        """Stored columns needed for canonical ``columns`` (ids and times are always read,
+        for filters and ordering, and whatever the restriction needs)."""
+        if columns is None:
+            return None
+        need = set(columns) | {ID_COL}
+        if self.restriction is not None:
+            need |= self.restriction.needs(self.schema)
+        if self.schema.model.has_time:
+            need.add(TIME_COL)
+        if self.schema.point_layout and need & {X_COL, Y_COL}:
+            need -= {X_COL, Y_COL}
+            need.add(GEOM_COL)
+        return sorted(need)
+
+    def restrict(self, tbl: pa.Table) -> pa.Table:
+        """Canonical rows with the restriction applied."""
+        r = self.restriction
+        if r is None or tbl.num_rows == 0:
+            return tbl
+        m = np.asarray(r.mask(tbl), dtype=bool)
+        if m.all():
+            return tbl
+        self.rows_restricted += int((~m).sum())
+        return tbl.filter(pa.array(m))
+
+
+class Deadline:
+    """A query's time budget: :meth:`check` raises :class:`~cityos.errors.QueryTimeout`
+    once it is spent, and :meth:`watch` cancels blocking work (a DuckDB statement, a Spark
+    job) when it runs out.
+
+    Examples
+    --------
+    >>> Deadline(None).remaining is None
+    True
+    >>> Deadline(0.0).check()
+    Traceback (most recent call last):
+    ...
+    cityos.errors.QueryTimeout: the query ran past its time budget of 0 s; narrow it (a smaller area, a shorter window, fewer ids) or raise the budget
+    """
+
+    def __init__(self, timeout_s: float | None) -> None:
+        if timeout_s is not None and not (timeout_s >= 0):
+            raise QueryError(f"timeout_s must be a non-negative number of seconds, not {timeout_s}")
+        self.timeout_s = timeout_s
+        self.at = None if timeout_s is None else time.monotonic() + timeout_s
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def check(self) -> None:
+        if self.expired:
+            raise self.error()
+
+    def error(self) -> QueryTimeout:
+        return QueryTimeout(
+            f"the query ran past its time budget of {self.timeout_s:g} s; narrow it (a "
+            "smaller area, a shorter window, fewer ids) or raise the budget"
+        )
+
+    @contextmanager
+    def watch(self, cancel: Callable[[], None]) -> Iterator[None]:
+        """Run the block; call ``cancel`` from a timer thread if the budget runs out, and
+        raise :class:`QueryTimeout` afterwards if it did."""
+        rem = self.remaining
+        if rem is None:
+            yield
+            return
+        self.check()
+        fired = threading.Event()
+
+        def fire() -> None:
+            fired.set()
+            cancel()
+
+        timer = threading.Timer(rem, fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception as exc:
+            if fired.is_set():
+                raise self.error() from exc
+            raise
+        finally:
+            timer.cancel()
+        if fired.is_set():
+            raise self.error()
 
 
 _md_cache: dict[str, pq.FileMetaData] = {}  # parsed footers by path; files never change
@@ -97,16 +258,29 @@ def _parquet_file(path: str) -> pq.ParquetFile:
     return pq.ParquetFile(path, metadata=md)
 
 
-def read_plan(ctx: DatasetContext, plan: ScanPlan, columns: list[str] | None = None) -> pa.Table:
-    """Read the planned row groups and return them in canonical form."""
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A Parquet file with its footer parsed once per process (files never change)."""
+    return _parquet_file(path)
+
+
+def read_plan(
+    ctx: DatasetContext,
+    plan: ScanPlan,
+    columns: list[str] | None = None,
+    deadline: Deadline | None = None,
+) -> pa.Table:
+    """Read the planned row groups (stored ``columns``) and return them in canonical form,
+    with the context's restriction applied."""
     parts = []
     for rel, rgs in plan.files.items():
+        if deadline is not None:
+            deadline.check()
         pf = _parquet_file(str(ctx.data_dir / rel))
         parts.append(pf.read_row_groups(sorted(rgs), columns=columns, use_threads=len(rgs) > 2))
     if not parts:
         return empty_table(ctx, columns)
     tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
-    return decode(ctx.schema, tbl)
+    return ctx.restrict(decode(ctx.schema, tbl))
 
 
 def empty_table(ctx: DatasetContext, columns: list[str] | None = None) -> pa.Table:
@@ -132,38 +306,156 @@ def sort_keys(schema: DatasetSchema, tbl: pa.Table) -> list[tuple[str, str]]:
     return [(k, "ascending") for k in keys]
 
 
+def typed_ids(ids: tuple[Any, ...], schema: DatasetSchema, dataset: str) -> tuple[Any, ...]:
+    """Ids converted to the dataset's id type where the conversion is exact (``7`` and
+    ``"7"`` name the same object), a :class:`QueryError` otherwise."""
+    out: list[Any] = []
+    for v in ids:
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise QueryError(
+                f"dataset {dataset!r}: an id must be a string or an integer, not {type(v).__name__}"
+            )
+        if schema.id_type == "string":
+            if isinstance(v, float):
+                if not v.is_integer():
+                    raise QueryError(f"dataset {dataset!r} has text ids; {v!r} is not one")
+                v = int(v)
+            out.append(v if isinstance(v, str) else str(v))
+            continue
+        if isinstance(v, int):
+            out.append(v)
+        elif isinstance(v, float) and v.is_integer():
+            out.append(int(v))
+        elif isinstance(v, str) and v.strip().lstrip("+-").isdigit():
+            out.append(int(v.strip()))
+        else:
+            raise QueryError(
+                f"dataset {dataset!r} has integer ids; {str(v)[:40]!r} is not an integer"
+            )
+    for v in out:
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:
+            raise QueryError(f"dataset {dataset!r}: id {v} does not fit in 64 bits")
+    return tuple(out)
+
+
+def spatial_dataset(schema: DatasetSchema) -> str | None:
+    """The dataset that holds the geometry of a dataset without its own (a network series'
+    network), or None."""
+    if schema.model.has_geometry:
+        return None
+    return schema.network
+
+
+# -- the registry -----------------------------------------------------------------------------
+_ENGINES: dict[str, Callable[[], type[QueryEngine]]] = {}
+
+
+def register_engine(name: str, engine: type[QueryEngine] | Callable[[], type[QueryEngine]]) -> None:
+    """Make an engine available as ``Store.query(..., engine=name)``.
+
+    ``engine`` is the :class:`QueryEngine` subclass, or a function returning it (so an
+    engine with heavy imports loads only when first used).
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise EngineError(f"engine name {name!r} must be an identifier")
+    if isinstance(engine, type):
+        cls = engine
+        _ENGINES[name] = lambda: cls
+    else:
+        _ENGINES[name] = engine
+
+
+def engine_names() -> tuple[str, ...]:
+    """The registered engine names, in registration order."""
+    return tuple(_ENGINES)
+
+
+def engine_class(name: str) -> type[QueryEngine]:
+    """The engine class registered as ``name``."""
+    load = _ENGINES.get(name)
+    if load is None:
+        raise EngineError(
+            f"unknown engine {name!r}; registered engines: {', '.join(engine_names())}"
+        )
+    return load()
+
+
 class QueryEngine(ABC):
-    """An execution engine; subclasses implement the ``_hooks``."""
+    """An execution engine; subclasses implement the ``_hooks``.
+
+    Parameters
+    ----------
+    settings:
+        The city's settings (an engine may read its own options there, such as
+        ``spark_master``); ``None`` for defaults.
+    """
 
     name: ClassVar[str]
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+        self.deadline = Deadline(None)
 
     # -- the loop --------------------------------------------------------------------------
-    def execute(self, spec: Any) -> QueryResult:
+    def execute(
+        self,
+        spec: QuerySpec,
+        datasets: Mapping[str, DatasetContext],
+        deadline: Deadline | None = None,
+    ) -> QueryResult:
+        """Answer ``spec`` over ``datasets`` (one context for each of ``spec.datasets()``)."""
         t0 = time.perf_counter()
-        ctx = self.store._context(spec.dataset)
+        missing = [d for d in spec.datasets() if d not in datasets]
+        if missing:
+            raise EngineError(f"no context given for dataset(s) {missing}")
+        self.deadline = deadline or Deadline(None)
+        ctx = datasets[spec.dataset]
         info: dict[str, Any] = {
             "engine": self.name,
             "files_total": len(ctx.stats.paths),
             "row_groups_total": len(ctx.stats.rg),
         }
         s = ctx.schema
-        if isinstance(spec, Range | IDTemporal):
+        tbl: pa.Table
+        if isinstance(spec, Scan | IDTemporal):
             if isinstance(spec, IDTemporal):
                 if not spec.ids:
                     raise QueryError("id_temporal needs at least one id")
-                pred = Predicate(None, to_ms(spec.start), to_ms(spec.end), tuple(spec.ids))
-                cols = None
-            else:
                 pred = Predicate(
-                    query_geometry(spec.geometry, spec.crs, s),
+                    None,
                     to_ms(spec.start),
                     to_ms(spec.end),
-                    None if spec.ids is None else tuple(spec.ids),
+                    typed_ids(tuple(spec.ids), s, ctx.name),
                 )
+                cols = None
+            else:
+                if isinstance(spec, STRange) and not s.model.has_time:
+                    raise QueryError(
+                        f"st_range needs a dataset with time; {ctx.name!r} is {s.model} "
+                        "(use range for a spatial query)"
+                    )
+                ids = None if spec.ids is None else typed_ids(tuple(spec.ids), s, ctx.name)
+                geometry = spec.geometry
+                if geometry is not None and not s.model.has_geometry:
+                    # a network series has no geometry of its own: its rows are the edges
+                    # of its network that meet the geometry
+                    ids = self._edges_in(ctx, datasets, geometry, spec.crs, ids, info)
+                    geometry = None
+                pred = Predicate(
+                    query_geometry(geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end), ids
+                )
+                if (pred.start is not None or pred.end is not None) and not s.model.has_time:
+                    raise QueryError(
+                        f"dataset {ctx.name!r} is {s.model} and has no time; drop start/end"
+                    )
                 cols = list(spec.columns) if spec.columns else None
+                if cols:
+                    known = ctx.columns()
+                    bad = [c for c in cols if c not in known]
+                    if bad:
+                        raise QueryError(f"dataset {ctx.name!r} has no column(s) {bad}")
             self._check_window(pred)
             # read the key columns too, so the canonical order is total (not that of the files)
             # even when the caller leaves them out; they are dropped again after sorting
@@ -178,34 +470,33 @@ class QueryEngine(ABC):
             tbl = tbl.sort_by(sort_keys(s, tbl)) if tbl.num_rows else tbl
             drop = [c for c in extra if c in tbl.column_names]
             tbl = tbl.drop_columns(drop) if drop else tbl
-        elif isinstance(spec, KNN | KNNTrajectories):
-            if spec.k < 1:
-                raise QueryError(f"k must be at least 1, got {spec.k}")
-            self._need_points(ctx, type(spec).__name__)
+        elif isinstance(spec, KNN):
+            self._check_k(spec.k)
+            self._need_points(ctx, spec.kind)
             x, y = self._point(spec.x, spec.y, spec.crs, s)
             pred = Predicate(None, to_ms(spec.start), to_ms(spec.end))
             self._check_window(pred)
-            if isinstance(spec, KNN):
-                tbl = self._knn(ctx, x, y, spec.k, pred, info)
-            else:
+            if isinstance(spec, KNNTrajectories):
                 tbl = self._knn_trajectories(ctx, x, y, spec.k, pred, info)
+            else:
+                tbl = self._knn(ctx, x, y, spec.k, pred, info)
         elif isinstance(spec, Similar):
-            if spec.k < 1:
-                raise QueryError(f"k must be at least 1, got {spec.k}")
+            self._check_k(spec.k)
             if spec.metric not in ("dtw", "frechet"):
                 raise QueryError(f"metric must be 'dtw' or 'frechet', not {spec.metric!r}")
             self._need_points(ctx, "similarity search")
             coords = self._coords(spec.coords, spec.crs, s)
             pred = Predicate(None, to_ms(spec.start), to_ms(spec.end))
+            self._check_window(pred)
             tbl = self._similar(ctx, coords, spec.k, spec.metric, pred, info)
         elif isinstance(spec, JoinRegions | JoinNearest):
             self._need_points(ctx, "a join")
-            other = self.store._context(
-                spec.regions if isinstance(spec, JoinRegions) else spec.lines
-            )
+            other = datasets[spec.regions if isinstance(spec, JoinRegions) else spec.lines]
+            self._need_shapes(other, "regions" if isinstance(spec, JoinRegions) else "lines")
             pred = Predicate(
                 query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end)
             )
+            self._check_window(pred)
             if other.schema.crs != s.crs:
                 raise QueryError(
                     f"datasets {ctx.name!r} ({s.crs}) and {other.name!r} ({other.schema.crs}) "
@@ -214,26 +505,67 @@ class QueryEngine(ABC):
             if isinstance(spec, JoinRegions):
                 tbl = self._join_regions(ctx, other, pred, info)
             else:
-                if spec.max_distance_m <= 0:
-                    raise QueryError("max_distance_m must be positive")
-                tbl = self._join_nearest(ctx, other, spec.max_distance_m, pred, info)
+                if not (
+                    isinstance(spec.max_distance_m, int | float) and spec.max_distance_m > 0
+                ) or not np.isfinite(spec.max_distance_m):
+                    raise QueryError("max_distance_m must be a positive number of metres")
+                tbl = self._join_nearest(ctx, other, float(spec.max_distance_m), pred, info)
         elif isinstance(spec, Aggregate):
             self._need_points(ctx, "aggregation")
-            regions = self.store._context(spec.regions) if spec.regions else None
+            regions = datasets[spec.regions] if spec.regions else None
+            if regions is not None:
+                self._need_shapes(regions, "regions")
+                if regions.schema.crs != s.crs:
+                    raise QueryError(
+                        f"datasets {ctx.name!r} ({s.crs}) and {regions.name!r} "
+                        f"({regions.schema.crs}) must share a CRS to be aggregated together"
+                    )
+            if spec.time_bin is not None and s.model.has_time:
+                bin_ms(spec.time_bin)  # a bad bin is an error before any work
             pred = Predicate(
                 query_geometry(spec.geometry, spec.crs, s), to_ms(spec.start), to_ms(spec.end)
             )
-            for out, a in spec.aggs.items():
-                if not isinstance(a, str) and a[0] not in self.store._columns(ctx):
-                    raise QueryError(
-                        f"aggregate {out!r}: dataset {ctx.name!r} has no column {a[0]!r}"
-                    )
+            self._check_window(pred)
+            self._check_agg_columns(ctx, spec)
+            if spec.grid is not None:
+                spec = replace(spec, grid=spec.grid.resolve(s.crs))
+                assert spec.grid is not None and spec.grid.crs is not None
+                user_crs(spec.grid.crs, "grid crs")
             tbl = self._aggregate(ctx, spec, regions, pred, info)
         else:
             raise QueryError(f"unknown query {type(spec).__name__}")
+        self.deadline.check()
         info["elapsed_ms"] = (time.perf_counter() - t0) * 1000
         info.setdefault("rows_out", tbl.num_rows)
         return QueryResult(tbl, s.crs, info)
+
+    def _edges_in(
+        self,
+        ctx: DatasetContext,
+        datasets: Mapping[str, DatasetContext],
+        geometry: Any,
+        crs: Any,
+        ids: tuple[Any, ...] | None,
+        info: dict[str, Any],
+    ) -> tuple[Any, ...]:
+        """Ids of the network edges meeting ``geometry`` (and among ``ids``, if given)."""
+        net = spatial_dataset(ctx.schema)
+        if net is None or net not in datasets:
+            raise QueryError(
+                f"dataset {ctx.name!r} is {ctx.schema.model} without a network dataset, so it "
+                "has no geometry to query by area; create it with network='<lines dataset>'"
+            )
+        nctx = datasets[net]
+        g = query_geometry(geometry, crs, nctx.schema)
+        edges = self._range(nctx, Predicate(g), [ID_COL], {})
+        found = typed_ids(
+            tuple(edges[ID_COL].to_pylist()) if edges.num_rows else (), ctx.schema, ctx.name
+        )
+        info["edges_matched"] = len(found)
+        if ids is not None:
+            keep = set(ids)
+            found = tuple(v for v in found if v in keep)
+        return found
 
     # -- checks and conversions ------------------------------------------------------------
     @staticmethod
@@ -242,16 +574,61 @@ class QueryEngine(ABC):
             raise QueryError("the time window ends before it starts")
 
     @staticmethod
+    def _check_k(k: Any) -> None:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+            raise QueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+
+    @staticmethod
     def _need_points(ctx: DatasetContext, what: str) -> None:
         if not ctx.schema.point_layout:
             raise QueryError(f"{what} needs a point dataset; {ctx.name!r} is {ctx.schema.model}")
 
     @staticmethod
-    def _point(x: float, y: float, crs: Any, s: DatasetSchema) -> tuple[float, float]:
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise QueryError(f"query point ({x}, {y}) must be finite")
-        src = crs_from_user(crs) if crs is not None else s.crs
-        tx, ty = transform_xy(np.array([x]), np.array([y]), src, s.crs)
+    def _need_shapes(ctx: DatasetContext, what: str) -> None:
+        if ctx.schema.point_layout or ctx.schema.model.has_time:
+            raise QueryError(
+                f"{what} must be a static dataset of shapes (polygons or lines); "
+                f"{ctx.name!r} is {ctx.schema.model} of points"
+                if ctx.schema.point_layout
+                else f"{what} must be a static dataset of shapes; {ctx.name!r} is {ctx.schema.model}"
+            )
+
+    @staticmethod
+    def _check_agg_columns(ctx: DatasetContext, spec: Aggregate) -> None:
+        """Aggregated columns exist and are numeric; messages name columns and types only,
+        never values."""
+        target = empty_table(ctx)
+        known = ctx.columns()
+        for out, a in spec.agg_specs.items():
+            if a.column is None:
+                continue
+            if a.column not in known:
+                raise QueryError(
+                    f"aggregate {out!r}: dataset {ctx.name!r} has no column {a.column!r}"
+                )
+            if a.column in (ID_COL, TIME_COL, X_COL, Y_COL):
+                raise QueryError(
+                    f"aggregate {out!r}: {a.column!r} is a key or coordinate column; "
+                    "aggregate a value column"
+                )
+            if a.fn == "count":
+                continue
+            typ = target.schema.field(a.column).type if a.column in target.column_names else None
+            if typ is None or not (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+                raise QueryError(
+                    f"aggregate {out!r}: {a.fn} needs a numeric column; {a.column!r} of "
+                    f"dataset {ctx.name!r} is {typ if typ is not None else 'not stored'}"
+                )
+
+    @staticmethod
+    def _point(x: Any, y: Any, crs: Any, s: DatasetSchema) -> tuple[float, float]:
+        ok = all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in (x, y))
+        if not ok or not (np.isfinite(x) and np.isfinite(y)):
+            raise QueryError(f"query point ({x!r}, {y!r}) must be two finite numbers")
+        src = user_crs(crs, "query crs") if crs is not None else s.crs
+        tx, ty = transform_xy(np.array([float(x)]), np.array([float(y)]), src, s.crs)
+        if not (np.isfinite(tx[0]) and np.isfinite(ty[0])):
+            raise QueryError(f"query point ({x}, {y}) cannot be expressed in {s.crs}")
         return float(tx[0]), float(ty[0])
 
     @staticmethod
@@ -261,12 +638,22 @@ class QueryEngine(ABC):
 
             arr = shapely.get_coordinates(coords)
         else:
-            arr = np.asarray(coords, dtype="float64")
+            try:
+                arr = np.asarray(coords, dtype="float64")
+            except (TypeError, ValueError) as exc:
+                raise QueryError(
+                    "a query trajectory must be an (n, 2) array of x/y numbers or a LineString"
+                ) from exc
         if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0 or not np.isfinite(arr).all():
             raise QueryError(
                 "a query trajectory must be a non-empty (n, 2) array of finite x/y or a LineString"
             )
-        src = crs_from_user(crs) if crs is not None else s.crs
+        if len(arr) > MAX_QUERY_TRAJECTORY:
+            raise QueryError(
+                f"a query trajectory may have at most {MAX_QUERY_TRAJECTORY} points (similarity "
+                f"costs grow with their number), got {len(arr)}; simplify it first"
+            )
+        src = user_crs(crs, "query crs") if crs is not None else s.crs
         tx, ty = transform_xy(arr[:, 0], arr[:, 1], src, s.crs)
         return np.column_stack([tx, ty])
 
@@ -324,3 +711,20 @@ class QueryEngine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""
+
+
+def _load_duckdb() -> type[QueryEngine]:
+    from cityos.store._duckdb import DuckDBEngine
+
+    return DuckDBEngine
+
+
+def _load_spark() -> type[QueryEngine]:
+    from cityos.store._spark import SparkEngine
+
+    return SparkEngine
+
+
+# the built-in engines (each imports its dependencies only when first used)
+register_engine("duckdb", _load_duckdb)
+register_engine("spark", _load_spark)

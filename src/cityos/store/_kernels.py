@@ -10,17 +10,23 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cityos.errors import QueryError
 from cityos.geo.crs import transform_xy
 from cityos.geo.distance import metric_distance
 from cityos.geo.similarity import discrete_frechet, dtw
 from cityos.model import GEOM_COL, ID_COL, TIME_COL, X_COL, Y_COL
-from cityos.store._plan import Aggregate, Grid
+from cityos.store._catalog import StatsArrays
+from cityos.store._spec import Aggregate, Grid
 
 __all__ = [
     "aggregate_frame",
+    "aggregate_keys",
+    "bin_ms",
     "distances",
+    "group_trajectories",
     "lines_index",
     "nearest_lines",
+    "reference_point",
     "regions_containing",
     "similarity_topk",
     "utm_crs",
@@ -29,6 +35,37 @@ __all__ = [
 DIST_COL = "distance_m"
 REGION_COL = "region_id"
 EDGE_COL = "edge_id"
+
+
+def bin_ms(time_bin: str) -> int:
+    """A time bin such as ``"15min"`` or ``"1h"`` in milliseconds.
+
+    Examples
+    --------
+    >>> bin_ms("15min")
+    900000
+    """
+    import pandas as pd
+
+    try:
+        ms = int(pd.Timedelta(time_bin).total_seconds() * 1000)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise QueryError(
+            f"time_bin {str(time_bin)[:40]!r} is not a duration such as '15min', '1h' or '1D'"
+        ) from exc
+    if ms <= 0:
+        raise QueryError(f"time_bin {time_bin!r} must be a positive duration")
+    return ms
+
+
+def reference_point(stats: StatsArrays) -> tuple[float, float]:
+    """The centre of a dataset's extent (from its statistics), the origin of the local
+    metric frame that geographic joins are computed in."""
+    if len(stats.rg) == 0:
+        return (0.0, 0.0)
+    x0, x1 = np.nanmin(stats.x_min), np.nanmax(stats.x_max)
+    y0, y1 = np.nanmin(stats.y_min), np.nanmax(stats.y_max)
+    return (float((x0 + x1) / 2), float((y0 + y1) / 2))
 
 
 def distances(tbl: pa.Table, x: float, y: float, geographic: bool) -> np.ndarray:
@@ -115,7 +152,13 @@ def group_trajectories(tbl: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def similarity_topk(
-    ids: np.ndarray, trajs: list[np.ndarray], q: np.ndarray, k: int, metric: str, geographic: bool
+    ids: np.ndarray,
+    trajs: list[np.ndarray],
+    q: np.ndarray,
+    k: int,
+    metric: str,
+    geographic: bool,
+    check: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` trajectories nearest to ``q`` (ties: smallest id), visiting candidates in
     order of a lower bound so most exact distances are never computed.
@@ -137,6 +180,8 @@ def similarity_topk(
     for i in order:
         if len(best) >= k and lb[i] > best[k - 1][0]:
             break
+        if check is not None:
+            check()  # a deadline: exact distances are the expensive part
         d = fn(q, trajs[i], geographic)
         best.append((d, str(ids[i]), int(i)))
         best.sort()
@@ -145,11 +190,18 @@ def similarity_topk(
     return ids[sel], np.array([b[0] for b in best])
 
 
-def aggregate_keys(tbl: pa.Table, spec: Aggregate, bin_ms: int | None) -> dict[str, np.ndarray]:
-    """Grid cell and time-bin columns for points (regions are joined by the caller)."""
+def aggregate_keys(
+    tbl: pa.Table, spec: Aggregate, bin_ms: int | None, crs: str
+) -> dict[str, np.ndarray]:
+    """Grid cell and time-bin columns for points in ``crs`` (regions are joined by the
+    caller). A grid in another CRS gets the points transformed into it first."""
     out: dict[str, np.ndarray] = {}
     if spec.grid is not None:
-        ix, iy = spec.grid.cells(tbl[X_COL].to_numpy(), tbl[Y_COL].to_numpy())
+        x, y = tbl[X_COL].to_numpy(), tbl[Y_COL].to_numpy()
+        g = spec.grid
+        if g.crs is not None and g.crs != crs:
+            x, y = transform_xy(x, y, crs, g.crs)
+        ix, iy = g.cells(x, y)
         out["cell_x"], out["cell_y"] = ix, iy
     if bin_ms is not None:
         t = tbl[TIME_COL].cast(pa.int64()).to_numpy()
@@ -157,7 +209,9 @@ def aggregate_keys(tbl: pa.Table, spec: Aggregate, bin_ms: int | None) -> dict[s
     return out
 
 
-def aggregate_frame(df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None) -> pa.Table:
+def aggregate_frame(
+    df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None, crs: str
+) -> pa.Table:
     """Grouped rows (``cell_x, cell_y`` or ``region_id``, ``t_bin``, aggregates) into the
     spatial-time-series form: ``id``, ``t``, ``x``, ``y`` (cell or region centre) + aggregates."""
     import shapely
@@ -167,6 +221,8 @@ def aggregate_frame(df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None)
         ids = df["cell_x"].astype(str) + "_" + df["cell_y"].astype(str)
         x = g.x0 + (df["cell_x"].to_numpy() + 0.5) * g.dx
         y = g.y0 + (df["cell_y"].to_numpy() + 0.5) * g.dy
+        if g.crs is not None and g.crs != crs and len(x):
+            x, y = transform_xy(x, y, g.crs, crs)  # cell centres in the answer's CRS
         cols: dict[str, Any] = {
             ID_COL: ids.to_numpy(dtype=object),
             "cell_x": df["cell_x"].to_numpy(),
@@ -186,9 +242,9 @@ def aggregate_frame(df: pd.DataFrame, spec: Aggregate, regions: pa.Table | None)
         )
     cols[X_COL] = np.asarray(x, dtype="float64")
     cols[Y_COL] = np.asarray(y, dtype="float64")
-    for out in spec.aggs:
+    for out, a in spec.agg_specs.items():
         v = df[out].to_numpy()
-        cols[out] = v.astype("int64") if spec.aggs[out] == "count" else v.astype("float64")
+        cols[out] = v.astype("int64") if a.fn == "count" else v.astype("float64")
     tbl = pa.table(cols)
     keys = (
         [("cell_x", "ascending"), ("cell_y", "ascending")]

@@ -8,7 +8,8 @@ exact predicate, so pruning can only save work, never change an answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -22,21 +23,41 @@ from cityos.model import GEOM_COL, ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL,
 from cityos.store._catalog import StatsArrays
 from cityos.store._layout import hash_ids
 
-__all__ = [
-    "KNN",
-    "Aggregate",
-    "Grid",
-    "IDTemporal",
-    "JoinNearest",
-    "JoinRegions",
-    "KNNTrajectories",
-    "Predicate",
-    "Range",
-    "ScanPlan",
-    "Similar",
-    "plan_scan",
-    "to_ms",
-]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+__all__ = ["Predicate", "ScanPlan", "plan_scan", "query_geometry", "to_ms", "user_crs"]
+
+#: Times outside this window (years 1677-2262 are what 64-bit nanoseconds hold) are refused
+#: rather than overflowing; a window reaching past either end is clipped to it.
+_MS_MIN = -(2**63) // 10**6 + 1
+_MS_MAX = (2**63 - 1) // 10**6
+
+
+def user_crs(spec: Any, what: str = "crs") -> str:
+    """A CRS given by a user, normalised; a :class:`QueryError` naming ``what`` when it is
+    unknown or not on the Earth (a planetary CRS cannot be mixed with city data)."""
+    if isinstance(spec, bool) or (not isinstance(spec, str | int) and not hasattr(spec, "to_wkt")):
+        raise QueryError(
+            f"{what}: give an EPSG code such as 'EPSG:4326', not {type(spec).__name__}"
+        )
+    try:
+        norm = crs_from_user(spec)
+        from pyproj import CRS
+
+        c = CRS.from_user_input(norm)
+    except Exception as exc:  # pyproj raises CRSError and others; none may escape raw
+        raise QueryError(
+            f"{what}: unknown coordinate reference system {str(spec)[:80]!r}; "
+            "give an EPSG code such as 'EPSG:4326' or 'EPSG:32650'"
+        ) from exc
+    ell = c.ellipsoid
+    a = None if ell is None else ell.semi_major_metre
+    if a is None or not 6_300_000 < a < 6_400_000:
+        raise QueryError(
+            f"{what}: {str(spec)[:80]!r} is not a coordinate system of the Earth; "
+            "give an Earth CRS such as 'EPSG:4326'"
+        )
+    return norm
 
 
 def to_ms(v: Any) -> int | None:
@@ -44,19 +65,43 @@ def to_ms(v: Any) -> int | None:
     Naive times are taken as UTC."""
     if v is None:
         return None
-    if isinstance(v, int | np.integer) and not isinstance(v, bool):
+    if isinstance(v, bool) or not isinstance(
+        v, str | int | float | np.integer | np.datetime64 | pd.Timestamp | datetime | date
+    ):
+        raise QueryError(
+            f"a time must be an ISO 8601 string, a datetime or epoch milliseconds, "
+            f"not {type(v).__name__}"
+        )
+    if isinstance(v, int | np.integer):
+        if not _MS_MIN <= int(v) <= _MS_MAX:
+            raise QueryError(f"time {int(v)} ms is outside the years 1677-2262")
         return int(v)
+    if isinstance(v, float):
+        raise QueryError("a time given as a number must be integer epoch milliseconds")
+    if isinstance(v, datetime | date) and not isinstance(v, pd.Timestamp):
+        # datetimes beyond what pandas holds (year 1, year 9999) are valid Python times:
+        # convert exactly through the epoch, then bound
+        if not isinstance(v, datetime):
+            v = datetime(v.year, v.month, v.day)
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        ms = (v - _EPOCH) // timedelta(milliseconds=1)
+        return max(_MS_MIN, min(_MS_MAX, int(ms)))
     try:
         ts = pd.Timestamp(v)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise QueryError(
-            f"cannot read {v!r} as a time; give an ISO 8601 string or a datetime"
+            f"cannot read {str(v)[:60]!r} as a time (years 1677-2262); give an ISO 8601 "
+            "string or a datetime"
         ) from exc
     if pd.isna(ts):
-        raise QueryError(f"time {v!r} is not a valid timestamp")
+        raise QueryError(f"time {str(v)[:60]!r} is not a valid timestamp")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
-    return int(ts.tz_convert("UTC").value // 10**6)
+    try:
+        return int(ts.tz_convert("UTC").value // 10**6)
+    except OverflowError:  # beyond 64-bit nanoseconds (year 1, year 9999): clip
+        return to_ms(ts.to_pydatetime())
 
 
 def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:
@@ -68,7 +113,7 @@ def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:
     if (
         isinstance(geom, tuple | list)
         and len(geom) == 4
-        and all(isinstance(v, int | float) for v in geom)
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in geom)
     ):
         xmin, ymin, xmax, ymax = (float(v) for v in geom)
         if not all(np.isfinite([xmin, ymin, xmax, ymax])) or xmin > xmax or ymin > ymax:
@@ -79,20 +124,31 @@ def query_geometry(geom: Any, crs: Any, schema: DatasetSchema) -> Any:
     elif isinstance(geom, str):
         try:
             g = shapely.from_wkt(geom)
-        except shapely.errors.GEOSException as exc:
-            raise QueryError(f"query geometry is not valid WKT: {exc}") from exc
+        except Exception as exc:  # GEOSException, or a TypeError on odd input
+            raise QueryError(f"query geometry is not valid WKT: {str(exc)[:120]}") from exc
     elif hasattr(geom, "geom_type"):
         g = geom
+    elif isinstance(geom, dict) and "type" in geom:
+        try:
+            g = shapely.geometry.shape(geom)
+        except Exception as exc:  # shapely raises several types for a bad mapping
+            raise QueryError(f"query geometry is not valid GeoJSON: {str(exc)[:120]}") from exc
     else:
         raise QueryError(
-            "query geometry must be (xmin, ymin, xmax, ymax), WKT or a shapely geometry"
+            "query geometry must be (xmin, ymin, xmax, ymax), WKT, a GeoJSON geometry or a "
+            f"shapely geometry, not {type(geom).__name__}"
         )
     if g is None or g.is_empty or not shapely.is_valid(g):
         raise QueryError(
             f"query geometry is empty or invalid: {shapely.is_valid_reason(g) if g is not None else 'None'}"
         )
-    src = crs_from_user(crs) if crs is not None else schema.crs
-    return to_crs(g, src, schema.crs)
+    if not all(np.isfinite(g.bounds)):
+        raise QueryError("query geometry has non-finite coordinates")
+    src = user_crs(crs, "query crs") if crs is not None else schema.crs
+    out = to_crs(g, src, schema.crs)
+    if not all(np.isfinite(out.bounds)):
+        raise QueryError(f"query geometry cannot be expressed in the dataset's CRS {schema.crs}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -161,6 +217,11 @@ class Predicate:
                 hit = np.zeros(n, dtype=bool)
                 hit[sel] = shapely.intersects(self.geometry, geoms)
                 m &= hit
+            else:
+                # never ignore a geometry: rows without coordinates cannot be tested
+                raise QueryError(
+                    "these rows have no coordinates or geometry to test against the query geometry"
+                )
         return m
 
 
@@ -204,166 +265,3 @@ def plan_scan(stats: StatsArrays, pred: Predicate, mask: np.ndarray | None = Non
     for i in np.flatnonzero(m):
         files.setdefault(stats.paths[stats.file_index[i]], []).append(int(stats.rg[i]))
     return ScanPlan(files, len(stats.rg), len(stats.paths), int(stats.rows[m].sum()))
-
-
-# -- query specifications ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Range:
-    """Rows inside a geometry (and a time window when ``start``/``end`` are given)."""
-
-    dataset: str
-    geometry: Any = None
-    start: Any = None
-    end: Any = None
-    crs: Any = None
-    columns: tuple[str, ...] | None = None
-    ids: tuple[Any, ...] | None = None
-
-
-@dataclass(frozen=True)
-class IDTemporal:
-    """Every row of the given objects in a time window."""
-
-    dataset: str
-    ids: tuple[Any, ...]
-    start: Any = None
-    end: Any = None
-
-
-@dataclass(frozen=True)
-class KNN:
-    """The ``k`` rows nearest to (x, y), optionally within a time window."""
-
-    dataset: str
-    x: float
-    y: float
-    k: int
-    start: Any = None
-    end: Any = None
-    crs: Any = None
-
-
-@dataclass(frozen=True)
-class KNNTrajectories:
-    """The ``k`` objects whose trajectories come nearest to (x, y) in a time window."""
-
-    dataset: str
-    x: float
-    y: float
-    k: int
-    start: Any = None
-    end: Any = None
-    crs: Any = None
-
-
-@dataclass(frozen=True)
-class Similar:
-    """The ``k`` objects whose trajectories in a time window are most similar to a query
-    trajectory under DTW or discrete Fréchet distance."""
-
-    dataset: str
-    coords: Any
-    k: int
-    start: Any = None
-    end: Any = None
-    metric: str = "dtw"
-    crs: Any = None
-
-
-@dataclass(frozen=True)
-class JoinRegions:
-    """Points joined with the regions (of another dataset) that contain them."""
-
-    dataset: str
-    regions: str
-    start: Any = None
-    end: Any = None
-    geometry: Any = None
-    crs: Any = None
-
-
-@dataclass(frozen=True)
-class JoinNearest:
-    """Points joined with the nearest line (e.g. road segment) within ``max_distance_m``."""
-
-    dataset: str
-    lines: str
-    max_distance_m: float = 50.0
-    start: Any = None
-    end: Any = None
-    geometry: Any = None
-    crs: Any = None
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A regular grid in the dataset's CRS: origin (x0, y0), cell size (dx, dy).
-
-    Examples
-    --------
-    >>> g = Grid.from_metres((116.0, 39.6, 116.8, 40.2), 1000)
-    >>> round(g.dy, 5)
-    0.00898
-    """
-
-    x0: float
-    y0: float
-    dx: float
-    dy: float
-
-    @classmethod
-    def from_metres(
-        cls, bbox: tuple[float, float, float, float], cell_m: float, geographic: bool = True
-    ) -> Grid:
-        """A grid of about ``cell_m`` metres over a lon/lat (or projected) bounding box."""
-        if cell_m <= 0:
-            raise QueryError(f"grid cell size must be positive, got {cell_m}")
-        if not geographic:
-            return cls(bbox[0], bbox[1], cell_m, cell_m)
-        lat0 = (bbox[1] + bbox[3]) / 2
-        dy = cell_m / 111_320.0
-        dx = cell_m / (111_320.0 * float(np.cos(np.radians(lat0))))
-        return cls(bbox[0], bbox[1], dx, dy)
-
-    def cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            np.floor((x - self.x0) / self.dx).astype(np.int64),
-            np.floor((y - self.y0) / self.dy).astype(np.int64),
-        )
-
-
-_AGGS = {"count", "sum", "mean", "min", "max"}
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """Counts, sums or means of points per grid cell (or region) and time bin: a spatial
-    time series. ``aggs`` maps output column -> "count" or (column, "sum"|"mean"|"min"|"max")."""
-
-    dataset: str
-    grid: Grid | None = None
-    regions: str | None = None
-    time_bin: str | None = "1h"
-    aggs: dict[str, Any] = field(default_factory=lambda: {"n": "count"})
-    start: Any = None
-    end: Any = None
-    geometry: Any = None
-    crs: Any = None
-
-    def __post_init__(self) -> None:
-        if (self.grid is None) == (self.regions is None):
-            raise QueryError("aggregate needs exactly one of grid=Grid(...) or regions='<dataset>'")
-        for out, spec in self.aggs.items():
-            fn = (
-                spec
-                if isinstance(spec, str)
-                else spec[1]
-                if isinstance(spec, tuple | list) and len(spec) == 2
-                else None
-            )
-            if fn not in _AGGS or (fn != "count" and isinstance(spec, str)):
-                raise QueryError(
-                    f"aggregate {out!r}: {spec!r} is not 'count' or (column, 'sum'|'mean'|'min'|'max')"
-                )

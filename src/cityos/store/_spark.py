@@ -21,13 +21,15 @@ import pyarrow as pa
 from cityos.errors import EngineError
 from cityos.geo.distance import EARTH_RADIUS_M, point_bbox_distance
 from cityos.geo.similarity import discrete_frechet, dtw
-from cityos.model import ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL, DatasetSchema
+from cityos.model import GEOM_COL, ID_COL, TIME_COL, TIME_END_COL, X_COL, Y_COL, DatasetSchema
 from cityos.store._engine import (
     DatasetContext,
+    Deadline,
     QueryEngine,
     QueryResult,
-    _parquet_file,
+    Restriction,
     empty_table,
+    parquet_file,
 )
 from cityos.store._kernels import (
     DIST_COL,
@@ -35,20 +37,27 @@ from cityos.store._kernels import (
     REGION_COL,
     aggregate_frame,
     aggregate_keys,
+    bin_ms,
     distances,
     group_trajectories,
     lines_index,
     nearest_lines,
+    reference_point,
     regions_containing,
 )
 from cityos.store._layout import BBOX_COL, TS, decode
-from cityos.store._plan import Aggregate, Predicate, plan_scan, prune_mask
+from cityos.store._plan import Predicate, plan_scan, prune_mask
+from cityos.store._spatial_sql import register_spark
+from cityos.store._spec import Aggregate
+from cityos.store._spec import QuerySpec as _QuerySpec
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType, StructType
 
-    from cityos.store._store import Store
+    from cityos.config import Settings
 
 __all__ = ["SparkEngine", "spark_session"]
 
@@ -156,6 +165,17 @@ def _append(
     return pa.RecordBatch.from_arrays(arrays, names=list(out.schema.names) + list(extra))
 
 
+def _restriction_filter(
+    schema: DatasetSchema, restriction: Restriction
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in it:
+            m = np.asarray(restriction.mask(_canon(schema, b)), dtype=bool)
+            yield b.filter(pa.array(m))
+
+    return run
+
+
 def _geometry_filter(
     schema: DatasetSchema, geometry: Any
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
@@ -224,7 +244,7 @@ def _with_nearest(
 def _aggregate_keys(
     schema: DatasetSchema,
     spec: Aggregate,
-    bin_ms: int | None,
+    step: int | None,
     cols: list[str],
     regions: pa.Table | None,
     out: pa.Schema,
@@ -232,7 +252,7 @@ def _aggregate_keys(
     def run(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in it:
             c = _canon(schema, b)
-            data: dict[str, Any] = dict(aggregate_keys(c, spec, bin_ms))
+            data: dict[str, Any] = dict(aggregate_keys(c, spec, step, schema.crs))
             vals = {k: c[k].combine_chunks() for k in cols}
             if regions is not None:
                 pi, rid = regions_containing(c[X_COL].to_numpy(), c[Y_COL].to_numpy(), regions)
@@ -275,21 +295,35 @@ class SparkEngine(QueryEngine):
 
     name = "spark"
 
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
+    def __init__(self, settings: Settings | None = None) -> None:
+        super().__init__(settings)
         self._spark: SparkSession | None = None
+        self._group = f"cityos-{id(self)}"
 
     @property
     def spark(self) -> SparkSession:
         if self._spark is None:
-            self._spark = _acquire(getattr(self.store.settings, "spark_master", None) or "local[2]")
+            self._spark = _acquire(getattr(self.settings, "spark_master", None) or "local[2]")
+            register_spark(self._spark)  # the ST_* SQL functions, as on DuckDB
         return self._spark
 
-    def execute(self, spec: Any) -> QueryResult:
+    def execute(
+        self,
+        spec: _QuerySpec,
+        datasets: Mapping[str, DatasetContext],
+        deadline: Deadline | None = None,
+    ) -> QueryResult:
         with _quiet():
             # Spark column expressions need a live session, even before any file is read
-            _ = self.spark
-            return super().execute(spec)
+            sc = self.spark.sparkContext
+            d = deadline or Deadline(None)
+            group = f"{self._group}-{threading.get_ident()}"
+            sc.setJobGroup(group, "cityos query", interruptOnCancel=True)
+            try:
+                with d.watch(lambda: sc.cancelJobGroup(group)):
+                    return super().execute(spec, datasets, d)
+            finally:
+                sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._spark is not None:
@@ -318,12 +352,12 @@ class SparkEngine(QueryEngine):
             return None
         paths = [str(ctx.data_dir / rel) for rel in plan.files]
         reader = self.spark.read
-        if len({_parquet_file(p).schema_arrow for p in paths}) > 1:
+        if len({parquet_file(p).schema_arrow for p in paths}) > 1:
             reader = reader.option("mergeSchema", "true")
         df = reader.parquet(*paths)
         names = df.columns
         if columns is not None:
-            keep = _physical(ctx, columns)
+            keep = set(ctx.physical(columns) or ())
             df = df.select(*[c for c in names if c in keep])
             names = df.columns
         cond: Column | None = None
@@ -362,6 +396,8 @@ class SparkEngine(QueryEngine):
         if exact:
             # the polygon test itself: the same shapely predicate the embedded engine uses
             df = df.mapInArrow(_geometry_filter(ctx.schema, pred.geometry), df.schema)
+        if ctx.restriction is not None:
+            df = df.mapInArrow(_restriction_filter(ctx.schema, ctx.restriction), df.schema)
         return df
 
     def _collect(
@@ -424,8 +460,10 @@ class SparkEngine(QueryEngine):
     def _range(
         self, ctx: DatasetContext, pred: Predicate, columns: list[str] | None, info: dict[str, Any]
     ) -> pa.Table:
-        if columns is not None and pred.geometry is not None and ctx.schema.point_layout:
-            columns = list(dict.fromkeys([*columns, X_COL, Y_COL]))
+        if columns is not None and pred.geometry is not None:
+            # the exact geometry test needs the coordinates, asked for or not
+            shape = [X_COL, Y_COL] if ctx.schema.point_layout else [GEOM_COL]
+            columns = list(dict.fromkeys([*columns, *shape]))
         return self._collect(ctx, self._frame(ctx, pred, info, columns), columns)
 
     def _boxes(
@@ -610,8 +648,6 @@ class SparkEngine(QueryEngine):
     ) -> pa.Table:
         from pyspark.sql import functions as F
 
-        from cityos.store._duckdb import _reference
-
         etype = self._id_type(lines)
         extra = {EDGE_COL: etype, DIST_COL: pa.float64()}
         df = self._frame(ctx, pred, info)
@@ -619,7 +655,8 @@ class SparkEngine(QueryEngine):
             return self._collect(ctx, None, extra=extra)
         ln = self._table(lines).select([ID_COL, GEOM])
         df = df.mapInArrow(
-            _with_nearest(ctx.schema, ln, max_d, _reference(ctx), etype), self._extend(df, extra)
+            _with_nearest(ctx.schema, ln, max_d, reference_point(ctx.stats), etype),
+            self._extend(df, extra),
         )
         keys = [c for c in (ID_COL, TIME_COL) if c in df.columns]
         return self._collect(ctx, df.orderBy(*[F.col(c) for c in keys]), extra=extra)
@@ -635,13 +672,11 @@ class SparkEngine(QueryEngine):
         from pyspark.sql import functions as F
         from pyspark.sql.types import StructField, StructType
 
-        from cityos.store._duckdb import _bin_ms
-
         has_t = ctx.schema.model.has_time
-        cols = list(dict.fromkeys(a[0] for a in spec.aggs.values() if not isinstance(a, str)))
+        cols = spec.agg_columns()
         base = [ID_COL, TIME_COL, X_COL, Y_COL] if has_t else [ID_COL, X_COL, Y_COL]
         df = self._frame(ctx, pred, info, [*base, *cols])
-        bin_ms = _bin_ms(spec) if has_t else None
+        step = bin_ms(spec.time_bin) if has_t and spec.time_bin else None
         reg_tbl = self._table(regions).select([ID_COL, "geometry"]) if regions is not None else None
         fields: list[pa.Field] = []
         if spec.grid is not None:
@@ -649,12 +684,19 @@ class SparkEngine(QueryEngine):
         else:
             assert regions is not None
             fields.append(pa.field(REGION_COL, self._id_type(regions)))
-        if bin_ms is not None:
+        if step is not None:
             fields.append(pa.field("t_bin", pa.int64()))
         target = empty_table(ctx)
         for c in cols:
             t = target.schema.field(c).type if c in target.column_names else pa.float64()
-            fields.append(pa.field(c, pa.int64() if pa.types.is_integer(t) else pa.float64()))
+            kind = (
+                pa.int64()
+                if pa.types.is_integer(t)
+                else pa.float64()
+                if pa.types.is_floating(t)
+                else pa.string()  # only counted
+            )
+            fields.append(pa.field(c, kind))
         out = pa.schema(fields)
         group = [f.name for f in fields if f.name in ("cell_x", "cell_y", REGION_COL, "t_bin")]
         if df is None:
@@ -665,31 +707,19 @@ class SparkEngine(QueryEngine):
                     if f.name in group
                 }
             )
-            for o, a in spec.aggs.items():
-                frame[o] = pd.Series([], dtype="int64" if isinstance(a, str) else "float64")
-            return aggregate_frame(frame, spec, reg_tbl)
+            for o, a in spec.agg_specs.items():
+                frame[o] = pd.Series([], dtype="int64" if a.fn == "count" else "float64")
+            return aggregate_frame(frame, spec, reg_tbl, ctx.schema.crs)
         sout = StructType([StructField(f.name, self._spark_type(f.type)) for f in fields])
-        keyed = df.mapInArrow(_aggregate_keys(ctx.schema, spec, bin_ms, cols, reg_tbl, out), sout)
-        fn = {"sum": F.sum, "mean": F.avg, "min": F.min, "max": F.max}
+        keyed = df.mapInArrow(_aggregate_keys(ctx.schema, spec, step, cols, reg_tbl, out), sout)
+        fn = {"count": F.count, "sum": F.sum, "mean": F.avg, "min": F.min, "max": F.max}
         aggs = [
-            F.count(F.lit(1)).alias(o) if isinstance(a, str) else fn[a[1]](F.col(a[0])).alias(o)
-            for o, a in spec.aggs.items()
+            F.count(F.lit(1)).alias(o) if a.column is None else fn[a.fn](F.col(a.column)).alias(o)
+            for o, a in spec.agg_specs.items()
         ]
         with _quiet():
             frame = keyed.groupBy(*group).agg(*aggs).toArrow().to_pandas()
-        return aggregate_frame(frame, spec, reg_tbl)
-
-
-def _physical(ctx: DatasetContext, columns: list[str]) -> set[str]:
-    """Stored columns needed for canonical ``columns`` (ids and times are always read, as
-    the embedded engine does, for filters and ordering)."""
-    need = set(columns) | {ID_COL}
-    if ctx.schema.model.has_time:
-        need.add(TIME_COL)
-    if ctx.schema.point_layout and need & {X_COL, Y_COL}:
-        need -= {X_COL, Y_COL}
-        need.add(GEOM)
-    return need
+        return aggregate_frame(frame, spec, reg_tbl, ctx.schema.crs)
 
 
 def _box_around(

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,24 +29,24 @@ from cityos.config import Settings
 from cityos.db import Database
 from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
 from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL, DatasetSchema, conform
+from cityos.store import _spec as specs
 from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
-from cityos.store._engine import DatasetContext, QueryEngine, QueryResult, read_plan
-from cityos.store._layout import decode, hash_values, layout_for
-from cityos.store._plan import (
-    KNN,
-    Aggregate,
-    Grid,
-    IDTemporal,
-    JoinNearest,
-    JoinRegions,
-    KNNTrajectories,
-    Predicate,
-    Range,
-    Similar,
-    plan_scan,
-    query_geometry,
-    to_ms,
+from cityos.store._engine import (
+    DatasetContext,
+    Deadline,
+    QueryEngine,
+    QueryResult,
+    Restriction,
+    engine_class,
+    engine_names,
+    read_plan,
+    spatial_dataset,
+    typed_ids,
 )
+from cityos.store._layout import decode, hash_values, layout_for
+from cityos.store._plan import Predicate, plan_scan, query_geometry, to_ms
+from cityos.store._spatial_sql import register_duckdb, uses_spatial
+from cityos.store._spec import Grid, QuerySpec
 from cityos.store._vacuum import VacuumResult, vacuum_files, write_lease
 
 __all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
@@ -118,7 +119,8 @@ class Store:
     database_url, data_dir:
         Override where the catalog and the files live (PostgreSQL, shared storage).
     engine:
-        ``"duckdb"`` (embedded, default) or ``"spark"``.
+        The default query engine: ``"duckdb"`` (embedded, the default), ``"spark"``, or any
+        other registered with :func:`cityos.store.register_engine`.
 
     Examples
     --------
@@ -166,23 +168,22 @@ class Store:
         self._locks = _Locks(self.data_dir)
         self._engines: dict[str, QueryEngine] = {}
         self.default_engine = self.settings.engine
+        if self.default_engine not in engine_names():  # an error at open, not at first query
+            raise EngineError(
+                f"unknown engine {self.default_engine!r}; registered engines: "
+                f"{', '.join(engine_names())}"
+            )
 
     # -- engines ---------------------------------------------------------------------------
     def engine(self, name: str | None = None) -> QueryEngine:
-        """The query engine called ``name`` (``duckdb`` or ``spark``), started on first use."""
+        """The registered query engine called ``name`` (default: the store's), started on
+        first use."""
         name = name or self.default_engine
         eng = self._engines.get(name)
         if eng is None:
-            if name == "duckdb":
-                from cityos.store._duckdb import DuckDBEngine
-
-                eng = DuckDBEngine(self)
-            elif name == "spark":
-                from cityos.store._spark import SparkEngine
-
-                eng = SparkEngine(self)
-            else:
-                raise EngineError(f"unknown engine {name!r}; use 'duckdb' or 'spark'")
+            if not isinstance(name, str):
+                raise EngineError(f"engine must be a name, not {type(name).__name__}")
+            eng = engine_class(name)(self.settings)
             self._engines[name] = eng
         return eng
 
@@ -221,18 +222,17 @@ class Store:
             self.catalog.drop(name)
             shutil.rmtree(self.data_dir / name, ignore_errors=True)
 
-    def _context(self, name: str) -> DatasetContext:
+    def context(self, name: str, restriction: Restriction | None = None) -> DatasetContext:
+        """What a query engine needs of dataset ``name``: schema, one consistent version of
+        its statistics and where its files are (optionally with a row restriction)."""
+        if not isinstance(name, str):
+            raise QueryError(f"a dataset is named by a string, not {type(name).__name__}")
         _, schema, version = self.catalog.schema(name)
         return DatasetContext(
-            name, schema, version, self.catalog.stats(name, version), self.data_dir
+            name, schema, version, self.catalog.stats(name, version), self.data_dir, restriction
         )
 
-    def _columns(self, ctx: DatasetContext) -> list[str]:
-        cols = list(ctx.schema.canonical_columns) + [f.name for f in ctx.schema.fields]
-        if ctx.stats.paths:
-            sch = pq.read_schema(self.data_dir / ctx.stats.paths[0])
-            cols += [c for c in sch.names if c not in cols]
-        return cols
+    _context = context  # the name engines and tools used before the seam was public
 
     # -- writes ----------------------------------------------------------------------------
     def append(self, name: str, data: Any, *, source: str = "") -> WriteResult:
@@ -389,7 +389,7 @@ class Store:
                     query_geometry(geometry, crs, ctx.schema),
                     to_ms(start),
                     to_ms(end),
-                    None if ids is None else tuple(np.atleast_1d(ids).tolist()),
+                    None if ids is None else typed_ids(specs._ids(ids), ctx.schema, name),
                 )
                 plan = plan_scan(ctx.stats, pred)
                 add: list[FileEntry] = []
@@ -459,8 +459,66 @@ class Store:
         return vacuum_files(self.data_dir, referenced, older_than_s=older_than_s, dry_run=dry_run)
 
     # -- queries ---------------------------------------------------------------------------
-    def _run(self, spec: Any, engine: str | None) -> QueryResult:
-        return self.engine(engine).execute(spec)
+    def touches(self, spec: QuerySpec) -> tuple[str, ...]:
+        """Every dataset answering ``spec`` reads: those it names, and the network of a
+        network series queried by area (its geometry lives there)."""
+        names = list(dict.fromkeys(spec.datasets()))
+        if isinstance(spec, specs.Scan) and spec.geometry is not None:
+            net = spatial_dataset(self.schema(spec.dataset))
+            if net is not None and net not in names:
+                names.append(net)
+        return tuple(names)
+
+    def query(
+        self,
+        spec: QuerySpec,
+        *,
+        engine: str | None = None,
+        restrictions: Mapping[str, Restriction] | None = None,
+        timeout_s: float | None = None,
+    ) -> QueryResult:
+        """Answer one query: the single entry point every query method goes through.
+
+        Parameters
+        ----------
+        spec:
+            A query specification (:class:`~cityos.store.Scan`, ``Range``, ``STRange``,
+            ``IDTemporal``, ``KNN``, ``KNNTrajectories``, ``Similar``, ``JoinRegions``,
+            ``JoinNearest`` or ``Aggregate``).
+        engine:
+            A registered engine name (default: the store's).
+        restrictions:
+            Per dataset, the rows the query may use (applied to every dataset the query
+            touches before any computation); a security layer passes row filters here.
+        timeout_s:
+            Time budget; past it the query is cancelled with
+            :class:`~cityos.errors.QueryTimeout`.
+
+        Examples
+        --------
+        >>> import tempfile, cityos
+        >>> from cityos.model import DatasetSchema, ModelKind
+        >>> from cityos.store import STRange
+        >>> store = cityos.open_city(tempfile.mkdtemp())
+        >>> _ = store.create_dataset("cars", DatasetSchema(ModelKind.POINT_ST))
+        >>> _ = store.append("cars", [{"id": "a", "t": "2026-03-02T08:00Z", "x": 116.4, "y": 39.9}])
+        >>> len(store.query(STRange("cars", (116, 39, 117, 40), "2026-03-02", "2026-03-03")))
+        1
+        """
+        if not isinstance(spec, QuerySpec):
+            raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
+        deadline = Deadline(timeout_s)
+        r = dict(restrictions or {})
+        unknown = set(r) - set(self.touches(spec))
+        if unknown:
+            raise QueryError(
+                f"restrictions name datasets the query does not touch: {sorted(unknown)}"
+            )
+        contexts = {d: self.context(d, r.get(d)) for d in self.touches(spec)}
+        res = self.engine(engine).execute(spec, contexts, deadline)
+        if r:
+            res.stats["rows_restricted"] = {d: contexts[d].rows_restricted for d in r}
+        return res
 
     def scan(
         self,
@@ -475,28 +533,22 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """Rows matching any combination of geometry, time window [start, end) and ids."""
-        return self._run(
-            Range(
-                name,
-                geometry,
-                start,
-                end,
-                crs,
-                None if columns is None else tuple(columns),
-                None if ids is None else tuple(np.atleast_1d(ids).tolist()),
+        return self.query(
+            specs.scan(
+                name, columns=columns, geometry=geometry, start=start, end=end, ids=ids, crs=crs
             ),
-            engine,
+            engine=engine,
         )
 
-    def read(self, name: str) -> QueryResult:
+    def read(self, name: str, *, engine: str | None = None) -> QueryResult:
         """Every row of a dataset."""
-        return self.scan(name)
+        return self.query(specs.read(name), engine=engine)
 
     def range(
         self, name: str, geometry: Any, *, crs: Any = None, engine: str | None = None
     ) -> QueryResult:
         """Spatial range query: rows inside ``geometry`` (bbox tuple, WKT or shapely)."""
-        return self._run(Range(name, geometry, None, None, crs), engine)
+        return self.query(specs.range(name, geometry, crs=crs), engine=engine)
 
     def st_range(
         self,
@@ -509,13 +561,13 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """Spatio-temporal range query: rows inside ``geometry`` with start <= t < end."""
-        return self._run(Range(name, geometry, start, end, crs), engine)
+        return self.query(specs.st_range(name, geometry, start, end, crs=crs), engine=engine)
 
     def id_temporal(
         self, name: str, ids: Any, start: Any = None, end: Any = None, *, engine: str | None = None
     ) -> QueryResult:
         """Every row of the given object id(s) in [start, end)."""
-        return self._run(IDTemporal(name, tuple(np.atleast_1d(ids).tolist()), start, end), engine)
+        return self.query(specs.id_temporal(name, ids, start, end), engine=engine)
 
     def knn(
         self,
@@ -530,7 +582,7 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """The ``k`` points nearest to (x, y), with ``distance_m``."""
-        return self._run(KNN(name, x, y, k, start, end, crs), engine)
+        return self.query(specs.knn(name, x, y, k, start=start, end=end, crs=crs), engine=engine)
 
     def knn_trajectories(
         self,
@@ -545,7 +597,9 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """The ``k`` objects that pass nearest to (x, y) in the window (``id``, ``distance_m``)."""
-        return self._run(KNNTrajectories(name, x, y, k, start, end, crs), engine)
+        return self.query(
+            specs.knn_trajectories(name, x, y, k, start=start, end=end, crs=crs), engine=engine
+        )
 
     def similar(
         self,
@@ -560,7 +614,10 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """The ``k`` objects whose trajectories in the window are most similar to ``trajectory``."""
-        return self._run(Similar(name, trajectory, k, start, end, metric, crs), engine)
+        return self.query(
+            specs.similar(name, trajectory, k, start=start, end=end, metric=metric, crs=crs),
+            engine=engine,
+        )
 
     def join_regions(
         self,
@@ -574,7 +631,10 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """Points joined with the regions containing them (adds ``region_id``)."""
-        return self._run(JoinRegions(name, regions, start, end, geometry, crs), engine)
+        return self.query(
+            specs.join_regions(name, regions, start=start, end=end, geometry=geometry, crs=crs),
+            engine=engine,
+        )
 
     def join_nearest(
         self,
@@ -589,8 +649,17 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """Points joined with the nearest line within ``max_distance_m`` (adds ``edge_id``, ``distance_m``)."""
-        return self._run(
-            JoinNearest(name, lines, max_distance_m, start, end, geometry, crs), engine
+        return self.query(
+            specs.join_nearest(
+                name,
+                lines,
+                max_distance_m=max_distance_m,
+                start=start,
+                end=end,
+                geometry=geometry,
+                crs=crs,
+            ),
+            engine=engine,
         )
 
     def aggregate(
@@ -600,7 +669,7 @@ class Store:
         grid: Grid | None = None,
         regions: str | None = None,
         time_bin: str | None = "1h",
-        aggs: dict[str, Any] | None = None,
+        aggs: Mapping[str, Any] | None = None,
         start: Any = None,
         end: Any = None,
         geometry: Any = None,
@@ -608,12 +677,25 @@ class Store:
         engine: str | None = None,
     ) -> QueryResult:
         """Aggregate points into grid cells or regions per time bin: a spatial time series
-        (``id``, ``t``, ``x``, ``y``, aggregates)."""
-        return self._run(
-            Aggregate(
-                name, grid, regions, time_bin, aggs or {"n": "count"}, start, end, geometry, crs
+        (``id``, ``t``, ``x``, ``y``, aggregates).
+
+        ``aggs`` maps output names to ``"count"`` (rows), a function applied to the column
+        of the same name (``{"speed": "mean"}``), or a ``(column, function)`` pair
+        (``{"avg": ("speed", "mean")}``); functions are count, sum, mean, min and max.
+        A ``grid`` made by :meth:`Grid.from_metres` without a CRS follows the dataset's."""
+        return self.query(
+            specs.aggregate(
+                name,
+                grid=grid,
+                regions=regions,
+                time_bin=time_bin,
+                aggs=aggs,
+                start=start,
+                end=end,
+                geometry=geometry,
+                crs=crs,
             ),
-            engine,
+            engine=engine,
         )
 
     # -- SQL -------------------------------------------------------------------------------
@@ -621,7 +703,10 @@ class Store:
         """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
         and ``y``; other geometry is WKB in ``geometry``). Spatio-temporal functions:
         ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and
-        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level).
+        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level),
+        and DuckDB's spatial ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``,
+        ``ST_Intersects``, ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...), loaded from the
+        installed ``duckdb-extension-spatial`` package, never the network.
 
         Examples
         --------
@@ -632,6 +717,8 @@ class Store:
         con = duckdb.connect()
         try:
             _register_sql_functions(con)
+            if uses_spatial(query):  # ST_* functions: DuckDB's spatial extension
+                register_duckdb(con)
             for info in self.catalog.all():
                 files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
                 if not files:
@@ -679,15 +766,20 @@ def _register_sql_functions(con: Any) -> None:
 
 
 def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:
+    """Keep the first of records repeating a key within one batch. Hashes find the
+    candidates in O(n); the real key values decide, so a hash collision never drops a
+    distinct record."""
     keys = [k for k in schema.key if k in tbl.column_names]
     if not keys or tbl.num_rows < 2:
         return tbl
-    dup = (
-        pd.Series(_key_hash(tbl, keys)).duplicated().to_numpy()
-    )  # a hash table: O(n), keeps the first
-    if not dup.any():
+    cand = pd.Series(_key_hash(tbl, keys)).duplicated(keep=False).to_numpy()
+    if not cand.any():
         return tbl
-    return tbl.filter(pa.array(~dup))
+    pos = np.flatnonzero(cand)
+    sub = tbl.select(keys).take(pa.array(pos)).to_pandas()
+    dup = np.zeros(tbl.num_rows, dtype=bool)
+    dup[pos] = sub.duplicated(subset=keys, keep="first").to_numpy()
+    return tbl.filter(pa.array(~dup)) if dup.any() else tbl
 
 
 def _key_hash(tbl: pa.Table, keys: list[str]) -> np.ndarray:

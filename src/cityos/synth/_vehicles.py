@@ -566,7 +566,9 @@ def _to_frame(fleet: _Fleet, cols: Mapping[str, npt.NDArray[np.generic]]) -> pd.
     t = pd.DatetimeIndex(np.asarray(cols["t"], dtype="datetime64[ms]")).tz_localize("UTC")
     data: dict[str, object] = {
         "id": pd.array(fleet.ids[veh], dtype="str"),
-        "kind": pd.Categorical.from_codes(_kind_codes(fleet)[veh], categories=list(VEHICLE_KINDS)),
+        "kind": pd.Categorical.from_codes(
+            _kind_codes(fleet)[veh], categories=pd.Index(list(VEHICLE_KINDS))
+        ),
         "t": t,
     }
     for c in COLUMNS[3:]:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/audit", tags=["audit"], responses=ERRORS)
 def list_entries(
     city: CityDep,
     _admin: AdminUser,
-    after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # seq is a 32-bit column
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     actor: Annotated[str | None, Query(max_length=100)] = None,
     dataset: Annotated[str | None, Query(max_length=200)] = None,

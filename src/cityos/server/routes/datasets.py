@@ -105,100 +105,67 @@ def describe(store: StoreDep, name: Name) -> DatasetPublic:
     return _public(store, store.describe(name))
 
 
+def _answer(store: access.SecureStore, spec: Any, page: dict[str, Any]) -> Response:
+    """Every query route: one spec through the one secured entry point, one page out."""
+    return render(store.query(spec), **page)
+
+
 @router.post("/{name}/query/range", responses=_ANSWER, response_model=QueryPage)
 def query_range(store: StoreDep, name: Name, body: RangeQuery, page: Page) -> Response:
     """Spatial range: rows inside a bbox or geometry."""
-    return render(store.range(name, body.region.to_geometry(), crs=body.region.crs), **page)
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/st_range", responses=_ANSWER, response_model=QueryPage)
 def query_st_range(store: StoreDep, name: Name, body: STRangeQuery, page: Page) -> Response:
     """Spatio-temporal range: rows inside the area with ``start <= t < end``."""
-    return render(
-        store.st_range(name, body.region.to_geometry(), body.start, body.end, crs=body.region.crs),
-        **page,
-    )
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/id_temporal", responses=_ANSWER, response_model=QueryPage)
 def query_id_temporal(store: StoreDep, name: Name, body: IdTemporalQuery, page: Page) -> Response:
-    """Every row of the given object ids in the time window."""
-    return render(store.id_temporal(name, body.ids, start=body.start, end=body.end), **page)
+    """Every row of the given object ids in the time window (ids are converted to the
+    dataset's id type where that is exact: ``7`` and ``"7"`` name the same object)."""
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/knn", responses=_ANSWER, response_model=QueryPage)
 def query_knn(store: StoreDep, name: Name, body: KnnQuery, page: Page) -> Response:
     """The k nearest points (adds ``distance_m``)."""
-    return render(
-        store.knn(name, body.x, body.y, body.k, start=body.start, end=body.end, crs=body.crs),
-        **page,
-    )
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/knn_trajectories", responses=_ANSWER, response_model=QueryPage)
 def query_knn_trajectories(store: StoreDep, name: Name, body: KnnQuery, page: Page) -> Response:
     """The k objects passing nearest to a point."""
-    return render(
-        store.knn_trajectories(
-            name, body.x, body.y, body.k, start=body.start, end=body.end, crs=body.crs
-        ),
-        **page,
-    )
+    return _answer(store, body.to_spec(name, trajectories=True), page)
 
 
 @router.post("/{name}/query/similar", responses=_ANSWER, response_model=QueryPage)
 def query_similar(store: StoreDep, name: Name, body: SimilarQuery, page: Page) -> Response:
     """The k objects whose trajectories are most similar (DTW or Fréchet)."""
-    return render(
-        store.similar(
-            name, body.coords, body.k, start=body.start, end=body.end, metric=body.metric
-        ),
-        **page,
-    )
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/join_regions", responses=_ANSWER, response_model=QueryPage)
 def query_join_regions(store: StoreDep, name: Name, body: JoinRegionsQuery, page: Page) -> Response:
-    """Points with the id of the region containing them (needs read on both)."""
-    geometry = body.region.to_geometry() if body.region else None
-    return render(
-        store.join_regions(name, body.regions, start=body.start, end=body.end, geometry=geometry),
-        **page,
-    )
+    """Points with the id of the region containing them (needs read on both; each
+    dataset's row filters apply)."""
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/join_nearest", responses=_ANSWER, response_model=QueryPage)
 def query_join_nearest(store: StoreDep, name: Name, body: JoinNearestQuery, page: Page) -> Response:
-    """Points with the nearest edge within ``max_distance_m`` (needs read on both)."""
-    geometry = body.region.to_geometry() if body.region else None
-    return render(
-        store.join_nearest(
-            name,
-            body.edges,
-            max_distance_m=body.max_distance_m,
-            start=body.start,
-            end=body.end,
-            geometry=geometry,
-        ),
-        **page,
-    )
+    """Points with the nearest edge within ``max_distance_m`` (needs read on both; each
+    dataset's row filters apply)."""
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/query/aggregate", responses=_ANSWER, response_model=QueryPage)
 def query_aggregate(store: StoreDep, name: Name, body: AggregateQuery, page: Page) -> Response:
-    """Counts and statistics per grid cell or region and time bin."""
-    return render(
-        store.aggregate(
-            name,
-            grid=body.grid.to_grid() if body.grid else None,
-            regions=body.regions,
-            time_bin=body.time_bin,
-            aggs=body.aggs,
-            start=body.start,
-            end=body.end,
-        ),
-        **page,
-    )
+    """Counts and sum/mean/min/max of columns per grid cell or region and time bin, e.g.
+    ``{"grid": {"bbox": [...], "cell_m": 1000}, "aggs": {"n": "count", "speed": "mean"}}``."""
+    return _answer(store, body.to_spec(name), page)
 
 
 @router.post("/{name}/records", response_model=WriteResultPublic)

@@ -95,7 +95,9 @@ def test_cli_writes_are_audited_as_the_cli(tmp_path: Path) -> None:
     me = f"cli:{getpass.getuser()}"
     assert _writes(db) == [(me, "cars", "create"), (me, "cars", "append")]
     [entry] = [e for e in access.read_audit(db, limit=100) if e.detail.get("operation") == "append"]
-    assert entry.detail["rows_written"] == 2 and entry.detail["source"] == f"load:{csv}"  # cityos load is a FileSource run
+    assert (
+        entry.detail["rows_written"] == 2 and entry.detail["source"] == f"load:{csv}"
+    )  # cityos load is a FileSource run
     db.dispose()
 
 

@@ -368,9 +368,11 @@ class SecureStore:
                     f"column(s) {hidden_cols} of {name!r} are personal and masked for your "
                     f"role; a {spec.kind} cannot compute over them"
                 )
-        filtered = {n: g for n, g in grants.items() if g.decision.filters is not None}
+        filtered = {
+            n: g.decision.filters for n, g in grants.items() if g.decision.filters is not None
+        }
         try:
-            restrictions = {n: restriction_for(g.decision.filters) for n, g in filtered.items()}
+            restrictions = {n: restriction_for(f) for n, f in filtered.items()}
             raw = self.__store.query(
                 spec, engine=engine, restrictions=restrictions, timeout_s=self.timeout_s
             )

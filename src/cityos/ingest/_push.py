@@ -89,9 +89,9 @@ def _expectations(mapping: Mapping) -> tuple[dict[str, str], set[str], bool]:
                 want[src] = _ID
     g = doc.geometry
     if g is not None:
-        for src, kind in ((g.x, _NUMBER), (g.y, _NUMBER), (g.wkt, _TEXT), (g.wkb, _TEXT)):
-            if src:
-                want[src] = kind
+        for col, kind in ((g.x, _NUMBER), (g.y, _NUMBER), (g.wkt, _TEXT), (g.wkb, _TEXT)):
+            if col:
+                want[col] = kind
         if g.geojson:
             want[g.geojson] = "geojson"
     joins = {j.name for j in doc.join}

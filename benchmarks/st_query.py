@@ -14,6 +14,7 @@ load throughput, and one ratio line per baseline.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import warnings
@@ -110,25 +111,107 @@ def make_queries(df: pd.DataFrame, nq: int, seed: int) -> dict[str, list[dict[st
         }
         for i in centres(nq)
     ]
+    # joins over one hour of the whole city: every point with its district / nearest road
+    out["points-in-regions, 1 h"] = [
+        {"start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2)}
+        for i in centres(max(3, nq // 3))
+    ]
+    out["nearest segment <=50 m, 1 h"] = [
+        {"start": int(t[i] - HOUR // 2), "end": int(t[i] + HOUR // 2), "max_m": 50.0}
+        for i in centres(max(3, nq // 3))
+    ]
     return out
 
 
-def key_set(tbl: pd.DataFrame) -> set[tuple[str, int]]:
+#: which method of a system answers a query set, by the set's name prefix
+KINDS = (
+    ("kNN", "knn"),
+    ("ID", "id_temporal"),
+    ("points-in-regions", "regions"),
+    ("nearest segment", "nearest"),
+    ("", "range"),
+)
+
+
+def kind_of(qname: str) -> str:
+    return next(m for p, m in KINDS if qname.startswith(p))
+
+
+def key_set(tbl: pd.DataFrame, extra: str | None = None) -> set[tuple[Any, ...]]:
     tt = pd.to_datetime(tbl["t"], utc=True).astype("datetime64[ns, UTC]").astype("int64") // 10**6
-    return set(zip(tbl["id"].astype(str), tt, strict=True))
+    cols = [tbl["id"].astype(str), tt]
+    if extra is not None:
+        cols.append(tbl[extra].astype(str))
+    return set(zip(*cols, strict=True))
+
+
+def same_answer(kind: str, a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two systems' answers to one query agree (kNN by distance, since earth models
+    differ in the last digits; nearest segment by matched points and distance, since exact
+    ties between two roads may be broken differently)."""
+    if kind == "knn":
+        da, db = np.sort(a["distance_m"].to_numpy()), np.sort(b["distance_m"].to_numpy())
+        return len(da) == len(db) and bool(np.allclose(da, db, rtol=5e-3))
+    if kind == "regions":
+        return key_set(a, "region_id") == key_set(b, "region_id")
+    if kind == "nearest":
+        if key_set(a) != key_set(b):
+            return False
+
+        def by_key(t: pd.DataFrame) -> pd.Series:
+            tt = pd.to_datetime(t["t"], utc=True).astype("datetime64[ns, UTC]").astype("int64")
+            return pd.Series(t["distance_m"].to_numpy(), index=[t["id"].astype(str), tt // 10**6])
+
+        da, db = by_key(a).sort_index(), by_key(b).sort_index()
+        return bool(np.allclose(da.to_numpy(), db.to_numpy(), rtol=1e-6, atol=1e-6))
+    return key_set(a) == key_set(b)
 
 
 # -- systems --------------------------------------------------------------------------------
 
 
+def city_layers(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The districts (polygons) and the road network (line segments) of the generated city
+    the vehicles drive in, as ``id`` + WKB ``geometry`` tables."""
+    import shapely
+
+    city = make_city(seed=seed)
+    d, e = city.districts, city.edges
+    districts = pd.DataFrame(
+        {
+            "id": d["district_id"].astype(str).to_numpy(),
+            "geometry": shapely.to_wkb(d.geometry.values),
+        }
+    )
+    roads = pd.DataFrame(
+        {
+            "id": e["edge_id"].astype(str).to_numpy(),
+            "from_node": e["from_node"].to_numpy(),
+            "to_node": e["to_node"].to_numpy(),
+            "geometry": shapely.to_wkb(e.geometry.values),
+        }
+    )
+    return districts, roads
+
+
 class CityOS:
     name = "CityOS"
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, layers: tuple[pd.DataFrame, pd.DataFrame], engine: str) -> None:
         shutil.rmtree(work / "cityos", ignore_errors=True)
-        self.store = Store(work / "cityos")
+        self.home = work / "cityos"
+        self.store = Store(self.home)
+        self.engine = engine
         self.store.create_dataset("v", DatasetSchema(ModelKind.POINT_ST))
+        self.store.create_dataset(
+            "districts", DatasetSchema(ModelKind.POINT_STATIC, geometry_type="region")
+        )
+        self.store.append("districts", layers[0])
+        self.store.create_dataset("roads", DatasetSchema(ModelKind.NETWORK_STATIC))
+        self.store.append("roads", layers[1])
         self.load_s = 0.0
+        if engine != "duckdb":
+            self.name = f"CityOS ({engine})"
 
     def add(self, df: pd.DataFrame) -> None:
         tbl = pa.Table.from_pandas(df, preserve_index=False)
@@ -140,16 +223,55 @@ class CityOS:
 
     def range(self, q: dict[str, Any]) -> pd.DataFrame:
         return self.store.scan(
-            "v", geometry=q["box"], start=q["start"], end=q["end"], columns=["id", "t"]
+            "v",
+            geometry=q["box"],
+            start=q["start"],
+            end=q["end"],
+            columns=["id", "t"],
+            engine=self.engine,
         ).to_pandas()
 
     def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
-        return self.store.id_temporal("v", q["id"], q["start"], q["end"]).to_pandas()
+        return self.store.id_temporal(
+            "v", q["id"], q["start"], q["end"], engine=self.engine
+        ).to_pandas()
 
     def knn(self, q: dict[str, Any]) -> pd.DataFrame:
         return self.store.knn(
-            "v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"]
+            "v", q["x"], q["y"], q["k"], start=q["start"], end=q["end"], engine=self.engine
         ).to_pandas()
+
+    def regions(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.store.join_regions(
+            "v", "districts", start=q["start"], end=q["end"], engine=self.engine
+        ).to_pandas()
+
+    def nearest(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.store.join_nearest(
+            "v",
+            "roads",
+            max_distance_m=q["max_m"],
+            start=q["start"],
+            end=q["end"],
+            engine=self.engine,
+        ).to_pandas()
+
+
+class CityOSOtherEngine(CityOS):
+    """The same CityOS store queried through another execution engine (``--engine spark``)."""
+
+    def __init__(self, base: CityOS, engine: str) -> None:
+        self.store, self.engine, self.home = base.store, engine, base.home
+        self.name = f"CityOS ({engine})"
+        self.base = base
+        self.load_s = 0.0
+
+    def add(self, df: pd.DataFrame) -> None:
+        pass
+
+    def finish(self) -> None:
+        self.bytes = None
+        self.load_s = self.base.load_s
 
 
 def _geoparquet_meta(covering: bool) -> bytes:
@@ -249,6 +371,227 @@ class DuckDBGeoParquet:
                ORDER BY distance_m, id, t LIMIT ?""",
             [q["y"], q["y"], q["x"], q["start"], q["end"], q["k"]],
         ).df()
+
+
+def _spatial_extension() -> str:
+    """Path of the DuckDB spatial extension shipped by the ``duckdb-extension-spatial`` wheel
+    (loaded from disk: nothing is downloaded)."""
+    import duckdb
+    import duckdb_extension_spatial
+
+    p = Path(duckdb_extension_spatial.__file__).parent / "extensions" / f"v{duckdb.__version__}"
+    return str(p / "spatial.duckdb_extension")
+
+
+def _ms_sql(ms: int) -> str:
+    return f"make_timestamp({int(ms)}::BIGINT * 1000)"
+
+
+class DuckDBSpatial:
+    """DuckDB with its spatial extension: a native GEOMETRY column in a DuckDB database file,
+    rows in arrival (time) order, an R-tree index on the geometry, ``ST_Intersects`` for
+    ranges and region joins (DuckDB's spatial join operator), ``ST_Distance_Sphere`` for
+    kNN, and ``ST_DWithin`` on UTM-projected geometries for the nearest road (roads are
+    projected once at load; points per query)."""
+
+    name = "DuckDB-spatial"
+
+    def __init__(self, work: Path, layers: tuple[pd.DataFrame, pd.DataFrame], utm: str) -> None:
+        import duckdb
+
+        self.path = work / "spatial.duckdb"
+        self.con = duckdb.connect(str(self.path))
+        self.con.execute(f"LOAD '{_spatial_extension()}'")
+        self.con.execute("SET threads=2")
+        self.con.execute("SET TimeZone='UTC'")
+        self.utm = utm
+        self.con.execute("CREATE TABLE v (id VARCHAR, t TIMESTAMP, geom GEOMETRY)")
+        districts, roads = (pa.Table.from_pandas(x, preserve_index=False) for x in layers)
+        self.con.register("districts_in", districts)
+        self.con.register("roads_in", roads)
+        self.con.execute(
+            "CREATE TABLE districts AS SELECT id, ST_GeomFromWKB(geometry) AS geom FROM districts_in"
+        )
+        self.con.execute(
+            "CREATE TABLE roads_m AS SELECT id, ST_Transform(ST_GeomFromWKB(geometry), "
+            f"'EPSG:4326', '{utm}', always_xy := true) AS geom FROM roads_in"
+        )
+        self.con.execute("CREATE INDEX roads_rtree ON roads_m USING RTREE (geom)")
+        self.con.unregister("districts_in")
+        self.con.unregister("roads_in")
+        self.load_s = 0.0
+
+    def add(self, df: pd.DataFrame) -> None:
+        tbl = pa.table({"id": df["id"], "t": pa.array(df["t"]), "x": df["x"], "y": df["y"]})
+
+        def ins() -> None:
+            self.con.register("chunk", tbl)
+            self.con.execute("INSERT INTO v SELECT id, t::TIMESTAMP, ST_Point(x, y) FROM chunk")
+            self.con.unregister("chunk")
+
+        self.load_s += timed(ins)[1]
+
+    def finish(self) -> None:
+        def idx() -> None:
+            self.con.execute("CREATE INDEX v_rtree ON v USING RTREE (geom)")
+            self.con.execute("CHECKPOINT")
+
+        self.load_s += timed(idx)[1]
+        self.bytes = self.path.stat().st_size
+
+    def _window(self, q: dict[str, Any], col: str = "t") -> str:
+        if q["start"] is None:
+            return ""
+        return f" AND {col} >= {_ms_sql(q['start'])} AND {col} < {_ms_sql(q['end'])}"
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        # constants in the SQL text: the R-tree scan is chosen only for a constant geometry
+        b = q["box"]
+        x0, y0, x1, y1 = (repr(float(v)) for v in b)
+        env = f"ST_MakeEnvelope({x0}, {y0}, {x1}, {y1})"
+        return self.con.execute(
+            f"SELECT id, t FROM v WHERE ST_Intersects(geom, {env})" + self._window(q)
+        ).df()
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT id, t FROM v WHERE id = ?" + self._window(q), [q["id"]]
+        ).df()
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        # ST_Distance_Sphere takes (lat, lon) points: EPSG:4326 axis order
+        return self.con.execute(
+            "SELECT id, t, ST_Distance_Sphere(ST_FlipCoordinates(geom), ST_Point(?, ?)) "
+            "AS distance_m FROM v WHERE true"
+            + self._window(q)
+            + " ORDER BY distance_m, id, t LIMIT ?",
+            [q["y"], q["x"], q["k"]],
+        ).df()
+
+    def regions(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.con.execute(
+            "SELECT v.id, v.t, d.id AS region_id FROM v JOIN districts d "
+            "ON ST_Intersects(d.geom, v.geom) WHERE true" + self._window(q, "v.t")
+        ).df()
+
+    def nearest(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.con.execute(
+            f"""WITH p AS (SELECT id, t, ST_Transform(geom, 'EPSG:4326', '{self.utm}',
+                                                   always_xy := true) AS g
+                           FROM v WHERE true {self._window(q)})
+                SELECT id, t, edge_id, distance_m FROM (
+                  SELECT p.id, p.t, r.id AS edge_id, ST_Distance(p.g, r.geom) AS distance_m,
+                         row_number() OVER (PARTITION BY p.id, p.t
+                                            ORDER BY ST_Distance(p.g, r.geom), r.id) AS rn
+                  FROM p JOIN roads_m r ON ST_DWithin(p.g, r.geom, {q["max_m"]!r}))
+                WHERE rn = 1"""
+        ).df()
+
+
+class SedonaDB:
+    """Apache SedonaDB (single node, Rust/DataFusion) over the same GeoParquet file as the
+    DuckDB baseline (GeoParquet 1.1 with bbox covering; SedonaDB prunes row groups by its
+    statistics): ``ST_Intersects`` for ranges and region joins (its spatial join),
+    haversine in SQL for kNN (SedonaDB has no spherical distance), and its ``ST_KNN`` join
+    on UTM-projected geometries for the nearest road."""
+
+    name = "SedonaDB"
+
+    def __init__(
+        self,
+        work: Path,
+        layers: tuple[pd.DataFrame, pd.DataFrame],
+        utm: str,
+        files: DuckDBGeoParquet | None,
+    ) -> None:
+        self.files = files or DuckDBGeoParquet(work)
+        self.own = files is None
+        self.layers, self.utm = layers, utm
+        self.load_s = 0.0
+        self.bytes = None
+
+    def add(self, df: pd.DataFrame) -> None:
+        if self.own:
+            self.files.add(df)
+
+    def finish(self) -> None:
+        import geopandas as gpd
+        import sedonadb
+        import shapely
+
+        if self.own:
+            self.files.finish()
+        self.bytes = self.files.bytes
+        self.load_s = self.files.load_s
+        self.sd = sedonadb.connect()
+        self.sd.read_parquet(str(self.files.path)).to_view("v")
+        for name, df in zip(("districts", "roads"), self.layers, strict=True):
+            g = gpd.GeoDataFrame(
+                {"id": df["id"]}, geometry=shapely.from_wkb(df["geometry"]), crs=4326
+            )
+            self.sd.create_data_frame(g).to_view(f"{name}_in")
+        self.sd.sql("SELECT id, geometry AS geom FROM districts_in").to_memtable().to_view(
+            "districts"
+        )
+        self.sd.sql(
+            f"SELECT id, ST_Transform(geometry, '{self.utm}') AS geom FROM roads_in"
+        ).to_memtable().to_view("roads_m")
+
+    @staticmethod
+    def _window(q: dict[str, Any], col: str = "t") -> str:
+        if q["start"] is None:
+            return ""
+        return (
+            f" AND {col} >= to_timestamp_millis({int(q['start'])})"
+            f" AND {col} < to_timestamp_millis({int(q['end'])})"
+        )
+
+    def range(self, q: dict[str, Any]) -> pd.DataFrame:
+        b = q["box"]
+        env = f"ST_SetSRID(ST_GeomFromText('{shapely_box_wkt(b)}'), 4326)"
+        return self.sd.sql(
+            f"SELECT id, t FROM v WHERE ST_Intersects(geometry, {env})" + self._window(q)
+        ).to_pandas()
+
+    def id_temporal(self, q: dict[str, Any]) -> pd.DataFrame:
+        ident = q["id"].replace("'", "''")
+        return self.sd.sql(
+            f"SELECT id, t FROM v WHERE id = '{ident}'" + self._window(q)
+        ).to_pandas()
+
+    def knn(self, q: dict[str, Any]) -> pd.DataFrame:
+        x, y = float(q["x"]), float(q["y"])
+        d = (
+            f"2 * 6371008.8 * asin(sqrt(power(sin(radians(ST_Y(geometry) - {y!r}) / 2), 2) + "
+            f"cos(radians({y!r})) * cos(radians(ST_Y(geometry))) * "
+            f"power(sin(radians(ST_X(geometry) - {x!r}) / 2), 2)))"
+        )
+        return self.sd.sql(
+            f"SELECT id, t, {d} AS distance_m FROM v WHERE true"
+            + self._window(q)
+            + f" ORDER BY distance_m, id, t LIMIT {int(q['k'])}"
+        ).to_pandas()
+
+    def regions(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.sd.sql(
+            "SELECT v.id, v.t, d.id AS region_id FROM v JOIN districts d "
+            "ON ST_Intersects(d.geom, v.geometry) WHERE true" + self._window(q, "v.t")
+        ).to_pandas()
+
+    def nearest(self, q: dict[str, Any]) -> pd.DataFrame:
+        return self.sd.sql(
+            f"""WITH p AS (SELECT id, t, ST_Transform(geometry, '{self.utm}') AS g
+                           FROM v WHERE true {self._window(q)})
+                SELECT id, t, edge_id, distance_m FROM (
+                  SELECT p.id, p.t, r.id AS edge_id, ST_Distance(p.g, r.geom) AS distance_m
+                  FROM p JOIN roads_m r ON ST_KNN(p.g, r.geom, 1, false))
+                WHERE distance_m <= {q["max_m"]!r}"""
+        ).to_pandas()
+
+
+def shapely_box_wkt(b: tuple[float, float, float, float]) -> str:
+    x0, y0, x1, y1 = (repr(float(v)) for v in b)
+    return f"POLYGON (({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
 
 
 class PostGIS:
@@ -394,9 +737,45 @@ class GeoPandasSTR:
 # -- the run ----------------------------------------------------------------------------------
 
 
+def memory_probe(home: Path, qfile: Path) -> None:
+    """Run the CityOS query workload in a fresh process and print its peak resident memory
+    (the CityOS side alone: the baselines live in the benchmark's own process)."""
+    import json
+    import resource
+
+    queries = json.loads(qfile.read_text())
+    sys_ = CityOS.__new__(CityOS)
+    sys_.store, sys_.engine = Store(home), "duckdb"
+    for qname, qs in queries.items():
+        fn = getattr(sys_, kind_of(qname))
+        for q in qs:
+            if "box" in q:
+                q["box"] = tuple(q["box"])
+            fn(q)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def cityos_peak_rss(home: Path, queries: dict[str, list[dict[str, Any]]], work: Path) -> int:
+    import json
+    import subprocess
+
+    qfile = work / "queries.json"
+    qfile.write_text(json.dumps(queries, default=float))
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", str(home), str(qfile)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     # DuckDB's and pandas' conversion warnings (deprecations in their own code) are noise here
     warnings.simplefilter("ignore")
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory-probe":
+        memory_probe(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -404,20 +783,46 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=25)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
-        "--skip", nargs="*", default=[], help="systems to skip: duckdb postgis geopandas"
+        "--skip",
+        nargs="*",
+        default=[],
+        help="systems to skip: duckdb duckdb-spatial sedonadb postgis geopandas",
+    )
+    ap.add_argument(
+        "--engine",
+        nargs="*",
+        default=[],
+        help="also query the same CityOS store through these engines (e.g. spark)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run only the query sets whose names start with these prefixes",
     )
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "_work")
     args = ap.parse_args()
     work = args.work / f"st_query_{args.points}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    load0 = os.getloadavg()
 
-    systems: list[Any] = [CityOS(work)]
+    from cityos.store._kernels import utm_crs
+
+    layers = city_layers(args.seed)
+    utm = utm_crs(*make_city(seed=args.seed).center)
+    systems: list[Any] = [CityOS(work, layers, "duckdb")]
     cityos = systems[0]
+    for e in args.engine:
+        systems.append(CityOSOtherEngine(cityos, e))
     duck = None
     if "duckdb" not in args.skip:
         duck = DuckDBGeoParquet(work)
         systems.append(duck)
+    if "duckdb-spatial" not in args.skip:
+        systems.append(DuckDBSpatial(work, layers, utm))
+    if "sedonadb" not in args.skip:
+        systems.append(SedonaDB(work, layers, utm, duck))
     pg_ctx = None
     if "postgis" not in args.skip:
         from cityos.testing.postgres import postgres_server
@@ -428,7 +833,8 @@ def main() -> None:
         systems.append(GeoPandasSTR())
 
     print(
-        f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems ...",
+        f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems "
+        f"(load average {load0[0]:.1f}) ...",
         flush=True,
     )
     rng = np.random.default_rng(args.seed)
@@ -472,40 +878,37 @@ def main() -> None:
         sys_.finish()
 
     queries = make_queries(sample, args.queries, args.seed)
-    results: dict[str, dict[str, float]] = {}
+    if args.only is not None:
+        queries = {q: v for q, v in queries.items() if any(q.startswith(p) for p in args.only)}
+    load1 = os.getloadavg()
+    results: dict[str, dict[str, float | None]] = {}
     selectivity: dict[str, float] = {}
     agree: dict[str, bool] = {}
     for qname, qs in queries.items():
+        print(f"  {qname} ...", flush=True)
+        kind = kind_of(qname)
         results[qname] = {}
         answers = {}
         for sys_ in systems:
-            fn = (
-                sys_.knn
-                if qname.startswith("kNN")
-                else sys_.id_temporal
-                if qname.startswith("ID")
-                else sys_.range
-            )
-            ms, ans = median_ms(fn, qs, warmup=2)
+            fn = getattr(sys_, kind, None)
+            if fn is None:
+                results[qname][sys_.name] = None
+                continue
+            ms, ans = median_ms(fn, qs, warmup=2 if len(qs) > 5 else 1)
             results[qname][sys_.name] = ms
             answers[sys_.name] = ans
         ref = answers[cityos.name]
         selectivity[qname] = float(np.mean([len(a) for a in ref])) / n
         ok = True
         for name, ans in answers.items():
-            for a, b in zip(ref, ans, strict=True):
-                if qname.startswith("kNN"):
-                    # different earth models (haversine radii) may reorder exact ties at the k-th place
-                    da, db = (
-                        np.sort(a["distance_m"].to_numpy()),
-                        np.sort(b["distance_m"].to_numpy()),
-                    )
-                    ok &= len(da) == len(db) and bool(np.allclose(da, db, rtol=5e-3))
-                else:
-                    ok &= key_set(a) == key_set(b)
-            if not ok:
+            this = all(same_answer(kind, a, b) for a, b in zip(ref, ans, strict=True))
+            if not this:
                 print(f"  !! {name} disagrees with CityOS on {qname}")
+            ok &= this
         agree[qname] = ok
+    load2 = os.getloadavg()
+    print("measuring the CityOS side's peak resident memory (query workload, fresh process) ...")
+    rss = cityos_peak_rss(cityos.home, queries, work)
 
     names = [s.name for s in systems]
     print(f"\nMedian latency (ms) over {args.queries} queries each, {n:,} points, 2 cores")
@@ -518,22 +921,33 @@ def main() -> None:
     if duck is not None:
         size_rows.append(["GeoParquet (GeoPandas default)", duck.default_bytes / n, None])
     for s in systems:
+        if isinstance(s, CityOSOtherEngine):
+            continue
         size_rows.append([s.name, None if s.bytes is None else s.bytes / n, n / s.load_s])
     print_table(["system", "bytes/point", "load points/s"], size_rows)
     print(
         f"  CityOS load {cityos.load_s:.1f} s in 1M-point appends (+ {cityos.compact_s:.1f} s compaction, "
         f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)"
     )
+    print(f"  CityOS peak resident memory running the query workload: {rss / 2**20:,.0f} MiB")
 
-    print("\nRatios (baseline time / CityOS time; >1 means CityOS is faster)")
+    print("\nRatios (system time / CityOS time; >1 means CityOS is faster)")
     for s in names[1:]:
-        parts = [f"{q}: {results[q][s] / results[q][cityos.name]:.1f}x" for q in queries]
+        parts = [
+            f"{q}: {results[q][s] / results[q][cityos.name]:.1f}x"  # type: ignore[operator]
+            for q in queries
+            if results[q].get(s) is not None
+        ]
         print(f"  vs {s}: " + "; ".join(parts))
     print(
         f"  storage: CityOS is 1/{csv_bytes / cityos.bytes:.1f} of raw CSV"
         + (f", 1/{duck.default_bytes / cityos.bytes:.1f} of default GeoParquet" if duck else "")
     )
     print("  answers agree: " + ", ".join(f"{q}: {'yes' if v else 'NO'}" for q, v in agree.items()))
+    print(
+        f"  load average (1 min): {load0[0]:.1f} at start, {load1[0]:.1f} before queries, "
+        f"{load2[0]:.1f} after"
+    )
     save(
         f"st_query_{n}",
         {
@@ -541,13 +955,23 @@ def main() -> None:
             "latency_ms": results,
             "selectivity": selectivity,
             "agree": agree,
-            "bytes_per_point": {s.name: (None if s.bytes is None else s.bytes / n) for s in systems}
+            "bytes_per_point": {
+                s.name: (None if s.bytes is None else s.bytes / n)
+                for s in systems
+                if not isinstance(s, CityOSOtherEngine)
+            }
             | {"raw CSV": csv_bytes / n}
             | ({"GeoParquet default": duck.default_bytes / n} if duck else {}),
             "load_points_per_s": {s.name: n / s.load_s for s in systems},
             "cityos_compact_s": cityos.compact_s,
+            "cityos_peak_rss_bytes": rss,
+            "load_average": [load0, load1, load2],
         },
     )
+    for s in systems:
+        if hasattr(s, "con") and hasattr(s.con, "close"):
+            s.con.close()
+    cityos.store.close()
     if pg_ctx is not None:
         pg_ctx.__exit__(None, None, None)
     shutil.rmtree(work, ignore_errors=True)

@@ -795,6 +795,12 @@ def main() -> None:
         help="also query the same CityOS store through these engines (e.g. spark)",
     )
     ap.add_argument(
+        "--spark-cluster",
+        action="store_true",
+        help="run the spark engine on a standalone master + worker started for the run "
+        "(cityos.testing.spark) instead of local mode",
+    )
+    ap.add_argument(
         "--only",
         nargs="*",
         default=None,
@@ -809,6 +815,13 @@ def main() -> None:
 
     from cityos.store._kernels import utm_crs
 
+    cluster_ctx = None
+    if args.spark_cluster:
+        from cityos.testing.spark import spark_cluster
+
+        cluster_ctx = spark_cluster(cores=2, memory="3g")
+        os.environ["CITYOS_SPARK_MASTER"] = cluster_ctx.__enter__().master_url
+        print(f"spark engine on the standalone cluster {os.environ['CITYOS_SPARK_MASTER']}")
     layers = city_layers(args.seed)
     utm = utm_crs(*make_city(seed=args.seed).center)
     systems: list[Any] = [CityOS(work, layers, "duckdb")]
@@ -974,6 +987,8 @@ def main() -> None:
     cityos.store.close()
     if pg_ctx is not None:
         pg_ctx.__exit__(None, None, None)
+    if cluster_ctx is not None:
+        cluster_ctx.__exit__(None, None, None)
     shutil.rmtree(work, ignore_errors=True)
 
 

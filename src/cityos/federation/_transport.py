@@ -54,6 +54,7 @@ __all__ = [
     "Envelope",
     "GatewayChannel",
     "Inbox",
+    "PeerAborted",
     "PeerClient",
     "RpcError",
     "TransportServer",
@@ -192,6 +193,10 @@ def open_envelope(raw: bytes, peer_cert_der: bytes, *, federation: str, me: str)
     return Envelope(federation, ch, frm, to, seq, tag, body)
 
 
+class PeerAborted(PeerLost):
+    """A peer (or this gateway's operator) stopped the job channel, saying why."""
+
+
 # -- the receiving side ------------------------------------------------------------------------
 @dataclass
 class _ChannelBox:
@@ -225,6 +230,14 @@ class Inbox:
             box = self._boxes.get(channel)
             if box is not None and by in box.peers:
                 box.closed, box.aborted_by = reason, by
+                self._cond.notify_all()
+
+    def abort_local(self, channel: str, reason: str) -> None:
+        """Stop ``channel`` from this side (a cancel): its waiting receivers fail."""
+        with self._cond:
+            box = self._boxes.get(channel)
+            if box is not None:
+                box.closed, box.aborted_by = reason, "this gateway"
                 self._cond.notify_all()
 
     def deliver(self, env: Envelope) -> str:
@@ -280,7 +293,7 @@ class Inbox:
                 if q:
                     return q.popleft()
                 if box.closed is not None:
-                    raise PeerLost(
+                    raise PeerAborted(
                         f"party {box.aborted_by!r} stopped job channel {channel!r}: {box.closed}"
                     )
                 now = time.monotonic()

@@ -125,7 +125,9 @@ class PartyData:
         return self.X[idx], (self.y[idx] if self.y is not None else None)
 
 
-def align(ch: Channel, role: str, ids: Sequence[str], *, guest: str, hosts: Sequence[str]) -> list[str]:
+def align(
+    ch: Channel, role: str, ids: Sequence[str], *, guest: str, hosts: Sequence[str]
+) -> list[str]:
     """Entity alignment by private set intersection with every host (fed-algo's PSI); the
     guest then sends the ids common to all hosts (already known to each host, being in
     its intersection) so every party trains on the same rows in the same order."""

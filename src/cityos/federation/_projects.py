@@ -67,7 +67,7 @@ def _iso(d: Any) -> str | None:
 def _round_sig(v: float, digits: int = 2) -> float:
     if v == 0 or not math.isfinite(v):
         return float(v)
-    return float(round(v, -int(math.floor(math.log10(abs(v)))) + digits - 1))
+    return float(round(v, -math.floor(math.log10(abs(v))) + digits - 1))
 
 
 def coarse_stats(col: pa.ChunkedArray | pa.Array) -> dict[str, Any]:
@@ -134,7 +134,7 @@ class ProjectBook:
         with self.db.session() as s:
             return self._as_dict(s, self._project(s, project_id))
 
-    def list(self) -> list[dict[str, Any]]:
+    def all(self) -> list[dict[str, Any]]:
         with self.db.session() as s:
             rows = s.scalars(select(ProjectRow).order_by(ProjectRow.created_at))
             return [self._as_dict(s, p) for p in rows]
@@ -167,19 +167,35 @@ class ProjectBook:
         if not hosts:
             raise ValidationError("a project needs at least one host party", field="hosts")
         if self.me in hosts:
-            raise ValidationError(f"party {self.me!r} is the guest; it cannot also be a host",
-                                  field="hosts")
+            raise ValidationError(
+                f"party {self.me!r} is the guest; it cannot also be a host", field="hosts"
+            )
         pid = f"p-{uuid.uuid4().hex[:12]}"
         with audit_transaction(self.db) as s:
-            s.add(ProjectRow(id=pid, name=name, federation=self.federation, guest=self.me,
-                             status="proposed", description=description))
-            s.add(MemberRow(project_id=pid, party=self.me, role="guest", status="accepted",
-                            url=my_url))
+            s.add(
+                ProjectRow(
+                    id=pid,
+                    name=name,
+                    federation=self.federation,
+                    guest=self.me,
+                    status="proposed",
+                    description=description,
+                )
+            )
+            s.add(
+                MemberRow(
+                    project_id=pid, party=self.me, role="guest", status="accepted", url=my_url
+                )
+            )
             for h, url in hosts.items():
                 s.add(MemberRow(project_id=pid, party=h, role="host", status="invited", url=url))
             s.flush()
-            append_audit(s, actor=actor, action="federation.project.create",
-                         detail={"project": pid, "name": name, "hosts": sorted(hosts)})
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.project.create",
+                detail={"project": pid, "name": name, "hosts": sorted(hosts)},
+            )
             return self._as_dict(s, self._project(s, pid))
 
     def receive_invitation(self, invitation: Mapping[str, Any], *, frm: str) -> dict[str, Any]:
@@ -188,22 +204,44 @@ class ProjectBook:
         if invitation.get("federation") != self.federation:
             raise ValidationError(
                 f"invitation {pid!r} is for federation {invitation.get('federation')!r}, "
-                f"this gateway is in {self.federation!r}", field="federation")
+                f"this gateway is in {self.federation!r}",
+                field="federation",
+            )
         if invitation.get("guest") != frm:
-            raise ValidationError(f"invitation {pid!r} names guest {invitation.get('guest')!r} "
-                                  f"but came from {frm!r}", field="guest")
+            raise ValidationError(
+                f"invitation {pid!r} names guest {invitation.get('guest')!r} but came from {frm!r}",
+                field="guest",
+            )
         with audit_transaction(self.db) as s:
             if s.get(ProjectRow, pid) is not None:
                 return self._as_dict(s, self._project(s, pid))
-            s.add(ProjectRow(id=pid, name=str(invitation["name"]), federation=self.federation,
-                             guest=frm, status="proposed",
-                             description=str(invitation.get("description", ""))))
+            s.add(
+                ProjectRow(
+                    id=pid,
+                    name=str(invitation["name"]),
+                    federation=self.federation,
+                    guest=frm,
+                    status="proposed",
+                    description=str(invitation.get("description", "")),
+                )
+            )
             for m in invitation["members"]:
-                s.add(MemberRow(project_id=pid, party=str(m["party"]), role=str(m["role"]),
-                                status=str(m["status"]), url=str(m.get("url", ""))))
+                s.add(
+                    MemberRow(
+                        project_id=pid,
+                        party=str(m["party"]),
+                        role=str(m["role"]),
+                        status=str(m["status"]),
+                        url=str(m.get("url", "")),
+                    )
+                )
             s.flush()
-            append_audit(s, actor=f"gateway:{frm}", action="federation.project.invited",
-                         detail={"project": pid, "name": invitation["name"], "guest": frm})
+            append_audit(
+                s,
+                actor=f"gateway:{frm}",
+                action="federation.project.invited",
+                detail={"project": pid, "name": invitation["name"], "guest": frm},
+            )
             return self._as_dict(s, self._project(s, pid))
 
     def answer(self, project_id: str, *, accept: bool, actor: str) -> dict[str, Any]:
@@ -215,12 +253,16 @@ class ProjectBook:
                 raise ProjectConflict(f"party {self.me!r} is not an invited host of {project_id!r}")
             if me.status != "invited":
                 raise ProjectConflict(
-                    f"party {self.me!r} already {me.status} project {project_id!r}")
+                    f"party {self.me!r} already {me.status} project {project_id!r}"
+                )
             me.status = "accepted" if accept else "declined"
             self._refresh_status(s, p)
-            append_audit(s, actor=actor,
-                         action="federation.project." + ("accept" if accept else "decline"),
-                         detail={"project": project_id})
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.project." + ("accept" if accept else "decline"),
+                detail={"project": project_id},
+            )
             return self._as_dict(s, p)
 
     def member_answered(self, project_id: str, party: str, status: str) -> dict[str, Any]:
@@ -235,8 +277,12 @@ class ProjectBook:
             if m.status != status:
                 m.status = status
                 self._refresh_status(s, p)
-                append_audit(s, actor=f"gateway:{party}", action=f"federation.member.{status}",
-                             detail={"project": project_id, "party": party})
+                append_audit(
+                    s,
+                    actor=f"gateway:{party}",
+                    action=f"federation.member.{status}",
+                    detail={"project": project_id, "party": party},
+                )
             return self._as_dict(s, p)
 
     def _refresh_status(self, s: Session, p: ProjectRow) -> None:
@@ -276,11 +322,14 @@ class ProjectBook:
         if role == "guest" and not label:
             raise ValidationError(
                 f"party {self.me!r} is the guest of {project_id!r}: bind the label field too",
-                field="label")
+                field="label",
+            )
         if role == "host" and label:
             raise ValidationError(
                 f"party {self.me!r} is a host of {project_id!r}: hosts hold features, not the "
-                "label", field="label")
+                "label",
+                field="label",
+            )
         if not fields:
             raise ValidationError("bind at least one feature field", field="fields")
         known = dict(schema_fields)
@@ -288,12 +337,17 @@ class ProjectBook:
             if f not in known:
                 raise ValidationError(
                     f"dataset {dataset!r} of party {self.me!r} has no field {f!r} "
-                    f"(it has {', '.join(sorted(known))})", field="fields", dataset=dataset)
+                    f"(it has {', '.join(sorted(known))})",
+                    field="fields",
+                    dataset=dataset,
+                )
         for f in [*fields, *([label] if label else [])]:
             if not known[f].startswith(_NUMERIC):
                 raise ValidationError(
                     f"field {f!r} of dataset {dataset!r} is {known[f]}, not a number",
-                    field="fields", dataset=dataset)
+                    field="fields",
+                    dataset=dataset,
+                )
         with audit_transaction(self.db) as s:
             self._project(s, project_id)
             row = s.get(BindingRow, project_id)
@@ -303,9 +357,19 @@ class ProjectBook:
             row.dataset, row.id_field, row.fields = dataset, id_field, json.dumps(list(fields))
             row.label, row.dataset_version, row.created_at = label, version, utcnow()
             s.flush()
-            append_audit(s, actor=actor, action="federation.bind", dataset=dataset,
-                         detail={"project": project_id, "fields": list(fields), "label": label,
-                                 "id_field": id_field, "version": version})
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.bind",
+                dataset=dataset,
+                detail={
+                    "project": project_id,
+                    "fields": list(fields),
+                    "label": label,
+                    "id_field": id_field,
+                    "version": version,
+                },
+            )
         return self.binding(project_id)
 
     def binding(self, project_id: str) -> dict[str, Any]:
@@ -316,26 +380,42 @@ class ProjectBook:
                 raise UnboundDataset(
                     f"party {self.me!r} has no dataset bound to project {project_id!r}: "
                     f"bind one with `cityos gateway bind {project_id} DATASET ...`",
-                    field="dataset")
-            return {"dataset": row.dataset, "id_field": row.id_field,
-                    "fields": json.loads(row.fields), "label": row.label,
-                    "version": row.dataset_version}
+                    field="dataset",
+                )
+            return {
+                "dataset": row.dataset,
+                "id_field": row.id_field,
+                "fields": json.loads(row.fields),
+                "label": row.label,
+                "version": row.dataset_version,
+            }
 
     # -- step 3: field metadata ----------------------------------------------------------------
-    def store_metadata(self, project_id: str, party: str, fields: list[dict[str, Any]],
-                       *, actor: str) -> None:
+    def store_metadata(
+        self, project_id: str, party: str, fields: list[dict[str, Any]], *, actor: str
+    ) -> None:
         with audit_transaction(self.db) as s:
             self._project(s, project_id)
-            row = s.scalars(select(FieldMetaRow).where(
-                FieldMetaRow.project_id == project_id, FieldMetaRow.party == party)).first()
+            row = s.scalars(
+                select(FieldMetaRow).where(
+                    FieldMetaRow.project_id == project_id, FieldMetaRow.party == party
+                )
+            ).first()
             if row is None:
                 row = FieldMetaRow(project_id=project_id, party=party)
                 s.add(row)
             row.fields, row.published_at = json.dumps(fields), utcnow()
             s.flush()
-            append_audit(s, actor=actor, action="federation.metadata",
-                         detail={"project": project_id, "party": party,
-                                 "fields": [f["name"] for f in fields]})
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.metadata",
+                detail={
+                    "project": project_id,
+                    "party": party,
+                    "fields": [f["name"] for f in fields],
+                },
+            )
 
     def metadata(self, project_id: str) -> dict[str, list[dict[str, Any]]]:
         with self.db.session() as s:
@@ -344,18 +424,39 @@ class ProjectBook:
             return {r.party: json.loads(r.fields) for r in rows}
 
     # -- jobs ----------------------------------------------------------------------------------
-    def job_create(self, project_id: str, *, job_id: str, kind: str, algorithm: str,
-                   params: Mapping[str, Any], max_retries: int, actor: str) -> dict[str, Any]:
+    def job_create(
+        self,
+        project_id: str,
+        *,
+        job_id: str,
+        kind: str,
+        algorithm: str,
+        params: Mapping[str, Any],
+        max_retries: int,
+        actor: str,
+    ) -> dict[str, Any]:
         with audit_transaction(self.db) as s:
             self._project(s, project_id)
             if s.get(JobRow, job_id) is None:
-                s.add(JobRow(id=job_id, project_id=project_id, kind=kind, algorithm=algorithm,
-                             params=json.dumps(dict(params)), state="waiting", attempt=0,
-                             max_retries=max_retries))
+                s.add(
+                    JobRow(
+                        id=job_id,
+                        project_id=project_id,
+                        kind=kind,
+                        algorithm=algorithm,
+                        params=json.dumps(dict(params)),
+                        state="waiting",
+                        attempt=0,
+                        max_retries=max_retries,
+                    )
+                )
                 s.flush()
-                append_audit(s, actor=actor, action=f"federation.job.{kind}",
-                             detail={"project": project_id, "job": job_id,
-                                     "algorithm": algorithm})
+                append_audit(
+                    s,
+                    actor=actor,
+                    action=f"federation.job.{kind}",
+                    detail={"project": project_id, "job": job_id, "algorithm": algorithm},
+                )
         return self.job(job_id)
 
     def job(self, job_id: str) -> dict[str, Any]:
@@ -367,10 +468,20 @@ class ProjectBook:
 
     @staticmethod
     def _job_dict(j: JobRow) -> dict[str, Any]:
-        return {"id": j.id, "project": j.project_id, "kind": j.kind, "algorithm": j.algorithm,
-                "params": json.loads(j.params), "state": j.state, "attempt": j.attempt,
-                "max_retries": j.max_retries, "error": j.error, "result": json.loads(j.result),
-                "created_at": _iso(j.created_at), "updated_at": _iso(j.updated_at)}
+        return {
+            "id": j.id,
+            "project": j.project_id,
+            "kind": j.kind,
+            "algorithm": j.algorithm,
+            "params": json.loads(j.params),
+            "state": j.state,
+            "attempt": j.attempt,
+            "max_retries": j.max_retries,
+            "error": j.error,
+            "result": json.loads(j.result),
+            "created_at": _iso(j.created_at),
+            "updated_at": _iso(j.updated_at),
+        }
 
     def jobs(self, project_id: str | None = None) -> list[dict[str, Any]]:
         with self.db.session() as s:
@@ -379,8 +490,16 @@ class ProjectBook:
                 q = q.where(JobRow.project_id == project_id)
             return [self._job_dict(j) for j in s.scalars(q)]
 
-    def job_update(self, job_id: str, *, state: str, actor: str, attempt: int | None = None,
-                   error: str | None = None, result: Mapping[str, Any] | None = None) -> None:
+    def job_update(
+        self,
+        job_id: str,
+        *,
+        state: str,
+        actor: str,
+        attempt: int | None = None,
+        error: str | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> None:
         if state not in JOB_STATES:
             raise ValueError(f"unknown job state {state!r}")
         with audit_transaction(self.db) as s:
@@ -396,35 +515,76 @@ class ProjectBook:
             if result is not None:
                 j.result = json.dumps(dict(result))
             s.flush()
-            append_audit(s, actor=actor, action=f"federation.job.{state}",
-                         detail={"project": j.project_id, "job": job_id, "from": before,
-                                 "attempt": j.attempt, **({"error": error[:500]} if error else {})})
+            append_audit(
+                s,
+                actor=actor,
+                action=f"federation.job.{state}",
+                detail={
+                    "project": j.project_id,
+                    "job": job_id,
+                    "from": before,
+                    "attempt": j.attempt,
+                    **({"error": error[:500]} if error else {}),
+                },
+            )
 
     def fail_interrupted(self) -> list[str]:
         """Mark jobs left waiting or running by a stopped gateway as failed (at start)."""
         with self.db.session() as s:
-            ids = [j.id for j in s.scalars(
-                select(JobRow).where(JobRow.state.in_(("waiting", "running"))))]
+            ids = [
+                j.id
+                for j in s.scalars(select(JobRow).where(JobRow.state.in_(("waiting", "running"))))
+            ]
         for jid in ids:
-            self.job_update(jid, state="failed", actor=f"gateway:{self.me}",
-                            error=f"interrupted: the gateway of {self.me!r} restarted during the job")
+            self.job_update(
+                jid,
+                state="failed",
+                actor=f"gateway:{self.me}",
+                error=f"interrupted: the gateway of {self.me!r} restarted during the job",
+            )
         return ids
 
     # -- step 5: published models --------------------------------------------------------------
-    def publish(self, *, model_id: str, project_id: str, job_id: str, algorithm: str,
-                part_path: str, sha256: str, data_versions: Mapping[str, Any],
-                actor: str) -> dict[str, Any]:
+    def publish(
+        self,
+        *,
+        model_id: str,
+        project_id: str,
+        job_id: str,
+        algorithm: str,
+        part_path: str,
+        sha256: str,
+        data_versions: Mapping[str, Any],
+        actor: str,
+    ) -> dict[str, Any]:
         with audit_transaction(self.db) as s:
             self._project(s, project_id)
             if s.get(ModelRow, model_id) is not None:
                 raise ProjectConflict(f"model {model_id!r} is already published")
-            s.add(ModelRow(id=model_id, project_id=project_id, job_id=job_id,
-                           algorithm=algorithm, part_path=part_path, sha256=sha256,
-                           data_versions=json.dumps(dict(data_versions))))
+            s.add(
+                ModelRow(
+                    id=model_id,
+                    project_id=project_id,
+                    job_id=job_id,
+                    algorithm=algorithm,
+                    part_path=part_path,
+                    sha256=sha256,
+                    data_versions=json.dumps(dict(data_versions)),
+                )
+            )
             s.flush()
-            append_audit(s, actor=actor, action="federation.model.publish",
-                         detail={"project": project_id, "model": model_id, "job": job_id,
-                                 "sha256": sha256, "data_versions": dict(data_versions)})
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.model.publish",
+                detail={
+                    "project": project_id,
+                    "model": model_id,
+                    "job": job_id,
+                    "sha256": sha256,
+                    "data_versions": dict(data_versions),
+                },
+            )
         return self.model(model_id)
 
     def model(self, model_id: str) -> dict[str, Any]:
@@ -433,11 +593,18 @@ class ProjectBook:
             if m is None:
                 raise NotPublished(
                     f"model {model_id!r} is not published at party {self.me!r}: publish the "
-                    "succeeded training job first (`cityos gateway publish JOB`)")
-            return {"id": m.id, "project": m.project_id, "job": m.job_id,
-                    "algorithm": m.algorithm, "part_path": m.part_path, "sha256": m.sha256,
-                    "data_versions": json.loads(m.data_versions),
-                    "published_at": _iso(m.published_at)}
+                    "succeeded training job first (`cityos gateway publish JOB`)"
+                )
+            return {
+                "id": m.id,
+                "project": m.project_id,
+                "job": m.job_id,
+                "algorithm": m.algorithm,
+                "part_path": m.part_path,
+                "sha256": m.sha256,
+                "data_versions": json.loads(m.data_versions),
+                "published_at": _iso(m.published_at),
+            }
 
     def models(self, project_id: str | None = None) -> list[dict[str, Any]]:
         with self.db.session() as s:

@@ -378,9 +378,13 @@ class _Server(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.close()
             return
+        with self.gateway.conn_lock:
+            self.gateway.connections.add(tls)
         try:
             _Handler(tls, client_address, self)
         finally:
+            with self.gateway.conn_lock:
+                self.gateway.connections.discard(tls)
             with contextlib.suppress(OSError):
                 tls.close()
 
@@ -414,6 +418,8 @@ class TransportServer:
         self.on_message = on_message
         self.refusals: deque[str] = deque(maxlen=100)
         self.rejections: deque[tuple[str, str]] = deque(maxlen=1000)  # (reason, message)
+        self.connections: set[ssl.SSLSocket] = set()
+        self.conn_lock = threading.Lock()
         self._httpd = _Server((host, port), _Handler, bind_and_activate=True)
         self._httpd.gateway = self
         self._thread: threading.Thread | None = None
@@ -441,8 +447,15 @@ class TransportServer:
         self._httpd.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop serving and drop every open connection (peers see this gateway gone)."""
+        if self._thread is not None:
+            self._httpd.shutdown()
         self._httpd.server_close()
+        with self.conn_lock:
+            conns = list(self.connections)
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
 
     def route(
         self, peer: str, method: str, path: str, body: bytes, der: bytes
@@ -569,6 +582,13 @@ class PeerClient:
                     ) from exc
                 except ssl.SSLError as exc:
                     self._drop()
+                    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+                        last = exc  # the peer went away mid-handshake: as unreachable
+                        if time.monotonic() + delay > deadline:
+                            break
+                        time.sleep(delay)
+                        delay = min(delay * 2, 1.0)
+                        continue
                     raise FederationError(
                         f"party {self.peer!r} at {self.url} refused this gateway's "
                         f"certificate or the TLS handshake failed ({exc.reason or exc})"

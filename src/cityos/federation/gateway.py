@@ -28,7 +28,14 @@ import numpy as np
 from cityos.errors import CityOSError, ValidationError, exit_code
 from cityos.federation._certs import Identity, load_identity
 from cityos.federation._channel import PeerLost
-from cityos.federation._jobs import Algorithm, PartyData, align, load_algorithm, read_part, write_part
+from cityos.federation._jobs import (
+    Algorithm,
+    PartyData,
+    align,
+    load_algorithm,
+    read_part,
+    write_part,
+)
 from cityos.federation._projects import TERMINAL, ProjectBook, coarse_stats
 from cityos.federation._transport import GatewayChannel, PeerAborted, PeerClient, TransportServer
 from cityos.federation.gateway_errors import (
@@ -53,7 +60,9 @@ _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 def _status_of(exc: BaseException) -> int:
     code = exit_code(exc)
-    return {3: 404, 4: 422, 5: 403, 6: 409}.get(code, 500 if not isinstance(exc, CityOSError) else 400)
+    return {3: 404, 4: 422, 5: 403, 6: 409}.get(
+        code, 500 if not isinstance(exc, CityOSError) else 400
+    )
 
 
 class _Cancelled(Exception):
@@ -132,8 +141,16 @@ class Gateway:
     def _write_address(self) -> None:
         p = self.home / GATEWAY_FILE
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps({"party": self.party, "federation": self.federation,
-                                 "url": self.url, "certs": str(self.certs.resolve())}))
+        p.write_text(
+            json.dumps(
+                {
+                    "party": self.party,
+                    "federation": self.federation,
+                    "url": self.url,
+                    "certs": str(self.certs.resolve()),
+                }
+            )
+        )
 
     def serve_forever(self) -> None:
         self._write_address()
@@ -155,11 +172,17 @@ class Gateway:
         from cityos.access import create_role, create_user, list_roles, list_users
 
         db = self.store.db
-        if GATEWAY_ROLE not in {r.name for r in list_roles(db)}:
+        if GATEWAY_ROLE not in list_roles(db):
             create_role(db, GATEWAY_ROLE, actor=f"gateway:{self.party}")
         if GATEWAY_USER not in {u.username for u in list_users(db)}:
-            create_user(db, GATEWAY_USER, None, full_name=f"federation gateway of {self.party}",
-                        roles=[GATEWAY_ROLE], actor=f"gateway:{self.party}")
+            create_user(
+                db,
+                GATEWAY_USER,
+                None,
+                full_name=f"federation gateway of {self.party}",
+                roles=[GATEWAY_ROLE],
+                actor=f"gateway:{self.party}",
+            )
 
     def _secure(self) -> Any:
         from cityos.access import SecureStore, principal_for
@@ -175,7 +198,8 @@ class Gateway:
             if addr is None:
                 raise FederationError(
                     f"no gateway address for party {party!r} at {self.party!r}: start the "
-                    f"gateway with --peer {party}=https://HOST:PORT")
+                    f"gateway with --peer {party}=https://HOST:PORT"
+                )
             c = PeerClient(self.identity, party, addr)
             self._clients[party] = c
             return c
@@ -185,18 +209,30 @@ class Gateway:
         return self.client(party, url or None)
 
     # -- step 1 ------------------------------------------------------------------------------------
-    def create_project(self, name: str, hosts: Sequence[str] | Mapping[str, str], *,
-                       description: str = "", actor: str | None = None) -> dict[str, Any]:
+    def create_project(
+        self,
+        name: str,
+        hosts: Sequence[str] | Mapping[str, str],
+        *,
+        description: str = "",
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         """Create a project with this party as guest and invite ``hosts``."""
-        addrs = dict(hosts) if isinstance(hosts, Mapping) else {h: self.peers.get(h, "") for h in hosts}
+        addrs = (
+            dict(hosts) if isinstance(hosts, Mapping) else {h: self.peers.get(h, "") for h in hosts}
+        )
         for h, u in addrs.items():
             if not u:
-                raise ValidationError(f"no gateway address for host {h!r}: pass --peer {h}=URL",
-                                      field="hosts")
+                raise ValidationError(
+                    f"no gateway address for host {h!r}: pass --peer {h}=URL", field="hosts"
+                )
         actor = actor or f"operator:{self.party}"
-        p = self.book.create(name, hosts=addrs, actor=actor, description=description,
-                             my_url=self.url)
-        invitation = {k: p[k] for k in ("id", "name", "federation", "guest", "description", "members")}
+        p = self.book.create(
+            name, hosts=addrs, actor=actor, description=description, my_url=self.url
+        )
+        invitation = {
+            k: p[k] for k in ("id", "name", "federation", "guest", "description", "members")
+        }
         for h in addrs:
             self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/invite", invitation)
         return p
@@ -207,12 +243,21 @@ class Gateway:
         for m in p["members"]:
             if m["party"] != self.party:
                 self._member_client(project_id, m["party"]).call(
-                    "POST", "/fed/v1/rpc/member", {"project": project_id, "status": status})
+                    "POST", "/fed/v1/rpc/member", {"project": project_id, "status": status}
+                )
         return self.book.get(project_id)
 
     # -- step 2 ------------------------------------------------------------------------------------
-    def bind(self, project_id: str, dataset: str, *, id_field: str, fields: Sequence[str],
-             label: str | None = None, actor: str | None = None) -> dict[str, Any]:
+    def bind(
+        self,
+        project_id: str,
+        dataset: str,
+        *,
+        id_field: str,
+        fields: Sequence[str],
+        label: str | None = None,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         """Bind local dataset ``dataset`` to a project; the gateway may read it from now on."""
         from cityos.access import grant
 
@@ -221,9 +266,16 @@ class Gateway:
         info = self.store.describe(dataset)  # DatasetNotFound names the dataset
         schema_fields = {"id": "string", **{f.name: str(f.type) for f in info.schema.fields}}
         grant(self.store.db, GATEWAY_ROLE, dataset, "read", actor=actor)
-        return self.book.bind(project_id, dataset=dataset, id_field=id_field, fields=fields,
-                              label=label, schema_fields=schema_fields, version=info.version,
-                              actor=actor)
+        return self.book.bind(
+            project_id,
+            dataset=dataset,
+            id_field=id_field,
+            fields=fields,
+            label=label,
+            schema_fields=schema_fields,
+            version=info.version,
+            actor=actor,
+        )
 
     def _data(self, project_id: str) -> tuple[dict[str, Any], PartyData]:
         b = self.book.binding(project_id)
@@ -232,14 +284,20 @@ class Gateway:
         d = self._data_cache.get(key)
         if d is None:
             table = self._secure().read(b["dataset"]).table
-            d = PartyData.from_table(table, id_field=b["id_field"], fields=b["fields"],
-                                     label=b["label"])
+            d = PartyData.from_table(
+                table, id_field=b["id_field"], fields=b["fields"], label=b["label"]
+            )
             self._data_cache = {key: d}
         return {**b, "version": version}, d
 
     # -- step 3 ------------------------------------------------------------------------------------
-    def share_metadata(self, project_id: str, fields: Mapping[str, Mapping[str, str]] | Sequence[str],
-                       *, actor: str | None = None) -> list[dict[str, Any]]:
+    def share_metadata(
+        self,
+        project_id: str,
+        fields: Mapping[str, Mapping[str, str]] | Sequence[str],
+        *,
+        actor: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Publish the chosen fields' names (or aliases), types, descriptions and coarse
         statistics to every member. ``fields`` maps a bound field to ``{"as": public name,
         "description": ...}`` or lists field names."""
@@ -251,42 +309,77 @@ class Gateway:
         if unknown:
             raise ValidationError(
                 f"fields {unknown} are not bound to project {project_id!r} at {self.party!r} "
-                f"(bound: {sorted(bound)})", field="fields")
+                f"(bound: {sorted(bound)})",
+                field="fields",
+            )
         table = self._secure().read(b["dataset"]).table
         schema = {f.name: f for f in self.store.describe(b["dataset"]).schema.fields}
         out = []
         for f, opt in chosen.items():
-            out.append({"name": str(opt.get("as") or f), "type": str(schema[f].type),
-                        "description": str(opt.get("description") or schema[f].description or ""),
-                        "role": "label" if f == b["label"] else "feature",
-                        "stats": coarse_stats(table.column(f))})
+            out.append(
+                {
+                    "name": str(opt.get("as") or f),
+                    "type": str(schema[f].type),
+                    "description": str(opt.get("description") or schema[f].description or ""),
+                    "role": "label" if f == b["label"] else "feature",
+                    "stats": coarse_stats(table.column(f)),
+                }
+            )
         self.book.store_metadata(project_id, self.party, out, actor=actor)
         for m in self.book.members(project_id):
             if m["party"] != self.party and m["status"] != "declined":
                 self._member_client(project_id, m["party"]).call(
-                    "POST", "/fed/v1/rpc/metadata", {"project": project_id, "fields": out})
+                    "POST", "/fed/v1/rpc/metadata", {"project": project_id, "fields": out}
+                )
         return out
 
     # -- step 4: training jobs -----------------------------------------------------------------------
-    def train(self, project_id: str, *, algorithm: str = "secureboost",
-              params: Mapping[str, Any] | None = None, max_retries: int = 1,
-              actor: str | None = None) -> dict[str, Any]:
+    def train(
+        self,
+        project_id: str,
+        *,
+        algorithm: str = "secureboost",
+        params: Mapping[str, Any] | None = None,
+        max_retries: int = 1,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
         """Launch a training job (guest only); returns the job in state ``waiting``."""
-        return self._launch(project_id, "train", algorithm, dict(params or {}), max_retries,
-                            actor or f"operator:{self.party}")
+        return self._launch(
+            project_id,
+            "train",
+            algorithm,
+            dict(params or {}),
+            max_retries,
+            actor or f"operator:{self.party}",
+        )
 
-    def _launch(self, project_id: str, kind: str, algorithm: str, params: dict[str, Any],
-                max_retries: int, actor: str) -> dict[str, Any]:
+    def _launch(
+        self,
+        project_id: str,
+        kind: str,
+        algorithm: str,
+        params: dict[str, Any],
+        max_retries: int,
+        actor: str,
+    ) -> dict[str, Any]:
         p = self.book.require_active(project_id)
         if p["guest"] != self.party:
             raise ProjectConflict(f"only the guest {p['guest']!r} launches jobs of {project_id!r}")
         load_algorithm(algorithm, self.algorithms)  # unknown names fail here, nothing created
         self.book.binding(project_id)  # the guest's own data must be bound
         job_id = f"j-{uuid.uuid4().hex[:12]}"
-        job = self.book.job_create(project_id, job_id=job_id, kind=kind, algorithm=algorithm,
-                                   params=params, max_retries=max_retries, actor=actor)
-        t = threading.Thread(target=self._run_guest, args=(job_id,), daemon=True,
-                             name=f"job-{job_id}")
+        job = self.book.job_create(
+            project_id,
+            job_id=job_id,
+            kind=kind,
+            algorithm=algorithm,
+            params=params,
+            max_retries=max_retries,
+            actor=actor,
+        )
+        t = threading.Thread(
+            target=self._run_guest, args=(job_id,), daemon=True, name=f"job-{job_id}"
+        )
         self._threads[job_id] = t
         t.start()
         return job
@@ -310,8 +403,9 @@ class Gateway:
         if p["guest"] == self.party:
             for h in self._hosts(p):
                 try:
-                    self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/job/cancel",
-                                                         {"job": job_id}, retry_s=2.0)
+                    self._member_client(p["id"], h).call(
+                        "POST", "/fed/v1/rpc/job/cancel", {"job": job_id}, retry_s=2.0
+                    )
                 except (FederationError, PeerLost) as exc:
                     log.warning("could not tell %s of the cancel: %s", h, exc)
         deadline = time.monotonic() + 10
@@ -343,9 +437,15 @@ class Gateway:
             channel = f"{job_id}/{attempt}"
             try:
                 with self._channel(channel, hosts, p["id"]) as ch:
-                    start = {"job": job_id, "project": p["id"], "kind": job["kind"],
-                             "algorithm": job["algorithm"], "params": job["params"],
-                             "attempt": attempt, "max_retries": job["max_retries"]}
+                    start = {
+                        "job": job_id,
+                        "project": p["id"],
+                        "kind": job["kind"],
+                        "algorithm": job["algorithm"],
+                        "params": job["params"],
+                        "attempt": attempt,
+                        "max_retries": job["max_retries"],
+                    }
                     for h in hosts:
                         self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/job/start", start)
                     result = self._work(ch, "guest", job, p, hosts)
@@ -354,7 +454,10 @@ class Gateway:
                         if done.get("error"):
                             raise JobFailed(f"party {h!r}: {done['error']}")
                         result.setdefault("parties", {})[h] = {
-                            k: done[k] for k in ("dataset", "version", "sha256", "rows") if k in done}
+                            k: done[k]
+                            for k in ("dataset", "version", "sha256", "rows")
+                            if k in done
+                        }
                 self.book.job_update(job_id, state="succeeded", result=result, actor=actor)
                 return
             except Exception as exc:
@@ -380,13 +483,23 @@ class Gateway:
     def _tell_abort(self, project_id: str, party: str, channel: str, reason: str) -> None:
         try:
             self._member_client(project_id, party).call(
-                "POST", "/fed/v1/rpc/job/abort", {"channel": channel, "reason": reason[:500]},
-                retry_s=1.0, timeout=5.0)
+                "POST",
+                "/fed/v1/rpc/job/abort",
+                {"channel": channel, "reason": reason[:500]},
+                retry_s=1.0,
+                timeout=5.0,
+            )
         except (FederationError, PeerLost) as exc:
             log.info("could not tell %s that %s stopped: %s", party, channel, exc)
 
-    def _work(self, ch: GatewayChannel, role: str, job: Mapping[str, Any], p: Mapping[str, Any],
-              hosts: Sequence[str]) -> dict[str, Any]:
+    def _work(
+        self,
+        ch: GatewayChannel,
+        role: str,
+        job: Mapping[str, Any],
+        p: Mapping[str, Any],
+        hosts: Sequence[str],
+    ) -> dict[str, Any]:
         """This party's share of a job attempt; the guest's result summary."""
         algo = load_algorithm(job["algorithm"], self.algorithms)
         guest = str(p["guest"])
@@ -396,17 +509,28 @@ class Gateway:
             binding, data = self._data(p["id"])
             ids = align(ch, role, data.ids.tolist(), guest=guest, hosts=hosts)
             X, y = data.rows(ids)
-            part, metrics = algo.train(ch, role, X, y, params, guest=guest, hosts=hosts,
-                                       feature_names=data.feature_names)
+            part, metrics = algo.train(
+                ch, role, X, y, params, guest=guest, hosts=hosts, feature_names=data.feature_names
+            )
             path = self.home / "federation" / "models" / str(job["id"]) / f"{self.party}.part"
             sha = write_part(path, part)
-            out = {"dataset": binding["dataset"], "version": binding["version"], "sha256": sha,
-                   "rows": len(ids), "seconds": round(time.perf_counter() - t0, 3),
-                   "bytes_sent": ch.bytes_sent, "messages_sent": ch.messages_sent, **metrics}
+            out = {
+                "dataset": binding["dataset"],
+                "version": binding["version"],
+                "sha256": sha,
+                "rows": len(ids),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "bytes_sent": ch.bytes_sent,
+                "messages_sent": ch.messages_sent,
+                **metrics,
+            }
             if role == "guest":
-                return {"parties": {self.party: {k: out[k] for k in
-                                                 ("dataset", "version", "sha256", "rows")}},
-                        **{k: v for k, v in out.items() if k not in ("dataset", "version", "sha256")}}
+                return {
+                    "parties": {
+                        self.party: {k: out[k] for k in ("dataset", "version", "sha256", "rows")}
+                    },
+                    **{k: v for k, v in out.items() if k not in ("dataset", "version", "sha256")},
+                }
             return out
         # batch inference over the aligned ids of the bound datasets as they are now
         model = self.book.model(str(params["model"]))
@@ -422,8 +546,9 @@ class Gateway:
             out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
-    def _write_scores(self, output: str, model: Mapping[str, Any], ids: Sequence[str],
-                      scores: np.ndarray) -> str:
+    def _write_scores(
+        self, output: str, model: Mapping[str, Any], ids: Sequence[str], scores: np.ndarray
+    ) -> str:
         import pandas as pd
 
         from cityos.access import grant
@@ -434,11 +559,18 @@ class Gateway:
             raise ValidationError(f"invalid output dataset name {name!r}", field="output")
         if name not in {d.name for d in self.store.list_datasets()}:
             self.store.create_dataset(
-                name, PlainTable.schema("score", Field("model", "string")),
-                description=f"federated scores of model {model['id']}")
+                name,
+                PlainTable.schema("score", Field("model", "string")),
+                description=f"federated scores of model {model['id']}",
+            )
             grant(self.store.db, GATEWAY_ROLE, name, "write", actor=f"gateway:{self.party}")
-        df = pd.DataFrame({"id": list(ids), "score": np.asarray(scores, dtype="float64"),
-                           "model": str(model["id"])})
+        df = pd.DataFrame(
+            {
+                "id": list(ids),
+                "score": np.asarray(scores, dtype="float64"),
+                "model": str(model["id"]),
+            }
+        )
         with self._secure().acting():
             self.store.append(name, df, source=f"federation:{model['id']}")
         return name
@@ -459,16 +591,24 @@ class Gateway:
         if j["kind"] != "train" or j["state"] != "succeeded":
             raise ProjectConflict(
                 f"job {job_id!r} is a {j['kind']} job in state {j['state']}: only a succeeded "
-                "training job can be published")
+                "training job can be published"
+            )
         p = self.book.get(j["project"])
         if p["guest"] != self.party:
             raise ProjectConflict(f"only the guest {p['guest']!r} publishes models of {p['id']!r}")
         parties = j["result"]["parties"]
-        versions = {k: {"dataset": v["dataset"], "version": v["version"], "sha256": v["sha256"]}
-                    for k, v in parties.items()}
+        versions = {
+            k: {"dataset": v["dataset"], "version": v["version"], "sha256": v["sha256"]}
+            for k, v in parties.items()
+        }
         model_id = f"m-{job_id[2:]}"
-        record = {"model": model_id, "project": p["id"], "job": job_id,
-                  "algorithm": j["algorithm"], "data_versions": versions}
+        record = {
+            "model": model_id,
+            "project": p["id"],
+            "job": job_id,
+            "algorithm": j["algorithm"],
+            "data_versions": versions,
+        }
         for h in self._hosts(p):  # hosts first: they check their own part is intact
             self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/publish", record)
         return self._publish_local(record, actor)
@@ -478,30 +618,45 @@ class Gateway:
         mine = record["data_versions"][self.party]
         path = self.home / "federation" / "models" / job_id / f"{self.party}.part"
         read_part(path, str(mine["sha256"]))  # the part on disk is the one trained
-        return self.book.publish(model_id=str(record["model"]), project_id=str(record["project"]),
-                                 job_id=job_id, algorithm=str(record["algorithm"]),
-                                 part_path=str(path), sha256=str(mine["sha256"]),
-                                 data_versions=record["data_versions"], actor=actor)
+        return self.book.publish(
+            model_id=str(record["model"]),
+            project_id=str(record["project"]),
+            job_id=job_id,
+            algorithm=str(record["algorithm"]),
+            part_path=str(path),
+            sha256=str(mine["sha256"]),
+            data_versions=record["data_versions"],
+            actor=actor,
+        )
 
     # -- step 6: batch inference -----------------------------------------------------------------------
-    def infer(self, model_id: str, *, output: str = "", max_retries: int = 1,
-              actor: str | None = None) -> dict[str, Any]:
+    def infer(
+        self, model_id: str, *, output: str = "", max_retries: int = 1, actor: str | None = None
+    ) -> dict[str, Any]:
         """Score the aligned ids of the bound datasets with a published model; the scores
         are written to dataset ``output`` of the guest's store."""
         m = self.book.model(model_id)  # NotPublished if not
-        return self._launch(m["project"], "infer", m["algorithm"],
-                            {"model": model_id, "output": output}, max_retries,
-                            actor or f"operator:{self.party}")
+        return self._launch(
+            m["project"],
+            "infer",
+            m["algorithm"],
+            {"model": model_id, "output": output},
+            max_retries,
+            actor or f"operator:{self.party}",
+        )
 
     # -- step 7: online serving --------------------------------------------------------------------------
-    def predict(self, model_id: str, ids: Sequence[str], *, actor: str | None = None,
-                audit: bool = True) -> list[float]:
+    def predict(
+        self, model_id: str, ids: Sequence[str], *, actor: str | None = None, audit: bool = True
+    ) -> list[float]:
         """Score ``ids`` online: the guest's rows and each host's partial results."""
         m = self.book.model(model_id)
         p = self.book.get(m["project"])
         if p["guest"] != self.party:
-            raise ProjectConflict(f"online serving of {model_id!r} is asked of the guest "
-                                  f"{p['guest']!r}, not {self.party!r}")
+            raise ProjectConflict(
+                f"online serving of {model_id!r} is asked of the guest "
+                f"{p['guest']!r}, not {self.party!r}"
+            )
         ids = [str(i) for i in ids]
         if not ids:
             raise ValidationError("give at least one id to score", field="ids")
@@ -513,12 +668,18 @@ class Gateway:
         with self._channel(channel, hosts, p["id"]) as ch:
             for h in hosts:
                 self._member_client(p["id"], h).call(
-                    "POST", "/fed/v1/rpc/serve", {"model": model_id, "channel": channel, "ids": ids})
+                    "POST", "/fed/v1/rpc/serve", {"model": model_id, "channel": channel, "ids": ids}
+                )
             scores = algo.predict(ch, "guest", X, self._part(m), guest=self.party, hosts=hosts)
         assert scores is not None
         if audit:
-            self.book.audit(actor or f"operator:{self.party}", "federation.serve",
-                            project=p["id"], model=model_id, rows=len(ids))
+            self.book.audit(
+                actor or f"operator:{self.party}",
+                "federation.serve",
+                project=p["id"],
+                model=model_id,
+                rows=len(ids),
+            )
         return [float(v) for v in scores]
 
     # -- the peers' side ---------------------------------------------------------------------------------
@@ -526,12 +687,16 @@ class Gateway:
         try:
             req = json.loads(body) if body else {}
             method, _, path = what.partition(" ")
-            name = path[len("/fed/v1/rpc/"):]
+            name = path[len("/fed/v1/rpc/") :]
             handler = {
-                "invite": self._rpc_invite, "member": self._rpc_member,
-                "metadata": self._rpc_metadata, "job/start": self._rpc_job_start,
-                "job/abort": self._rpc_job_abort, "job/cancel": self._rpc_job_cancel,
-                "publish": self._rpc_publish, "serve": self._rpc_serve,
+                "invite": self._rpc_invite,
+                "member": self._rpc_member,
+                "metadata": self._rpc_metadata,
+                "job/start": self._rpc_job_start,
+                "job/abort": self._rpc_job_abort,
+                "job/cancel": self._rpc_job_cancel,
+                "publish": self._rpc_publish,
+                "serve": self._rpc_serve,
             }.get(name)
             if handler is None or method != "POST":
                 return 404, json.dumps({"error": f"no peer route {what}"}).encode()
@@ -546,7 +711,11 @@ class Gateway:
 
     def _project_of(self, req: Mapping[str, Any]) -> str:
         if "job" in req:
-            return str(self.book.job(str(req["job"]))["project"]) if "project" not in req else str(req["project"])
+            return (
+                str(self.book.job(str(req["job"]))["project"])
+                if "project" not in req
+                else str(req["project"])
+            )
         if "model" in req:
             return str(self.book.model(str(req["model"]))["project"])
         if "channel" in req:
@@ -565,8 +734,9 @@ class Gateway:
         return self.book.member_answered(str(req["project"]), peer, str(req["status"]))
 
     def _rpc_metadata(self, peer: str, req: Mapping[str, Any]) -> Any:
-        self.book.store_metadata(str(req["project"]), peer, list(req["fields"]),
-                                 actor=f"gateway:{peer}")
+        self.book.store_metadata(
+            str(req["project"]), peer, list(req["fields"]), actor=f"gateway:{peer}"
+        )
         return {"ok": True}
 
     def _rpc_job_start(self, peer: str, req: Mapping[str, Any]) -> Any:
@@ -575,9 +745,15 @@ class Gateway:
             raise ProjectConflict(f"only the guest {p['guest']!r} starts jobs of {p['id']!r}")
         self.book.binding(p["id"])  # UnboundDataset: the guest learns it before any message
         job_id, attempt = str(req["job"]), int(req["attempt"])
-        job = self.book.job_create(p["id"], job_id=job_id, kind=str(req["kind"]),
-                                   algorithm=str(req["algorithm"]), params=req["params"],
-                                   max_retries=int(req["max_retries"]), actor=f"gateway:{peer}")
+        job = self.book.job_create(
+            p["id"],
+            job_id=job_id,
+            kind=str(req["kind"]),
+            algorithm=str(req["algorithm"]),
+            params=req["params"],
+            max_retries=int(req["max_retries"]),
+            actor=f"gateway:{peer}",
+        )
         if req["kind"] == "infer":
             self.book.model(str(req["params"]["model"]))
         prev = self._threads.get(job_id)
@@ -611,8 +787,9 @@ class Gateway:
             state = "cancelled" if job_id in self._cancel else "failed"
             cur = self.book.job(job_id)
             if cur["attempt"] == int(ch.channel.rsplit("/", 1)[1]) and cur["state"] == "running":
-                self.book.job_update(job_id, state=state, error=f"{type(exc).__name__}: {exc}",
-                                     actor=actor)
+                self.book.job_update(
+                    job_id, state=state, error=f"{type(exc).__name__}: {exc}", actor=actor
+                )
 
     def _rpc_job_abort(self, peer: str, req: Mapping[str, Any]) -> Any:
         self.server.inbox.abort(str(req["channel"]), peer, str(req.get("reason", "")))
@@ -664,8 +841,12 @@ class Gateway:
     # -- the operator's side -------------------------------------------------------------------------------
     def _operator_route(self, peer: str, what: str, body: bytes) -> tuple[int, bytes]:
         if peer != self.party:
-            return 403, json.dumps({"error": f"the operator API of {self.party!r} needs "
-                                    f"{self.party!r}'s own certificate, not {peer!r}'s"}).encode()
+            return 403, json.dumps(
+                {
+                    "error": f"the operator API of {self.party!r} needs "
+                    f"{self.party!r}'s own certificate, not {peer!r}'s"
+                }
+            ).encode()
         try:
             req = json.loads(body) if body else {}
             return 200, json.dumps(self.operate(what, req)).encode()
@@ -678,34 +859,57 @@ class Gateway:
     def operate(self, what: str, req: Mapping[str, Any]) -> Any:
         """One operator request (``"METHOD /gw/v1/..."`` and its JSON body)."""
         method, _, path = what.partition(" ")
-        parts = path[len("/gw/v1/"):].strip("/").split("/")
+        parts = path[len("/gw/v1/") :].strip("/").split("/")
         a = f"operator:{self.party}"
         match (method, parts):
             case ("GET", ["status"]):
-                return {"party": self.party, "federation": self.federation, "url": self.url,
-                        "projects": self.book.list(), "jobs": self.book.jobs(),
-                        "models": self.book.models()}
+                return {
+                    "party": self.party,
+                    "federation": self.federation,
+                    "url": self.url,
+                    "projects": self.book.all(),
+                    "jobs": self.book.jobs(),
+                    "models": self.book.models(),
+                }
             case ("POST", ["projects"]):
-                return self.create_project(str(req["name"]), list(req["hosts"]),
-                                           description=str(req.get("description", "")), actor=a)
+                return self.create_project(
+                    str(req["name"]),
+                    list(req["hosts"]),
+                    description=str(req.get("description", "")),
+                    actor=a,
+                )
             case ("GET", ["projects", pid]):
-                return {**self.book.get(pid), "metadata": self.book.metadata(pid),
-                        "jobs": self.book.jobs(pid), "models": self.book.models(pid)}
+                return {
+                    **self.book.get(pid),
+                    "metadata": self.book.metadata(pid),
+                    "jobs": self.book.jobs(pid),
+                    "models": self.book.models(pid),
+                }
             case ("POST", ["projects", pid, "accept"]):
                 return self.answer(pid, accept=True, actor=a)
             case ("POST", ["projects", pid, "decline"]):
                 return self.answer(pid, accept=False, actor=a)
             case ("POST", ["projects", pid, "bind"]):
-                return self.bind(pid, str(req["dataset"]), id_field=str(req.get("id_field", "id")),
-                                 fields=list(req["fields"]), label=req.get("label"), actor=a)
+                return self.bind(
+                    pid,
+                    str(req["dataset"]),
+                    id_field=str(req.get("id_field", "id")),
+                    fields=list(req["fields"]),
+                    label=req.get("label"),
+                    actor=a,
+                )
             case ("POST", ["projects", pid, "metadata"]):
                 return self.share_metadata(pid, req["fields"], actor=a)
             case ("GET", ["projects", pid, "metadata"]):
                 return self.book.metadata(pid)
             case ("POST", ["projects", pid, "train"]):
-                return self.train(pid, algorithm=str(req.get("algorithm", "secureboost")),
-                                  params=req.get("params") or {},
-                                  max_retries=int(req.get("max_retries", 1)), actor=a)
+                return self.train(
+                    pid,
+                    algorithm=str(req.get("algorithm", "secureboost")),
+                    params=req.get("params") or {},
+                    max_retries=int(req.get("max_retries", 1)),
+                    actor=a,
+                )
             case ("GET", ["jobs", jid]):
                 return self.book.job(jid)
             case ("POST", ["jobs", jid, "cancel"]):
@@ -715,8 +919,11 @@ class Gateway:
             case ("POST", ["models", mid, "infer"]):
                 return self.infer(mid, output=str(req.get("output", "")), actor=a)
             case ("POST", ["models", mid, "predict"]):
-                return {"model": mid, "ids": list(req["ids"]),
-                        "scores": self.predict(mid, list(req["ids"]), actor=a)}
+                return {
+                    "model": mid,
+                    "ids": list(req["ids"]),
+                    "scores": self.predict(mid, list(req["ids"]), actor=a),
+                }
         raise ProjectNotFoundRoute(f"no operator route {method} {path}")
 
 

@@ -50,6 +50,7 @@ def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
         tmp_path / "certs",
         algorithms=ALGOS,
         recv_timeout=20,
+        peer_retry_s=2.0,
         retry_delay=0.1,
     ).start()
     weather = Gateway(
@@ -58,6 +59,7 @@ def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
         tmp_path / "certs",
         algorithms=ALGOS,
         recv_timeout=20,
+        peer_retry_s=2.0,
         retry_delay=0.1,
     ).start()
     env.peers["weather"], weather.peers["env"] = weather.url, env.url

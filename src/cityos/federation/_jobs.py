@@ -35,7 +35,6 @@ __all__ = [
 #: Algorithm name -> "module:attribute" of an :class:`Algorithm` (imported when used).
 ALGORITHMS: dict[str, str] = {
     "secureboost": "cityos.federation._jobs:SecureBoostAlgorithm",
-    "vlr": "cityos.federation._jobs:VerticalLRAlgorithm",
 }
 
 
@@ -173,13 +172,61 @@ def read_part(path: Path, sha256: str | None = None) -> dict[str, Any]:
 
 
 # -- adapters over fed-algo's party roles ----------------------------------------------------------
+def _edges_payload(binner: Any) -> dict[str, Any]:
+    return {
+        "max_bins": int(binner.max_bins),
+        "edges": [np.asarray(e, dtype="float64") for e in binner.edges],
+    }
+
+
+def _binner(payload: Mapping[str, Any]) -> Any:
+    Binner = importlib.import_module("cityos.federation._binning").Binner
+    edges = tuple(np.asarray(e, dtype="float64") for e in payload["edges"])
+    return Binner(edges, int(payload["max_bins"]))
+
+
+def _trees_payload(trees: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for t in trees:
+        splits = []
+        for k, (party, key) in sorted(t.splits.items()):
+            splits.append(
+                [
+                    int(k),
+                    str(party),
+                    [int(v) for v in key] if isinstance(key, tuple | list) else int(key),
+                ]
+            )
+        out.append(
+            {"splits": splits, "leaves": [[int(k), float(v)] for k, v in sorted(t.leaves.items())]}
+        )
+    return out
+
+
+def _trees(payload: Sequence[Mapping[str, Any]]) -> list[Any]:
+    Tree = _sb().Tree
+    out = []
+    for t in payload:
+        splits: dict[int, tuple[str, Any]] = {}
+        for k, party, key in t["splits"]:
+            splits[int(k)] = (
+                str(party),
+                tuple(int(v) for v in key) if isinstance(key, list | tuple) else int(key),
+            )
+        out.append(Tree(splits=splits, leaves={int(k): float(v) for k, v in t["leaves"]}))
+    return out
+
+
+def _sb() -> Any:
+    return importlib.import_module("cityos.federation.secureboost")
+
+
 class SecureBoostAlgorithm:
-    """SecureBoost (fed-algo's :mod:`cityos.federation.secureboost`) as a gateway algorithm."""
+    """SecureBoost (fed-algo's :mod:`cityos.federation.secureboost`) as a gateway algorithm.
 
-    module = "cityos.federation.secureboost"
-
-    def _mod(self) -> Any:
-        return importlib.import_module(self.module)
+    ``params`` are :class:`~cityos.federation.secureboost.BoostParams` fields; a part is
+    stored as plain numbers (bin edges, trees, the host's split records), never pickled.
+    """
 
     def train(
         self,
@@ -193,14 +240,30 @@ class SecureBoostAlgorithm:
         hosts: Sequence[str],
         feature_names: Sequence[str],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        m = self._mod()
-        p = m.params_from_dict(dict(params)) if hasattr(m, "params_from_dict") else dict(params)
+        from dataclasses import asdict
+
+        sb = _sb()
+        p = sb.BoostParams(**dict(params))
         if role == "guest":
             assert y is not None
-            part = m.train_guest(ch, X, y, p, hosts=list(hosts))
-        else:
-            part = m.train_host(ch, X, p, guest=guest)
-        return m.part_to_payload(part), {}
+            g = sb.train_guest(ch, X, y, p, hosts=list(hosts))
+            part = {
+                "role": "guest",
+                "params": asdict(g.params),
+                "binner": _edges_payload(g.binner),
+                "base": float(g.base),
+                "trees": _trees_payload(g.trees),
+                "hosts": list(g.hosts),
+            }
+            return part, {"trees": len(g.trees)}
+        h = sb.train_host(ch, X, guest)
+        part = {
+            "role": "host",
+            "binner": _edges_payload(h.binner),
+            "guest": h.guest,
+            "records": [[int(f), int(b), float(t)] for f, b, t in h.records],
+        }
+        return part, {}
 
     def predict(
         self,
@@ -212,15 +275,23 @@ class SecureBoostAlgorithm:
         guest: str,
         hosts: Sequence[str],
     ) -> np.ndarray | None:
-        m = self._mod()
-        model = m.part_from_payload(dict(part))
+        sb = _sb()
         if role == "guest":
-            return np.asarray(m.predict_guest(ch, X, model, hosts=list(hosts)), dtype="float64")
-        m.predict_host(ch, X, model, guest=guest)
+            g = sb.GuestModel(
+                sb.BoostParams(**dict(part["params"])),
+                _binner(part["binner"]),
+                float(part["base"]),
+                _trees(part["trees"]),
+                tuple(part["hosts"]),
+            )
+            raw = np.asarray(sb.predict_guest(ch, g, X), dtype="float64")
+            if g.params.objective == "logistic":
+                return np.asarray(1.0 / (1.0 + np.exp(-raw)))
+            return raw
+        h = sb.HostModel(
+            _binner(part["binner"]),
+            [(int(f), int(b), float(t)) for f, b, t in part["records"]],
+            str(part["guest"]),
+        )
+        sb.predict_host(ch, h, X)
         return None
-
-
-class VerticalLRAlgorithm(SecureBoostAlgorithm):
-    """Vertical logistic regression (fed-algo's :mod:`cityos.federation.vlr`)."""
-
-    module = "cityos.federation.vlr"

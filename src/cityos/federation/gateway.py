@@ -101,6 +101,7 @@ class Gateway:
         algorithms: Mapping[str, Algorithm] | None = None,
         recv_timeout: float = 120.0,
         retry_delay: float = 1.0,
+        peer_retry_s: float = 10.0,
         on_message: Callable[[str, str, str, bytes], None] | None = None,
     ) -> None:
         from cityos.store import Store
@@ -114,6 +115,7 @@ class Gateway:
         self.peers = dict(peers or {})
         self.algorithms = dict(algorithms or {})
         self.recv_timeout, self.retry_delay = recv_timeout, retry_delay
+        self.peer_retry_s = peer_retry_s
         self.server = TransportServer(self.identity, host, port, on_message=on_message)
         self.server.routes["/fed/v1/rpc/"] = self._peer_route
         self.server.routes["/gw/v1/"] = self._operator_route
@@ -200,7 +202,7 @@ class Gateway:
                     f"no gateway address for party {party!r} at {self.party!r}: start the "
                     f"gateway with --peer {party}=https://HOST:PORT"
                 )
-            c = PeerClient(self.identity, party, addr)
+            c = PeerClient(self.identity, party, addr, retry_s=self.peer_retry_s)
             self._clients[party] = c
             return c
 

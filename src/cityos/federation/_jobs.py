@@ -108,9 +108,13 @@ class PartyData:
         y = None
         if label is not None:
             y = np.asarray(table.column(label).to_numpy(zero_copy_only=False), dtype="float64")
-            keep = np.isfinite(y)  # rows without a label cannot train (nor be aligned on)
-            ids, X, y = ids[keep], X[keep], y[keep]
         return cls(ids, X, y, tuple(fields))
+
+    def labelled_ids(self) -> list[str]:
+        """Ids that can train: all of them at a host, those with a label at the guest."""
+        if self.y is None:
+            return [str(v) for v in self.ids.tolist()]
+        return [str(v) for v in self.ids[np.isfinite(self.y)].tolist()]
 
     def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """Features (and labels) of ``ids`` in that order; every id must be present."""

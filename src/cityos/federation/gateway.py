@@ -509,7 +509,7 @@ class Gateway:
         t0 = time.perf_counter()
         if job["kind"] == "train":
             binding, data = self._data(p["id"])
-            ids = align(ch, role, data.ids.tolist(), guest=guest, hosts=hosts)
+            ids = align(ch, role, data.labelled_ids(), guest=guest, hosts=hosts)
             X, y = data.rows(ids)
             part, metrics = algo.train(
                 ch, role, X, y, params, guest=guest, hosts=hosts, feature_names=data.feature_names

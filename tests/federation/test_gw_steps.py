@@ -232,8 +232,36 @@ def test_cancel(parties: tuple[Gateway, Gateway]) -> None:
     env.algorithms["slow"] = weather.algorithms["slow"] = Slow()
     job = env.train(pid, algorithm="slow")
     deadline = time.monotonic() + 10
-    while env.book.job(job["id"])["state"] != "running" and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if any(j["id"] == job["id"] and j["state"] == "running" for j in weather.book.jobs()):
+            break
         time.sleep(0.05)
     out = env.cancel(job["id"])
     assert out["state"] == "cancelled"
     assert weather.book.job(job["id"])["state"] == "cancelled"
+
+
+def test_secureboost_through_the_gateways_equals_pooled_training(
+    parties: tuple[Gateway, Gateway],
+) -> None:
+    from cityos.federation import secureboost as sb
+
+    env, weather = parties
+    pid = _project(env, weather)
+    params = {"n_trees": 3, "max_depth": 2, "key_bits": 512, "min_child_samples": 5}
+    job = env.wait(env.train(pid, algorithm="secureboost", params=params)["id"], 120)
+    assert job["state"] == "succeeded", job["error"]
+    model = env.publish(job["id"])
+    ids = [f"s{i:03d}" for i in range(5, N)]  # the aligned rows, sorted
+    e = Store(env.home).read("readings").table.to_pandas().set_index("id").loc[ids]
+    w = Store(weather.home).read("meteo").table.to_pandas().set_index("id").loc[ids]
+    pooled = sb.train_pooled(
+        np.column_stack([e[["pm10", "no2"]].to_numpy(), w[["temp", "wspm"]].to_numpy()]),
+        e["pm25"].to_numpy(),
+        sb.BoostParams(**params),
+    )
+    expect = sb.predict_pooled(
+        pooled, np.column_stack([e[["pm10", "no2"]].to_numpy(), w[["temp", "wspm"]].to_numpy()])
+    )
+    online = env.predict(model["id"], ids)
+    assert np.array_equal(np.asarray(online), expect)

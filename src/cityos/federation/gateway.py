@@ -747,6 +747,8 @@ class Gateway:
             raise ProjectConflict(f"only the guest {p['guest']!r} starts jobs of {p['id']!r}")
         self.book.binding(p["id"])  # UnboundDataset: the guest learns it before any message
         job_id, attempt = str(req["job"]), int(req["attempt"])
+        if job_id in self._cancel:
+            raise ProjectConflict(f"job {job_id!r} was cancelled")
         job = self.book.job_create(
             p["id"],
             job_id=job_id,
@@ -799,8 +801,11 @@ class Gateway:
 
     def _rpc_job_cancel(self, peer: str, req: Mapping[str, Any]) -> Any:
         job_id = str(req["job"])
-        j = self.book.job(job_id)
-        self._cancel.add(job_id)
+        self._cancel.add(job_id)  # a start of this job that arrives later is refused
+        try:
+            j = self.book.job(job_id)
+        except KeyError:
+            return {"ok": True}
         self.server.inbox.abort(f"{job_id}/{j['attempt']}", peer, "cancelled by the guest")
         if j["state"] not in TERMINAL:
             deadline = time.monotonic() + 5

@@ -65,15 +65,34 @@ class GatewayProcess:
 
 
 def _start(
-    party: str, home: Path, certs: Path, port: int, peers: Mapping[str, str],
-    extra: list[str], env: Mapping[str, str] | None,
+    party: str,
+    home: Path,
+    certs: Path,
+    port: int,
+    peers: Mapping[str, str],
+    extra: list[str],
+    env: Mapping[str, str] | None,
 ) -> GatewayProcess:
     home.mkdir(parents=True, exist_ok=True)
     addr = home / GATEWAY_FILE
     with contextlib.suppress(FileNotFoundError):
         addr.unlink()
-    cmd = [sys.executable, "-m", "cityos.cli", "gateway", "serve", "--party", party,
-           "--home", str(home), "--certs", str(certs), "--port", str(port), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cityos.cli",
+        "gateway",
+        "serve",
+        "--party",
+        party,
+        "--home",
+        str(home),
+        "--certs",
+        str(certs),
+        "--port",
+        str(port),
+        *extra,
+    ]
     for name, url in peers.items():
         cmd += ["--peer", f"{name}={url}"]
     log = home / "federation" / "gateway.log"
@@ -106,8 +125,13 @@ def _wait_ready(gp: GatewayProcess, timeout: float) -> None:
     raise FederationError(f"the gateway of {gp.party!r} did not start within {timeout} s")
 
 
-def restart(gp: GatewayProcess, certs: Path, peers: Mapping[str, str], timeout: float = 60.0,
-            extra: list[str] | None = None) -> GatewayProcess:
+def restart(
+    gp: GatewayProcess,
+    certs: Path,
+    peers: Mapping[str, str],
+    timeout: float = 60.0,
+    extra: list[str] | None = None,
+) -> GatewayProcess:
     """Start ``gp``'s party again on the same home and port (after :meth:`kill`)."""
     new = _start(gp.party, gp.home, certs, int(gp.url.rsplit(":", 1)[1]), peers, extra or [], None)
     _wait_ready(new, timeout)
@@ -131,8 +155,9 @@ def gateway_processes(
     try:
         for party, home in homes.items():
             peers = {q: u for q, u in urls.items() if q != party}
-            procs[party] = _start(party, Path(home), Path(certs), ports[party], peers,
-                                  list(extra or []), env)
+            procs[party] = _start(
+                party, Path(home), Path(certs), ports[party], peers, list(extra or []), env
+            )
         for gp in procs.values():
             _wait_ready(gp, timeout)
         yield procs

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +57,15 @@ I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
 
+@contextmanager
+def _timer(acc: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
+
+
 class SecureBoostError(CityOSError):
     """Training or prediction of a vertical boosting model failed."""
 
@@ -74,8 +85,9 @@ class BoostParams:
     objective: str = "squared"  # "squared" | "logistic"
     #: fixed-point fraction bits of gradients and hessians
     frac_bits: int = 16
-    #: |gradient| · 2^frac_bits must stay below 2^grad_bits (else a clear error)
-    grad_bits: int = 36
+    #: |gradient| · 2^frac_bits must stay below 2^grad_bits (else a clear error); the
+    #: default is frac_bits + 1 for ``logistic`` (|g| <= 1) and 36 for ``squared``
+    grad_bits: int = 0
     key_bits: int = 2048
     #: local worker processes per party for the Paillier work
     workers: int = 1
@@ -89,6 +101,9 @@ class BoostParams:
             raise SecureBoostError("n_trees and max_depth must be >= 1")
         if self.min_child_samples < 1:
             raise SecureBoostError("min_child_samples must be >= 1")
+        if self.grad_bits == 0:
+            bits = self.frac_bits + 1 if self.objective == "logistic" else 36
+            object.__setattr__(self, "grad_bits", bits)
 
 
 # ---------------------------------------------------------------- shared booster core
@@ -427,6 +442,8 @@ class GuestModel:
     base: float
     trees: list[Tree]
     hosts: tuple[str, ...]
+    #: seconds spent per phase of training (encrypt, own histograms, wait, decrypt)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -436,6 +453,8 @@ class HostModel:
     binner: Binner
     records: list[tuple[int, int, float]]  # (feature, bin, real threshold: x <= value goes left)
     guest: str
+    #: seconds spent per phase of training (accumulate, subtract, prefix, pack)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _layout(n: int, p: BoostParams) -> tuple[SlotLayout, int]:
@@ -459,6 +478,7 @@ class _GuestFinder(_Finder):
         self._hists: dict[int, tuple[I64, I64, I64]] = {}
         self._records: dict[tuple[str, int], int] = {}
         self.tree_no = 0
+        self.timings: dict[str, float] = {}
         for h in hosts:
             ch.send(
                 h,
@@ -486,12 +506,13 @@ class _GuestFinder(_Finder):
             for g, h in zip(gq.tolist(), hq.tolist(), strict=True)
         ]
         n, hs = int(self.pk.n), int(self.pk.hs)
-        blob = b"".join(
-            self.pool.map(
-                _work.encrypt_chunk,
-                [(n, hs, plain[a:b]) for a, b in self.pool.split(len(plain), 256)],
+        with _timer(self.timings, "encrypt"):
+            blob = b"".join(
+                self.pool.map(
+                    _work.encrypt_chunk,
+                    [(n, hs, plain[a:b]) for a, b in self.pool.split(len(plain), 256)],
+                )
             )
-        )
         for h in self.hosts:
             self.ch.send(
                 h, "sb/ctl", {"kind": "tree", "tree": self.tree_no, "gh": blob, "width": self.width}
@@ -530,7 +551,9 @@ class _GuestFinder(_Finder):
             gain, f, t = _best_local(self.bins, hists[k], totals[k], p)
             best[k] = (gain, self.ch.me, (f, t))
         for h in self.hosts:
-            reply = self.ch.recv(h, "sb/candidates")
+            with _timer(self.timings, "wait for hosts"):
+                reply = self.ch.recv(h, "sb/candidates")
+            t0 = time.perf_counter()
             for ks, packed in reply["nodes"].items():
                 k = int(ks)
                 count = int(packed["count"])
@@ -541,6 +564,7 @@ class _GuestFinder(_Finder):
                 top = float(gains.max())
                 if top > best[k][0]:  # strictly better: earlier parties win ties
                     best[k] = (top, h, [int(i) for i in np.flatnonzero(gains == top)])
+            self.timings["decrypt"] = self.timings.get("decrypt", 0.0) + time.perf_counter() - t0
         out: dict[int, Choice | None] = {}
         for k in plan:
             gain, party, key = best[k]
@@ -619,7 +643,7 @@ def train_guest(
         finder.pool.close()
     for h in hs:
         ch.send(h, "sb/ctl", {"kind": "done", "trees": len(trees)})
-    return GuestModel(p, binner, base, trees, hs)
+    return GuestModel(p, binner, base, trees, hs, finder.timings)
 
 
 def train_host(
@@ -649,6 +673,7 @@ def train_host(
     width = (nsq.bit_length() + 7) // 8
     records: list[tuple[int, int, float]] = []
     rng = secrets.SystemRandom()
+    timings: dict[str, float] = {}
     try:
         while True:
             first = _recv_any(ch, guest, ("tree", "done"))
@@ -678,6 +703,7 @@ def train_host(
                         else np.zeros((0, n_bins), dtype=np.int64)
                     )
                     if mode == "compute":
+                        t0 = time.perf_counter()
                         rb = b"".join(blob[r * width : (r + 1) * width] for r in rows.tolist())
                         chunks = pool.split(n_feat)
                         parts = pool.map(
@@ -688,13 +714,17 @@ def train_host(
                             ],
                         )
                         hists[k] = b"".join(parts)
+                        _add(timings, "accumulate", t0)
+                t0 = time.perf_counter()
                 for k, (mode, parent, sib) in plan.items():
                     if mode == "subtract":
                         hists[k] = _parallel_subtract(pool, nsq, prev[parent], hists[sib], width)
+                _add(timings, "subtract", t0)
                 prev = hists
                 nodes: dict[str, Any] = {}
                 ids: dict[int, list[tuple[int, int]]] = {}
                 for k in plan:
+                    t0 = time.perf_counter()
                     cts = _work.from_blob(hists[k], width)
                     total_c = int(counts[k][0].sum()) if n_feat else 0
                     cand = (
@@ -718,10 +748,12 @@ def train_host(
                     keys = [keys[i] for i in order]
                     shuffled = [prefix[i] for i in order]
                     ids[k] = keys
+                    t0 = _add(timings, "prefix sums", t0)
                     nodes[str(k)] = {
                         "count": len(keys),
                         "cts": _parallel_pack(pool, nsq, shuffled, per_ct, slot_bits, width),
                     }
+                    _add(timings, "pack", t0)
                 ch.send(guest, "sb/candidates", {"nodes": nodes})
                 decide = ch.recv(guest, "sb/decide")["splits"]
                 out: dict[str, Any] = {}
@@ -735,7 +767,13 @@ def train_host(
                 ch.send(guest, "sb/partition", {"splits": out})
     finally:
         pool.close()
-    return HostModel(binner, records, guest)
+    return HostModel(binner, records, guest, timings)
+
+
+def _add(acc: dict[str, float], name: str, t0: float) -> float:
+    now = time.perf_counter()
+    acc[name] = acc.get(name, 0.0) + now - t0
+    return now
 
 
 def _parallel_subtract(
@@ -812,9 +850,9 @@ def predict_host(ch: Channel, model: HostModel, X: npt.ArrayLike) -> None:
         raise SecureBoostError(
             f"{ch.me} holds {bins.shape[0]} rows to score, {model.guest} asked for {req['n']}"
         )
-    left = np.array([bins[:, f] <= t for f, t, _ in model.records], dtype=bool).reshape(
-        len(model.records), -1
-    )
+    left = np.zeros((len(model.records), bins.shape[0]), dtype=bool)
+    for i, (f, t, _) in enumerate(model.records):
+        left[i] = bins[:, f] <= t
     ch.send(
         model.guest,
         "sb/decisions",

@@ -130,6 +130,8 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     assert online[0] == pytest.approx(expect)
     assert online[1] == pytest.approx(scores["s020"])
 
+    env.flush_audit()
+    weather.flush_audit()
     for gw, expected in (
         (
             env,
@@ -155,6 +157,7 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
                 "federation.job.train",
                 "federation.job.succeeded",
                 "federation.model.publish",
+                "federation.serve.partial",
             },
         ),
     ):

@@ -86,7 +86,7 @@ def load_algorithm(name: str, extra: Mapping[str, Any] | None = None) -> Algorit
 
 
 # -- the party's rows ----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass
 class PartyData:
     """A party's bound rows: ids, features (float64, NaN where missing) and the label."""
 
@@ -94,6 +94,7 @@ class PartyData:
     X: np.ndarray
     y: np.ndarray | None
     feature_names: tuple[str, ...]
+    _pos: dict[str, int] | None = None
 
     @classmethod
     def from_table(
@@ -118,7 +119,9 @@ class PartyData:
 
     def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
         """Features (and labels) of ``ids`` in that order; every id must be present."""
-        pos = {v: i for i, v in enumerate(self.ids.tolist())}
+        if self._pos is None:
+            self._pos = {v: i for i, v in enumerate(self.ids.tolist())}
+        pos = self._pos
         missing = [i for i in ids if i not in pos]
         if missing:
             raise FederationError(

@@ -413,6 +413,7 @@ class TransportServer:
     ) -> None:
         self.identity = identity
         self.ssl_server = server_context(identity)
+        self.key = identity.private_key()  # signs this gateway's envelopes
         self.inbox = Inbox()
         self.routes: dict[str, Handler] = {}
         self.on_message = on_message
@@ -652,7 +653,7 @@ class GatewayChannel:
         self.channel = channel
         self._server = server
         self._clients = dict(clients)
-        self._key = server.identity.private_key()
+        self._key = server.key
         self._seq: dict[str, int] = {}
         self._send_lock = threading.Lock()
         self.timeout = timeout

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import re
 import threading
 import time
@@ -55,6 +56,8 @@ GATEWAY_FILE = "federation/gateway.json"
 #: The machine user a gateway reads bound datasets as.
 GATEWAY_USER = "gateway"
 GATEWAY_ROLE = "federation_gateway"
+#: Seconds a bound dataset's version is trusted before it is looked up again.
+VERSION_TTL_S = 1.0
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
@@ -124,6 +127,13 @@ class Gateway:
         self._threads: dict[str, threading.Thread] = {}
         self._cancel: set[str] = set()
         self._data_cache: dict[tuple[str, int], PartyData] = {}
+        self._fresh: dict[str, tuple[float, dict[str, Any], PartyData]] = {}
+        self._serving: dict[str, tuple[dict[str, Any], dict[str, Any], Algorithm]] = {}
+        self._audit_q: queue.SimpleQueue[tuple[str, str, dict[str, Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._audit_thread = threading.Thread(target=self._audit_writer, daemon=True)
+        self._audit_thread.start()
         self._parts: dict[str, dict[str, Any]] = {}
         self._ensure_user()
         interrupted = self.book.fail_interrupted()
@@ -158,7 +168,32 @@ class Gateway:
         self._write_address()
         self.server.serve_forever()
 
+    def _audit_writer(self) -> None:
+        """Writes the audit entries of online requests off the request path, in order."""
+        while True:
+            item = self._audit_q.get()
+            if item is None:
+                return
+            actor, action, detail = item
+            flush = detail.get("__flush__")
+            if isinstance(flush, threading.Event):
+                flush.set()
+                continue
+            try:
+                self.book.audit(actor, action, **detail)
+            except Exception:  # the chain must not stop serving; the log says why
+                log.exception("could not audit %s", action)
+
+    def flush_audit(self) -> None:
+        """Wait until the queued audit entries are written."""
+        done = threading.Event()
+        self._audit_q.put(("", "", {"__flush__": done}))
+        done.wait(30)
+
     def stop(self) -> None:
+        self.flush_audit()
+        self._audit_q.put(None)
+        self._audit_thread.join(10)
         self.server.stop()
         for c in self._clients.values():
             c.close()
@@ -280,6 +315,11 @@ class Gateway:
         )
 
     def _data(self, project_id: str) -> tuple[dict[str, Any], PartyData]:
+        """The bound rows (read once per dataset version; the version is looked up again
+        at most every ``VERSION_TTL_S`` seconds)."""
+        hit = self._fresh.get(project_id)
+        if hit is not None and time.monotonic() - hit[0] < VERSION_TTL_S:
+            return hit[1], hit[2]
         b = self.book.binding(project_id)
         version = int(self.store.describe(b["dataset"]).version)
         key = (f"{project_id}:{b['dataset']}", version)
@@ -289,8 +329,10 @@ class Gateway:
             d = PartyData.from_table(
                 table, id_field=b["id_field"], fields=b["fields"], label=b["label"]
             )
-            self._data_cache = {key: d}
-        return {**b, "version": version}, d
+            self._data_cache[key] = d
+        out = {**b, "version": version}
+        self._fresh[project_id] = (time.monotonic(), out, d)
+        return out, d
 
     # -- step 3 ------------------------------------------------------------------------------------
     def share_metadata(
@@ -457,7 +499,14 @@ class Gateway:
                             raise JobFailed(f"party {h!r}: {done['error']}")
                         result.setdefault("parties", {})[h] = {
                             k: done[k]
-                            for k in ("dataset", "version", "sha256", "rows")
+                            for k in (
+                                "dataset",
+                                "version",
+                                "sha256",
+                                "rows",
+                                "bytes_sent",
+                                "align_bytes",
+                            )
                             if k in done
                         }
                 self.book.job_update(job_id, state="succeeded", result=result, actor=actor)
@@ -510,6 +559,7 @@ class Gateway:
         if job["kind"] == "train":
             binding, data = self._data(p["id"])
             ids = align(ch, role, data.labelled_ids(), guest=guest, hosts=hosts)
+            align_bytes = ch.bytes_sent
             X, y = data.rows(ids)
             part, metrics = algo.train(
                 ch, role, X, y, params, guest=guest, hosts=hosts, feature_names=data.feature_names
@@ -523,6 +573,7 @@ class Gateway:
                 "rows": len(ids),
                 "seconds": round(time.perf_counter() - t0, 3),
                 "bytes_sent": ch.bytes_sent,
+                "align_bytes": align_bytes,
                 "messages_sent": ch.messages_sent,
                 **metrics,
             }
@@ -648,12 +699,23 @@ class Gateway:
         )
 
     # -- step 7: online serving --------------------------------------------------------------------------
+    def _served(self, model_id: str) -> tuple[dict[str, Any], dict[str, Any], Algorithm]:
+        """A published model, its project and algorithm (cached: published models do not
+        change, nor do the members of an active project)."""
+        hit = self._serving.get(model_id)
+        if hit is None:
+            m = self.book.model(model_id)  # NotPublished if not
+            p = self.book.get(m["project"])
+            hit = (m, p, load_algorithm(m["algorithm"], self.algorithms))
+            self._serving[model_id] = hit
+        return hit
+
     def predict(
         self, model_id: str, ids: Sequence[str], *, actor: str | None = None, audit: bool = True
     ) -> list[float]:
-        """Score ``ids`` online: the guest's rows and each host's partial results."""
-        m = self.book.model(model_id)
-        p = self.book.get(m["project"])
+        """Score ``ids`` online: the guest's rows and each host's partial results. The
+        request's audit entry is written by a background writer, in order."""
+        m, p, algo = self._served(model_id)
         if p["guest"] != self.party:
             raise ProjectConflict(
                 f"online serving of {model_id!r} is asked of the guest "
@@ -666,21 +728,22 @@ class Gateway:
         X, _ = data.rows(ids)
         hosts = self._hosts(p)
         channel = f"serve/{uuid.uuid4().hex}"
-        algo = load_algorithm(m["algorithm"], self.algorithms)
-        with self._channel(channel, hosts, p["id"]) as ch:
+        urls = {mm["party"]: mm["url"] for mm in p["members"]}
+        clients = {h: self.client(h, urls.get(h) or None) for h in hosts}
+        with GatewayChannel(self.server, clients, channel, timeout=self.recv_timeout) as ch:
             for h in hosts:
-                self._member_client(p["id"], h).call(
+                clients[h].call(
                     "POST", "/fed/v1/rpc/serve", {"model": model_id, "channel": channel, "ids": ids}
                 )
             scores = algo.predict(ch, "guest", X, self._part(m), guest=self.party, hosts=hosts)
         assert scores is not None
         if audit:
-            self.book.audit(
-                actor or f"operator:{self.party}",
-                "federation.serve",
-                project=p["id"],
-                model=model_id,
-                rows=len(ids),
+            self._audit_q.put(
+                (
+                    actor or f"operator:{self.party}",
+                    "federation.serve",
+                    {"project": p["id"], "model": model_id, "rows": len(ids)},
+                )
             )
         return [float(v) for v in scores]
 
@@ -702,7 +765,7 @@ class Gateway:
             }.get(name)
             if handler is None or method != "POST":
                 return 404, json.dumps({"error": f"no peer route {what}"}).encode()
-            if name != "invite":
+            if name not in ("invite", "serve"):  # serve checks the guest itself
                 self._require_member(peer, str(req.get("project") or self._project_of(req)))
             return 200, json.dumps(handler(peer, req)).encode()
         except Exception as exc:
@@ -825,15 +888,20 @@ class Gateway:
         return self._publish_local(req, f"gateway:{peer}")
 
     def _rpc_serve(self, peer: str, req: Mapping[str, Any]) -> Any:
-        m = self.book.model(str(req["model"]))
-        p = self.book.get(m["project"])
+        m, p, algo = self._served(str(req["model"]))
         if p["guest"] != peer:
             raise ProjectConflict(f"only the guest {p['guest']!r} serves {m['id']!r}")
+        ids = [str(i) for i in req["ids"]]
         _, data = self._data(p["id"])
-        X, _ = data.rows([str(i) for i in req["ids"]])
+        X, _ = data.rows(ids)
         part = self._part(m)
-        algo = load_algorithm(m["algorithm"], self.algorithms)
-        ch = self._channel(str(req["channel"]), [peer], p["id"])
+        url = next((mm["url"] for mm in p["members"] if mm["party"] == peer), "")
+        ch = GatewayChannel(
+            self.server,
+            {peer: self.client(peer, url or None)},
+            str(req["channel"]),
+            timeout=self.recv_timeout,
+        )
 
         def run() -> None:
             with ch:
@@ -843,6 +911,13 @@ class Gateway:
                     log.warning("online request %s failed at %s: %s", ch.channel, self.party, exc)
 
         threading.Thread(target=run, daemon=True).start()
+        self._audit_q.put(
+            (
+                f"gateway:{peer}",
+                "federation.serve.partial",
+                {"project": p["id"], "model": m["id"], "rows": len(ids)},
+            )
+        )
         return {"ok": True}
 
     # -- the operator's side -------------------------------------------------------------------------------

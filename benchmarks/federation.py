@@ -144,7 +144,13 @@ def main() -> None:
     ap.add_argument("--key-bits", type=int, default=2048)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--psi-ids", type=int, default=1_000_000)
-    ap.add_argument("--only", choices=["boost", "psi"])
+    ap.add_argument("--only", choices=["boost", "psi", "gateway"])
+    # gateway parts (_fed_gateway.py): two gateway processes over mutual TLS
+    ap.add_argument("--gateway-rows", type=int, default=5000)
+    ap.add_argument("--gateway-guest-features", type=int, default=10)
+    ap.add_argument("--gateway-host-features", type=int, default=10)
+    ap.add_argument("--gateway-trees", type=int, default=3)
+    ap.add_argument("--online-requests", type=int, default=300)
     args = ap.parse_args()
     print(
         f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other jobs)"
@@ -154,6 +160,11 @@ def main() -> None:
         result["boost"] = boost(args)
     if args.only in (None, "psi"):
         result["psi"] = run_psi(args)
+    if args.only in (None, "gateway"):
+        from _fed_gateway import print_gateway, run_gateway
+
+        result["gateway"] = run_gateway(args)
+        print_gateway(result["gateway"])
     save("federation", result)
 
 

@@ -53,6 +53,10 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.ai.cli:ai_app",
         "The AI engine: features, models, registry, serving, monitoring.",
     ),
+    "gateway": (
+        "cityos.federation.cli:gateway_app",
+        "The federation gateway: certificates, serve a party, projects and jobs.",
+    ),
 }
 
 

@@ -4,6 +4,7 @@ inference, and the bad inputs of the issue."""
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ N = 60
 @pytest.fixture
 def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
     create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
-    ids = [f"s{i:03d}" for i in range(N)]
+    ids = [f"station-{i:03d}" for i in range(N)]
     rng = np.random.default_rng(1)
     make_party_data(
         tmp_path / "env",
@@ -37,7 +38,7 @@ def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
         {"pm10": rng.random(N), "no2": rng.random(N), "pm25": rng.random(N) * 100},
     )
     # the weather bureau has a few extra ids and lacks the first five
-    wids = ids[5:] + [f"x{i}" for i in range(7)]
+    wids = ids[5:] + [f"weather-only-{i}" for i in range(7)]
     make_party_data(
         tmp_path / "weather",
         "meteo",
@@ -107,7 +108,7 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     assert weather.wait(job["id"], 10)["state"] == "succeeded"
 
     with pytest.raises(NotPublished, match="not published"):
-        env.predict(f"m-{job['id'][2:]}", ["s010"])
+        env.predict(f"m-{job['id'][2:]}", ["station-010"])
     model = env.publish(job["id"])
     assert model["data_versions"]["weather"]["dataset"] == "meteo"
     assert weather.book.model(model["id"])["data_versions"] == model["data_versions"]
@@ -122,13 +123,13 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     env_rows = Store(env.home).read("readings").table.to_pandas().set_index("id")
     w_rows = Store(weather.home).read("meteo").table.to_pandas().set_index("id")
     expect = (
-        env_rows.loc["s010", ["pm10", "no2"]].sum() + w_rows.loc["s010", ["temp", "wspm"]].sum()
+        env_rows.loc["station-010", ["pm10", "no2"]].sum() + w_rows.loc["station-010", ["temp", "wspm"]].sum()
     )
-    assert scores["s010"] == pytest.approx(expect)
+    assert scores["station-010"] == pytest.approx(expect)
 
-    online = env.predict(model["id"], ["s010", "s020"])
+    online = env.predict(model["id"], ["station-010", "station-020"])
     assert online[0] == pytest.approx(expect)
-    assert online[1] == pytest.approx(scores["s020"])
+    assert online[1] == pytest.approx(scores["station-020"])
 
     env.flush_audit()
     weather.flush_audit()
@@ -250,12 +251,15 @@ def test_secureboost_through_the_gateways_equals_pooled_training(
     from cityos.federation import secureboost as sb
 
     env, weather = parties
+    wire: list[bytes] = []
+    for gw in (env, weather):
+        gw.server.on_message = lambda frm, to, tag, raw: wire.append(raw)
     pid = _project(env, weather)
     params = {"n_trees": 3, "max_depth": 2, "key_bits": 512, "min_child_samples": 5}
     job = env.wait(env.train(pid, algorithm="secureboost", params=params)["id"], 120)
     assert job["state"] == "succeeded", job["error"]
     model = env.publish(job["id"])
-    ids = [f"s{i:03d}" for i in range(5, N)]  # the aligned rows, sorted
+    ids = [f"station-{i:03d}" for i in range(5, N)]  # the aligned rows, sorted
     e = Store(env.home).read("readings").table.to_pandas().set_index("id").loc[ids]
     w = Store(weather.home).read("meteo").table.to_pandas().set_index("id").loc[ids]
     pooled = sb.train_pooled(
@@ -268,3 +272,15 @@ def test_secureboost_through_the_gateways_equals_pooled_training(
     )
     online = env.predict(model["id"], ids)
     assert np.array_equal(np.asarray(online), expect)
+
+    # what crossed between the gateways: no raw feature value or label, no id outside the
+    # intersection (the envelopes as received, headers and bodies)
+    assert len(wire) > 10
+    blob = b"".join(wire)
+    outside = [f"station-{i:03d}" for i in range(5)] + [f"weather-only-{i}" for i in range(7)]
+    for i in outside:
+        assert i.encode() not in blob
+    e_all = Store(env.home).read("readings").table.to_pandas()
+    w_all = Store(weather.home).read("meteo").table.to_pandas()
+    for v in [*e_all["pm25"], *e_all["pm10"], *w_all["temp"], *w_all["wspm"]]:
+        assert struct.pack("<d", v) not in blob and repr(float(v)).encode() not in blob

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cityos.access import read_audit, verify_audit
@@ -17,7 +18,7 @@ from cityos.errors import DatasetNotFound, ValidationError
 from cityos.federation._certs import create_federation
 from cityos.federation.gateway import Gateway
 from cityos.federation.gateway_errors import NotPublished, ProjectConflict, UnboundDataset
-from cityos.federation.psi import NoOverlap  # noqa: F401  (fed-algo's PSI runs inside jobs)
+from cityos.model import PlainTable
 from cityos.store import Store
 
 from ._gw import SumAlgorithm, make_party_data
@@ -123,7 +124,8 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     env_rows = Store(env.home).read("readings").table.to_pandas().set_index("id")
     w_rows = Store(weather.home).read("meteo").table.to_pandas().set_index("id")
     expect = (
-        env_rows.loc["station-010", ["pm10", "no2"]].sum() + w_rows.loc["station-010", ["temp", "wspm"]].sum()
+        env_rows.loc["station-010", ["pm10", "no2"]].sum()
+        + w_rows.loc["station-010", ["temp", "wspm"]].sum()
     )
     assert scores["station-010"] == pytest.approx(expect)
 
@@ -284,3 +286,45 @@ def test_secureboost_through_the_gateways_equals_pooled_training(
     w_all = Store(weather.home).read("meteo").table.to_pandas()
     for v in [*e_all["pm25"], *e_all["pm10"], *w_all["temp"], *w_all["wspm"]]:
         assert struct.pack("<d", v) not in blob and repr(float(v)).encode() not in blob
+
+
+@pytest.mark.integration
+def test_a_party_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The gateway's state (Alembic branch ``federation``) on PostgreSQL: one party's
+    database is PostgreSQL, the other's SQLite."""
+    from cityos.testing.postgres import fresh_database
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
+    url = fresh_database(pg_url)
+    ids = [f"station-{i:03d}" for i in range(30)]
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path / "env", database_url=url)
+    store.create_dataset("readings", PlainTable.schema("pm10", "pm25"))
+    store.append(
+        "readings", pd.DataFrame({"id": ids, "pm10": rng.random(30), "pm25": rng.random(30)})
+    )
+    store.close()
+    make_party_data(tmp_path / "weather", "meteo", ids, {"temp": rng.random(30)})
+    env = Gateway(
+        "env", tmp_path / "env", tmp_path / "certs", algorithms=ALGOS, database_url=url
+    ).start()
+    weather = Gateway("weather", tmp_path / "weather", tmp_path / "certs", algorithms=ALGOS).start()
+    try:
+        assert env.store.db.dialect == "postgresql"
+        env.peers["weather"], weather.peers["env"] = weather.url, env.url
+        p = env.create_project("pg", ["weather"])
+        weather.answer(p["id"], accept=True)
+        env.bind(p["id"], "readings", id_field="id", fields=["pm10"], label="pm25")
+        weather.bind(p["id"], "meteo", id_field="id", fields=["temp"])
+        weather.share_metadata(p["id"], ["temp"])
+        job = env.wait(env.train(p["id"], algorithm="sum")["id"], 30)
+        assert job["state"] == "succeeded", job["error"]
+        model = env.publish(job["id"])
+        assert env.book.model(model["id"])["data_versions"]["weather"]["dataset"] == "meteo"
+        assert set(env.book.metadata(p["id"])) == {"weather"}
+        env.flush_audit()
+        assert verify_audit(env.store.db).ok
+        assert "federation.model.publish" in {e.action for e in read_audit(env.store.db, limit=500)}
+    finally:
+        env.stop()
+        weather.stop()

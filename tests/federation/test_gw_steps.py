@@ -4,11 +4,13 @@ inference, and the bad inputs of the issue."""
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cityos.access import read_audit, verify_audit
@@ -16,7 +18,7 @@ from cityos.errors import DatasetNotFound, ValidationError
 from cityos.federation._certs import create_federation
 from cityos.federation.gateway import Gateway
 from cityos.federation.gateway_errors import NotPublished, ProjectConflict, UnboundDataset
-from cityos.federation.psi import NoOverlap  # noqa: F401  (fed-algo's PSI runs inside jobs)
+from cityos.model import PlainTable
 from cityos.store import Store
 
 from ._gw import SumAlgorithm, make_party_data
@@ -28,7 +30,7 @@ N = 60
 @pytest.fixture
 def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
     create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
-    ids = [f"s{i:03d}" for i in range(N)]
+    ids = [f"station-{i:03d}" for i in range(N)]
     rng = np.random.default_rng(1)
     make_party_data(
         tmp_path / "env",
@@ -37,7 +39,7 @@ def parties(tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
         {"pm10": rng.random(N), "no2": rng.random(N), "pm25": rng.random(N) * 100},
     )
     # the weather bureau has a few extra ids and lacks the first five
-    wids = ids[5:] + [f"x{i}" for i in range(7)]
+    wids = ids[5:] + [f"weather-only-{i}" for i in range(7)]
     make_party_data(
         tmp_path / "weather",
         "meteo",
@@ -107,7 +109,7 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     assert weather.wait(job["id"], 10)["state"] == "succeeded"
 
     with pytest.raises(NotPublished, match="not published"):
-        env.predict(f"m-{job['id'][2:]}", ["s010"])
+        env.predict(f"m-{job['id'][2:]}", ["station-010"])
     model = env.publish(job["id"])
     assert model["data_versions"]["weather"]["dataset"] == "meteo"
     assert weather.book.model(model["id"])["data_versions"] == model["data_versions"]
@@ -122,13 +124,14 @@ def test_the_seven_steps(parties: tuple[Gateway, Gateway]) -> None:
     env_rows = Store(env.home).read("readings").table.to_pandas().set_index("id")
     w_rows = Store(weather.home).read("meteo").table.to_pandas().set_index("id")
     expect = (
-        env_rows.loc["s010", ["pm10", "no2"]].sum() + w_rows.loc["s010", ["temp", "wspm"]].sum()
+        env_rows.loc["station-010", ["pm10", "no2"]].sum()
+        + w_rows.loc["station-010", ["temp", "wspm"]].sum()
     )
-    assert scores["s010"] == pytest.approx(expect)
+    assert scores["station-010"] == pytest.approx(expect)
 
-    online = env.predict(model["id"], ["s010", "s020"])
+    online = env.predict(model["id"], ["station-010", "station-020"])
     assert online[0] == pytest.approx(expect)
-    assert online[1] == pytest.approx(scores["s020"])
+    assert online[1] == pytest.approx(scores["station-020"])
 
     env.flush_audit()
     weather.flush_audit()
@@ -250,12 +253,15 @@ def test_secureboost_through_the_gateways_equals_pooled_training(
     from cityos.federation import secureboost as sb
 
     env, weather = parties
+    wire: list[bytes] = []
+    for gw in (env, weather):
+        gw.server.on_message = lambda frm, to, tag, raw: wire.append(raw)
     pid = _project(env, weather)
     params = {"n_trees": 3, "max_depth": 2, "key_bits": 512, "min_child_samples": 5}
     job = env.wait(env.train(pid, algorithm="secureboost", params=params)["id"], 120)
     assert job["state"] == "succeeded", job["error"]
     model = env.publish(job["id"])
-    ids = [f"s{i:03d}" for i in range(5, N)]  # the aligned rows, sorted
+    ids = [f"station-{i:03d}" for i in range(5, N)]  # the aligned rows, sorted
     e = Store(env.home).read("readings").table.to_pandas().set_index("id").loc[ids]
     w = Store(weather.home).read("meteo").table.to_pandas().set_index("id").loc[ids]
     pooled = sb.train_pooled(
@@ -268,3 +274,57 @@ def test_secureboost_through_the_gateways_equals_pooled_training(
     )
     online = env.predict(model["id"], ids)
     assert np.array_equal(np.asarray(online), expect)
+
+    # what crossed between the gateways: no raw feature value or label, no id outside the
+    # intersection (the envelopes as received, headers and bodies)
+    assert len(wire) > 10
+    blob = b"".join(wire)
+    outside = [f"station-{i:03d}" for i in range(5)] + [f"weather-only-{i}" for i in range(7)]
+    for i in outside:
+        assert i.encode() not in blob
+    e_all = Store(env.home).read("readings").table.to_pandas()
+    w_all = Store(weather.home).read("meteo").table.to_pandas()
+    for v in [*e_all["pm25"], *e_all["pm10"], *w_all["temp"], *w_all["wspm"]]:
+        assert struct.pack("<d", v) not in blob and repr(float(v)).encode() not in blob
+
+
+@pytest.mark.integration
+def test_a_party_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The gateway's state (Alembic branch ``federation``) on PostgreSQL: one party's
+    database is PostgreSQL, the other's SQLite."""
+    from cityos.testing.postgres import fresh_database
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
+    url = fresh_database(pg_url)
+    ids = [f"station-{i:03d}" for i in range(30)]
+    rng = np.random.default_rng(2)
+    store = Store(tmp_path / "env", database_url=url)
+    store.create_dataset("readings", PlainTable.schema("pm10", "pm25"))
+    store.append(
+        "readings", pd.DataFrame({"id": ids, "pm10": rng.random(30), "pm25": rng.random(30)})
+    )
+    store.close()
+    make_party_data(tmp_path / "weather", "meteo", ids, {"temp": rng.random(30)})
+    env = Gateway(
+        "env", tmp_path / "env", tmp_path / "certs", algorithms=ALGOS, database_url=url
+    ).start()
+    weather = Gateway("weather", tmp_path / "weather", tmp_path / "certs", algorithms=ALGOS).start()
+    try:
+        assert env.store.db.dialect == "postgresql"
+        env.peers["weather"], weather.peers["env"] = weather.url, env.url
+        p = env.create_project("pg", ["weather"])
+        weather.answer(p["id"], accept=True)
+        env.bind(p["id"], "readings", id_field="id", fields=["pm10"], label="pm25")
+        weather.bind(p["id"], "meteo", id_field="id", fields=["temp"])
+        weather.share_metadata(p["id"], ["temp"])
+        job = env.wait(env.train(p["id"], algorithm="sum")["id"], 30)
+        assert job["state"] == "succeeded", job["error"]
+        model = env.publish(job["id"])
+        assert env.book.model(model["id"])["data_versions"]["weather"]["dataset"] == "meteo"
+        assert set(env.book.metadata(p["id"])) == {"weather"}
+        env.flush_audit()
+        assert verify_audit(env.store.db).ok
+        assert "federation.model.publish" in {e.action for e in read_audit(env.store.db, limit=500)}
+    finally:
+        env.stop()
+        weather.stop()

@@ -90,6 +90,9 @@ class Gateway:
         :data:`cityos.federation._jobs.ALGORITHMS`.
     recv_timeout:
         Seconds a job waits for a peer's message before :class:`PeerLost`.
+    database_url:
+        The party's relational database (default: ``cityos.db`` in ``home``, or
+        ``CITYOS_DATABASE_URL``), e.g. PostgreSQL.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class Gateway:
         recv_timeout: float = 120.0,
         retry_delay: float = 1.0,
         peer_retry_s: float = 10.0,
+        database_url: str | None = None,
         on_message: Callable[[str, str, str, bytes], None] | None = None,
     ) -> None:
         from cityos.store import Store
@@ -112,7 +116,7 @@ class Gateway:
         self.identity: Identity = load_identity(certs, party)
         self.party, self.federation = party, self.identity.federation
         self.certs = Path(certs)
-        self.store = Store(home)
+        self.store = Store(home, database_url=database_url)
         self.home = Path(self.store.settings.home)
         self.book = ProjectBook(self.store.db, party, self.federation)
         self.peers = dict(peers or {})

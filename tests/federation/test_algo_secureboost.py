@@ -129,3 +129,15 @@ def test_bad_labels_are_refused() -> None:
         sb.train_pooled(xg, y, sb.BoostParams(objective="logistic"))
     with pytest.raises(sb.SecureBoostError, match="fixed-point range"):
         sb.train_pooled(xg, y * 1e9, sb.BoostParams())
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_model() -> None:
+    xg, xh, y, pooled_x = _data(1200)
+    p = sb.BoostParams(
+        n_trees=2, max_depth=3, min_child_samples=10, key_bits=1024, max_bins=8, workers=2
+    )
+    g, h, pred = _federated(xg, xh, y, p)
+    ref = sb.train_pooled(pooled_x, y, p)
+    assert [t.splits for t in sb.joint_trees(g, {"weather": h})] == [t.splits for t in ref.trees]
+    assert np.array_equal(pred, sb.predict_pooled(ref, pooled_x))

@@ -31,13 +31,23 @@ def test_packed_sums_and_host_side_packing() -> None:
     cts = [pk.encrypt(lay.pack(r)) for r in rows]
     nsq = int(pk.nsq)
     width = (nsq.bit_length() + 7) // 8
-    bins = np.array([[i % 3] for i in range(300)], dtype="uint8")
-    hist = _work.from_blob(_work.accumulate(nsq, bins, _work.to_blob(cts, width), 3), width)
-    for b in range(3):
-        want = tuple(sum(r[k] for i, r in enumerate(rows) if i % 3 == b) for k in range(3))
-        assert lay.unpack(sk.decrypt(hist[b])) == want
+    bins = np.array([[i % 3, (i // 3) % 3, i % 2] for i in range(300)], dtype="uint8")
+    # 300 rows > 4·3² cells: features are summed two at a time through their joint histogram
+    flat = _work.from_blob(_work.accumulate(nsq, bins, _work.to_blob(cts, width), 3), width)
+    for f in range(3):
+        for b in range(3):
+            want = tuple(sum(r[k] for i, r in enumerate(rows) if bins[i, f] == b) for k in range(3))
+            assert lay.unpack(sk.decrypt(flat[f * 3 + b])) == want
+    hist = flat[:3]
     per = (pk.bits - 1) // lay.bits
     packed = _work.from_blob(_work.pack(nsq, _work.to_blob(hist, width), per, lay.bits), width)
     x = int(sk.decrypt(packed[0]))
     got = [lay.unpack((x >> (lay.bits * (2 - j))) & ((1 << lay.bits) - 1)) for j in range(3)]
     assert got == [lay.unpack(sk.decrypt(h)) for h in hist]
+
+
+def test_key_holder_crt_encryption_decrypts_and_adds() -> None:
+    pk, sk = generate_keypair(1024)
+    a, b = sk.encrypt(123456789), pk.encrypt(11)
+    assert sk.decrypt(a) == 123456789 and sk.decrypt(pk.add(a, b)) == 123456800
+    assert sk.encrypt(5) != sk.encrypt(5)

@@ -58,30 +58,12 @@ class PublicKey:
 
     def _fixed_base(self) -> list[list[mpz]]:
         if self._table is None:
-            table = []
-            base = self.hs
-            for _ in range((self._alpha_bits + _WINDOW - 1) // _WINDOW):
-                row = [mpz(1), base]
-                for _ in range(2, 1 << _WINDOW):
-                    row.append(row[-1] * base % self.nsq)
-                table.append(row)
-                base = row[-1] * base % self.nsq
-            self._table = table
+            self._table = _table(self.hs, self.nsq, self._alpha_bits)
         return self._table
 
     def obfuscator(self) -> mpz:
         """``hₛ^α mod n²`` for a fresh random ``α``."""
-        table = self._fixed_base()
-        alpha = secrets.randbits(self._alpha_bits)
-        nsq = self.nsq
-        acc = mpz(1)
-        mask = (1 << _WINDOW) - 1
-        for row in table:
-            d = alpha & mask
-            if d:
-                acc = acc * row[d] % nsq
-            alpha >>= _WINDOW
-        return acc
+        return _fixed_pow(self._fixed_base(), secrets.randbits(self._alpha_bits), self.nsq)
 
     def encrypt(self, m: int) -> mpz:
         """A fresh encryption of ``0 <= m < n``."""
@@ -112,8 +94,31 @@ class PublicKey:
         return acc
 
 
+def _table(base: mpz, mod: mpz, bits: int) -> list[list[mpz]]:
+    """``table[i][d] = base^(d·2^(8i)) mod mod``: fixed-base exponentiation in 8-bit windows."""
+    table = []
+    for _ in range((bits + _WINDOW - 1) // _WINDOW):
+        row = [mpz(1), base]
+        for _ in range(2, 1 << _WINDOW):
+            row.append(row[-1] * base % mod)
+        table.append(row)
+        base = row[-1] * base % mod
+    return table
+
+
+def _fixed_pow(table: list[list[mpz]], e: int, mod: mpz) -> mpz:
+    acc = mpz(1)
+    mask = (1 << _WINDOW) - 1
+    for row in table:
+        d = e & mask
+        if d:
+            acc = acc * row[d] % mod
+        e >>= _WINDOW
+    return acc
+
+
 class PrivateKey:
-    """The private half: decrypt (CRT)."""
+    """The private half: decrypt (CRT), and encrypt about twice as fast (CRT over p², q²)."""
 
     def __init__(self, pk: PublicKey, p: int, q: int) -> None:
         self.public = pk
@@ -123,6 +128,25 @@ class PrivateKey:
         self._hp = gmpy2.invert(self._l(gmpy2.powmod(g, self.p - 1, self.psq), self.p), self.p)
         self._hq = gmpy2.invert(self._l(gmpy2.powmod(g, self.q - 1, self.qsq), self.q), self.q)
         self._pinv = gmpy2.invert(self.p, self.q)
+        self._psq_inv = gmpy2.invert(self.psq, self.qsq)
+        self._tables: tuple[list[list[mpz]], list[list[mpz]]] | None = None
+
+    def encrypt(self, m: int) -> mpz:
+        """The same distribution as :meth:`PublicKey.encrypt`, computed modulo ``p²`` and ``q²``."""
+        pk = self.public
+        if not 0 <= m < pk.n:
+            raise ValueError("plaintext out of range [0, n)")
+        if self._tables is None:
+            bits = pk._alpha_bits
+            self._tables = (
+                _table(pk.hs % self.psq, self.psq, bits),
+                _table(pk.hs % self.qsq, self.qsq, bits),
+            )
+        alpha = secrets.randbits(pk._alpha_bits)
+        xp = _fixed_pow(self._tables[0], alpha, self.psq)
+        xq = _fixed_pow(self._tables[1], alpha, self.qsq)
+        obf = xp + self.psq * ((xq - xp) * self._psq_inv % self.qsq)
+        return (1 + mpz(m) * pk.n) * obf % pk.nsq
 
     @staticmethod
     def _l(x: mpz, d: mpz) -> mpz:

@@ -510,7 +510,10 @@ class _GuestFinder(_Finder):
             blob = b"".join(
                 self.pool.map(
                     _work.encrypt_chunk,
-                    [(n, hs, plain[a:b]) for a, b in self.pool.split(len(plain), 256)],
+                    [
+                        (n, hs, plain[a:b], int(self.sk.p), int(self.sk.q))
+                        for a, b in self.pool.split(len(plain), 256)
+                    ],
                 )
             )
         for h in self.hosts:

@@ -328,3 +328,41 @@ def test_a_party_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     finally:
         env.stop()
         weather.stop()
+
+
+def test_vertical_logistic_regression_through_the_gateways(
+    parties: tuple[Gateway, Gateway],
+) -> None:
+    from cityos.federation import vlr
+
+    env, weather = parties
+    s = Store(env.home)
+    ids = [f"station-{i:03d}" for i in range(N)]
+    e = s.read("readings").table.to_pandas().set_index("id").loc[ids]
+    s.create_dataset("classes", PlainTable.schema("pm10", "no2", "high"))
+    s.append(
+        "classes",
+        pd.DataFrame(
+            {"id": ids, "pm10": e["pm10"], "no2": e["no2"], "high": (e["pm25"] > 50).astype(float)}
+        ),
+    )
+    s.close()
+    p = env.create_project("high pm25", ["weather"])
+    weather.answer(p["id"], accept=True)
+    env.bind(p["id"], "classes", id_field="id", fields=["pm10", "no2"], label="high")
+    weather.bind(p["id"], "meteo", id_field="id", fields=["temp", "wspm"])
+    params = {"iterations": 3, "key_bits": 1024}
+    job = env.wait(env.train(p["id"], algorithm="vlr", params=params)["id"], 120)
+    assert job["state"] == "succeeded", job["error"]
+    model = env.publish(job["id"])
+    aligned = ids[5:]
+    w = Store(weather.home).read("meteo").table.to_pandas().set_index("id").loc[aligned]
+    ea = e.loc[aligned]
+    pooled = vlr.train_pooled(
+        np.column_stack([ea[["pm10", "no2"]], w[["temp", "wspm"]]]),
+        (ea["pm25"] > 50).astype(float).to_numpy(),
+        vlr.VLRParams(**params),
+    )
+    expect = vlr.predict_pooled(pooled, np.column_stack([ea[["pm10", "no2"]], w[["temp", "wspm"]]]))
+    got = env.predict(model["id"], aligned)
+    assert np.allclose(got, expect, atol=1e-3)

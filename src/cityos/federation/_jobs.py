@@ -35,6 +35,7 @@ __all__ = [
 #: Algorithm name -> "module:attribute" of an :class:`Algorithm` (imported when used).
 ALGORITHMS: dict[str, str] = {
     "secureboost": "cityos.federation._jobs:SecureBoostAlgorithm",
+    "vlr": "cityos.federation._jobs:VerticalLRAlgorithm",
 }
 
 
@@ -301,4 +302,74 @@ class SecureBoostAlgorithm:
             str(part["guest"]),
         )
         sb.predict_host(ch, h, X)
+        return None
+
+
+def _vlr() -> Any:
+    return importlib.import_module("cityos.federation.vlr")
+
+
+def _scaler_payload(sc: Any) -> dict[str, Any]:
+    return {
+        "mean": np.asarray(sc.mean, dtype="float64"),
+        "std": np.asarray(sc.std, dtype="float64"),
+    }
+
+
+class VerticalLRAlgorithm:
+    """Vertical logistic regression (fed-algo's :mod:`cityos.federation.vlr`; one host,
+    labels 0/1); ``params`` are :class:`~cityos.federation.vlr.VLRParams` fields."""
+
+    def train(
+        self,
+        ch: Channel,
+        role: str,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        params: Mapping[str, Any],
+        *,
+        guest: str,
+        hosts: Sequence[str],
+        feature_names: Sequence[str],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        v = _vlr()
+        if len(hosts) != 1:
+            raise FederationError(f"vertical logistic regression needs one host, not {list(hosts)}")
+        if role == "guest":
+            assert y is not None
+            g = v.train_guest(ch, X, y, v.VLRParams(**dict(params)), host=hosts[0])
+            part = {
+                "role": "guest",
+                "weights": np.asarray(g.weights, dtype="float64"),
+                "intercept": float(g.intercept),
+                "scaler": _scaler_payload(g.scaler),
+                "host": g.host,
+            }
+            return part, {}
+        h = v.train_host(ch, X, guest)
+        return {
+            "role": "host",
+            "weights": np.asarray(h.weights, dtype="float64"),
+            "scaler": _scaler_payload(h.scaler),
+            "guest": h.guest,
+        }, {}
+
+    def predict(
+        self,
+        ch: Channel,
+        role: str,
+        X: np.ndarray,
+        part: Mapping[str, Any],
+        *,
+        guest: str,
+        hosts: Sequence[str],
+    ) -> np.ndarray | None:
+        v = _vlr()
+        sc = v._Scaler(np.asarray(part["scaler"]["mean"]), np.asarray(part["scaler"]["std"]))
+        if role == "guest":
+            g = v.VLRGuestModel(
+                np.asarray(part["weights"]), float(part["intercept"]), sc, str(part["host"])
+            )
+            return np.asarray(v.predict_guest(ch, g, X), dtype="float64")
+        v.predict_host(ch, v.VLRHostModel(np.asarray(part["weights"]), sc, str(part["guest"])), X)
         return None

@@ -231,9 +231,20 @@ def nearest_lines(
         )
     if len(pi) == 0:
         return np.array([], dtype=np.int64), ids[:0], np.array([], dtype="float64")
-    df = pd.DataFrame({"p": pi, "id": ids[li], "d": d}).sort_values(["p", "d", "id"], kind="stable")
-    df = df.drop_duplicates("p", keep="first")
-    return df["p"].to_numpy(), df["id"].to_numpy(), df["d"].to_numpy()
+    # per point the nearest line, ties to the smallest id: sort by (point, distance, id rank)
+    rank = _id_rank(ids)
+    order = np.lexsort((rank[li], d, pi))
+    pi, li, d = pi[order], li[order], d[order]
+    first = np.ones(len(pi), dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    return pi[first].astype(np.int64), ids[li[first]], d[first]
+
+
+def _id_rank(ids: np.ndarray) -> np.ndarray:
+    """Each id's position in sorted order (equal ids share one)."""
+    _, inv = np.unique(ids, return_inverse=True)
+    out: np.ndarray = inv.reshape(-1)
+    return out
 
 
 def _near_segments(

@@ -139,13 +139,15 @@ def train(
     actor: str = "",
     study: dict[str, Any] | None = None,
     panel: Panel | None = None,
+    workers: int = 1,
 ) -> TrainResult:
     """Train ``family`` on the features of ``spec`` with a chronological split and register it.
 
     ``train_end`` and ``val_end`` split the panel into train / validation / test (test runs
     to ``test_end`` or the end). Without them the last 20% is validation and nothing is test.
     Metrics per horizon on validation and test, for the model and for persistence, are
-    recorded with the exact dataset versions and the code version.
+    recorded with the exact dataset versions and the code version. ``workers`` > 1 trains a
+    deep model data-parallel across that many processes (``torch.distributed``, gloo).
     """
     panel = panel if panel is not None else build_panel(store, spec)
     t = panel.shape[0]
@@ -162,7 +164,16 @@ def train(
     tr, va = splits[0], splits[1] if len(splits) > 1 else None
     model = make_model(family, horizon, seed=seed, **(params or {}))
     t0 = time.perf_counter()
-    model.fit(panel, train=tr, val=va)
+    if workers > 1:
+        if not model.deep:
+            raise FeatureSpecError(
+                f"workers={workers}: only the deep families train data-parallel, not {family!r}"
+            )
+        from cityos.ai._deep import fit_distributed
+
+        model = fit_distributed(model, panel, train=tr, val=va, world_size=workers)  # type: ignore[arg-type]
+    else:
+        model.fit(panel, train=tr, val=va)
     fit_s = time.perf_counter() - t0
     hs = tuple(horizons or sorted({1, *range(6, horizon + 1, 6), horizon}))
     metrics: dict[str, Any] = {"fit_seconds": fit_s}

@@ -511,8 +511,9 @@ class _GWNet(nn.Module):  # type: ignore[misc,name-defined]
 
 class GraphWaveNet(TorchForecaster):
     """Graph WaveNet (Wu et al., IJCAI 2019): gated dilated temporal convolutions with
-    diffusion graph convolutions over the distance adjacency (both directions) and a
-    learned adaptive adjacency."""
+    diffusion graph convolutions over the panel's road-network adjacency (network series)
+    or the distance adjacency (stations), in both directions, and a learned adaptive
+    adjacency."""
 
     family = "graph_wavenet"
     defaults: ClassVar[dict[str, Any]] = {
@@ -526,7 +527,10 @@ class GraphWaveNet(TorchForecaster):
         return max(int(self.params["window"]), int(sum(self.params["dilations"])) + 1)
 
     def _prepare(self, panel: Panel) -> None:
-        a = distance_adjacency(panel.x, panel.y) if panel.shape[1] > 1 else np.ones((1, 1))
+        if panel.adjacency is not None:  # a road network's own graph
+            a = np.asarray(panel.adjacency)
+        else:
+            a = distance_adjacency(panel.x, panel.y) if panel.shape[1] > 1 else np.ones((1, 1))
         self.adj = a.astype("float32")
 
     def _supports(self) -> list[Any]:

@@ -729,10 +729,10 @@ def tabular_features(
             cols.append(_shift(cv, 0, origins) - _shift(cv, 1, origins))
     n = panel.shape[1]
     if spec.calendar:
-        cal = calendar_features(panel.times, panel.timezone, panel.country)
         ok = np.clip(origins, 0, len(panel.times) - 1)
+        cal = calendar_features(panel.times[ok], panel.timezone, panel.country)
         for j in range(cal.shape[1]):
-            cols.append(np.repeat(cal[ok, j][:, None], n, axis=1))
+            cols.append(np.repeat(cal[:, j][:, None], n, axis=1))
     if spec.k_nearest:
         nb = (
             adjacency_neighbours(panel.adjacency, spec.k_nearest)

@@ -428,7 +428,14 @@ class LightGBMForecaster(Forecaster):
         n = panel.shape[1]
         X = self._design(panel, origins)
         out = np.stack(
-            [b.predict(X, num_iteration=b.best_iteration or None) for b in self.boosters],
+            [
+                b.predict(
+                    X,
+                    num_iteration=b.best_iteration or None,
+                    num_threads=int(self.params["num_threads"]),
+                )
+                for b in self.boosters
+            ],
             axis=-1,
         )
         return out.reshape(len(origins), n, self.horizon).transpose(0, 2, 1)

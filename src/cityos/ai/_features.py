@@ -65,7 +65,16 @@ class TabularSpec:
     standard deviation over the last w steps; ``periods`` x ``period_len`` and
     ``trends`` x ``trend_len`` are ST-ResNet's period and trend views, relative to the
     first step ahead (t + 1 - p * period_len); ``closeness`` adds the last c steps (a lag
-    block); ``k_nearest`` adds the mean target of the k nearest places at t.
+    block); ``k_nearest`` adds the mean target of the k nearest places at t (the most
+    strongly connected road segments of a network).
+
+    Weather and context: ``covariate_rolling`` windows give each covariate's trailing mean,
+    ``covariate_changes`` its change over k steps (a pressure tendency); ``vectors`` are
+    ``(sin, cos, speed)`` channel triples (a compass direction and its speed) turned into
+    ``u = speed * sin`` and ``v = speed * cos`` at the covariate lags and trailing means
+    (wind as a vector: which way the air moves and how fast); ``target_changes`` give the
+    target's change over k steps; ``city_mean`` adds the mean over all places at t of the
+    target and of each vector's u and v (the regional level and wind).
 
     Examples
     --------
@@ -85,11 +94,17 @@ class TabularSpec:
     covariate_diff: bool = True
     k_nearest: int = 3
     node_feature: bool = True
+    covariate_rolling: tuple[int, ...] = ()
+    covariate_changes: tuple[int, ...] = ()
+    vectors: tuple[tuple[str, str, str], ...] = ()
+    target_changes: tuple[int, ...] = ()
+    city_mean: bool = False
 
     def lookback(self) -> int:
         """Steps of history the features need (t and this many before it)."""
         need = [0, *self.lags, *self.covariate_lags, self.closeness - 1]
-        need += [w - 1 for w in self.rolling]
+        need += [w - 1 for w in (*self.rolling, *self.covariate_rolling)]
+        need += [*self.covariate_changes, *self.target_changes]
         need += [p * self.period_len - 1 for p in range(1, self.periods + 1)]
         need += [q * self.trend_len - 1 for q in range(1, self.trends + 1)]
         return max(need) + (1 if self.covariate_diff else 0)
@@ -101,12 +116,25 @@ class TabularSpec:
         out += [f"{target}_close{c}" for c in range(self.closeness)]
         out += [f"{target}_period{p}" for p in range(1, self.periods + 1)]
         out += [f"{target}_trend{q}" for q in range(1, self.trends + 1)]
+        out += [f"{target}_change{k}" for k in self.target_changes]
         for ch in channels:
             if ch == target:
                 continue
             out += [f"{ch}_lag{lag}" for lag in self.covariate_lags]
             if self.covariate_diff:
                 out.append(f"{ch}_diff1")
+            out += [f"{ch}_mean{w}" for w in self.covariate_rolling]
+            out += [f"{ch}_change{k}" for k in self.covariate_changes]
+        for sin, _cos, _speed in self.vectors:
+            base = sin.removesuffix("_sin")
+            for comp in ("u", "v"):
+                out += [f"{base}_{comp}_lag{lag}" for lag in self.covariate_lags]
+                out += [f"{base}_{comp}_mean{w}" for w in self.covariate_rolling]
+        if self.city_mean:
+            out.append(f"{target}_city")
+            for sin, _cos, _speed in self.vectors:
+                base = sin.removesuffix("_sin")
+                out += [f"{base}_u_city", f"{base}_v_city"]
         if self.calendar:
             out += ["hour", "weekday", "month", "holiday"]
         if self.k_nearest:
@@ -719,6 +747,8 @@ def tabular_features(
         cols.append(_shift(tgt, p * spec.period_len - 1, origins))
     for q in range(1, spec.trends + 1):
         cols.append(_shift(tgt, q * spec.trend_len - 1, origins))
+    for k in spec.target_changes:
+        cols.append(_shift(tgt, 0, origins) - _shift(tgt, k, origins))
     for ci, ch in enumerate(panel.channels):
         if ch == panel.target:
             continue
@@ -727,6 +757,30 @@ def tabular_features(
             cols.append(_shift(cv, lag, origins))
         if spec.covariate_diff:
             cols.append(_shift(cv, 0, origins) - _shift(cv, 1, origins))
+        for w in spec.covariate_rolling:
+            cols.append(_shift(_rolling(cv, w)[0], 0, origins))
+        for k in spec.covariate_changes:
+            cols.append(_shift(cv, 0, origins) - _shift(cv, k, origins))
+    uv: list[np.ndarray] = []
+    for sin, cos, speed in spec.vectors:
+        for name in (sin, cos, speed):
+            if name not in panel.channels:
+                raise FeatureSpecError(
+                    f"vector feature needs channel {name!r}; the panel has {list(panel.channels)}"
+                )
+        ws = v[:, :, panel.channels.index(speed)]
+        for comp in (sin, cos):
+            c = ws * v[:, :, panel.channels.index(comp)]
+            uv.append(c)
+            for lag in spec.covariate_lags:
+                cols.append(_shift(c, lag, origins))
+            for w in spec.covariate_rolling:
+                cols.append(_shift(_rolling(c, w)[0], 0, origins))
+    if spec.city_mean:
+        with np.errstate(invalid="ignore"), _quiet():
+            for series in (tgt, *uv):
+                cm = np.nanmean(_shift(series, 0, origins), axis=1, keepdims=True)
+                cols.append(np.repeat(cm, series.shape[1], axis=1))
     n = panel.shape[1]
     if spec.calendar:
         ok = np.clip(origins, 0, len(panel.times) - 1)

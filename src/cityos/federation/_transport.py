@@ -51,6 +51,7 @@ from cityos.federation._channel import PeerLost
 from cityos.federation.gateway_errors import FederationError, MessageRejected
 
 __all__ = [
+    "GATEWAY_FILE",
     "Envelope",
     "GatewayChannel",
     "Inbox",
@@ -67,6 +68,8 @@ __all__ = [
 log = logging.getLogger("cityos.federation.transport")
 
 MSG_PATH = "/fed/v1/msg"
+#: Where a serving gateway writes its address in its city home (read by client commands).
+GATEWAY_FILE = "federation/gateway.json"
 #: Largest envelope a gateway accepts (bytes).
 MAX_BODY = 512 * 1024 * 1024
 #: Envelope format version.

@@ -38,7 +38,13 @@ from cityos.federation._jobs import (
     write_part,
 )
 from cityos.federation._projects import TERMINAL, ProjectBook, coarse_stats
-from cityos.federation._transport import GatewayChannel, PeerAborted, PeerClient, TransportServer
+from cityos.federation._transport import (
+    GATEWAY_FILE,
+    GatewayChannel,
+    PeerAborted,
+    PeerClient,
+    TransportServer,
+)
 from cityos.federation.gateway_errors import (
     FederationError,
     JobFailed,
@@ -51,8 +57,6 @@ __all__ = ["GATEWAY_FILE", "GATEWAY_USER", "Gateway"]
 
 log = logging.getLogger("cityos.federation.gateway")
 
-#: Where a serving gateway writes its address (read by the client commands).
-GATEWAY_FILE = "federation/gateway.json"
 #: The machine user a gateway reads bound datasets as.
 GATEWAY_USER = "gateway"
 GATEWAY_ROLE = "federation_gateway"

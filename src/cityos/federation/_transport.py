@@ -243,6 +243,13 @@ class Inbox:
                 box.closed, box.aborted_by = reason, "this gateway"
                 self._cond.notify_all()
 
+    def abort_all(self, reason: str) -> None:
+        """Stop every open channel from this side (the gateway is stopping)."""
+        with self._cond:
+            for box in self._boxes.values():
+                box.closed, box.aborted_by = reason, "this gateway"
+            self._cond.notify_all()
+
     def deliver(self, env: Envelope) -> str:
         """Queue a verified envelope; ``"ok"`` or ``"duplicate"`` (same seq and digest as the
         last one, a retry); :class:`MessageRejected` if replayed, reordered or unknown."""

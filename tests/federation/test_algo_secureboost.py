@@ -129,3 +129,43 @@ def test_bad_labels_are_refused() -> None:
         sb.train_pooled(xg, y, sb.BoostParams(objective="logistic"))
     with pytest.raises(sb.SecureBoostError, match="fixed-point range"):
         sb.train_pooled(xg, y * 1e9, sb.BoostParams())
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_model() -> None:
+    xg, xh, y, pooled_x = _data(1200)
+    p = sb.BoostParams(
+        n_trees=2, max_depth=3, min_child_samples=10, key_bits=1024, max_bins=8, workers=2
+    )
+    g, h, pred = _federated(xg, xh, y, p)
+    ref = sb.train_pooled(pooled_x, y, p)
+    assert [t.splits for t in sb.joint_trees(g, {"weather": h})] == [t.splits for t in ref.trees]
+    assert np.array_equal(pred, sb.predict_pooled(ref, pooled_x))
+
+
+def test_two_hosts_are_lossless_too() -> None:
+    xg, xh, y, pooled_x = _data(500)
+    xa, xb = xh[:, :2], xh[:, 2:]
+    p = sb.BoostParams(n_trees=2, max_depth=3, min_child_samples=10, key_bits=1024)
+    fed = LocalFederation(["env", "weather", "traffic"])
+    m = fed.run(
+        {
+            "env": lambda ch: sb.train_guest(ch, xg, y, p, hosts=["weather", "traffic"]),
+            "weather": lambda ch: sb.train_host(ch, xa, "env"),
+            "traffic": lambda ch: sb.train_host(ch, xb, "env"),
+        }
+    )
+    ref = sb.train_pooled(pooled_x, y, p)
+    joint = sb.joint_trees(m["env"], {"weather": m["weather"], "traffic": m["traffic"]})
+    assert [t.splits for t in joint] == [t.splits for t in ref.trees]
+    assert [t.leaves for t in joint] == [t.leaves for t in ref.trees]
+    owners = {party for t in m["env"].trees for party, _ in t.splits.values()}
+    assert {"weather", "traffic"} <= owners
+    pred = LocalFederation(["env", "weather", "traffic"]).run(
+        {
+            "env": lambda ch: sb.predict_guest(ch, m["env"], xg),
+            "weather": lambda ch: sb.predict_host(ch, m["weather"], xa),
+            "traffic": lambda ch: sb.predict_host(ch, m["traffic"], xb),
+        }
+    )["env"]
+    assert np.array_equal(pred, sb.predict_pooled(ref, pooled_x))

@@ -10,7 +10,7 @@ from cityos.federation import vlr
 from cityos.testing.federation import LocalFederation
 
 
-def _data(n: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _data(n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     xg = rng.normal(size=(n, 2)) * [1.0, 5.0] + [0.0, 10.0]
     xh = rng.normal(size=(n, 3))
@@ -21,7 +21,7 @@ def _data(n: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_federated_equals_pooled_and_matches_logistic_regression() -> None:
     xg, xh, y = _data()
-    p = vlr.VLRParams(iterations=15, learning_rate=1.0, key_bits=1024)
+    p = vlr.VLRParams(iterations=12, learning_rate=1.0, key_bits=1024)
     wire: list[bytes] = []
     fed = LocalFederation(["env", "weather"], on_message=lambda f, t, tag, raw: wire.append(raw))
     m = fed.run(

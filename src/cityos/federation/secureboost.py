@@ -20,6 +20,7 @@ order (guest first, then hosts as listed), then feature, then bin, in both.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import time
@@ -708,7 +709,7 @@ def train_host(
                     if mode == "compute":
                         t0 = time.perf_counter()
                         rb = b"".join(blob[r * width : (r + 1) * width] for r in rows.tolist())
-                        chunks = pool.split(n_feat)
+                        chunks = _feature_chunks(n_feat, pool.workers)
                         parts = pool.map(
                             _work.accumulate,
                             [
@@ -771,6 +772,18 @@ def train_host(
     finally:
         pool.close()
     return HostModel(binner, records, guest, timings)
+
+
+def _feature_chunks(n_feat: int, workers: int) -> list[tuple[int, int]]:
+    """One range of features per worker, cut at even indices (features pair up)."""
+    if workers <= 1 or n_feat < 4:
+        return [(0, n_feat)] if n_feat else []
+    edges = (
+        [0]
+        + [min(n_feat, 2 * round(n_feat * i / workers / 2)) for i in range(1, workers)]
+        + [n_feat]
+    )
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _add(acc: dict[str, float], name: str, t0: float) -> float:

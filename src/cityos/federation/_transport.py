@@ -222,6 +222,12 @@ class Inbox:
         with self._cond:
             self._boxes.setdefault(channel, _ChannelBox(frozenset(peers)))
 
+    def has(self, channel: str, party: str) -> bool:
+        """Whether ``channel`` is open here with ``party`` among its peers."""
+        with self._cond:
+            box = self._boxes.get(channel)
+            return box is not None and party in box.peers and box.closed is None
+
     def close(self, channel: str) -> None:
         with self._cond:
             self._boxes.pop(channel, None)
@@ -475,6 +481,12 @@ class TransportServer:
             return self._receive(peer, body, der)
         if path == "/fed/v1/ping":
             return 200, json.dumps({"party": self.identity.party}).encode()
+        if path == "/fed/v1/alive" and method == "POST":
+            try:
+                channel = str(json.loads(body)["channel"])
+            except (ValueError, KeyError, TypeError):
+                return 400, b'{"error": "give the channel"}'
+            return 200, json.dumps({"open": self.inbox.has(channel, peer)}).encode()
         for prefix, handler in self.routes.items():
             if path.startswith(prefix):
                 return handler(peer, f"{method} {path}", body)
@@ -719,11 +731,18 @@ class GatewayChannel:
 
         def alive() -> str | None:
             try:
-                client.request("GET", "/fed/v1/ping", retry_s=2.0, timeout=5.0)
+                out = client.call(
+                    "POST", "/fed/v1/alive", {"channel": self.channel}, retry_s=2.0, timeout=5.0
+                )
             except PeerLost as exc:
                 return f"party {frm!r} dropped out of job channel {self.channel!r}: {exc}"
             except FederationError as exc:
                 return str(exc)
+            if not out.get("open"):
+                return (
+                    f"party {frm!r} no longer runs job channel {self.channel!r} "
+                    "(it restarted or ended its part)"
+                )
             return None
 
         return self._server.inbox.take(self.channel, frm, tag, time.monotonic() + wait, alive=alive)

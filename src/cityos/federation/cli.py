@@ -104,7 +104,9 @@ def serve(
         list[str] | None,
         typer.Option("--peer", help="NAME=https://HOST:PORT of a peer gateway (repeat)."),
     ] = None,
-    recv_timeout: Annotated[float, typer.Option(help="Seconds a job waits for a peer.")] = 120.0,
+    recv_timeout: Annotated[
+        float, typer.Option(help="Longest wait (s) for one message of a live peer.")
+    ] = 3600.0,
 ) -> None:
     """Serve PARTY's gateway over its city HOME until interrupted (SIGINT/SIGTERM)."""
     from cityos.errors import ValidationError

@@ -93,7 +93,8 @@ class Gateway:
         Extra algorithms by name (tests); the built-in ones are in
         :data:`cityos.federation._jobs.ALGORITHMS`.
     recv_timeout:
-        Seconds a job waits for a peer's message before :class:`PeerLost`.
+        Longest wait for one message of a peer that is still alive (a peer that drops out,
+        or no longer runs the job, is detected within seconds by liveness checks).
     database_url:
         The party's relational database (default: ``cityos.db`` in ``home``, or
         ``CITYOS_DATABASE_URL``), e.g. PostgreSQL.
@@ -109,7 +110,7 @@ class Gateway:
         port: int = 0,
         peers: Mapping[str, str] | None = None,
         algorithms: Mapping[str, Algorithm] | None = None,
-        recv_timeout: float = 120.0,
+        recv_timeout: float = 3600.0,
         retry_delay: float = 1.0,
         peer_retry_s: float = 10.0,
         database_url: str | None = None,

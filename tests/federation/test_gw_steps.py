@@ -406,3 +406,62 @@ def test_a_guest_that_restarts_resumes_its_job(parties: tuple[Gateway, Gateway])
         assert weather.wait(job["id"], 10)["state"] == "succeeded"
     finally:
         env2.stop()
+
+
+def test_three_parties_two_hosts(tmp_path: Path) -> None:
+    """A guest and two hosts: alignment over all three, SecureBoost equal to pooled."""
+    from cityos.federation import secureboost as sb
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather", "traffic"])
+    ids = [f"station-{i:03d}" for i in range(50)]
+    rng = np.random.default_rng(5)
+    make_party_data(
+        tmp_path / "env", "readings", ids, {"pm10": rng.random(50), "pm25": rng.random(50)}
+    )
+    make_party_data(tmp_path / "weather", "meteo", ids[3:], {"temp": rng.random(47)})
+    make_party_data(tmp_path / "traffic", "flows", ids[:45], {"cars": rng.random(45)})
+    gws = {
+        p: Gateway(p, tmp_path / p, tmp_path / "certs", recv_timeout=30, peer_retry_s=2.0).start()
+        for p in ("env", "weather", "traffic")
+    }
+    try:
+        for p, gw in gws.items():
+            gw.peers.update({q: g.url for q, g in gws.items() if q != p})
+        env = gws["env"]
+        pr = env.create_project("three", ["weather", "traffic"])
+        gws["weather"].answer(pr["id"], accept=True)
+        assert env.book.get(pr["id"])["status"] == "proposed"  # traffic has not answered
+        gws["traffic"].answer(pr["id"], accept=True)
+        assert {g.book.get(pr["id"])["status"] for g in gws.values()} == {"active"}
+        env.bind(pr["id"], "readings", id_field="id", fields=["pm10"], label="pm25")
+        gws["weather"].bind(pr["id"], "meteo", id_field="id", fields=["temp"])
+        gws["traffic"].bind(pr["id"], "flows", id_field="id", fields=["cars"])
+        params = {"n_trees": 2, "max_depth": 2, "key_bits": 512, "min_child_samples": 3}
+        job = env.wait(env.train(pr["id"], params=params)["id"], 120)
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["rows"] == 42  # ids 3..44
+        model = env.publish(job["id"])
+        assert set(model["data_versions"]) == {"env", "weather", "traffic"}
+        common = ids[3:45]
+        cols = []
+        for p, ds, f in (
+            ("env", "readings", "pm10"),
+            ("weather", "meteo", "temp"),
+            ("traffic", "flows", "cars"),
+        ):
+            cols.append(
+                Store(tmp_path / p).read(ds).table.to_pandas().set_index("id").loc[common, f]
+            )
+        y = (
+            Store(tmp_path / "env")
+            .read("readings")
+            .table.to_pandas()
+            .set_index("id")
+            .loc[common, "pm25"]
+        )
+        X = np.column_stack(cols)
+        expect = sb.predict_pooled(sb.train_pooled(X, y.to_numpy(), sb.BoostParams(**params)), X)
+        assert np.array_equal(np.asarray(env.predict(model["id"], common)), expect)
+    finally:
+        for gw in gws.values():
+            gw.stop()

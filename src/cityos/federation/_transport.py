@@ -623,6 +623,11 @@ class PeerClient:
                         break
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
+        if isinstance(last, ssl.SSLError):
+            raise FederationError(
+                f"party {self.peer!r} at {self.url} closed every TLS handshake: it refuses "
+                f"this gateway's certificate (or is shutting down): {last}"
+            ) from last
         raise PeerLost(f"party {self.peer!r} at {self.url} is unreachable: {last}") from last
 
     def _drop(self) -> None:

@@ -470,7 +470,6 @@ class _GuestFinder(_Finder):
         self, ch: Channel, hosts: tuple[str, ...], bins: U8, p: BoostParams, n: int
     ) -> None:
         self.ch, self.hosts, self.bins, self.p, self.n = ch, hosts, bins, p, n
-        self.pool = _work.Pool(p.workers)
         self.pk, self.sk = generate_keypair(p.key_bits)
         self.layout, self.offset = _layout(n, p)
         self.per_ct = (self.pk.bits - 1) // self.layout.bits
@@ -499,6 +498,7 @@ class _GuestFinder(_Finder):
                 raise SecureBoostError(
                     f"{h} holds {reply['n']} aligned rows, {ch.me} holds {n}: align them with psi first"
                 )
+        self.pool = _work.Pool(p.workers)  # after the handshake: nothing to clean up on refusal
 
     def start_tree(self, gq: I64, hq: I64) -> None:
         self.gq, self.hq = gq, hq

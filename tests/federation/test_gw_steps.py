@@ -462,6 +462,19 @@ def test_three_parties_two_hosts(tmp_path: Path) -> None:
         X = np.column_stack(cols)
         expect = sb.predict_pooled(sb.train_pooled(X, y.to_numpy(), sb.BoostParams(**params)), X)
         assert np.array_equal(np.asarray(env.predict(model["id"], common)), expect)
+
+        # each host's contribution: exact Shapley over the hosts, the guest in every coalition
+        c = env.contributions(model["id"])
+        assert c["method"] == "shapley" and set(c["values"]) == {"weather", "traffic"}
+        assert set(c["coalitions"]) == {"env", "env+weather", "env+traffic", "env+traffic+weather"}
+        assert sum(c["values"].values()) == pytest.approx(c["grand"] - c["coalitions"]["env"])
+        for gw in gws.values():
+            entries = [
+                e
+                for e in read_audit(gw.store.db, limit=2000)
+                if e.action == "federation.contribution"
+            ]
+            assert len(entries) == 1 and entries[0].detail["contributions"] == c["values"]
     finally:
         for gw in gws.values():
             gw.stop()

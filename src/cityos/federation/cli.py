@@ -293,3 +293,12 @@ def predict(
 ) -> None:
     """Online scoring through the guest's gateway (it gathers the hosts' partial results)."""
     _print(GatewayClient(home).call("POST", f"models/{model}/predict", {"ids": ids}))
+
+
+@gateway_app.command()
+def contributions(
+    model: Annotated[str, typer.Argument(help="A published model.")], home: HomeOpt
+) -> None:
+    """Each host's contribution to the model's quality (Shapley values over held-out rows),
+    written to every party's audit chain — the basis of profit sharing."""
+    _print(GatewayClient(home).call("POST", f"models/{model}/contributions"))

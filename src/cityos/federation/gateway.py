@@ -13,6 +13,7 @@ what the algorithms send (blinded ids, ciphertexts, split decisions).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -50,6 +51,7 @@ from cityos.federation.gateway_errors import (
     JobFailed,
     NotPublished,
     ProjectConflict,
+    ProjectNotFound,
     UnboundDataset,
 )
 
@@ -72,8 +74,9 @@ def _status_of(exc: BaseException) -> int:
     )
 
 
-class _Cancelled(Exception):
-    pass
+def _held_out(entity: str) -> bool:
+    """One aligned id in five is held out when a job evaluates (the same at every party)."""
+    return hashlib.sha256(entity.encode("utf-8")).digest()[0] % 5 == 0
 
 
 class Gateway:
@@ -497,7 +500,7 @@ class Gateway:
         actor = f"gateway:{self.party}"
         job = self.book.job(job_id)
         p = self.book.get(job["project"])
-        hosts = self._hosts(p)
+        hosts = list(job["params"].get("_hosts") or self._hosts(p))
         attempt = job["attempt"]
         while True:
             attempt += 1
@@ -583,16 +586,38 @@ class Gateway:
         """This party's share of a job attempt; the guest's result summary."""
         algo = load_algorithm(job["algorithm"], self.algorithms)
         guest = str(p["guest"])
-        params = dict(job["params"])
+        params = {k: v for k, v in job["params"].items() if not k.startswith("_")}
+        if role == "host":
+            hosts = list(job["params"].get("_hosts") or hosts)
         t0 = time.perf_counter()
         if job["kind"] == "train":
             binding, data = self._data(p["id"])
-            ids = align(ch, role, data.labelled_ids(), guest=guest, hosts=hosts)
+            mine = data.labelled_ids()
+            universe = job["params"].get("_universe")
+            if role == "guest" and universe:  # the rows of an earlier job (contributions)
+                keep = set(self._aligned_ids(str(universe)))
+                mine = [i for i in mine if i in keep]
+            ids = align(ch, role, mine, guest=guest, hosts=hosts)
             align_bytes = ch.bytes_sent
+            if role == "guest":
+                d = self.home / "federation" / "models" / str(job["id"])
+                d.mkdir(parents=True, exist_ok=True)
+                (d / "aligned.ids").write_text("\n".join(ids))
+            held: list[str] = []
+            if job["params"].get("_holdout"):  # both sides split the aligned ids alike
+                held = [i for i in ids if _held_out(i)]
+                ids = [i for i in ids if not _held_out(i)]
             X, y = data.rows(ids)
             part, metrics = algo.train(
                 ch, role, X, y, params, guest=guest, hosts=hosts, feature_names=data.feature_names
             )
+            if held:
+                Xh, yh = data.rows(held)
+                pred = algo.predict(ch, role, Xh, part, guest=guest, hosts=hosts)
+                if role == "guest":
+                    assert pred is not None and yh is not None
+                    metrics["holdout_rows"] = len(held)
+                    metrics["holdout_rmse"] = float(np.sqrt(np.mean((pred - yh) ** 2)))
             path = self.home / "federation" / "models" / str(job["id"]) / f"{self.party}.part"
             sha = write_part(path, part)
             out = {
@@ -727,6 +752,81 @@ class Gateway:
             actor or f"operator:{self.party}",
         )
 
+    # -- contributions (the basis of profit sharing) ---------------------------------------------
+    def _aligned_ids(self, job_id: str) -> list[str]:
+        f = self.home / "federation" / "models" / job_id / "aligned.ids"
+        if not f.is_file():
+            raise ProjectNotFound(f"no aligned ids of job {job_id!r} at party {self.party!r}")
+        return [i for i in f.read_text().split("\n") if i]
+
+    def contributions(
+        self, model_id: str, *, actor: str | None = None, timeout: float = 3600.0
+    ) -> dict[str, Any]:
+        """Each host's contribution to a published model's quality: exact Shapley values
+        over the hosts (the guest, holding the label, is in every coalition), the value of a
+        coalition being minus the RMSE on held-out rows (one aligned id in five) of the same
+        algorithm and parameters trained by that coalition on the model's rows. Written to
+        every party's audit chain."""
+        from cityos.federation import shapley
+
+        actor = actor or f"operator:{self.party}"
+        m = self.book.model(model_id)
+        p = self.book.get(m["project"])
+        if p["guest"] != self.party:
+            raise ProjectConflict(f"only the guest {p['guest']!r} accounts contributions")
+        j = self.book.job(m["job"])
+        params = {k: v for k, v in j["params"].items() if not k.startswith("_")}
+        algo = load_algorithm(j["algorithm"], self.algorithms)
+        universe = self._aligned_ids(j["id"])
+
+        def value(coalition: frozenset[str]) -> float:
+            hs = sorted(coalition - {self.party})
+            if not hs:  # the guest alone, on its own columns of the same rows
+                local = getattr(algo, "train_local", None)
+                if local is None:
+                    raise FederationError(f"algorithm {j['algorithm']!r} cannot train locally")
+                _, data = self._data(p["id"])
+                tr = [i for i in universe if not _held_out(i)]
+                te = [i for i in universe if _held_out(i)]
+                (Xt, yt), (Xe, ye) = data.rows(tr), data.rows(te)
+                assert yt is not None and ye is not None
+                pred = local(Xt, yt, params)(Xe)
+                return -float(np.sqrt(np.mean((np.asarray(pred) - ye) ** 2)))
+            sub = self._launch(
+                p["id"],
+                "train",
+                j["algorithm"],
+                {**params, "_hosts": hs, "_holdout": True, "_universe": j["id"]},
+                1,
+                actor,
+            )
+            done = self.wait(sub["id"], timeout)
+            if done["state"] != "succeeded":
+                raise JobFailed(f"coalition {hs} job {sub['id']} {done['state']}: {done['error']}")
+            return -float(done["result"]["holdout_rmse"])
+
+        res = shapley.contributions(self._hosts(p), value, always=[self.party])
+        record = {
+            "project": p["id"],
+            "model": model_id,
+            "method": res.method,
+            "values": res.values,
+            "grand": res.grand,
+            "coalitions": res.coalitions,
+            "metric": "-rmse (held-out rows)",
+        }
+        shapley.record_contributions(
+            self.store.db,
+            res,
+            project=p["id"],
+            model=model_id,
+            actor=actor,
+            metric=record["metric"],
+        )
+        for h in self._hosts(p):
+            self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/contributions", record)
+        return record
+
     # -- step 7: online serving --------------------------------------------------------------------------
     def _served(self, model_id: str) -> tuple[dict[str, Any], dict[str, Any], Algorithm]:
         """A published model, its project and algorithm (cached: published models do not
@@ -790,6 +890,7 @@ class Gateway:
                 "job/abort": self._rpc_job_abort,
                 "job/cancel": self._rpc_job_cancel,
                 "publish": self._rpc_publish,
+                "contributions": self._rpc_contributions,
                 "serve": self._rpc_serve,
             }.get(name)
             if handler is None or method != "POST":
@@ -918,6 +1019,29 @@ class Gateway:
             raise ProjectConflict(f"job {j['id']!r} is {j['state']} at {self.party!r}")
         return self._publish_local(req, f"gateway:{peer}")
 
+    def _rpc_contributions(self, peer: str, req: Mapping[str, Any]) -> Any:
+        from cityos.federation import shapley
+
+        p = self.book.get(str(req["project"]))
+        if p["guest"] != peer:
+            raise ProjectConflict(f"only the guest {p['guest']!r} accounts contributions")
+        self.book.model(str(req["model"]))
+        res = shapley.Contributions(
+            {str(k): float(v) for k, v in req["values"].items()},
+            str(req["method"]),
+            float(req["grand"]),
+            {str(k): float(v) for k, v in req["coalitions"].items()},
+        )
+        shapley.record_contributions(
+            self.store.db,
+            res,
+            project=p["id"],
+            model=str(req["model"]),
+            actor=f"gateway:{peer}",
+            metric=str(req.get("metric", "")),
+        )
+        return {"ok": True}
+
     def _rpc_serve(self, peer: str, req: Mapping[str, Any]) -> Any:
         m, p, algo = self._served(str(req["model"]))
         if p["guest"] != peer:
@@ -1031,6 +1155,8 @@ class Gateway:
                 return self.publish(jid, actor=a)
             case ("POST", ["models", mid, "infer"]):
                 return self.infer(mid, output=str(req.get("output", "")), actor=a)
+            case ("POST", ["models", mid, "contributions"]):
+                return self.contributions(mid, actor=a)
             case ("POST", ["models", mid, "predict"]):
                 return {
                     "model": mid,

@@ -15,7 +15,7 @@ import pytest
 
 from cityos.access import read_audit, verify_audit
 from cityos.errors import DatasetNotFound, ValidationError
-from cityos.federation._certs import create_federation
+from cityos.federation._certs import create_federation, load_identity
 from cityos.federation.gateway import Gateway
 from cityos.federation.gateway_errors import NotPublished, ProjectConflict, UnboundDataset
 from cityos.model import PlainTable
@@ -478,3 +478,42 @@ def test_three_parties_two_hosts(tmp_path: Path) -> None:
     finally:
         for gw in gws.values():
             gw.stop()
+
+
+def test_operator_api_keys(tmp_path: Path) -> None:
+    """With require_api_key the operator API also needs an access API key of an admin or
+    federation_operator of the party's city; actions are then audited as that user."""
+    from cityos.access import ADMIN_ROLE, create_api_key, create_role, create_user
+    from cityos.federation._transport import PeerClient
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
+    gw = Gateway("env", tmp_path / "env", tmp_path / "certs", require_api_key=True).start()
+    weather = Gateway("weather", tmp_path / "weather", tmp_path / "certs").start()
+    try:
+        db = gw.store.db
+        create_role(db, ADMIN_ROLE)
+        create_user(db, "li", None, roles=[ADMIN_ROLE])
+        create_user(db, "zhao", None)
+        _, li_key = create_api_key(db, "li")
+        _, zhao_key = create_api_key(db, "zhao")
+        c = PeerClient(gw.identity, "env", gw.url)
+        status, body = c.request("GET", "/gw/v1/status")
+        assert status == 401 and b"needs an API key" in body
+        c.auth = f"Bearer {zhao_key}"
+        status, body = c.request("GET", "/gw/v1/status")
+        assert status == 403 and b"federation_operator" in body
+        c.auth = "Bearer not-a-key"
+        assert c.request("GET", "/gw/v1/status")[0] == 401
+        c.auth = f"Bearer {li_key}"
+        assert c.call("GET", "/gw/v1/status")["party"] == "env"
+        # another party's certificate never reaches the operator API, key or not
+        other = PeerClient(load_identity(tmp_path / "certs", "weather"), "env", gw.url)
+        other.auth = f"Bearer {li_key}"
+        assert other.request("GET", "/gw/v1/status")[0] == 403
+        gw.peers["weather"] = weather.url
+        c.call("POST", "/gw/v1/projects", {"name": "x", "hosts": ["weather"]})
+        created = [e for e in read_audit(db, limit=500) if e.action == "federation.project.create"]
+        assert [e.actor for e in created] == ["user:li"]
+    finally:
+        gw.stop()
+        weather.stop()

@@ -61,6 +61,7 @@ __all__ = [
     "TransportServer",
     "client_context",
     "open_envelope",
+    "request_authorization",
     "seal_envelope",
     "server_context",
 ]
@@ -332,6 +333,14 @@ class Inbox:
 Handler = Callable[[str, str, bytes], tuple[int, bytes]]
 """A route: ``(peer party, path, body) -> (status, JSON body)``."""
 
+_request = threading.local()
+
+
+def request_authorization() -> str | None:
+    """The ``Authorization`` header of the request the calling route is answering."""
+    value: str | None = getattr(_request, "auth", None)
+    return value
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -365,6 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, json.dumps({"error": str(exc), "reason": "certificate"}).encode())
             return
         path = self.path.split("?", 1)[0]
+        _request.auth = self.headers.get("Authorization")
         try:
             status, out = gw.route(peer, self.command, path, body, der)
         except Exception as exc:  # a bug in a route must answer, not hang the peer
@@ -542,6 +552,8 @@ class PeerClient:
         self.peer, self.url, self.host, self.port = peer, url, host, int(port)
         self.ctx = client_context(ident)
         self.retry_s = retry_s
+        #: an ``Authorization`` header sent with every request (e.g. ``Bearer <API key>``)
+        self.auth: str | None = None
         self._conn: http.client.HTTPSConnection | None = None
         self._lock = threading.Lock()
 
@@ -589,7 +601,10 @@ class PeerClient:
                         method,
                         path,
                         body=body,
-                        headers={"Content-Type": "application/octet-stream"},
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            **({"Authorization": self.auth} if self.auth else {}),
+                        },
                     )
                     resp = self._conn.getresponse()
                     data = resp.read()

@@ -45,6 +45,7 @@ from cityos.federation._transport import (
     PeerAborted,
     PeerClient,
     TransportServer,
+    request_authorization,
 )
 from cityos.federation.gateway_errors import (
     FederationError,
@@ -62,6 +63,8 @@ log = logging.getLogger("cityos.federation.gateway")
 #: The machine user a gateway reads bound datasets as.
 GATEWAY_USER = "gateway"
 GATEWAY_ROLE = "federation_gateway"
+#: The access role that may drive a gateway through its operator API (besides ``admin``).
+OPERATOR_ROLE = "federation_operator"
 #: Seconds a bound dataset's version is trusted before it is looked up again.
 VERSION_TTL_S = 1.0
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -98,6 +101,10 @@ class Gateway:
     recv_timeout:
         Longest wait for one message of a peer that is still alive (a peer that drops out,
         or no longer runs the job, is detected within seconds by liveness checks).
+    require_api_key:
+        Whether operator requests must also carry an access API key (``Authorization:
+        Bearer <key>``) of a user of this city with the ``admin`` or ``federation_operator``
+        role; with a key, actions are audited as that user either way.
     database_url:
         The party's relational database (default: ``cityos.db`` in ``home``, or
         ``CITYOS_DATABASE_URL``), e.g. PostgreSQL.
@@ -117,6 +124,7 @@ class Gateway:
         retry_delay: float = 1.0,
         peer_retry_s: float = 10.0,
         database_url: str | None = None,
+        require_api_key: bool = False,
         on_message: Callable[[str, str, str, bytes], None] | None = None,
     ) -> None:
         from cityos.store import Store
@@ -131,6 +139,7 @@ class Gateway:
         self.algorithms = dict(algorithms or {})
         self.recv_timeout, self.retry_delay = recv_timeout, retry_delay
         self.peer_retry_s = peer_retry_s
+        self.require_api_key = require_api_key
         self.server = TransportServer(self.identity, host, port, on_message=on_message)
         self.server.routes["/fed/v1/rpc/"] = self._peer_route
         self.server.routes["/gw/v1/"] = self._operator_route
@@ -239,8 +248,10 @@ class Gateway:
         from cityos.access import create_role, create_user, list_roles, list_users
 
         db = self.store.db
-        if GATEWAY_ROLE not in list_roles(db):
-            create_role(db, GATEWAY_ROLE, actor=f"gateway:{self.party}")
+        roles = list_roles(db)
+        for role in (GATEWAY_ROLE, OPERATOR_ROLE):
+            if role not in roles:
+                create_role(db, role, actor=f"gateway:{self.party}")
         if GATEWAY_USER not in {u.username for u in list_users(db)}:
             create_user(
                 db,
@@ -1076,6 +1087,42 @@ class Gateway:
         return {"ok": True}
 
     # -- the operator's side -------------------------------------------------------------------------------
+    def _operator_actor(self) -> str:
+        """Who is asking: the holder of this party's certificate, and the access user whose
+        API key or token the request carries (required with ``require_api_key``)."""
+        from cityos.access import (
+            ADMIN_ROLE,
+            AuthenticationError,
+            principal_from_api_key,
+            principal_from_token,
+        )
+        from cityos.config import city_secret
+
+        auth = request_authorization()
+        if not auth:
+            if self.require_api_key:
+                raise AuthenticationError(
+                    f"the operator API of {self.party!r} needs an API key "
+                    "(Authorization: Bearer <key>; set CITYOS_API_KEY for the client commands)"
+                )
+            return f"operator:{self.party}"
+        scheme, _, cred = auth.partition(" ")
+        if scheme.lower() != "bearer" or not cred:
+            raise AuthenticationError("use Authorization: Bearer <API key or token>")
+        db = self.store.db
+        if cred.count(".") == 2:
+            principal = principal_from_token(db, cred, city_secret(self.store.settings)[0])
+        else:
+            principal = principal_from_api_key(db, cred)
+        if not principal.roles & {ADMIN_ROLE, OPERATOR_ROLE}:
+            from cityos.access import PermissionDenied
+
+            raise PermissionDenied(
+                f"user {principal.username!r} may not operate the gateway of {self.party!r}: "
+                f"it needs the {OPERATOR_ROLE!r} or {ADMIN_ROLE!r} role"
+            )
+        return f"user:{principal.username}"
+
     def _operator_route(self, peer: str, what: str, body: bytes) -> tuple[int, bytes]:
         if peer != self.party:
             return 403, json.dumps(
@@ -1085,19 +1132,22 @@ class Gateway:
                 }
             ).encode()
         try:
+            actor = self._operator_actor()
             req = json.loads(body) if body else {}
-            return 200, json.dumps(self.operate(what, req)).encode()
+            return 200, json.dumps(self.operate(what, req, actor=actor)).encode()
         except Exception as exc:
             status = _status_of(exc)
+            if type(exc).__name__ == "AuthenticationError" or "Invalid" in type(exc).__name__:
+                status = 401
             if status == 500:
                 log.exception("operator route %s", what)
             return status, json.dumps({"error": str(exc), "kind": type(exc).__name__}).encode()
 
-    def operate(self, what: str, req: Mapping[str, Any]) -> Any:
+    def operate(self, what: str, req: Mapping[str, Any], *, actor: str | None = None) -> Any:
         """One operator request (``"METHOD /gw/v1/..."`` and its JSON body)."""
         method, _, path = what.partition(" ")
         parts = path[len("/gw/v1/") :].strip("/").split("/")
-        a = f"operator:{self.party}"
+        a = actor or f"operator:{self.party}"
         match (method, parts):
             case ("GET", ["status"]):
                 return {

@@ -484,7 +484,7 @@ def test_operator_api_keys(tmp_path: Path) -> None:
     """With require_api_key the operator API also needs an access API key of an admin or
     federation_operator of the party's city; actions are then audited as that user."""
     from cityos.access import ADMIN_ROLE, create_api_key, create_role, create_user
-    from cityos.federation._transport import PeerClient
+    from cityos.federation._transport import PeerClient, RpcError
 
     create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
     gw = Gateway("env", tmp_path / "env", tmp_path / "certs", require_api_key=True).start()
@@ -510,10 +510,17 @@ def test_operator_api_keys(tmp_path: Path) -> None:
         other = PeerClient(load_identity(tmp_path / "certs", "weather"), "env", gw.url)
         other.auth = f"Bearer {li_key}"
         assert other.request("GET", "/gw/v1/status")[0] == 403
+        gw.peers["weather"] = "https://127.0.0.1:9"  # nobody there: nothing is created
+        gw.peer_retry_s = 0.3
+        with pytest.raises(RpcError, match="inviting host 'weather' failed"):
+            c.call("POST", "/gw/v1/projects", {"name": "x", "hosts": ["weather"]})
+        assert gw.book.all() == []
         gw.peers["weather"] = weather.url
+        gw._clients.pop("weather")
         c.call("POST", "/gw/v1/projects", {"name": "x", "hosts": ["weather"]})
         created = [e for e in read_audit(db, limit=500) if e.action == "federation.project.create"]
-        assert [e.actor for e in created] == ["user:li"]
+        assert [e.actor for e in created] == ["user:li", "user:li"]  # the first abandoned
+        assert "federation.project.abandon" in {e.action for e in read_audit(db, limit=500)}
     finally:
         gw.stop()
         weather.stop()

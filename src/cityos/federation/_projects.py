@@ -198,6 +198,22 @@ class ProjectBook:
             )
             return self._as_dict(s, self._project(s, pid))
 
+    def abandon(self, project_id: str, *, actor: str, reason: str) -> None:
+        """Remove a project whose invitations could not be delivered (nothing else refers
+        to it yet); audited."""
+        with audit_transaction(self.db) as s:
+            p = self._project(s, project_id)
+            for m in self._members(s, project_id):
+                s.delete(m)
+            s.delete(p)
+            s.flush()
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.project.abandon",
+                detail={"project": project_id, "reason": reason[:500]},
+            )
+
     def receive_invitation(self, invitation: Mapping[str, Any], *, frm: str) -> dict[str, Any]:
         """Record a project another party (its guest) invited this party to."""
         pid = str(invitation["id"])

@@ -312,7 +312,13 @@ class Gateway:
             k: p[k] for k in ("id", "name", "federation", "guest", "description", "members")
         }
         for h in addrs:
-            self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/invite", invitation)
+            try:
+                self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/invite", invitation)
+            except (FederationError, PeerLost) as exc:
+                self.book.abandon(p["id"], actor=actor, reason=f"host {h!r} not invited: {exc}")
+                raise FederationError(
+                    f"project {name!r} not created: inviting host {h!r} failed: {exc}"
+                ) from exc
         return p
 
     def answer(self, project_id: str, *, accept: bool, actor: str | None = None) -> dict[str, Any]:

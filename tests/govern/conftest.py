@@ -200,3 +200,106 @@ class TableDispatcher:
                 )
             )
         return out
+
+
+# -- a served city ---------------------------------------------------------------------
+SECRET = "govern-test-secret-" + "q" * 40
+
+
+@dataclass
+class Served:
+    city: GovCity
+    client: Any
+    base_url: str
+    keys: dict[str, str]
+    tokens: dict[str, str]
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+class LiveServer:
+    """The real app under uvicorn on a loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        for _ in range(500):
+            if self.server.started:
+                break
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def build_served(home: Path, url: str, **gov_kwargs: Any) -> tuple[Served, LiveServer]:
+    import warnings
+
+    from cityos.config import Settings
+    from cityos.server import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    settings = Settings(home=home, database_url=url, secret_key=SECRET)
+    store = Store(settings=settings)
+    load_organisation(store.db, small_org(), password=PASSWORD)
+    access.create_user(store.db, "app", None, roles=["citizen"])  # a reporting app's machine user
+    access.create_user(store.db, "nobody", PASSWORD)  # a user without a governance role
+    clock = FakeClock(START)
+    gov = Governance(store.db, store, clock=clock, **gov_kwargs)
+    app = create_app(settings, store=store)
+    app.state.governance = gov
+    keys = {u: access.create_api_key(store.db, u)[1] for u in ("app", "disp", "nobody")}
+    users = (
+        "disp",
+        "disp2",
+        "boss",
+        "ann",
+        "bob",
+        "road1",
+        "road2",
+        "croad",
+        "san1",
+        "grid1",
+        "nobody",
+    )
+    tokens = {u: access.issue_token(access.principal_for(store.db, u), SECRET) for u in users}
+    live = LiveServer(app)
+    return Served(GovCity(store, gov, clock), TestClient(app), live.url, keys, tokens), live
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("served")
+    url = (
+        f"sqlite:///{home / 'cityos.db'}"
+        if request.param == "sqlite"
+        else fresh_database(request.getfixturevalue("pg_url"))
+    )
+    s, live = build_served(home, url)
+    yield s
+    live.stop()
+    s.client.close()
+    s.city.store.close()

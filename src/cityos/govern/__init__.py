@@ -1,0 +1,1 @@
+"""City governance (issue 12)."""

@@ -392,12 +392,12 @@ def make_reports(
     py = pois.geometry.y.to_numpy()
     t0 = pd.Timestamp(start, tz=city.tz).tz_convert("UTC")
     span_s = days * 86400.0
-    nodes = city.nodes
+    node_x, node_y = city.node_x, city.node_y
     incidents: list[tuple[int, float, float, float]] = []  # kind, x, y, t_s
     while len(incidents) < n_incidents:
         k = int(rng.integers(len(INCIDENT_KINDS)))
-        node = int(rng.integers(len(nodes)))
-        x, y = float(nodes["x"].iat[node]), float(nodes["y"].iat[node])
+        node = int(rng.integers(len(node_x)))
+        x, y = float(node_x[node]), float(node_y[node])
         ts = float(rng.uniform(0, span_s * 0.9))
         incidents.append((k, x, y, ts))
         if rng.random() < hard_negative_share and len(incidents) < n_incidents:

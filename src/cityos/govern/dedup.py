@@ -42,6 +42,8 @@ __all__ = [
     "DedupQuality",
     "DuplicateDetector",
     "Match",
+    "as_frame",
+    "as_record",
     "evaluate",
     "fixmystreet_rule",
     "nyc_311_reports",
@@ -84,6 +86,41 @@ def _hav(x1: Any, y1: Any, x2: Any, y2: Any) -> FloatArray:
 
 def _text(row: Mapping[Any, Any]) -> str:
     return f"{row.get('title') or ''} {row.get('description') or ''}"
+
+
+_FIELDS = (
+    "id",
+    "t",
+    "x",
+    "y",
+    "category",
+    "title",
+    "description",
+    "parent_id",
+    "status",
+    "department",
+    "level",
+)
+
+
+def as_record(obj: Any) -> dict[str, Any]:
+    """A report or event as a plain record: a mapping as is, an object (such as
+    governance's ``Event``) by its attributes, ``received_at`` standing for ``t``."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    rec = {k: getattr(obj, k, None) for k in _FIELDS}
+    if rec["t"] is None:
+        rec["t"] = getattr(obj, "received_at", None)
+    if rec.get("id") == "":
+        rec["id"] = None
+    return rec
+
+
+def as_frame(rows: Any) -> pd.DataFrame:
+    """Records, objects or a DataFrame as a DataFrame of report fields."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    return pd.DataFrame([as_record(r) for r in rows])
 
 
 def _ts(v: Any) -> float:
@@ -232,12 +269,12 @@ class DuplicateDetector:
         )
 
     # -- the intake hook -------------------------------------------------------------------
-    def find(
-        self, event: Mapping[str, Any], candidates: pd.DataFrame | Sequence[Mapping[str, Any]]
-    ) -> Match | None:
+    def find(self, event: Any, candidates: Any) -> Match | None:
         """The open event ``event`` duplicates among ``candidates`` (rows with ``id``, ``t``,
         ``x``, ``y``, ``category``, ``title``, ``description`` and optionally ``parent_id``
-        and ``status``; a duplicate row stands for its parent), or None."""
+        and ``status``; a duplicate row stands for its parent), or None. Rows may be
+        mappings, objects with those attributes (governance's ``Event``, whose
+        ``received_at`` is the time) or a DataFrame."""
         self._require()
         cand = (
             candidates if isinstance(candidates, pd.DataFrame) else pd.DataFrame(list(candidates))

@@ -110,9 +110,17 @@ class AbnormalStayDetector:
         if points.empty:
             return pd.DataFrame(columns=["id", "t", "t_end", "x", "y", "duration_s"])
         m = min(self.min_minutes, self.night_min_minutes)
-        return stay_points(points[["id", "t", "x", "y"]], self.stay_radius_m, f"{m}min", geographic=True)
+        return stay_points(
+            points[["id", "t", "x", "y"]], self.stay_radius_m, f"{m}min", geographic=True
+        )
 
-    def classify(self, stays: pd.DataFrame, enterprises: pd.DataFrame, permits: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    def classify(
+        self,
+        stays: pd.DataFrame,
+        enterprises: pd.DataFrame,
+        permits: pd.DataFrame,
+        at: pd.Timestamp,
+    ) -> pd.DataFrame:
         """The abnormal ones among ``stays``, with ``reason``, ``nearest_enterprise`` and
         ``nearest_m``."""
         if stays.empty:
@@ -125,7 +133,9 @@ class AbnormalStayDetector:
         minutes = stays["duration_s"].to_numpy(float) / 60.0
         long_out = (minutes >= self.min_minutes) & (d_perm > self.site_radius_m)
         unperm = ~ents["id"].astype(str).isin(ok_ids).to_numpy()
-        near_unperm = np.array([k >= 0 and unperm[k] for k in k_any]) & (d_any <= self.site_radius_m)
+        near_unperm = np.array([k >= 0 and unperm[k] for k in k_any]) & (
+            d_any <= self.site_radius_m
+        )
         h0 = pd.to_datetime(stays["t"], utc=True).dt.tz_convert(self.tz).dt.hour.to_numpy()
         h1 = pd.to_datetime(stays["t_end"], utc=True).dt.tz_convert(self.tz).dt.hour.to_numpy()
         a, b = self.night
@@ -133,7 +143,11 @@ class AbnormalStayDetector:
         night_hit = at_night & near_unperm & (minutes >= self.night_min_minutes)
         sel = long_out | night_hit
         out = stays[sel].copy()
-        out["reason"] = np.where(night_hit[sel] & ~long_out[sel], "night_near_unregistered", "long_stay_outside_permitted")
+        out["reason"] = np.where(
+            night_hit[sel] & ~long_out[sel],
+            "night_near_unregistered",
+            "long_stay_outside_permitted",
+        )
         out["nearest_enterprise"] = [str(ents["id"].iat[k]) if k >= 0 else "" for k in k_any[sel]]
         out["nearest_m"] = d_any[sel]
         out["minutes"] = minutes[sel]
@@ -160,13 +174,15 @@ class AbnormalStayDetector:
         t = pd.to_datetime(ab["t"], utc=True) if n else pd.Series([], dtype="datetime64[ms, UTC]")
         df = pd.DataFrame(
             {
-                "id": [f"{v}@{ts.isoformat()}" for v, ts in zip(ab["id"], t, strict=True)] if n else [],
+                "id": [f"{v}@{_iso(ts)}" for v, ts in zip(ab["id"], t, strict=True)] if n else [],
                 "t": t,
                 "x": ab["x"].to_numpy(float) if n else [],
                 "y": ab["y"].to_numpy(float) if n else [],
                 "kind": self.kind,
                 "source_dataset": self.vehicles,
-                "place": [f"{v}@{ts.isoformat()}" for v, ts in zip(ab["id"], t, strict=True)] if n else [],
+                "place": [f"{v}@{_iso(ts)}" for v, ts in zip(ab["id"], t, strict=True)]
+                if n
+                else [],
                 "window_start": t,
                 "window_end": pd.to_datetime(ab["t_end"], utc=True) if n else t,
                 "observed": ab["minutes"].to_numpy(float) if n else [],
@@ -203,8 +219,16 @@ def suspected_sites(
         return pd.DataFrame(columns=cols)
     k, d = _nearest(stays["x"], stays["y"], cand["x"], cand["y"])
     hit = d <= radius_m
-    minutes = stays["observed"].to_numpy(float) if "observed" in stays.columns else stays.get("minutes", pd.Series(np.zeros(len(stays)))).to_numpy(float)
-    veh = stays["vehicle"].astype(str).to_numpy() if "vehicle" in stays.columns else np.array([""] * len(stays))
+    minutes = (
+        stays["observed"].to_numpy(float)
+        if "observed" in stays.columns
+        else stays.get("minutes", pd.Series(np.zeros(len(stays)))).to_numpy(float)
+    )
+    veh = (
+        stays["vehicle"].astype(str).to_numpy()
+        if "vehicle" in stays.columns
+        else np.array([""] * len(stays))
+    )
     rows: dict[int, dict[str, Any]] = {}
     for i in np.flatnonzero(hit):
         e = int(k[i])
@@ -226,7 +250,9 @@ def suspected_sites(
         ],
         columns=cols,
     )
-    return out.sort_values(["stays", "minutes"], ascending=False, kind="stable").reset_index(drop=True)
+    return out.sort_values(["stays", "minutes"], ascending=False, kind="stable").reset_index(
+        drop=True
+    )
 
 
 @dataclass(frozen=True)
@@ -260,7 +286,12 @@ def load_world(store: Any, world: Any) -> dict[str, int]:
         ),
         "permits": DatasetSchema(
             ModelKind.TABLE,
-            fields=(Field("enterprise_id"), Field("kind"), Field("valid_from", "timestamp"), Field("valid_to", "timestamp")),
+            fields=(
+                Field("enterprise_id"),
+                Field("kind"),
+                Field("valid_from", "timestamp"),
+                Field("valid_to", "timestamp"),
+            ),
             description="Hazardous-chemical permits",
         ),
         "hazchem_vehicles": DatasetSchema(
@@ -287,7 +318,9 @@ def load_world(store: Any, world: Any) -> dict[str, int]:
     return out
 
 
-def enterprise_archive(store: Any, enterprise_id: str, gov: Any = None, *, radius_m: float = 150.0) -> dict[str, Any]:
+def enterprise_archive(
+    store: Any, enterprise_id: str, gov: Any = None, *, radius_m: float = 150.0
+) -> dict[str, Any]:
     """One enterprise's archive: the enterprise, its permits, its vehicles, the warnings
     that name it (or lie within ``radius_m``), events within ``radius_m`` and inspections
     (dataset ``inspections`` with ``enterprise_id``, when present).
@@ -321,18 +354,36 @@ def enterprise_archive(store: Any, enterprise_id: str, gov: Any = None, *, radiu
 
                 ev = json.loads(ev or "{}")
             if ev.get("nearest_enterprise") == enterprise_id or _hav(w.x, w.y, x, y) <= radius_m:
-                warnings.append({"id": w.id, "rule": w.rule, "severity": w.severity, "status": w.status,
-                                 "t": _plain(getattr(w, "t", None)), "evidence": ev})
+                warnings.append(
+                    {
+                        "id": w.id,
+                        "rule": w.rule,
+                        "severity": w.severity,
+                        "status": w.status,
+                        "t": _plain(getattr(w, "t", None)),
+                        "evidence": ev,
+                    }
+                )
     else:
         warnings = near("warnings")
     return {
         "enterprise": e,
-        "permits": q(f"SELECT * FROM permits WHERE enterprise_id = '{eid}'") if "permits" in names else [],
-        "vehicles": q(f"SELECT * FROM hazchem_vehicles WHERE enterprise_id = '{eid}'") if "hazchem_vehicles" in names else [],
+        "permits": q(f"SELECT * FROM permits WHERE enterprise_id = '{eid}'")
+        if "permits" in names
+        else [],
+        "vehicles": q(f"SELECT * FROM hazchem_vehicles WHERE enterprise_id = '{eid}'")
+        if "hazchem_vehicles" in names
+        else [],
         "warnings": warnings,
         "events": near("events"),
-        "inspections": q(f"SELECT * FROM inspections WHERE enterprise_id = '{eid}'") if "inspections" in names else [],
+        "inspections": q(f"SELECT * FROM inspections WHERE enterprise_id = '{eid}'")
+        if "inspections" in names
+        else [],
     }
+
+
+def _iso(v: Any) -> str:
+    return str(pd.Timestamp(v).isoformat())
 
 
 def _plain(v: Any) -> Any:

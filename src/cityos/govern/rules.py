@@ -117,9 +117,9 @@ class Rule:
     params: Mapping[str, Any] = field(default_factory=dict)
     datasets: tuple[str, ...] = ()
     fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    schedule: pd.Timedelta = pd.Timedelta("1h")
-    lookback: pd.Timedelta = pd.Timedelta(0)
-    dedup_window: pd.Timedelta = pd.Timedelta("1D")
+    schedule: pd.Timedelta = field(default_factory=lambda: pd.Timedelta("1h"))
+    lookback: pd.Timedelta = field(default_factory=lambda: pd.Timedelta(0))
+    dedup_window: pd.Timedelta = field(default_factory=lambda: pd.Timedelta("1D"))
     title: str = ""
     service_code: str | None = None
     open_event: bool = False
@@ -142,7 +142,9 @@ class Rule:
         if (sql is None) == (det is None):
             raise RuleError(f"{where}: give exactly one of 'sql' or 'detector'")
         if det is not None and det not in DETECTORS:
-            raise RuleError(f"{where}: detector {det!r} is not registered (known: {sorted(DETECTORS)})")
+            raise RuleError(
+                f"{where}: detector {det!r} is not registered (known: {sorted(DETECTORS)})"
+            )
         known = set(Rule.__dataclass_fields__)
         extra = sorted(set(d) - known)
         if extra:
@@ -238,7 +240,7 @@ class RunResult:
 
 @dataclass
 class Backtest:
-    """"What this rule would have raised": the warnings, and confirmed counts where
+    """ "What this rule would have raised": the warnings, and confirmed counts where
     outcomes exist."""
 
     rule: str
@@ -327,16 +329,20 @@ class RuleEngine:
         return self.rules[rule]
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _sql(self, r: Rule, start: pd.Timestamp, end: pd.Timestamp, explain: bool = False) -> pd.DataFrame:
-        from cityos.store._engine import QueryError  # noqa: F401 (re-raised as RuleError)
-
+    def _sql(
+        self, r: Rule, start: pd.Timestamp, end: pd.Timestamp, explain: bool = False
+    ) -> pd.DataFrame:
         assert r.sql is not None
         params = {k: v for k, v in r.params.items()}
-        params.update(start=_sql_ts(start - r.lookback), end=_sql_ts(end), window_start=_sql_ts(start))
+        params.update(
+            start=_sql_ts(start - r.lookback), end=_sql_ts(end), window_start=_sql_ts(start)
+        )
         try:
             q = r.sql.format(**params)
         except KeyError as exc:
-            raise RuleError(f"rule {r.name!r}: sql uses {{{exc.args[0]}}}, which is not in params") from exc
+            raise RuleError(
+                f"rule {r.name!r}: sql uses {{{exc.args[0]}}}, which is not in params"
+            ) from exc
         try:
             tbl = self.store.sql(("EXPLAIN " if explain else "") + q)
         except CityOSError as exc:
@@ -389,7 +395,9 @@ class RuleEngine:
         bucket = (int(t.value) // w) if w > 0 else int(t.value)
         return f"{r.name}:{place}:{bucket}"
 
-    def run_rule(self, rule: Rule | str, start: Any, end: Any, sink: WarningSink | None = None) -> RunResult:
+    def run_rule(
+        self, rule: Rule | str, start: Any, end: Any, sink: WarningSink | None = None
+    ) -> RunResult:
         """Evaluate one rule over ``[start, end)`` and raise its warnings."""
         r = self._rule(rule)
         sink = sink if sink is not None else self.sink
@@ -410,7 +418,9 @@ class RuleEngine:
                 y=float(row["y"]),
                 t=t.to_pydatetime(),
                 evidence=json.loads(json.dumps(ev, default=str)),
-                title=r.title.format(**{k: ev.get(k, "") for k in _fmt_keys(r.title)}) if r.title else r.name,
+                title=r.title.format(**{k: ev.get(k, "") for k in _fmt_keys(r.title)})
+                if r.title
+                else r.name,
                 dedup_key=self._key(r, row["place"], t),
                 service_code=r.service_code,
                 open_event=r.open_event,
@@ -433,7 +443,11 @@ class RuleEngine:
     def due(self, now: Any) -> list[str]:
         """Rules whose schedule says they should run at ``now``."""
         t = _utc(now)
-        return [n for n, r in self.rules.items() if n not in self.last_end or t - self.last_end[n] >= r.schedule]
+        return [
+            n
+            for n, r in self.rules.items()
+            if n not in self.last_end or t - self.last_end[n] >= r.schedule
+        ]
 
     def tick(self, now: Any) -> list[RunResult]:
         """Run every due rule over the window since its last run (its ``schedule`` before

@@ -2,7 +2,7 @@
 tracks with injected illegal stops (ground truth known).
 
 Registered enterprises are the city's chemical plants, gas stations and factories (POIs);
-plants, gas stations and some factories hold a hazardous-chemical permit. Small unregistered
+all of them hold a hazardous-chemical permit. Small unregistered
 chemical sites sit beside roads the carriers drive. The carriers' tracks come from the
 BerlinMOD-style simulation (:func:`cityos.synth.simulate_vehicles`, kind ``hazmat``: a
 plant to gas stations and factories and back). Into these tracks two kinds of stop are
@@ -17,7 +17,7 @@ shifted by the stop's length:
 >>> w = make_hazchem(make_city(size_km=8.0), n_carriers=6, days=1, seed=3)
 >>> set(w.enterprises["kind"]) >= {"chemical_plant", "gas_station", "small_chemical"}
 True
->>> len(w.truth) > 0 and w.truth["site_id"].isin(w.enterprises["id"]).all()
+>>> len(w.truth) > 0 and bool(w.truth["site_id"].isin(w.enterprises["id"]).all())
 True
 """
 
@@ -70,20 +70,38 @@ def make_hazchem(
     permits: list[dict[str, object]] = []
     t0 = pd.Timestamp(start, tz=city.tz).tz_convert("UTC")
     valid_from, valid_to = t0 - pd.Timedelta(days=365), t0 + pd.Timedelta(days=365)
-    for _, p in pois[pois["category"].isin(["chemical_plant", "gas_station", "factory"])].iterrows():
+    for _, p in pois[
+        pois["category"].isin(["chemical_plant", "gas_station", "factory"])
+    ].iterrows():
         eid = f"ENT-{len(ent_rows) + 1:04d}"
         ent_rows.append(
-            {"id": eid, "name": str(p["name"]), "kind": str(p["category"]), "registered": True,
-             "x": float(p.geometry.x), "y": float(p.geometry.y)}
+            {
+                "id": eid,
+                "name": str(p["name"]),
+                "kind": str(p["category"]),
+                "registered": True,
+                "x": float(p.geometry.x),
+                "y": float(p.geometry.y),
+            }
         )
-        if True:  # every registered enterprise on the carriers' rounds holds a permit
-            permits.append(
-                {"id": f"PRM-{len(permits) + 1:04d}", "enterprise_id": eid,
-                 "kind": "storage" if p["category"] != "chemical_plant" else "production",
-                 "valid_from": valid_from, "valid_to": valid_to}
-            )
+        # every registered enterprise on the carriers' rounds holds a permit
+        permits.append(
+            {
+                "id": f"PRM-{len(permits) + 1:04d}",
+                "enterprise_id": eid,
+                "kind": "storage" if p["category"] != "chemical_plant" else "production",
+                "valid_from": valid_from,
+                "valid_to": valid_to,
+            }
+        )
     feed = simulate_vehicles(
-        city, n_carriers, start=start, days=days, interval_s=interval_s, seed=seed, mix={"hazmat": 1.0}
+        city,
+        n_carriers,
+        start=start,
+        days=days,
+        interval_s=interval_s,
+        seed=seed,
+        mix={"hazmat": 1.0},
     )
     feed = feed[["id", "t", "x", "y", "speed_kmh", "true_x", "true_y", "trip_id"]].copy()
     feed["day"] = (feed["t"].dt.tz_convert(city.tz).dt.floor("D")).astype("int64")
@@ -93,7 +111,9 @@ def make_hazchem(
             "id": sorted(feed["id"].unique()),
         }
     )
-    vehicles["enterprise_id"] = [str(plants[i % len(plants)]["id"]) if plants else "" for i in range(len(vehicles))]
+    vehicles["enterprise_id"] = [
+        str(plants[i % len(plants)]["id"]) if plants else "" for i in range(len(vehicles))
+    ]
     vehicles["plate"] = [f"京A·H{1000 + i:04d}" for i in range(len(vehicles))]
     others = pois[pois["category"].isin(["mall", "office"])]
     parts: list[pd.DataFrame] = []
@@ -108,25 +128,48 @@ def make_hazchem(
             parts.append(g)
             continue
         k = int(moving[int(rng.integers(len(moving) // 4, 3 * len(moving) // 4))])
-        t_stop = g["t"].iat[k]
+        t_stop = pd.Timestamp(int(g["t"].astype("int64").to_numpy()[k]), unit="ms", tz="UTC")
         if u < illegal_share:
             ang = float(rng.uniform(0, 2 * np.pi))
             off = float(rng.uniform(15, 40))
-            sx = float(g["true_x"].iat[k]) + off * np.cos(ang) / mx
-            sy = float(g["true_y"].iat[k]) + off * np.sin(ang) / my
+            sx = float(g["true_x"].to_numpy()[k]) + off * np.cos(ang) / mx
+            sy = float(g["true_y"].to_numpy()[k]) + off * np.sin(ang) / my
             eid = f"ENT-{len(ent_rows) + 1:04d}"
-            ent_rows.append({"id": eid, "name": f"Small chemical site {len(ent_rows) + 1}", "kind": "small_chemical",
-                             "registered": False, "x": sx, "y": sy})
+            ent_rows.append(
+                {
+                    "id": eid,
+                    "name": f"Small chemical site {len(ent_rows) + 1}",
+                    "kind": "small_chemical",
+                    "registered": False,
+                    "x": sx,
+                    "y": sy,
+                }
+            )
             dur = float(rng.uniform(35, 120)) * 60
-            truth.append({"vehicle": vid, "site_id": eid, "t_start": t_stop, "t_end": t_stop + pd.Timedelta(seconds=dur)})
+            truth.append(
+                {
+                    "vehicle": vid,
+                    "site_id": eid,
+                    "t_start": t_stop,
+                    "t_end": t_stop + pd.Timedelta(seconds=dur),
+                }
+            )
         else:
             o = others.iloc[int(rng.integers(len(others)))] if len(others) else None
             # a rest where the vehicle is (a roadside car park by a mall or office)
-            sx, sy = float(g["true_x"].iat[k]), float(g["true_y"].iat[k])
+            sx, sy = float(g["true_x"].to_numpy()[k]), float(g["true_y"].to_numpy()[k])
             if o is not None and rng.random() < 0.5:
                 sx, sy = float(o.geometry.x), float(o.geometry.y)
             dur = float(rng.uniform(35, 70)) * 60
-            decoys.append({"vehicle": vid, "t_start": t_stop, "t_end": t_stop + pd.Timedelta(seconds=dur), "x": sx, "y": sy})
+            decoys.append(
+                {
+                    "vehicle": vid,
+                    "t_start": t_stop,
+                    "t_end": t_stop + pd.Timedelta(seconds=dur),
+                    "x": sx,
+                    "y": sy,
+                }
+            )
         n = int(dur // interval_s)
         ts = t_stop + pd.to_timedelta(np.arange(n) * interval_s, unit="s")
         stop = pd.DataFrame(
@@ -150,8 +193,16 @@ def make_hazchem(
         node = int(rng.integers(len(city.node_x)))
         eid = f"ENT-{len(ent_rows) + 1:04d}"
         ent_ids.add(eid)
-        ent_rows.append({"id": eid, "name": f"Small chemical site {len(ent_rows) + 1}", "kind": "small_chemical",
-                         "registered": False, "x": float(city.node_x[node]) + 30 / mx, "y": float(city.node_y[node])})
+        ent_rows.append(
+            {
+                "id": eid,
+                "name": f"Small chemical site {len(ent_rows) + 1}",
+                "kind": "small_chemical",
+                "registered": False,
+                "x": float(city.node_x[node]) + 30 / mx,
+                "y": float(city.node_y[node]),
+            }
+        )
         del i
     pts = pd.concat(parts, ignore_index=True)[["id", "t", "x", "y", "speed_kmh"]]
     pts["t"] = pts["t"].astype("datetime64[ms, UTC]")

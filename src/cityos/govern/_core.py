@@ -135,6 +135,26 @@ class SweepResult:
     escalated: tuple[str, ...]
 
 
+def hook_record(e: Event) -> dict[str, Any]:
+    """An event as the plain record govern-intel's hooks read (``t`` = received time;
+    ``id`` None for the report being taken in)."""
+    return {
+        "id": e.id or None,
+        "t": e.received_at,
+        "x": e.x,
+        "y": e.y,
+        "service_code": e.service_code,
+        "category": e.category,
+        "title": e.title,
+        "description": e.description,
+        "status": e.status,
+        "parent_id": e.parent_id,
+        "department": e.department,
+        "level": e.level,
+        "channel": e.channel,
+    }
+
+
 def _actor_name(actor: str | Principal) -> str:
     return actor.username if isinstance(actor, Principal) else str(actor)
 
@@ -848,7 +868,7 @@ class Governance:
             cands = [self._event_obj(r) for r in rows]
         if not cands:
             return None
-        m = self.deduplicator.find(cand, cands)
+        m = self.deduplicator.find(hook_record(cand), [hook_record(c) for c in cands])
         if m is None:
             return None
         pid = next(
@@ -863,15 +883,12 @@ class Governance:
 
     def _suggest(self, cand: Event) -> tuple[str, str | None, float | None] | None:
         if self.dispatcher is not None:
-            out = list(self.dispatcher.predict([cand]))
+            out = list(self.dispatcher.predict([hook_record(cand)]))
             if out:
-                dept, level, conf = out[0]
-                if dept in self.jurisdictions.departments:
-                    return (
-                        str(dept),
-                        level or self.jurisdictions.department_level(dept),
-                        float(conf),
-                    )
+                label, _level, conf = out[0]
+                dept = self.jurisdictions.resolve(label)
+                if dept is not None and self.jurisdictions.holds(dept, cand.x, cand.y):
+                    return dept, self.jurisdictions.department_level(dept), float(conf)
         resp = self.jurisdictions.responsible(self.service(cand.service_code), cand.x, cand.y)
         if resp:
             return resp[0], self.jurisdictions.department_level(resp[0]), None

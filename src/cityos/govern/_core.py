@@ -99,17 +99,20 @@ class SystemClock:
 
 
 class Deduplicator(Protocol):
-    """govern-intel's duplicate detector: the candidate ``event`` is a not-yet-stored
-    :class:`Event` (``id == ""``); answers a match naming the parent (``parent`` or
-    ``parent_id`` or ``event_id``: an event id) or None."""
+    """govern-intel's duplicate detector: ``event`` and ``candidates`` are
+    :func:`hook_record` records (the report being taken in has ``id`` None); answers a
+    match naming the parent (``parent_id``, ``parent`` or ``event_id``) or None."""
 
-    def find(self, event: Event, candidates: Sequence[Event]) -> Any: ...
+    def find(self, event: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Any: ...
 
 
 class DispatchPredictor(Protocol):
-    """govern-intel's dispatcher: one ``(department, level, confidence)`` per event."""
+    """govern-intel's dispatcher: one ``(department, level, confidence)`` per
+    :func:`hook_record`; the department is a code or a department's name."""
 
-    def predict(self, events: Sequence[Event]) -> Sequence[tuple[str, str | None, float]]: ...
+    def predict(
+        self, events: Sequence[dict[str, Any]]
+    ) -> Sequence[tuple[str | None, str | None, float]]: ...
 
 
 @dataclass(frozen=True)

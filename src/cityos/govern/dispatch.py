@@ -182,9 +182,12 @@ class Dispatcher:
         if len(set(roles)) == 1:
             self._clf = _Constant(roles[0])
         else:
-            self._clf = LogisticRegression(C=10.0, solver="newton-cg", max_iter=300).fit(
-                X, roles, sample_weight=sample_weight
-            )
+            from cityos.govern.dedup import _one_thread
+
+            with _one_thread():
+                self._clf = LogisticRegression(C=10.0, solver="newton-cg", max_iter=300).fit(
+                    X, roles, sample_weight=sample_weight
+                )
         return self
 
     def _matrix(self, df: pd.DataFrame) -> Any:

@@ -80,10 +80,7 @@ def intelligence_latency(city: Any, n: int) -> list[tuple[str, ...]]:
 
 def intake_throughput(pg_url: str | None, n: int, city: Any) -> list[tuple[str, ...]] | str:
     """Governance intake with dedup + auto-dispatch on vs off (needs govern-core)."""
-    try:
-        from cityos.govern import Governance  # type: ignore[attr-defined]
-    except ImportError:
-        return "govern-core's Governance is not on this branch: intake throughput not measured"
+    from cityos.govern import Governance
     from cityos.govern.dedup import DuplicateDetector
     from cityos.govern.dispatch import Dispatcher
     from cityos.store import Store

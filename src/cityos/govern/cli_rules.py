@@ -56,13 +56,9 @@ def rules_run(rules: RulesArg, start: str, end: str, home: HomeOpt = _HOME) -> N
 
 
 def _governance(store: Any) -> Any:
-    """Governance over the city when the govern layer's state exists, else a WarningLog."""
-    try:
-        from cityos.govern import Governance  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - the core layer is not installed
-        from cityos.govern.rules import WarningLog
+    """Governance over the city (its warnings table and the store's ``warnings`` dataset)."""
+    from cityos.govern import Governance
 
-        return WarningLog()
     return Governance(store.db, store)
 
 

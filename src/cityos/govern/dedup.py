@@ -103,6 +103,7 @@ def _text(row: Mapping[Any, Any]) -> str:
 
 
 _FIELDS = (
+    "service_code",
     "id",
     "t",
     "x",
@@ -291,9 +292,8 @@ class DuplicateDetector:
         mappings, objects with those attributes (governance's ``Event``, whose
         ``received_at`` is the time) or a DataFrame."""
         self._require()
-        cand = (
-            candidates if isinstance(candidates, pd.DataFrame) else pd.DataFrame(list(candidates))
-        )
+        event = as_record(event)
+        cand = as_frame(candidates)
         if cand.empty:
             return None
         cand = cand.reset_index(drop=True)

@@ -78,62 +78,113 @@ def intelligence_latency(city: Any, n: int) -> list[tuple[str, ...]]:
     return out
 
 
-def intake_throughput(pg_url: str | None, n: int, city: Any) -> list[tuple[str, ...]] | str:
-    """Governance intake with dedup + auto-dispatch on vs off (needs govern-core)."""
-    from cityos.govern import Governance
-    from cityos.govern.dedup import DuplicateDetector
-    from cityos.govern.dispatch import Dispatcher
-    from cityos.store import Store
-    from cityos.synth._reports import make_reports
+#: generated categories → the generated organisation's services (govern-core's DEFAULT_SERVICES)
+SERVICE_OF = {
+    "road": "pothole",
+    "streetlight": "streetlight",
+    "sanitation": "garbage",
+    "noise": "noise",
+    "water": "water_leak",
+    "parking": "illegal_parking",
+    "greening": "tree",
+    "market": "general",
+    "environment": "air_pollution",
+}
 
-    rows = []
-    stream = make_reports(city, max(n // 2, 50), seed=5).head(n)
-    for label, intel in (("off", False), ("on", True)):
-        home = tempfile.mkdtemp()
-        store = Store(home, database_url=pg_url) if pg_url else Store(home)
-        kw: dict[str, Any] = {}
-        if intel:
-            kw = {
-                "deduplicator": DuplicateDetector.pretrained(),
-                "dispatcher": Dispatcher.pretrained(city),
-            }
-        gov = Governance(store.db, store, **kw)
-        _setup_org(gov, city)
-        lat = []
-        t0 = time.perf_counter()
-        for r in stream.to_dict("records"):
-            a = time.perf_counter()
-            gov.intake(
-                service_code=r["service_code"],
-                title=r["title"],
-                description=r["description"],
+
+def _governed_city(pg_url: str | None, city: Any, history: pd.DataFrame) -> tuple[Any, Any]:
+    """A store with the city's districts, the generated organisation, and ``history``
+    taken in and dispatched by the routing table (what dispatchers did before)."""
+    from cityos.govern import Governance, generate_organisation
+    from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
+    from cityos.store import Store
+    from cityos.testing.postgres import fresh_database
+
+    home = tempfile.mkdtemp()
+    store = Store(home, database_url=fresh_database(pg_url)) if pg_url else Store(home)
+    store.create_dataset(
+        "districts",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            geometry_type=GeometryType.REGION,
+            id_type="int64",
+            fields=(Field("name"),),
+        ),
+    )
+    store.append("districts", city.districts.rename(columns={"district_id": "id"}))
+    generate_organisation(store.db, store, streets_per_district=2, grids_per_street=2)
+    gov = Governance(store.db, store, webhooks=False)
+    with gov.batch():
+        for r in history.to_dict("records"):
+            if not gov.jurisdictions.inside(r["x"], r["y"]):
+                continue
+            code = SERVICE_OF[r["category"]]
+            e = gov.intake(
+                code,
                 x=r["x"],
                 y=r["y"],
+                title=r["title"],
+                description=r["description"],
+                dedup=False,
+            ).event
+            resp = gov.jurisdictions.responsible(gov.service(code), e.x, e.y)
+            if resp:
+                gov.dispatch(e.id, resp[0], "dispatcher1", e.version)
+    return store, gov
+
+
+def intake_throughput(pg_url: str | None, n: int, city: Any) -> list[tuple[str, ...]]:
+    """Governance intake, one request at a time, with duplicate detection + auto-dispatch
+    off vs on (detector trained on generated reports, dispatcher on the city's history)."""
+    from cityos.govern.dedup import DuplicateDetector
+    from cityos.govern.dispatch import Dispatcher
+    from cityos.synth._reports import make_reports
+
+    history = make_reports(city, 300, seed=21)
+    stream = make_reports(city, max(n // 2, 50), seed=5).head(n)
+    rows = []
+    for label in ("off", "on"):
+        store, gov = _governed_city(pg_url, city, history)
+        if label == "on":
+            gov.deduplicator = DuplicateDetector.pretrained()
+            gov.dispatcher = Dispatcher.from_governance(gov)
+            if np.isfinite(gov.dispatcher.threshold):
+                gov.auto_dispatch_threshold = gov.dispatcher.threshold
+        lat = []
+        merged = auto = 0
+        t0 = time.perf_counter()
+        inside = [r for r in stream.to_dict("records") if gov.jurisdictions.inside(r["x"], r["y"])]
+        for r in inside:
+            a = time.perf_counter()
+            res = gov.intake(
+                SERVICE_OF[r["category"]],
+                x=r["x"],
+                y=r["y"],
+                title=r["title"],
+                description=r["description"],
                 channel="app",
                 source_id=r["id"],
-                dedup=intel,
+                dedup=label == "on",
+                auto_dispatch=label == "on",
             )
             lat.append(time.perf_counter() - a)
+            merged += res.merged_into is not None
+            auto += bool(res.dispatched)
         el = time.perf_counter() - t0
-        a = np.array(lat) * 1000
+        a_ms = np.array(lat) * 1000
         rows.append(
             (
                 label,
-                str(len(a)),
-                f"{len(a) / el:.0f}",
-                f"{np.median(a):.1f}",
-                f"{np.percentile(a, 99):.1f}",
+                str(len(a_ms)),
+                f"{len(a_ms) / el:.0f}",
+                f"{np.median(a_ms):.1f}",
+                f"{np.percentile(a_ms, 99):.1f}",
+                str(merged),
+                str(auto),
             )
         )
         store.close()
     return rows
-
-
-def _setup_org(gov: Any, city: Any) -> None:
-    """Services and departments for the generated categories (govern-core's loader)."""
-    loader = getattr(gov, "load_demo_organisation", None)
-    if loader is not None:
-        loader(city)
 
 
 def rules_30_days(city: Any) -> list[tuple[str, ...]]:
@@ -225,8 +276,11 @@ FROM f WHERE hi GROUP BY id, grp HAVING count(*) >= {hours}"""
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument(
-        "--pg", default=os.environ.get("CITYOS_BENCH_PG"), help="PostgreSQL URL for intake"
+        "--pg",
+        default=os.environ.get("CITYOS_BENCH_PG"),
+        help="PostgreSQL URL for intake, or 'auto' to start a private server",
     )
+    ap.add_argument("--only", default="dedup,dispatch,hazchem,rules,latency,intake")
     ap.add_argument("--intakes", type=int, default=2000)
     ap.add_argument(
         "--shared-data",
@@ -235,6 +289,7 @@ def main() -> None:
         ),
     )
     a = ap.parse_args()
+    only = set(a.only.split(","))
     from cityos.govern.quality import dedup_table, dispatch_table, hazchem_table
     from cityos.synth import make_city
 
@@ -242,35 +297,52 @@ def main() -> None:
     city = make_city(size_km=10.0)
     sd = a.shared_data if Path(a.shared_data).is_dir() else None
     t = time.perf_counter()
-    _table(
-        "Duplicate detection vs FixMyStreet's rule",
-        ("set", "method", "precision", "recall", "merges", "should merge"),
-        dedup_table(city, sd),
-    )
-    _table(
-        "Dispatch vs baselines (auto share at >= 95% precision on validation)",
-        ("set", "method", "accuracy", "auto share", "auto precision", "threshold", "n test"),
-        dispatch_table(city, sd),
-    )
-    import cityos
+    if "dedup" in only:
+        _table(
+            "Duplicate detection vs FixMyStreet's rule",
+            ("set", "method", "precision", "recall", "merges", "should merge"),
+            dedup_table(city, sd),
+        )
+    if "dispatch" in only:
+        _table(
+            "Dispatch vs baselines (auto share at >= 95% precision on validation)",
+            ("set", "method", "accuracy", "auto share", "auto precision", "threshold", "n test"),
+            dispatch_table(city, sd),
+        )
+    if "hazchem" in only:
+        import cityos
 
-    store = cityos.open_city(tempfile.mkdtemp())
-    rows, _ = hazchem_table(city, store)
-    _table("Hazardous chemicals: suspected sites", ("", "value"), rows)
-    store.close()
-    _table("Rule evaluation", ("rule", "data", "seconds", "warnings"), rules_30_days(city))
-    _table(
-        "Intelligence per intake (in process)",
-        ("step", "events", "median ms", "p99 ms", "per s"),
-        intelligence_latency(city, min(a.intakes, 1000)),
-    )
-    res = intake_throughput(a.pg, a.intakes, city)
-    if isinstance(res, str):
-        print(f"\n{res}")
-    else:
+        store = cityos.open_city(tempfile.mkdtemp())
+        rows, _ = hazchem_table(city, store)
+        _table("Hazardous chemicals: suspected sites", ("", "value"), rows)
+        store.close()
+    if "rules" in only:
+        _table("Rule evaluation", ("rule", "data", "seconds", "warnings"), rules_30_days(city))
+    if "latency" in only:
+        _table(
+            "Intelligence per intake (in process)",
+            ("step", "events", "median ms", "p99 ms", "per s"),
+            intelligence_latency(city, min(a.intakes, 1000)),
+        )
+    if "intake" in only:
+        if a.pg == "auto":
+            from cityos.testing.postgres import postgres_server
+
+            with postgres_server() as url:
+                res = intake_throughput(url, a.intakes, city)
+        else:
+            res = intake_throughput(a.pg, a.intakes, city)
         _table(
             f"Intake ({'PostgreSQL' if a.pg else 'SQLite'}), dedup + auto-dispatch off vs on",
-            ("intelligence", "intakes", "per s", "median ms", "p99 ms"),
+            (
+                "intelligence",
+                "intakes",
+                "per s",
+                "median ms",
+                "p99 ms",
+                "merged",
+                "auto-dispatched",
+            ),
             res,
         )
     print(f"\ntotal {time.perf_counter() - t:.0f} s; load average at end: {os.getloadavg()}")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cityos import access
-from cityos.govern import Event, Governance, load_organisation
+from cityos.govern import Governance, load_organisation
 from cityos.store import Store
 from cityos.testing.clock import FakeClock
 from cityos.testing.postgres import fresh_database
@@ -160,22 +160,21 @@ class Match:
 
 
 class NearbySameService:
-    """A real (if simple) duplicate rule: same service within ``radius_m``."""
+    """A real (if simple) duplicate rule over the hook records: same service within
+    ``radius_m``."""
 
     def __init__(self, radius_m: float = 100.0) -> None:
         self.radius_m = radius_m
 
-    def find(self, event: Event, candidates: Sequence[Event]) -> Match | None:
+    def find(self, event: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Match | None:
         best = None
         for c in candidates:
-            if c.service_code != event.service_code:
+            if c["service_code"] != event["service_code"]:
                 continue
-            d = math.hypot(
-                (c.x - event.x) * 111_320 * math.cos(math.radians(event.y)),
-                (c.y - event.y) * 111_320,
-            )
+            dx = (c["x"] - event["x"]) * 111_320 * math.cos(math.radians(event["y"]))
+            d = math.hypot(dx, (c["y"] - event["y"]) * 111_320)
             if d <= self.radius_m and (best is None or d < best[0]):
-                best = (d, c.id)
+                best = (d, c["id"])
         return Match(best[1], 1.0) if best else None
 
 
@@ -186,17 +185,17 @@ class TableDispatcher:
     def __init__(self, confidence: dict[str, float]) -> None:
         self.confidence = confidence
 
-    def predict(self, events: Sequence[Event]) -> list[tuple[str, str | None, float]]:
+    def predict(self, events: Sequence[dict[str, Any]]) -> list[tuple[str, str | None, float]]:
         out = []
         for e in events:
-            fn = {"pothole": "roads", "garbage": "sanitation", "leak": "water"}[e.service_code]
-            dist = "d1" if e.x < 1 else "d2"
+            fn = {"pothole": "roads", "garbage": "sanitation", "leak": "water"}[e["service_code"]]
+            dist = "d1" if e["x"] < 1 else "d2"
             dept = f"{dist}-{fn}" if fn != "water" else "city-water"
             out.append(
                 (
                     dept if dept != "d2-sanitation" else "city-sanitation",
                     None,
-                    self.confidence.get(e.service_code, 0.5),
+                    self.confidence.get(e["service_code"], 0.5),
                 )
             )
         return out

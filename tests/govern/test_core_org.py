@@ -165,10 +165,13 @@ def test_generated_over_demo_districts(tmp_path: Path) -> None:
     for x, y in zip(rng.uniform(x0, x1, 50), rng.uniform(y0, y1, 50), strict=True):
         where = g.jurisdictions.locate(float(x), float(y))
         assert set(where) == {"city", "district", "street", "community"}
-        for code in ("pothole", "garbage", "noise", "general"):
+        for code in ("road", "sanitation", "noise", "general", "hazchem"):
             assert g.jurisdictions.responsible(g.service(code), float(x), float(y))
-    e = g.intake("pothole", x=float((x0 + x1) / 2), y=float((y0 + y1) / 2)).event
-    dept = g.jurisdictions.responsible(g.service("pothole"), e.x, e.y)[0]
-    assert dept.endswith("-roads") and dept.startswith(e.district)  # type: ignore[arg-type]
+    e = g.intake("road", x=float((x0 + x1) / 2), y=float((y0 + y1) / 2)).event
+    dept = g.jurisdictions.responsible(g.service("road"), e.x, e.y)[0]
+    assert dept == f"{e.district}-road_maintenance"
+    assert g.jurisdictions.parent_department(dept, e.x, e.y) == "city-road_maintenance"
+    name = g.jurisdictions.departments[dept].name
+    assert g.jurisdictions.resolve(name) == dept  # the dispatcher's "<district> <role>" label
     assert "dispatcher1" in {u.username for u in access.list_users(store.db)}
     store.close()

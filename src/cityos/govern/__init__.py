@@ -7,6 +7,7 @@ Start with :func:`load_organisation` (or :func:`generate_organisation`) and
 :class:`Governance`; ``docs/govern.md`` walks through a dispatcher's day.
 """
 
+from cityos.govern._bulk import MAPPINGS_DIR, BulkResult, bulk_import
 from cityos.govern._core import (
     CHANNELS,
     Clock,
@@ -58,11 +59,13 @@ __all__ = [
     "EVENTS",
     "EVENTS_SCHEMA",
     "LEVELS",
+    "MAPPINGS_DIR",
     "OPEN_STATUSES",
     "ROLES",
     "STATUSES",
     "WARNINGS",
     "WARNINGS_SCHEMA",
+    "BulkResult",
     "Clock",
     "Deduplicator",
     "DispatchPredictor",
@@ -86,6 +89,7 @@ __all__ = [
     "Warning",
     "Workflow",
     "breakdown",
+    "bulk_import",
     "evaluate",
     "format_event_id",
     "generate_organisation",

@@ -99,17 +99,20 @@ class SystemClock:
 
 
 class Deduplicator(Protocol):
-    """govern-intel's duplicate detector: the candidate ``event`` is a not-yet-stored
-    :class:`Event` (``id == ""``); answers a match naming the parent (``parent`` or
-    ``parent_id`` or ``event_id``: an event id) or None."""
+    """govern-intel's duplicate detector: ``event`` and ``candidates`` are
+    :func:`hook_record` records (the report being taken in has ``id`` None); answers a
+    match naming the parent (``parent_id``, ``parent`` or ``event_id``) or None."""
 
-    def find(self, event: Event, candidates: Sequence[Event]) -> Any: ...
+    def find(self, event: dict[str, Any], candidates: Sequence[dict[str, Any]]) -> Any: ...
 
 
 class DispatchPredictor(Protocol):
-    """govern-intel's dispatcher: one ``(department, level, confidence)`` per event."""
+    """govern-intel's dispatcher: one ``(department, level, confidence)`` per
+    :func:`hook_record`; the department is a code or a department's name."""
 
-    def predict(self, events: Sequence[Event]) -> Sequence[tuple[str, str | None, float]]: ...
+    def predict(
+        self, events: Sequence[dict[str, Any]]
+    ) -> Sequence[tuple[str | None, str | None, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,26 @@ class Intake:
 class SweepResult:
     overdue: tuple[str, ...]
     escalated: tuple[str, ...]
+
+
+def hook_record(e: Event) -> dict[str, Any]:
+    """An event as the plain record govern-intel's hooks read (``t`` = received time;
+    ``id`` None for the report being taken in)."""
+    return {
+        "id": e.id or None,
+        "t": e.received_at,
+        "x": e.x,
+        "y": e.y,
+        "service_code": e.service_code,
+        "category": e.category,
+        "title": e.title,
+        "description": e.description,
+        "status": e.status,
+        "parent_id": e.parent_id,
+        "department": e.department,
+        "level": e.level,
+        "channel": e.channel,
+    }
 
 
 def _actor_name(actor: str | Principal) -> str:
@@ -848,7 +871,7 @@ class Governance:
             cands = [self._event_obj(r) for r in rows]
         if not cands:
             return None
-        m = self.deduplicator.find(cand, cands)
+        m = self.deduplicator.find(hook_record(cand), [hook_record(c) for c in cands])
         if m is None:
             return None
         pid = next(
@@ -863,15 +886,12 @@ class Governance:
 
     def _suggest(self, cand: Event) -> tuple[str, str | None, float | None] | None:
         if self.dispatcher is not None:
-            out = list(self.dispatcher.predict([cand]))
+            out = list(self.dispatcher.predict([hook_record(cand)]))
             if out:
-                dept, level, conf = out[0]
-                if dept in self.jurisdictions.departments:
-                    return (
-                        str(dept),
-                        level or self.jurisdictions.department_level(dept),
-                        float(conf),
-                    )
+                label, _level, conf = out[0]
+                dept = self.jurisdictions.resolve(label)
+                if dept is not None and self.jurisdictions.holds(dept, cand.x, cand.y):
+                    return dept, self.jurisdictions.department_level(dept), float(conf)
         resp = self.jurisdictions.responsible(self.service(cand.service_code), cand.x, cand.y)
         if resp:
             return resp[0], self.jurisdictions.department_level(resp[0]), None

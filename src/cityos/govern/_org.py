@@ -33,56 +33,119 @@ __all__ = [
     "load_organisation",
 ]
 
-#: Services of the generated organisation: code → (name, group, function, keywords, workflow).
+#: Services of the generated organisation: code → (name, group, function, keywords,
+#: workflow). The codes are the incident categories of the generated citizen reports
+#: (:mod:`cityos.synth._reports`), so govern-intel's dispatcher, trained on them, speaks
+#: this organisation's language; the function is the routing table's default role.
 DEFAULT_SERVICES: dict[str, tuple[str, str, str, str, dict[str, Any]]] = {
-    "pothole": ("Pothole", "roads", "roads", "road,pothole,路面,坑洞", {"resolve_within": "3d"}),
-    "streetlight": ("Street light out", "roads", "roads", "light,lamp,路灯", {}),
-    "illegal_parking": (
-        "Illegal parking",
-        "traffic",
-        "traffic",
-        "parking,停车",
+    "road": (
+        "Road damage",
+        "road",
+        "road_maintenance",
+        "road,pothole,manhole,路面,坑洞,井盖",
+        {"resolve_within": "3d"},
+    ),
+    "streetlight": ("Street lights", "streetlight", "lighting", "light,lamp,pole,路灯", {}),
+    "sanitation": (
+        "Garbage and dumping",
+        "sanitation",
+        "sanitation",
+        "garbage,trash,dumping,垃圾,渣土",
+        {"resolve_within": "1d"},
+    ),
+    "noise": (
+        "Noise",
+        "noise",
+        "urban_management",
+        "noise,music,construction,噪音",
+        {"resolve_within": "1d"},
+    ),
+    "water": (
+        "Water and drains",
+        "water",
+        "water_company",
+        "water,pipe,sewage,漏水,水管,下水道",
+        {"resolve_within": "1d"},
+    ),
+    "parking": (
+        "Parking",
+        "parking",
+        "traffic_police",
+        "parking,vehicle,停车",
         {"resolve_within": "4h"},
     ),
-    "garbage": (
-        "Garbage not collected",
-        "sanitation",
-        "sanitation",
-        "garbage,trash,垃圾",
-        {"resolve_within": "1d"},
+    "greening": (
+        "Trees and greening",
+        "greening",
+        "greening",
+        "tree,树木,绿化",
+        {"resolve_within": "5d"},
     ),
-    "illegal_dumping": ("Illegal dumping", "sanitation", "sanitation", "dumping,渣土,倾倒", {}),
-    "noise": ("Noise", "environment", "environment", "noise,噪音", {"resolve_within": "1d"}),
-    "air_pollution": ("Air pollution", "environment", "environment", "smoke,PM2.5,空气,烟尘", {}),
-    "water_leak": (
-        "Water leak",
-        "water",
-        "water",
-        "water,leak,漏水,水管",
-        {"resolve_within": "1d"},
+    "market": ("Street vendors", "market", "urban_management", "vendor,stall,摊贩", {}),
+    "environment": (
+        "Burning and pollution",
+        "environment",
+        "environment_bureau",
+        "burning,smoke,焚烧,烟尘",
+        {},
     ),
-    "blocked_drain": ("Blocked drain", "water", "water", "drain,sewer,下水道", {}),
-    "tree": ("Damaged tree", "parks", "parks", "tree,树木,绿化", {"resolve_within": "5d"}),
+    "air_quality": (
+        "Air quality episode",
+        "environment",
+        "environment_bureau",
+        "PM2.5,空气,污染",
+        {"resolve_within": "12h"},
+    ),
     "hazchem": (
         "Hazardous chemicals",
         "safety",
-        "safety",
+        "emergency_management",
         "chemical,危化品,泄漏",
-        {"resolve_within": "6h"},
+        {"resolve_within": "6h", "deadlines": {"dispatch": "10m", "accept": "20m"}},
     ),
-    "crowd": ("Crowd gathering", "safety", "safety", "crowd,人群,聚集", {"resolve_within": "2h"}),
+    "crowd": (
+        "Crowd gathering",
+        "safety",
+        "police",
+        "crowd,人群,聚集",
+        {"resolve_within": "2h", "deadlines": {"dispatch": "10m", "accept": "15m"}},
+    ),
     "general": ("Other request", "general", "street_office", "other,其他", {}),
 }
-#: function → (level it has offices at, display name)
-_FUNCTIONS: dict[str, tuple[str, str]] = {
-    "roads": ("district", "Roads"),
-    "traffic": ("district", "Traffic Police"),
-    "sanitation": ("district", "Sanitation"),
-    "environment": ("city", "Environmental Protection"),
-    "water": ("city", "Water Authority"),
-    "parks": ("city", "Parks and Greening"),
-    "safety": ("city", "Emergency Management"),
-    "street_office": ("street", "Street Office"),
+#: role → level of its offices: district roles have an office per district (and a city
+#: office above them, for escalation), city roles one office at the city.
+_FUNCTIONS: dict[str, str] = {
+    "road_maintenance": "district",
+    "lighting": "district",
+    "sanitation": "district",
+    "urban_management": "district",
+    "drainage": "district",
+    "greening": "district",
+    "traffic_bureau": "city",
+    "power_supply": "city",
+    "police": "city",
+    "water_company": "city",
+    "traffic_police": "city",
+    "environment_bureau": "city",
+    "emergency_management": "city",
+    "street_office": "street",
+}
+#: which services each role handles (beyond its default services)
+_ROLE_SERVICES: dict[str, tuple[str, ...]] = {
+    "road_maintenance": ("road",),
+    "traffic_bureau": ("road",),
+    "lighting": ("streetlight",),
+    "power_supply": ("streetlight",),
+    "sanitation": ("sanitation",),
+    "urban_management": ("sanitation", "noise", "parking", "market"),
+    "police": ("noise", "crowd"),
+    "water_company": ("water",),
+    "drainage": ("water",),
+    "traffic_police": ("parking",),
+    "greening": ("greening",),
+    "environment_bureau": ("environment", "air_quality"),
+    "emergency_management": ("hazchem", "crowd"),
+    "street_office": ("general",),
 }
 
 
@@ -116,6 +179,7 @@ class Jurisdictions:
             if g is not None:
                 shapely.prepare(g)
                 self.dept_geoms[d.code] = g
+        self.by_name = {d.name: d.code for d in departments}
         self.by_level: dict[str, list[str]] = {lv: [] for lv in LEVELS}
         for u in units:
             self.by_level.setdefault(u.level, []).append(u.code)
@@ -136,6 +200,15 @@ class Jurisdictions:
         g = shapely.union_all(parts)
         self.geoms[code] = g
         return g
+
+    def resolve(self, label: str | None) -> str | None:
+        """A department code from a code or a department's name (what a dispatcher model
+        predicts), or None."""
+        if label is None:
+            return None
+        if label in self.departments:
+            return label
+        return self.by_name.get(label)
 
     def level_of(self, unit: str) -> str:
         return self.units[unit].level
@@ -544,10 +617,17 @@ def generate_organisation(
         {"username": "citizen1", "role": "citizen"},
         {"username": "citizen2", "role": "citizen"},
     ]
-    for fn, (lv, title) in _FUNCTIONS.items():
-        if lv == "city" or fn in ("roads", "sanitation", "traffic"):
+    for fn, lv in _FUNCTIONS.items():
+        if lv in ("city", "district"):  # city offices, and the city office above district ones
+            code = fn if lv == "city" else f"city-{fn}"
             depts.append(
-                {"code": f"city-{fn}", "name": f"City {title}", "unit": "city", "function": fn}
+                {
+                    "code": code,
+                    "name": fn if lv == "city" else f"City {fn}",
+                    "unit": "city",
+                    "function": fn,
+                    "services": list(_ROLE_SERVICES.get(fn, ())),
+                }
             )
     for k, (did, name, g) in enumerate(zip(ids, names, geoms, strict=True)):
         dcode = f"d{k + 1:02d}"
@@ -561,14 +641,16 @@ def generate_organisation(
                 "_geom": g,
             }
         )
-        for fn, (lv, title) in _FUNCTIONS.items():
+        for fn, lv in _FUNCTIONS.items():
             if lv == "district":
+                # named "<district> <role>", the label govern-intel's dispatcher predicts
                 depts.append(
                     {
                         "code": f"{dcode}-{fn}",
-                        "name": f"{name} {title}",
+                        "name": f"{name} {fn}",
                         "unit": dcode,
                         "function": fn,
+                        "services": list(_ROLE_SERVICES.get(fn, ())),
                     }
                 )
         for si, sg in enumerate(_split(g, streets_per_district)):
@@ -588,6 +670,7 @@ def generate_organisation(
                     "name": f"{name} Street {si + 1} Office",
                     "unit": scode,
                     "function": "street_office",
+                    "services": ["general"],
                 }
             )
             for gi, gg in enumerate(_split(sg, grids_per_street)):
@@ -641,7 +724,7 @@ def generate_organisation(
                         ],
                     }
                 ]
-                if code in ("pothole", "water_leak", "hazchem")
+                if code in ("road", "water", "hazchem")
                 else []
             ),
         }

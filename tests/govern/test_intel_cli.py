@@ -55,3 +55,16 @@ def test_rules_check_backtest_and_search(tmp_path: Path) -> None:
     assert isinstance(r.exception, RuleError) and "dataset 'nowhere'" in str(r.exception)
     with pytest.raises(RuleError):
         raise r.exception
+
+
+def test_mounted_under_cityos_govern(tmp_path: Path) -> None:
+    from cityos.cli import app
+
+    home = tmp_path / "city"
+    Store(home).close()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {name: cold, kind: threshold, datasets: [nowhere], sql: 'SELECT 1'}\n")
+    r = CliRunner().invoke(app, ["govern", "rules", "check", str(bad), "--home", str(home)])
+    assert r.exit_code != 0 and "dataset 'nowhere' is not in the store" in r.output
+    r = CliRunner().invoke(app, ["govern", "intel", "--help"])
+    assert r.exit_code == 0 and "search" in r.output and "quality" in r.output

@@ -137,3 +137,8 @@ def quality_cmd(
     for r in dispatch_table(city, shared_data):
         t.add_row(*r)
     console.print(t)
+
+
+#: what the ``cityos govern`` group mounts: ``cityos govern rules ...`` and
+#: ``cityos govern intel search|quality|rules ...``
+COMMANDS: dict[str, typer.Typer] = {"rules": rules_app, "intel": govern_intel}

@@ -57,6 +57,10 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.govern.cli:govern_app",
         "City governance: intake, queues, workflow, evaluation.",
     ),
+    "gateway": (
+        "cityos.federation.cli:gateway_app",
+        "The federation gateway: certificates, serve a party, projects and jobs.",
+    ),
 }
 
 

@@ -366,3 +366,43 @@ def test_vertical_logistic_regression_through_the_gateways(
     expect = vlr.predict_pooled(pooled, np.column_stack([ea[["pm10", "no2"]], w[["temp", "wspm"]]]))
     got = env.predict(model["id"], aligned)
     assert np.allclose(got, expect, atol=1e-3)
+
+
+def test_a_guest_that_restarts_resumes_its_job(parties: tuple[Gateway, Gateway]) -> None:
+    env, weather = parties
+    pid = _project(env, weather)
+
+    class Slow(SumAlgorithm):
+        def train(self, ch, role, X, y, params, **kw):  # type: ignore[no-untyped-def]
+            if role == "host":
+                time.sleep(1.5)
+            return super().train(ch, role, X, y, params, **kw)
+
+    env.algorithms["slow"] = weather.algorithms["slow"] = Slow()
+    job = env.train(pid, algorithm="slow", max_retries=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(j["id"] == job["id"] and j["state"] == "running" for j in weather.book.jobs()):
+            break
+        time.sleep(0.05)
+    port, home, certs = env.server.port, env.home, env.certs
+    env.stop()  # the guest's gateway goes down mid-job ...
+    env2 = Gateway(
+        "env",
+        home,
+        certs,
+        port=port,
+        peers={"weather": weather.url},
+        algorithms={"slow": Slow()},
+        recv_timeout=20,
+        peer_retry_s=2.0,
+    )
+    assert env2.book.job(job["id"])["state"] == "waiting"
+    env2.start()  # ... and comes back: the job resumes as a new attempt
+    try:
+        done = env2.wait(job["id"], 40)
+        assert done["state"] == "succeeded", done["error"]
+        assert done["attempt"] == 2
+        assert weather.wait(job["id"], 10)["state"] == "succeeded"
+    finally:
+        env2.stop()

@@ -51,6 +51,7 @@ from cityos.federation._channel import PeerLost
 from cityos.federation.gateway_errors import FederationError, MessageRejected
 
 __all__ = [
+    "GATEWAY_FILE",
     "Envelope",
     "GatewayChannel",
     "Inbox",
@@ -67,6 +68,8 @@ __all__ = [
 log = logging.getLogger("cityos.federation.transport")
 
 MSG_PATH = "/fed/v1/msg"
+#: Where a serving gateway writes its address in its city home (read by client commands).
+GATEWAY_FILE = "federation/gateway.json"
 #: Largest envelope a gateway accepts (bytes).
 MAX_BODY = 512 * 1024 * 1024
 #: Envelope format version.
@@ -239,6 +242,13 @@ class Inbox:
             if box is not None:
                 box.closed, box.aborted_by = reason, "this gateway"
                 self._cond.notify_all()
+
+    def abort_all(self, reason: str) -> None:
+        """Stop every open channel from this side (the gateway is stopping)."""
+        with self._cond:
+            for box in self._boxes.values():
+                box.closed, box.aborted_by = reason, "this gateway"
+            self._cond.notify_all()
 
     def deliver(self, env: Envelope) -> str:
         """Queue a verified envelope; ``"ok"`` or ``"duplicate"`` (same seq and digest as the

@@ -36,8 +36,7 @@ class GatewayClient:
     def __init__(self, home: str | Path) -> None:
         from cityos.errors import ConfigError
         from cityos.federation._certs import load_identity
-        from cityos.federation._transport import PeerClient
-        from cityos.federation.gateway import GATEWAY_FILE
+        from cityos.federation._transport import GATEWAY_FILE, PeerClient
 
         p = Path(home) / GATEWAY_FILE
         if not p.is_file():

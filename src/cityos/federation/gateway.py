@@ -38,7 +38,13 @@ from cityos.federation._jobs import (
     write_part,
 )
 from cityos.federation._projects import TERMINAL, ProjectBook, coarse_stats
-from cityos.federation._transport import GatewayChannel, PeerAborted, PeerClient, TransportServer
+from cityos.federation._transport import (
+    GATEWAY_FILE,
+    GatewayChannel,
+    PeerAborted,
+    PeerClient,
+    TransportServer,
+)
 from cityos.federation.gateway_errors import (
     FederationError,
     JobFailed,
@@ -51,8 +57,6 @@ __all__ = ["GATEWAY_FILE", "GATEWAY_USER", "Gateway"]
 
 log = logging.getLogger("cityos.federation.gateway")
 
-#: Where a serving gateway writes its address (read by the client commands).
-GATEWAY_FILE = "federation/gateway.json"
 #: The machine user a gateway reads bound datasets as.
 GATEWAY_USER = "gateway"
 GATEWAY_ROLE = "federation_gateway"
@@ -140,9 +144,10 @@ class Gateway:
         self._audit_thread.start()
         self._parts: dict[str, dict[str, Any]] = {}
         self._ensure_user()
-        interrupted = self.book.fail_interrupted()
-        if interrupted:
-            log.warning("failed jobs interrupted by a restart: %s", ", ".join(interrupted))
+        self._stopping = False
+        self._resume, failed = self.book.interrupted()
+        if failed:
+            log.warning("failed jobs interrupted by a restart: %s", ", ".join(failed))
 
     # -- life ------------------------------------------------------------------------------------
     @property
@@ -152,7 +157,17 @@ class Gateway:
     def start(self) -> Gateway:
         self.server.start()
         self._write_address()
+        self._resume_jobs()
         return self
+
+    def _resume_jobs(self) -> None:
+        """Relaunch the jobs this guest was running when it stopped (a new attempt each)."""
+        for job_id in self._resume:
+            log.warning("resuming job %s after a restart", job_id)
+            t = threading.Thread(target=self._run_guest, args=(job_id,), daemon=True)
+            self._threads[job_id] = t
+            t.start()
+        self._resume = []
 
     def _write_address(self) -> None:
         p = self.home / GATEWAY_FILE
@@ -170,6 +185,7 @@ class Gateway:
 
     def serve_forever(self) -> None:
         self._write_address()
+        self._resume_jobs()
         self.server.serve_forever()
 
     def _audit_writer(self) -> None:
@@ -195,6 +211,12 @@ class Gateway:
         done.wait(30)
 
     def stop(self) -> None:
+        """Stop serving. Jobs in flight stop where they are, as if the process ended: their
+        state stays as it was, for the next start to resume or fail them."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.server.inbox.abort_all("the gateway is stopping")
         self.flush_audit()
         self._audit_q.put(None)
         self._audit_thread.join(10)
@@ -516,6 +538,8 @@ class Gateway:
                 self.book.job_update(job_id, state="succeeded", result=result, actor=actor)
                 return
             except Exception as exc:
+                if self._stopping:
+                    return  # as if the process ended here: the next start resumes the job
                 cancelled = job_id in self._cancel
                 msg = "cancelled by the operator" if cancelled else f"{type(exc).__name__}: {exc}"
                 log.warning("job %s attempt %d at %s: %s", job_id, attempt, self.party, msg)
@@ -855,6 +879,8 @@ class Gateway:
                 ch.send(guest, "done", out)
             self.book.job_update(job_id, state="succeeded", result=out, actor=actor)
         except Exception as exc:
+            if self._stopping:
+                return
             state = "cancelled" if job_id in self._cancel else "failed"
             cur = self.book.job(job_id)
             if cur["attempt"] == int(ch.channel.rsplit("/", 1)[1]) and cur["state"] == "running":

@@ -965,6 +965,8 @@ window.twin = {
   project: (lon: number, lat: number) => { const p = map.project([lon, lat]); const b = $("map").getBoundingClientRect(); return [p.x + b.left, p.y + b.top]; },
   pick: (x: number, y: number, layerIds?: string[]) => { const b = $("map").getBoundingClientRect(); const i = overlay.pickObject({ x: x - b.left, y: y - b.top, radius: 4, layerIds }); return i ? { layer: i.layer?.id, object: i.object } : null; },
   map: () => map,
+  layerIds: () => buildLayers().map((l) => l.id),
+  trips: () => (S.moving ? (at(S.moving.win) - S.moving.win[0]) / 1000 : null),
   setTime: (f: number) => { S.frac = f; ($("time") as HTMLInputElement).value = String(Math.round(f * 1000)); render(); },
   reload: async () => { await loadGovern(); render(); },
 };

@@ -62,6 +62,7 @@ def test_login_every_layer_toggles_and_a_screenshot_per_view(
         wait_layer(d, k)
         box.uncheck()
         wait_layer(d, k, False)
+    d.page.locator("#time").fill("500")  # mid-window: the fleet is on the road
     for th in THEMES:
         d.page.click(f"#theme-{th}")
         d.settle(800)

@@ -575,7 +575,7 @@ function buildLayers(): Layer[] {
     }));
   }
   if (on("labels") && S.districts.length)
-    L.push(new TextLayer<Poly>({ id: "labels", data: S.districts, getPosition: (d) => [d.cx, d.cy], getText: (d) => d.name, getSize: 13, getColor: [230, 236, 250, 255], fontFamily: "DejaVu Sans, Noto Sans CJK SC, sans-serif", characterSet: "auto", outlineWidth: 2, outlineColor: [10, 18, 32, 255], fontSettings: { sdf: true } }));
+    L.push(new TextLayer<Poly>({ id: "labels", data: S.districts, getPosition: (d) => [d.cx, d.cy], getText: (d) => d.name, getSize: 13, getColor: [230, 236, 250, 255], fontFamily: "DejaVu Sans, WenQuanYi Micro Hei, Noto Sans CJK SC, sans-serif", characterSet: "auto", fontSettings: { buffer: 6, fontSize: 48 }, background: true, getBackgroundColor: [10, 18, 32, 150], backgroundPadding: [3, 1] }));
   if (on("pois") && S.pois.length) {
     const data = hazmatOnly() ? S.pois.filter((p) => HAZMAT_POI.test(p.category)) : S.pois;
     L.push(new ScatterplotLayer<Poi>({ id: "pois", data, getPosition: (d) => [d.x, d.y], getRadius: 5, radiusUnits: "pixels", getFillColor: (d) => (HAZMAT_POI.test(d.category) ? [255, 90, 40, 240] : [200, 200, 120, 200]), pickable: true }));
@@ -971,4 +971,7 @@ window.twin = {
   reload: async () => { await loadGovern(); render(); },
 };
 
-wire();
+if (location.hash === "#bench") {
+  // benchmarks/twin.py: a separate chunk, loaded only here
+  void import("./bench").then((b) => { (window as unknown as { twinBench: unknown }).twinBench = b; document.body.dataset.bench = "1"; });
+} else wire();

@@ -14,8 +14,8 @@ from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
 from cityos.demo._learn import Learn
-from cityos.demo._share import Share
 from cityos.demo._see import SeeAndAct, keep_serving
+from cityos.demo._share import Share
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
 from cityos.demo._warn import Warn

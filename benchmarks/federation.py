@@ -218,7 +218,8 @@ def main() -> None:
 
         result["gateway"] = run_gateway(args)
         print_gateway(result["gateway"])
-    save("federation", result)
+    # the gateway part alone keeps its own file, so it does not replace the algorithm figures
+    save("federation_gateway" if args.only == "gateway" else "federation", result)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def test_two_gateway_processes(tmp_path: Path) -> None:
         e, w = str(env_home), str(w_home)
         p = cli("project", "create", "pm25", "--host", "weather", "--home", e)
         pid = p["id"]
-        assert cli("project", "show", pid, "--home", w)["status"] == "proposed"
+        wc, ec = GatewayClient(w_home), GatewayClient(env_home)
+        assert wc.call("GET", f"projects/{pid}")["status"] == "proposed"
         assert cli("project", "accept", pid, "--home", w)["status"] == "active"
         cli("bind", pid, "readings", "--fields", "pm10,no2", "--label", "pm25", "--home", e)
         err = cli(
@@ -87,7 +88,8 @@ def test_two_gateway_processes(tmp_path: Path) -> None:
         cli("bind", pid, "meteo", "--fields", "temp,wspm", "--home", w)
         meta = cli("metadata", pid, "--share", "temp=air_temperature:2 m temperature", "--home", w)
         assert meta["weather"][0]["name"] == "air_temperature"
-        assert cli("metadata", pid, "--home", e)["weather"][0]["description"] == "2 m temperature"
+        shown = cli("project", "show", pid, "--home", e)
+        assert shown["metadata"]["weather"][0]["description"] == "2 m temperature"
 
         err = cli("predict", "m-nothing", "s010", "--home", e, ok=False)
         assert "not published" in err
@@ -111,10 +113,7 @@ def test_two_gateway_processes(tmp_path: Path) -> None:
 
         # the weather bureau drops out mid-job: the job fails, naming it
         slow = {**PARAMS, "n_trees": 500, "max_depth": 3}
-        job2 = cli(
-            "train", pid, "--params", json.dumps(slow), "--retries", "0", "--no-wait", "--home", e
-        )
-        wc, ec = GatewayClient(w_home), GatewayClient(env_home)
+        job2 = ec.call("POST", f"projects/{pid}/train", {"params": slow, "max_retries": 0})
         deadline = time.monotonic() + 20
         while not any(
             j["id"] == job2["id"] and j["state"] == "running"
@@ -134,8 +133,12 @@ def test_two_gateway_processes(tmp_path: Path) -> None:
             procs["weather"], certs, {"env": procs["env"].url}, extra=["--recv-timeout", "20"]
         )
         assert GatewayClient(w_home).call("GET", f"jobs/{job2['id']}")["state"] == "failed"
-        job3 = cli("train", pid, "--params", json.dumps(PARAMS), "--home", e)
-        assert job3["state"] == "succeeded"
+        job3 = ec.call("POST", f"projects/{pid}/train", {"params": PARAMS})
+        deadline = time.monotonic() + 40
+        while (job3 := ec.call("GET", f"jobs/{job3['id']}"))["state"] in ("waiting", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert job3["state"] == "succeeded", job3["error"]
 
     for home, must in (
         (env_home, "federation.project.create"),

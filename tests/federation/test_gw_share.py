@@ -20,6 +20,7 @@ def test_the_bureaus_split_columns_and_hide_the_test_labels(tmp_path: Path) -> N
     assert len(truth) > 100
 
 
+@pytest.mark.slow  # the default suite runs the chapter in tests/demo (the whole story)
 @pytest.mark.integration
 def test_share_chapter_on_generated_data(tmp_path: Path) -> None:
     ctx = DemoContext(

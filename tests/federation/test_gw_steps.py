@@ -15,7 +15,7 @@ import pytest
 
 from cityos.access import read_audit, verify_audit
 from cityos.errors import DatasetNotFound, ValidationError
-from cityos.federation._certs import create_federation
+from cityos.federation._certs import create_federation, load_identity
 from cityos.federation.gateway import Gateway
 from cityos.federation.gateway_errors import NotPublished, ProjectConflict, UnboundDataset
 from cityos.model import PlainTable
@@ -366,3 +366,161 @@ def test_vertical_logistic_regression_through_the_gateways(
     expect = vlr.predict_pooled(pooled, np.column_stack([ea[["pm10", "no2"]], w[["temp", "wspm"]]]))
     got = env.predict(model["id"], aligned)
     assert np.allclose(got, expect, atol=1e-3)
+
+
+def test_a_guest_that_restarts_resumes_its_job(parties: tuple[Gateway, Gateway]) -> None:
+    env, weather = parties
+    pid = _project(env, weather)
+
+    class Slow(SumAlgorithm):
+        def train(self, ch, role, X, y, params, **kw):  # type: ignore[no-untyped-def]
+            if role == "host":
+                time.sleep(1.5)
+            return super().train(ch, role, X, y, params, **kw)
+
+    env.algorithms["slow"] = weather.algorithms["slow"] = Slow()
+    job = env.train(pid, algorithm="slow", max_retries=1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(j["id"] == job["id"] and j["state"] == "running" for j in weather.book.jobs()):
+            break
+        time.sleep(0.05)
+    port, home, certs = env.server.port, env.home, env.certs
+    env.stop()  # the guest's gateway goes down mid-job ...
+    env2 = Gateway(
+        "env",
+        home,
+        certs,
+        port=port,
+        peers={"weather": weather.url},
+        algorithms={"slow": Slow()},
+        recv_timeout=20,
+        peer_retry_s=2.0,
+    )
+    assert env2.book.job(job["id"])["state"] == "waiting"
+    env2.start()  # ... and comes back: the job resumes as a new attempt
+    try:
+        done = env2.wait(job["id"], 40)
+        assert done["state"] == "succeeded", done["error"]
+        assert done["attempt"] == 2
+        assert weather.wait(job["id"], 10)["state"] == "succeeded"
+    finally:
+        env2.stop()
+
+
+def test_three_parties_two_hosts(tmp_path: Path) -> None:
+    """A guest and two hosts: alignment over all three, SecureBoost equal to pooled."""
+    from cityos.federation import secureboost as sb
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather", "traffic"])
+    ids = [f"station-{i:03d}" for i in range(50)]
+    rng = np.random.default_rng(5)
+    make_party_data(
+        tmp_path / "env", "readings", ids, {"pm10": rng.random(50), "pm25": rng.random(50)}
+    )
+    make_party_data(tmp_path / "weather", "meteo", ids[3:], {"temp": rng.random(47)})
+    make_party_data(tmp_path / "traffic", "flows", ids[:45], {"cars": rng.random(45)})
+    gws = {
+        p: Gateway(p, tmp_path / p, tmp_path / "certs", recv_timeout=30, peer_retry_s=2.0).start()
+        for p in ("env", "weather", "traffic")
+    }
+    try:
+        for p, gw in gws.items():
+            gw.peers.update({q: g.url for q, g in gws.items() if q != p})
+        env = gws["env"]
+        pr = env.create_project("three", ["weather", "traffic"])
+        gws["weather"].answer(pr["id"], accept=True)
+        assert env.book.get(pr["id"])["status"] == "proposed"  # traffic has not answered
+        gws["traffic"].answer(pr["id"], accept=True)
+        assert {g.book.get(pr["id"])["status"] for g in gws.values()} == {"active"}
+        env.bind(pr["id"], "readings", id_field="id", fields=["pm10"], label="pm25")
+        gws["weather"].bind(pr["id"], "meteo", id_field="id", fields=["temp"])
+        gws["traffic"].bind(pr["id"], "flows", id_field="id", fields=["cars"])
+        params = {"n_trees": 2, "max_depth": 2, "key_bits": 512, "min_child_samples": 3}
+        job = env.wait(env.train(pr["id"], params=params)["id"], 120)
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["rows"] == 42  # ids 3..44
+        model = env.publish(job["id"])
+        assert set(model["data_versions"]) == {"env", "weather", "traffic"}
+        common = ids[3:45]
+        cols = []
+        for p, ds, f in (
+            ("env", "readings", "pm10"),
+            ("weather", "meteo", "temp"),
+            ("traffic", "flows", "cars"),
+        ):
+            cols.append(
+                Store(tmp_path / p).read(ds).table.to_pandas().set_index("id").loc[common, f]
+            )
+        y = (
+            Store(tmp_path / "env")
+            .read("readings")
+            .table.to_pandas()
+            .set_index("id")
+            .loc[common, "pm25"]
+        )
+        X = np.column_stack(cols)
+        expect = sb.predict_pooled(sb.train_pooled(X, y.to_numpy(), sb.BoostParams(**params)), X)
+        assert np.array_equal(np.asarray(env.predict(model["id"], common)), expect)
+
+        # each host's contribution: exact Shapley over the hosts, the guest in every coalition
+        c = env.contributions(model["id"])
+        assert c["method"] == "shapley" and set(c["values"]) == {"weather", "traffic"}
+        assert set(c["coalitions"]) == {"env", "env+weather", "env+traffic", "env+traffic+weather"}
+        assert sum(c["values"].values()) == pytest.approx(c["grand"] - c["coalitions"]["env"])
+        for gw in gws.values():
+            entries = [
+                e
+                for e in read_audit(gw.store.db, limit=2000)
+                if e.action == "federation.contribution"
+            ]
+            assert len(entries) == 1 and entries[0].detail["contributions"] == c["values"]
+    finally:
+        for gw in gws.values():
+            gw.stop()
+
+
+def test_operator_api_keys(tmp_path: Path) -> None:
+    """With require_api_key the operator API also needs an access API key of an admin or
+    federation_operator of the party's city; actions are then audited as that user."""
+    from cityos.access import ADMIN_ROLE, create_api_key, create_role, create_user
+    from cityos.federation._transport import PeerClient, RpcError
+
+    create_federation(tmp_path / "certs", "beijing", ["env", "weather"])
+    gw = Gateway("env", tmp_path / "env", tmp_path / "certs", require_api_key=True).start()
+    weather = Gateway("weather", tmp_path / "weather", tmp_path / "certs").start()
+    try:
+        db = gw.store.db
+        create_role(db, ADMIN_ROLE)
+        create_user(db, "li", None, roles=[ADMIN_ROLE])
+        create_user(db, "zhao", None)
+        _, li_key = create_api_key(db, "li")
+        _, zhao_key = create_api_key(db, "zhao")
+        c = PeerClient(gw.identity, "env", gw.url)
+        status, body = c.request("GET", "/gw/v1/status")
+        assert status == 401 and b"needs an API key" in body
+        c.auth = f"Bearer {zhao_key}"
+        status, body = c.request("GET", "/gw/v1/status")
+        assert status == 403 and b"federation_operator" in body
+        c.auth = "Bearer not-a-key"
+        assert c.request("GET", "/gw/v1/status")[0] == 401
+        c.auth = f"Bearer {li_key}"
+        assert c.call("GET", "/gw/v1/status")["party"] == "env"
+        # another party's certificate never reaches the operator API, key or not
+        other = PeerClient(load_identity(tmp_path / "certs", "weather"), "env", gw.url)
+        other.auth = f"Bearer {li_key}"
+        assert other.request("GET", "/gw/v1/status")[0] == 403
+        gw.peers["weather"] = "https://127.0.0.1:9"  # nobody there: nothing is created
+        gw.peer_retry_s = 0.3
+        with pytest.raises(RpcError, match="inviting host 'weather' failed"):
+            c.call("POST", "/gw/v1/projects", {"name": "x", "hosts": ["weather"]})
+        assert gw.book.all() == []
+        gw.peers["weather"] = weather.url
+        gw._clients.pop("weather")
+        c.call("POST", "/gw/v1/projects", {"name": "x", "hosts": ["weather"]})
+        created = [e for e in read_audit(db, limit=500) if e.action == "federation.project.create"]
+        assert [e.actor for e in created] == ["user:li", "user:li"]  # the first abandoned
+        assert "federation.project.abandon" in {e.action for e in read_audit(db, limit=500)}
+    finally:
+        gw.stop()
+        weather.stop()

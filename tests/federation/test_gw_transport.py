@@ -269,3 +269,13 @@ def test_an_aborting_peer_wakes_the_waiting_party(
     threading.Timer(0.3, lambda: weather.inbox.abort("job-1", "env", "label missing")).start()
     with pytest.raises(PeerLost, match=r"'env' stopped .*label missing"):
         b.recv_bytes("env", "t", 10)
+
+
+def test_a_peer_that_no_longer_runs_the_channel_is_reported_lost(
+    pair: tuple[TransportServer, TransportServer, list[bytes]],
+) -> None:
+    env, weather, _ = pair
+    a, b = _channels(env, weather)
+    b.close()  # weather is up, but its side of the job is gone (e.g. it restarted)
+    with pytest.raises(PeerLost, match="no longer runs job channel"):
+        a.recv_bytes("weather", "t", timeout=30)

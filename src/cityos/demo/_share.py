@@ -146,7 +146,7 @@ def beijing_bureaus(
         daily = _daily(read_beijing_air_quality(folder, stations=list(stations), positions=False))
         source = f"real Beijing readings ({len(stations)} stations, 2013-03..2017-02)"
     else:
-        daily = _generated(stations=stations)
+        daily = _generated()
         test_from = str(sorted(daily["day"].unique())[int(daily["day"].nunique() * 0.75)])
         source = "generated station-days (the real Beijing data is absent)"
     daily = daily.sort_values(["id", "day"]).reset_index(drop=True)

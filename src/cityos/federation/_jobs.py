@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -272,6 +272,14 @@ class SecureBoostAlgorithm:
             "records": [[int(f), int(b), float(t)] for f, b, t in h.records],
         }
         return part, {}
+
+    def train_local(
+        self, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """The same booster on this party's own columns only (contribution accounting)."""
+        sb = _sb()
+        model = sb.train_pooled(X, y, sb.BoostParams(**dict(params)))
+        return lambda Z: np.asarray(sb.predict_pooled(model, Z), dtype="float64")
 
     def predict(
         self,

@@ -198,6 +198,22 @@ class ProjectBook:
             )
             return self._as_dict(s, self._project(s, pid))
 
+    def abandon(self, project_id: str, *, actor: str, reason: str) -> None:
+        """Remove a project whose invitations could not be delivered (nothing else refers
+        to it yet); audited."""
+        with audit_transaction(self.db) as s:
+            p = self._project(s, project_id)
+            for m in self._members(s, project_id):
+                s.delete(m)
+            s.delete(p)
+            s.flush()
+            append_audit(
+                s,
+                actor=actor,
+                action="federation.project.abandon",
+                detail={"project": project_id, "reason": reason[:500]},
+            )
+
     def receive_invitation(self, invitation: Mapping[str, Any], *, frm: str) -> dict[str, Any]:
         """Record a project another party (its guest) invited this party to."""
         pid = str(invitation["id"])
@@ -528,21 +544,30 @@ class ProjectBook:
                 },
             )
 
-    def fail_interrupted(self) -> list[str]:
-        """Mark jobs left waiting or running by a stopped gateway as failed (at start)."""
+    def interrupted(self) -> tuple[list[str], list[str]]:
+        """At start: jobs a stopped gateway left waiting or running. Jobs this party leads
+        (it is the project's guest) with a retry left go back to ``waiting`` to resume as a
+        new attempt; the others are marked failed. Returns ``(resumed, failed)``."""
         with self.db.session() as s:
-            ids = [
-                j.id
+            rows = [
+                (j.id, j.attempt, j.max_retries, self._project(s, j.project_id).guest)
                 for j in s.scalars(select(JobRow).where(JobRow.state.in_(("waiting", "running"))))
             ]
-        for jid in ids:
-            self.job_update(
-                jid,
-                state="failed",
-                actor=f"gateway:{self.me}",
-                error=f"interrupted: the gateway of {self.me!r} restarted during the job",
-            )
-        return ids
+        resumed, failed = [], []
+        why = f"interrupted: the gateway of {self.me!r} restarted during the job"
+        for jid, attempt, retries, guest in rows:
+            if guest == self.me and attempt <= retries:
+                self.job_update(
+                    jid,
+                    state="waiting",
+                    actor=f"gateway:{self.me}",
+                    error=f"{why}; resuming as attempt {attempt + 1}",
+                )
+                resumed.append(jid)
+            else:
+                self.job_update(jid, state="failed", actor=f"gateway:{self.me}", error=why)
+                failed.append(jid)
+        return resumed, failed
 
     # -- step 5: published models --------------------------------------------------------------
     def publish(

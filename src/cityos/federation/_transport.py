@@ -51,6 +51,7 @@ from cityos.federation._channel import PeerLost
 from cityos.federation.gateway_errors import FederationError, MessageRejected
 
 __all__ = [
+    "GATEWAY_FILE",
     "Envelope",
     "GatewayChannel",
     "Inbox",
@@ -60,6 +61,7 @@ __all__ = [
     "TransportServer",
     "client_context",
     "open_envelope",
+    "request_authorization",
     "seal_envelope",
     "server_context",
 ]
@@ -67,6 +69,8 @@ __all__ = [
 log = logging.getLogger("cityos.federation.transport")
 
 MSG_PATH = "/fed/v1/msg"
+#: Where a serving gateway writes its address in its city home (read by client commands).
+GATEWAY_FILE = "federation/gateway.json"
 #: Largest envelope a gateway accepts (bytes).
 MAX_BODY = 512 * 1024 * 1024
 #: Envelope format version.
@@ -219,6 +223,12 @@ class Inbox:
         with self._cond:
             self._boxes.setdefault(channel, _ChannelBox(frozenset(peers)))
 
+    def has(self, channel: str, party: str) -> bool:
+        """Whether ``channel`` is open here with ``party`` among its peers."""
+        with self._cond:
+            box = self._boxes.get(channel)
+            return box is not None and party in box.peers and box.closed is None
+
     def close(self, channel: str) -> None:
         with self._cond:
             self._boxes.pop(channel, None)
@@ -239,6 +249,13 @@ class Inbox:
             if box is not None:
                 box.closed, box.aborted_by = reason, "this gateway"
                 self._cond.notify_all()
+
+    def abort_all(self, reason: str) -> None:
+        """Stop every open channel from this side (the gateway is stopping)."""
+        with self._cond:
+            for box in self._boxes.values():
+                box.closed, box.aborted_by = reason, "this gateway"
+            self._cond.notify_all()
 
     def deliver(self, env: Envelope) -> str:
         """Queue a verified envelope; ``"ok"`` or ``"duplicate"`` (same seq and digest as the
@@ -316,6 +333,14 @@ class Inbox:
 Handler = Callable[[str, str, bytes], tuple[int, bytes]]
 """A route: ``(peer party, path, body) -> (status, JSON body)``."""
 
+_request = threading.local()
+
+
+def request_authorization() -> str | None:
+    """The ``Authorization`` header of the request the calling route is answering."""
+    value: str | None = getattr(_request, "auth", None)
+    return value
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -349,6 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, json.dumps({"error": str(exc), "reason": "certificate"}).encode())
             return
         path = self.path.split("?", 1)[0]
+        _request.auth = self.headers.get("Authorization")
         try:
             status, out = gw.route(peer, self.command, path, body, der)
         except Exception as exc:  # a bug in a route must answer, not hang the peer
@@ -465,6 +491,12 @@ class TransportServer:
             return self._receive(peer, body, der)
         if path == "/fed/v1/ping":
             return 200, json.dumps({"party": self.identity.party}).encode()
+        if path == "/fed/v1/alive" and method == "POST":
+            try:
+                channel = str(json.loads(body)["channel"])
+            except (ValueError, KeyError, TypeError):
+                return 400, b'{"error": "give the channel"}'
+            return 200, json.dumps({"open": self.inbox.has(channel, peer)}).encode()
         for prefix, handler in self.routes.items():
             if path.startswith(prefix):
                 return handler(peer, f"{method} {path}", body)
@@ -520,6 +552,8 @@ class PeerClient:
         self.peer, self.url, self.host, self.port = peer, url, host, int(port)
         self.ctx = client_context(ident)
         self.retry_s = retry_s
+        #: an ``Authorization`` header sent with every request (e.g. ``Bearer <API key>``)
+        self.auth: str | None = None
         self._conn: http.client.HTTPSConnection | None = None
         self._lock = threading.Lock()
 
@@ -567,7 +601,10 @@ class PeerClient:
                         method,
                         path,
                         body=body,
-                        headers={"Content-Type": "application/octet-stream"},
+                        headers={
+                            "Content-Type": "application/octet-stream",
+                            **({"Authorization": self.auth} if self.auth else {}),
+                        },
                     )
                     resp = self._conn.getresponse()
                     data = resp.read()
@@ -601,6 +638,11 @@ class PeerClient:
                         break
                     time.sleep(delay)
                     delay = min(delay * 2, 1.0)
+        if isinstance(last, ssl.SSLError):
+            raise FederationError(
+                f"party {self.peer!r} at {self.url} closed every TLS handshake: it refuses "
+                f"this gateway's certificate (or is shutting down): {last}"
+            ) from last
         raise PeerLost(f"party {self.peer!r} at {self.url} is unreachable: {last}") from last
 
     def _drop(self) -> None:
@@ -709,11 +751,18 @@ class GatewayChannel:
 
         def alive() -> str | None:
             try:
-                client.request("GET", "/fed/v1/ping", retry_s=2.0, timeout=5.0)
+                out = client.call(
+                    "POST", "/fed/v1/alive", {"channel": self.channel}, retry_s=2.0, timeout=5.0
+                )
             except PeerLost as exc:
                 return f"party {frm!r} dropped out of job channel {self.channel!r}: {exc}"
             except FederationError as exc:
                 return str(exc)
+            if not out.get("open"):
+                return (
+                    f"party {frm!r} no longer runs job channel {self.channel!r} "
+                    "(it restarted or ended its part)"
+                )
             return None
 
         return self._server.inbox.take(self.channel, frm, tag, time.monotonic() + wait, alive=alive)

@@ -9,6 +9,7 @@ line with the exit code of their kind.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -33,11 +34,10 @@ class GatewayClient:
     """The operator's client of the gateway serving city ``home`` (its address and
     certificate folder are in ``home/federation/gateway.json``)."""
 
-    def __init__(self, home: str | Path) -> None:
+    def __init__(self, home: str | Path, *, api_key: str | None = None) -> None:
         from cityos.errors import ConfigError
         from cityos.federation._certs import load_identity
-        from cityos.federation._transport import PeerClient
-        from cityos.federation.gateway import GATEWAY_FILE
+        from cityos.federation._transport import GATEWAY_FILE, PeerClient
 
         p = Path(home) / GATEWAY_FILE
         if not p.is_file():
@@ -49,6 +49,9 @@ class GatewayClient:
         self.party = str(info["party"])
         ident = load_identity(info["certs"], self.party)
         self._client = PeerClient(ident, self.party, str(info["url"]), retry_s=3.0)
+        key = api_key or os.environ.get("CITYOS_API_KEY")
+        if key:
+            self._client.auth = f"Bearer {key}"
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = 300.0) -> Any:
         from cityos.errors import ConflictError, ValidationError
@@ -59,6 +62,10 @@ class GatewayClient:
             return self._client.call(method, f"/gw/v1/{path.lstrip('/')}", body, timeout=timeout)
         except RpcError as exc:
             msg = f"gateway of {self.party!r}: {exc.remote_message}"
+            if exc.status in (401, 403):
+                from cityos.access import PermissionDenied
+
+                raise PermissionDenied(msg) from None
             if exc.status == 404:
                 raise ProjectNotFound(msg) from None
             if exc.status == 409:
@@ -105,7 +112,15 @@ def serve(
         list[str] | None,
         typer.Option("--peer", help="NAME=https://HOST:PORT of a peer gateway (repeat)."),
     ] = None,
-    recv_timeout: Annotated[float, typer.Option(help="Seconds a job waits for a peer.")] = 120.0,
+    recv_timeout: Annotated[
+        float, typer.Option(help="Longest wait (s) for one message of a live peer.")
+    ] = 3600.0,
+    require_api_key: Annotated[
+        bool,
+        typer.Option(
+            help="Operator requests must carry an API key of an admin or federation_operator."
+        ),
+    ] = False,
 ) -> None:
     """Serve PARTY's gateway over its city HOME until interrupted (SIGINT/SIGTERM)."""
     from cityos.errors import ValidationError
@@ -118,7 +133,14 @@ def serve(
             raise ValidationError(f"--peer {item!r}: use NAME=https://HOST:PORT", field="peer")
         peers[name] = url
     gw = Gateway(
-        party, home, certs_dir, host=host, port=port, peers=peers, recv_timeout=recv_timeout
+        party,
+        home,
+        certs_dir,
+        host=host,
+        port=port,
+        peers=peers,
+        recv_timeout=recv_timeout,
+        require_api_key=require_api_key,
     ).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -292,3 +314,12 @@ def predict(
 ) -> None:
     """Online scoring through the guest's gateway (it gathers the hosts' partial results)."""
     _print(GatewayClient(home).call("POST", f"models/{model}/predict", {"ids": ids}))
+
+
+@gateway_app.command()
+def contributions(
+    model: Annotated[str, typer.Argument(help="A published model.")], home: HomeOpt
+) -> None:
+    """Each host's contribution to the model's quality (Shapley values over held-out rows),
+    written to every party's audit chain — the basis of profit sharing."""
+    _print(GatewayClient(home).call("POST", f"models/{model}/contributions"))

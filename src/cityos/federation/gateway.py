@@ -13,6 +13,7 @@ what the algorithms send (blinded ids, ciphertexts, split decisions).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -38,12 +39,20 @@ from cityos.federation._jobs import (
     write_part,
 )
 from cityos.federation._projects import TERMINAL, ProjectBook, coarse_stats
-from cityos.federation._transport import GatewayChannel, PeerAborted, PeerClient, TransportServer
+from cityos.federation._transport import (
+    GATEWAY_FILE,
+    GatewayChannel,
+    PeerAborted,
+    PeerClient,
+    TransportServer,
+    request_authorization,
+)
 from cityos.federation.gateway_errors import (
     FederationError,
     JobFailed,
     NotPublished,
     ProjectConflict,
+    ProjectNotFound,
     UnboundDataset,
 )
 
@@ -51,11 +60,11 @@ __all__ = ["GATEWAY_FILE", "GATEWAY_USER", "Gateway"]
 
 log = logging.getLogger("cityos.federation.gateway")
 
-#: Where a serving gateway writes its address (read by the client commands).
-GATEWAY_FILE = "federation/gateway.json"
 #: The machine user a gateway reads bound datasets as.
 GATEWAY_USER = "gateway"
 GATEWAY_ROLE = "federation_gateway"
+#: The access role that may drive a gateway through its operator API (besides ``admin``).
+OPERATOR_ROLE = "federation_operator"
 #: Seconds a bound dataset's version is trusted before it is looked up again.
 VERSION_TTL_S = 1.0
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -68,8 +77,9 @@ def _status_of(exc: BaseException) -> int:
     )
 
 
-class _Cancelled(Exception):
-    pass
+def _held_out(entity: str) -> bool:
+    """One aligned id in five is held out when a job evaluates (the same at every party)."""
+    return hashlib.sha256(entity.encode("utf-8")).digest()[0] % 5 == 0
 
 
 class Gateway:
@@ -89,7 +99,12 @@ class Gateway:
         Extra algorithms by name (tests); the built-in ones are in
         :data:`cityos.federation._jobs.ALGORITHMS`.
     recv_timeout:
-        Seconds a job waits for a peer's message before :class:`PeerLost`.
+        Longest wait for one message of a peer that is still alive (a peer that drops out,
+        or no longer runs the job, is detected within seconds by liveness checks).
+    require_api_key:
+        Whether operator requests must also carry an access API key (``Authorization:
+        Bearer <key>``) of a user of this city with the ``admin`` or ``federation_operator``
+        role; with a key, actions are audited as that user either way.
     database_url:
         The party's relational database (default: ``cityos.db`` in ``home``, or
         ``CITYOS_DATABASE_URL``), e.g. PostgreSQL.
@@ -105,10 +120,11 @@ class Gateway:
         port: int = 0,
         peers: Mapping[str, str] | None = None,
         algorithms: Mapping[str, Algorithm] | None = None,
-        recv_timeout: float = 120.0,
+        recv_timeout: float = 3600.0,
         retry_delay: float = 1.0,
         peer_retry_s: float = 10.0,
         database_url: str | None = None,
+        require_api_key: bool = False,
         on_message: Callable[[str, str, str, bytes], None] | None = None,
     ) -> None:
         from cityos.store import Store
@@ -123,6 +139,7 @@ class Gateway:
         self.algorithms = dict(algorithms or {})
         self.recv_timeout, self.retry_delay = recv_timeout, retry_delay
         self.peer_retry_s = peer_retry_s
+        self.require_api_key = require_api_key
         self.server = TransportServer(self.identity, host, port, on_message=on_message)
         self.server.routes["/fed/v1/rpc/"] = self._peer_route
         self.server.routes["/gw/v1/"] = self._operator_route
@@ -140,9 +157,10 @@ class Gateway:
         self._audit_thread.start()
         self._parts: dict[str, dict[str, Any]] = {}
         self._ensure_user()
-        interrupted = self.book.fail_interrupted()
-        if interrupted:
-            log.warning("failed jobs interrupted by a restart: %s", ", ".join(interrupted))
+        self._stopping = False
+        self._resume, failed = self.book.interrupted()
+        if failed:
+            log.warning("failed jobs interrupted by a restart: %s", ", ".join(failed))
 
     # -- life ------------------------------------------------------------------------------------
     @property
@@ -152,7 +170,17 @@ class Gateway:
     def start(self) -> Gateway:
         self.server.start()
         self._write_address()
+        self._resume_jobs()
         return self
+
+    def _resume_jobs(self) -> None:
+        """Relaunch the jobs this guest was running when it stopped (a new attempt each)."""
+        for job_id in self._resume:
+            log.warning("resuming job %s after a restart", job_id)
+            t = threading.Thread(target=self._run_guest, args=(job_id,), daemon=True)
+            self._threads[job_id] = t
+            t.start()
+        self._resume = []
 
     def _write_address(self) -> None:
         p = self.home / GATEWAY_FILE
@@ -170,6 +198,7 @@ class Gateway:
 
     def serve_forever(self) -> None:
         self._write_address()
+        self._resume_jobs()
         self.server.serve_forever()
 
     def _audit_writer(self) -> None:
@@ -195,6 +224,12 @@ class Gateway:
         done.wait(30)
 
     def stop(self) -> None:
+        """Stop serving. Jobs in flight stop where they are, as if the process ended: their
+        state stays as it was, for the next start to resume or fail them."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.server.inbox.abort_all("the gateway is stopping")
         self.flush_audit()
         self._audit_q.put(None)
         self._audit_thread.join(10)
@@ -213,8 +248,10 @@ class Gateway:
         from cityos.access import create_role, create_user, list_roles, list_users
 
         db = self.store.db
-        if GATEWAY_ROLE not in list_roles(db):
-            create_role(db, GATEWAY_ROLE, actor=f"gateway:{self.party}")
+        roles = list_roles(db)
+        for role in (GATEWAY_ROLE, OPERATOR_ROLE):
+            if role not in roles:
+                create_role(db, role, actor=f"gateway:{self.party}")
         if GATEWAY_USER not in {u.username for u in list_users(db)}:
             create_user(
                 db,
@@ -275,7 +312,13 @@ class Gateway:
             k: p[k] for k in ("id", "name", "federation", "guest", "description", "members")
         }
         for h in addrs:
-            self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/invite", invitation)
+            try:
+                self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/invite", invitation)
+            except (FederationError, PeerLost) as exc:
+                self.book.abandon(p["id"], actor=actor, reason=f"host {h!r} not invited: {exc}")
+                raise FederationError(
+                    f"project {name!r} not created: inviting host {h!r} failed: {exc}"
+                ) from exc
         return p
 
     def answer(self, project_id: str, *, accept: bool, actor: str | None = None) -> dict[str, Any]:
@@ -474,7 +517,7 @@ class Gateway:
         actor = f"gateway:{self.party}"
         job = self.book.job(job_id)
         p = self.book.get(job["project"])
-        hosts = self._hosts(p)
+        hosts = list(job["params"].get("_hosts") or self._hosts(p))
         attempt = job["attempt"]
         while True:
             attempt += 1
@@ -516,6 +559,8 @@ class Gateway:
                 self.book.job_update(job_id, state="succeeded", result=result, actor=actor)
                 return
             except Exception as exc:
+                if self._stopping:
+                    return  # as if the process ended here: the next start resumes the job
                 cancelled = job_id in self._cancel
                 msg = "cancelled by the operator" if cancelled else f"{type(exc).__name__}: {exc}"
                 log.warning("job %s attempt %d at %s: %s", job_id, attempt, self.party, msg)
@@ -558,16 +603,38 @@ class Gateway:
         """This party's share of a job attempt; the guest's result summary."""
         algo = load_algorithm(job["algorithm"], self.algorithms)
         guest = str(p["guest"])
-        params = dict(job["params"])
+        params = {k: v for k, v in job["params"].items() if not k.startswith("_")}
+        if role == "host":
+            hosts = list(job["params"].get("_hosts") or hosts)
         t0 = time.perf_counter()
         if job["kind"] == "train":
             binding, data = self._data(p["id"])
-            ids = align(ch, role, data.labelled_ids(), guest=guest, hosts=hosts)
+            mine = data.labelled_ids()
+            universe = job["params"].get("_universe")
+            if role == "guest" and universe:  # the rows of an earlier job (contributions)
+                keep = set(self._aligned_ids(str(universe)))
+                mine = [i for i in mine if i in keep]
+            ids = align(ch, role, mine, guest=guest, hosts=hosts)
             align_bytes = ch.bytes_sent
+            if role == "guest":
+                d = self.home / "federation" / "models" / str(job["id"])
+                d.mkdir(parents=True, exist_ok=True)
+                (d / "aligned.ids").write_text("\n".join(ids))
+            held: list[str] = []
+            if job["params"].get("_holdout"):  # both sides split the aligned ids alike
+                held = [i for i in ids if _held_out(i)]
+                ids = [i for i in ids if not _held_out(i)]
             X, y = data.rows(ids)
             part, metrics = algo.train(
                 ch, role, X, y, params, guest=guest, hosts=hosts, feature_names=data.feature_names
             )
+            if held:
+                Xh, yh = data.rows(held)
+                pred = algo.predict(ch, role, Xh, part, guest=guest, hosts=hosts)
+                if role == "guest":
+                    assert pred is not None and yh is not None
+                    metrics["holdout_rows"] = len(held)
+                    metrics["holdout_rmse"] = float(np.sqrt(np.mean((pred - yh) ** 2)))
             path = self.home / "federation" / "models" / str(job["id"]) / f"{self.party}.part"
             sha = write_part(path, part)
             out = {
@@ -702,6 +769,81 @@ class Gateway:
             actor or f"operator:{self.party}",
         )
 
+    # -- contributions (the basis of profit sharing) ---------------------------------------------
+    def _aligned_ids(self, job_id: str) -> list[str]:
+        f = self.home / "federation" / "models" / job_id / "aligned.ids"
+        if not f.is_file():
+            raise ProjectNotFound(f"no aligned ids of job {job_id!r} at party {self.party!r}")
+        return [i for i in f.read_text().split("\n") if i]
+
+    def contributions(
+        self, model_id: str, *, actor: str | None = None, timeout: float = 3600.0
+    ) -> dict[str, Any]:
+        """Each host's contribution to a published model's quality: exact Shapley values
+        over the hosts (the guest, holding the label, is in every coalition), the value of a
+        coalition being minus the RMSE on held-out rows (one aligned id in five) of the same
+        algorithm and parameters trained by that coalition on the model's rows. Written to
+        every party's audit chain."""
+        from cityos.federation import shapley
+
+        actor = actor or f"operator:{self.party}"
+        m = self.book.model(model_id)
+        p = self.book.get(m["project"])
+        if p["guest"] != self.party:
+            raise ProjectConflict(f"only the guest {p['guest']!r} accounts contributions")
+        j = self.book.job(m["job"])
+        params = {k: v for k, v in j["params"].items() if not k.startswith("_")}
+        algo = load_algorithm(j["algorithm"], self.algorithms)
+        universe = self._aligned_ids(j["id"])
+
+        def value(coalition: frozenset[str]) -> float:
+            hs = sorted(coalition - {self.party})
+            if not hs:  # the guest alone, on its own columns of the same rows
+                local = getattr(algo, "train_local", None)
+                if local is None:
+                    raise FederationError(f"algorithm {j['algorithm']!r} cannot train locally")
+                _, data = self._data(p["id"])
+                tr = [i for i in universe if not _held_out(i)]
+                te = [i for i in universe if _held_out(i)]
+                (Xt, yt), (Xe, ye) = data.rows(tr), data.rows(te)
+                assert yt is not None and ye is not None
+                pred = local(Xt, yt, params)(Xe)
+                return -float(np.sqrt(np.mean((np.asarray(pred) - ye) ** 2)))
+            sub = self._launch(
+                p["id"],
+                "train",
+                j["algorithm"],
+                {**params, "_hosts": hs, "_holdout": True, "_universe": j["id"]},
+                1,
+                actor,
+            )
+            done = self.wait(sub["id"], timeout)
+            if done["state"] != "succeeded":
+                raise JobFailed(f"coalition {hs} job {sub['id']} {done['state']}: {done['error']}")
+            return -float(done["result"]["holdout_rmse"])
+
+        res = shapley.contributions(self._hosts(p), value, always=[self.party])
+        record = {
+            "project": p["id"],
+            "model": model_id,
+            "method": res.method,
+            "values": res.values,
+            "grand": res.grand,
+            "coalitions": res.coalitions,
+            "metric": "-rmse (held-out rows)",
+        }
+        shapley.record_contributions(
+            self.store.db,
+            res,
+            project=p["id"],
+            model=model_id,
+            actor=actor,
+            metric=record["metric"],
+        )
+        for h in self._hosts(p):
+            self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/contributions", record)
+        return record
+
     # -- step 7: online serving --------------------------------------------------------------------------
     def _served(self, model_id: str) -> tuple[dict[str, Any], dict[str, Any], Algorithm]:
         """A published model, its project and algorithm (cached: published models do not
@@ -765,6 +907,7 @@ class Gateway:
                 "job/abort": self._rpc_job_abort,
                 "job/cancel": self._rpc_job_cancel,
                 "publish": self._rpc_publish,
+                "contributions": self._rpc_contributions,
                 "serve": self._rpc_serve,
             }.get(name)
             if handler is None or method != "POST":
@@ -855,6 +998,8 @@ class Gateway:
                 ch.send(guest, "done", out)
             self.book.job_update(job_id, state="succeeded", result=out, actor=actor)
         except Exception as exc:
+            if self._stopping:
+                return
             state = "cancelled" if job_id in self._cancel else "failed"
             cur = self.book.job(job_id)
             if cur["attempt"] == int(ch.channel.rsplit("/", 1)[1]) and cur["state"] == "running":
@@ -891,6 +1036,29 @@ class Gateway:
             raise ProjectConflict(f"job {j['id']!r} is {j['state']} at {self.party!r}")
         return self._publish_local(req, f"gateway:{peer}")
 
+    def _rpc_contributions(self, peer: str, req: Mapping[str, Any]) -> Any:
+        from cityos.federation import shapley
+
+        p = self.book.get(str(req["project"]))
+        if p["guest"] != peer:
+            raise ProjectConflict(f"only the guest {p['guest']!r} accounts contributions")
+        self.book.model(str(req["model"]))
+        res = shapley.Contributions(
+            {str(k): float(v) for k, v in req["values"].items()},
+            str(req["method"]),
+            float(req["grand"]),
+            {str(k): float(v) for k, v in req["coalitions"].items()},
+        )
+        shapley.record_contributions(
+            self.store.db,
+            res,
+            project=p["id"],
+            model=str(req["model"]),
+            actor=f"gateway:{peer}",
+            metric=str(req.get("metric", "")),
+        )
+        return {"ok": True}
+
     def _rpc_serve(self, peer: str, req: Mapping[str, Any]) -> Any:
         m, p, algo = self._served(str(req["model"]))
         if p["guest"] != peer:
@@ -925,6 +1093,42 @@ class Gateway:
         return {"ok": True}
 
     # -- the operator's side -------------------------------------------------------------------------------
+    def _operator_actor(self) -> str:
+        """Who is asking: the holder of this party's certificate, and the access user whose
+        API key or token the request carries (required with ``require_api_key``)."""
+        from cityos.access import (
+            ADMIN_ROLE,
+            AuthenticationError,
+            principal_from_api_key,
+            principal_from_token,
+        )
+        from cityos.config import city_secret
+
+        auth = request_authorization()
+        if not auth:
+            if self.require_api_key:
+                raise AuthenticationError(
+                    f"the operator API of {self.party!r} needs an API key "
+                    "(Authorization: Bearer <key>; set CITYOS_API_KEY for the client commands)"
+                )
+            return f"operator:{self.party}"
+        scheme, _, cred = auth.partition(" ")
+        if scheme.lower() != "bearer" or not cred:
+            raise AuthenticationError("use Authorization: Bearer <API key or token>")
+        db = self.store.db
+        if cred.count(".") == 2:
+            principal = principal_from_token(db, cred, city_secret(self.store.settings)[0])
+        else:
+            principal = principal_from_api_key(db, cred)
+        if not principal.roles & {ADMIN_ROLE, OPERATOR_ROLE}:
+            from cityos.access import PermissionDenied
+
+            raise PermissionDenied(
+                f"user {principal.username!r} may not operate the gateway of {self.party!r}: "
+                f"it needs the {OPERATOR_ROLE!r} or {ADMIN_ROLE!r} role"
+            )
+        return f"user:{principal.username}"
+
     def _operator_route(self, peer: str, what: str, body: bytes) -> tuple[int, bytes]:
         if peer != self.party:
             return 403, json.dumps(
@@ -934,19 +1138,22 @@ class Gateway:
                 }
             ).encode()
         try:
+            actor = self._operator_actor()
             req = json.loads(body) if body else {}
-            return 200, json.dumps(self.operate(what, req)).encode()
+            return 200, json.dumps(self.operate(what, req, actor=actor)).encode()
         except Exception as exc:
             status = _status_of(exc)
+            if type(exc).__name__ == "AuthenticationError" or "Invalid" in type(exc).__name__:
+                status = 401
             if status == 500:
                 log.exception("operator route %s", what)
             return status, json.dumps({"error": str(exc), "kind": type(exc).__name__}).encode()
 
-    def operate(self, what: str, req: Mapping[str, Any]) -> Any:
+    def operate(self, what: str, req: Mapping[str, Any], *, actor: str | None = None) -> Any:
         """One operator request (``"METHOD /gw/v1/..."`` and its JSON body)."""
         method, _, path = what.partition(" ")
         parts = path[len("/gw/v1/") :].strip("/").split("/")
-        a = f"operator:{self.party}"
+        a = actor or f"operator:{self.party}"
         match (method, parts):
             case ("GET", ["status"]):
                 return {
@@ -1004,6 +1211,8 @@ class Gateway:
                 return self.publish(jid, actor=a)
             case ("POST", ["models", mid, "infer"]):
                 return self.infer(mid, output=str(req.get("output", "")), actor=a)
+            case ("POST", ["models", mid, "contributions"]):
+                return self.contributions(mid, actor=a)
             case ("POST", ["models", mid, "predict"]):
                 return {
                     "model": mid,

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cityos.federation.gateway import GATEWAY_FILE
+from cityos.federation._transport import GATEWAY_FILE
 from cityos.federation.gateway_errors import FederationError
 
 __all__ = ["GatewayProcess", "free_ports", "gateway_processes"]

@@ -142,11 +142,15 @@ class DatasetContext:
 
     def columns(self) -> list[str]:
         """Every canonical column of the dataset, declared or found in its files."""
-        cols = list(self.schema.canonical_columns) + [f.name for f in self.schema.fields]
-        if self.stats.paths:
-            sch = _parquet_file(str(self.data_dir / self.stats.paths[0])).schema_arrow
-            cols += [c for c in sch.names if c not in cols]
-        return cols
+
+        def make() -> tuple[str, ...]:
+            cols = list(self.schema.canonical_columns) + [f.name for f in self.schema.fields]
+            if self.stats.paths:
+                sch = _parquet_file(str(self.data_dir / self.stats.paths[0])).schema_arrow
+                cols += [c for c in sch.names if c not in cols]
+            return tuple(cols)
+
+        return list(self.stats.remember(("columns", self.schema), make))
 
     def physical(self, columns: list[str] | None) -> list[str] | None:
         """Stored columns needed for canonical ``columns`` (ids and times are always read,

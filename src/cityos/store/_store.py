@@ -29,6 +29,7 @@ from cityos.config import Settings
 from cityos.db import Database
 from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
 from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL, DatasetSchema, conform
+from cityos.store import _idindex as idindex
 from cityos.store import _spec as specs
 from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
 from cityos.store._engine import (
@@ -43,7 +44,7 @@ from cityos.store._engine import (
     spatial_dataset,
     typed_ids,
 )
-from cityos.store._layout import decode, hash_values, layout_for
+from cityos.store._layout import decode, hash_values, layout_for, quantum
 from cityos.store._plan import Predicate, plan_scan, query_geometry, to_ms
 from cityos.store._spec import Grid, QuerySpec
 from cityos.store._sql import SqlView
@@ -227,9 +228,14 @@ class Store:
         its statistics and where its files are (optionally with a row restriction)."""
         if not isinstance(name, str):
             raise QueryError(f"a dataset is named by a string, not {type(name).__name__}")
-        _, schema, version = self.catalog.schema(name)
+        _, schema, version, identity = self.catalog.head(name)
         return DatasetContext(
-            name, schema, version, self.catalog.stats(name, version), self.data_dir, restriction
+            name,
+            schema,
+            version,
+            self.catalog.stats(name, version, identity),
+            self.data_dir,
+            restriction,
         )
 
     _context = context  # the name engines and tools used before the seam was public
@@ -306,22 +312,35 @@ class Store:
         full = self.data_dir / rel
         full.parent.mkdir(parents=True, exist_ok=True)
         tmp = full.with_name("." + full.name + ".tmp")
+        extra = 0
         try:
+            if idindex.applies(layout.schema):
+                # the (id, t)-ordered copy first: a data file is never visible without it
+                copy = idindex.build(part.table, quantum(layout.schema))
+                if copy is not None:
+                    extra = idindex.write(copy, self.data_dir / idindex.index_path(rel))
             pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, full)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            (self.data_dir / idindex.index_path(rel)).unlink(missing_ok=True)
             raise
+        # the copy's bytes count as the file's: what the dataset costs on disk
         return FileEntry(
-            rel, part.partition, part.table.num_rows, full.stat().st_size, tuple(part.row_groups)
+            rel,
+            part.partition,
+            part.table.num_rows,
+            full.stat().st_size + extra,
+            tuple(part.row_groups),
         )
 
     def _unlink(self, rels: list[str]) -> None:
         for r in rels:
-            with contextlib.suppress(FileNotFoundError):
-                (self.data_dir / r).unlink()
+            for p in (r, idindex.index_path(r)):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.data_dir / p).unlink()
 
     def _drop_stored(self, ctx: DatasetContext, tbl: pa.Table) -> pa.Table:
         """Remove rows whose record key is already stored.
@@ -462,9 +481,13 @@ class Store:
     def touches(self, spec: QuerySpec) -> tuple[str, ...]:
         """Every dataset answering ``spec`` reads: those it names, and the network of a
         network series queried by area (its geometry lives there)."""
+        return self._touches(spec, self.schema)
+
+    @staticmethod
+    def _touches(spec: QuerySpec, schema_of: Any) -> tuple[str, ...]:
         names = list(dict.fromkeys(spec.datasets()))
         if isinstance(spec, specs.Scan) and spec.geometry is not None:
-            net = spatial_dataset(self.schema(spec.dataset))
+            net = spatial_dataset(schema_of(spec.dataset))
             if net is not None and net not in names:
                 names.append(net)
         return tuple(names)
@@ -509,12 +532,23 @@ class Store:
             raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
         deadline = Deadline(timeout_s)
         r = dict(restrictions or {})
-        unknown = set(r) - set(self.touches(spec))
+        # one catalog read per dataset: its schema, version and statistics together
+        contexts: dict[str, DatasetContext] = {}
+
+        def ctx_of(d: str) -> DatasetContext:
+            if d not in contexts:
+                contexts[d] = self.context(d, r.get(d))
+            return contexts[d]
+
+        touched = self._touches(spec, lambda d: ctx_of(d).schema)
+        unknown = set(r) - set(touched)
         if unknown:
             raise QueryError(
                 f"restrictions name datasets the query does not touch: {sorted(unknown)}"
             )
-        contexts = {d: self.context(d, r.get(d)) for d in self.touches(spec)}
+        for d in touched:
+            ctx_of(d)
+        contexts = {d: contexts[d] for d in touched}
         res = self.engine(engine).execute(spec, contexts, deadline)
         if r:
             res.stats["rows_restricted"] = {d: contexts[d].rows_restricted for d in r}

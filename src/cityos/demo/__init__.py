@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
+from cityos.demo._govern import Govern
 from cityos.demo._learn import Learn
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Govern)
 
 
 def run_demo(

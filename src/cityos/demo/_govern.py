@@ -66,6 +66,8 @@ def run_govern(
         auto_dispatch_threshold=getattr(dispatcher, "threshold", 0.9) if dispatcher else 0.9,
         webhooks=False,
     )
+    if dispatcher is not None:  # govern-intel: learnt roles → this organisation's departments
+        dispatcher.organisation = gov.jurisdictions
     ctx.state["governance"] = gov
     client, key = _open311_client(ctx, store, gov, access)
     rng = np.random.default_rng(seed)

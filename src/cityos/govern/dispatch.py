@@ -120,7 +120,9 @@ class Dispatcher:
         self.jurisdictions = jurisdictions
         #: governance's :class:`~cityos.govern.Jurisdictions`: departments are then its
         #: codes, a role is ``function@level`` and resolves to the department of that
-        #: function and level whose jurisdiction holds the point
+        #: function and level whose jurisdiction holds the point. May be set after
+        #: training on generated reports (``Dispatcher.pretrained(city)``): their roles
+        #: are the generated organisation's functions.
         self.organisation = organisation
         self.threshold = float(threshold)
         self._vec: Any = None
@@ -296,9 +298,12 @@ class Dispatcher:
     def _resolve(self, role: str, x: float, y: float) -> str | None:
         """The organisation's department of ``role`` (function@level) holding (x, y)."""
         org = self.organisation
-        if "@" not in role:
-            return role if role in org.departments else None
-        fn, lvl = role.split("@", 1)
+        if "@" in role:
+            fn, lvl = role.split("@", 1)
+        elif role in org.departments:
+            return role
+        else:  # a role learnt from "<region> <role>" labels: the organisation's office of it
+            fn, lvl = role, self._role_level.get(role, "city")
         cands = sorted(
             c
             for c, d in org.departments.items()

@@ -94,7 +94,7 @@ SERVICE_OF = {
 
 def _svc(gov: Any, category: str) -> str:
     """The organisation's service for a generated category (the same code when it has one)."""
-    return category if category in gov.services() else SERVICE_OF.get(category, "general")
+    return category if category in gov.services else SERVICE_OF.get(category, "general")
 
 
 def _governed_city(pg_url: str | None, city: Any, history: pd.DataFrame) -> tuple[Any, Any]:

@@ -282,7 +282,7 @@ def _intel(city: Any, ctx: DemoContext) -> tuple[Any, Any, bool]:
         from cityos.govern.dispatch import Dispatcher
     except ImportError:
         return None, None, False
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     from cityos.synth._reports import make_reports
 

@@ -503,17 +503,22 @@ def _fmt_keys(s: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(s) if f]
 
 
-def outcomes_from(gov: Any, rule: Rule) -> dict[str, bool]:
+def outcomes_from(gov: Any, rule: Rule | str) -> dict[str, bool]:
     """Confirmed / false-alarm outcomes of a rule's handled warnings in governance, keyed
-    like the engine's de-duplication keys (rule, place, time bucket), for
-    :meth:`RuleEngine.backtest`."""
+    by their de-duplication keys (the warning's own ``dedup_key``; for warnings without
+    one, the key the engine would give: rule, place, time bucket), for
+    :meth:`RuleEngine.backtest`. ``rule`` is a :class:`Rule` or a rule name."""
+    name = rule if isinstance(rule, str) else rule.name
+    w_ns = int(rule.dedup_window.value) if isinstance(rule, Rule) else 0
     out: dict[str, bool] = {}
-    w_ns = int(rule.dedup_window.value)
-    for w in gov.warnings(rule=rule.name):
+    for w in gov.warnings(rule=name):
         if w.status not in ("confirmed", "false_alarm"):
             continue
+        key = getattr(w, "dedup_key", None)
         ev = w.evidence or {}
-        t = _utc(ev.get("t") or w.t)
-        bucket = (int(t.value) // w_ns) if w_ns > 0 else int(t.value)
-        out[f"{rule.name}:{ev.get('place')}:{bucket}"] = w.status == "confirmed"
+        if not key and w_ns > 0:
+            t = _utc(ev.get("t") or w.t)
+            key = f"{name}:{ev.get('place')}:{int(t.value) // w_ns}"
+        if key:
+            out[str(key)] = w.status == "confirmed"
     return out

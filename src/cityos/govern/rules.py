@@ -461,6 +461,27 @@ class RuleEngine:
             out.append(self.run_rule(r, start, t))
         return out
 
+    def run_forever(self, stop: Any, *, clock: Any = None, poll_s: float = 30.0) -> int:
+        """Scheduled evaluation: every ``poll_s`` seconds, :meth:`tick` at ``clock.now()``
+        (default: the system clock) until ``stop`` (a :class:`threading.Event`) is set.
+        A failing rule is logged and retried at the next tick; the others go on. Returns
+        the number of ticks."""
+        import logging
+
+        log = logging.getLogger("cityos.govern.rules")
+        n = 0
+        while not stop.is_set():
+            now = clock.now() if clock is not None else pd.Timestamp.now(tz="UTC")
+            for name in self.due(now):
+                try:
+                    r = self.rules[name]
+                    self.run_rule(r, self.last_end.get(name, _utc(now) - r.schedule), now)
+                except CityOSError as exc:
+                    log.error("rule %s failed: %s", name, exc)
+            n += 1
+            stop.wait(poll_s)
+        return n
+
     # -- backtest -----------------------------------------------------------------------------------
     def backtest(
         self,

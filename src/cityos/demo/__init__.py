@@ -17,6 +17,7 @@ from cityos.demo._govern import Govern
 from cityos.demo._learn import Learn
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
+from cityos.demo._warn import Warn
 
 __all__ = [
     "CHAPTERS",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Govern)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Govern)
 
 
 def run_demo(

@@ -66,6 +66,8 @@ def run_govern(
         auto_dispatch_threshold=getattr(dispatcher, "threshold", 0.9) if dispatcher else 0.9,
         webhooks=False,
     )
+    if dispatcher is not None:  # govern-intel: learnt roles → this organisation's departments
+        dispatcher.organisation = gov.jurisdictions
     ctx.state["governance"] = gov
     client, key = _open311_client(ctx, store, gov, access)
     rng = np.random.default_rng(seed)
@@ -280,7 +282,7 @@ def _intel(city: Any, ctx: DemoContext) -> tuple[Any, Any, bool]:
         from cityos.govern.dispatch import Dispatcher
     except ImportError:
         return None, None, False
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     from cityos.synth._reports import make_reports
 

@@ -1,6 +1,6 @@
 """``cityos govern …``: load or generate the organisation, take in requests, list queues,
 act on events, run the timer, import history, evaluate. govern-intel adds its ``rules``
-commands from :mod:`cityos.govern.rules_cli` when that module exists."""
+commands from :mod:`cityos.govern.cli_rules` when that module exists."""
 
 from __future__ import annotations
 
@@ -245,7 +245,7 @@ def kpi(home: HomeOpt = None) -> None:
 
 
 try:  # govern-intel's commands (rules, backtests), when its module exists
-    _intel = importlib.import_module("cityos.govern.rules_cli")
+    _intel = importlib.import_module("cityos.govern.cli_rules")
     for _name, _app in getattr(_intel, "COMMANDS", {}).items():
         govern_app.add_typer(_app, name=_name)
 except ModuleNotFoundError:

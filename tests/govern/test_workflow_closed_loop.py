@@ -140,7 +140,10 @@ def test_sensor_to_rule_precision(tmp_path: Path, db_url: str) -> None:
     p = g.rule_precision()["pm25_episode"]
     assert (p["confirmed"], p["false_alarm"], p["pending"], p["precision"]) == (1, 1, 0, 0.5)
     bt = eng.backtest(
-        "pm25_episode", T0, T0 + pd.Timedelta("1D"), outcomes=rules.outcomes_from(g, "pm25_episode")
+        "pm25_episode",
+        T0,
+        T0 + pd.Timedelta("1D"),
+        outcomes=rules.outcomes_from(g, eng.rules["pm25_episode"]),
     )
     assert bt.judged == 2 and bt.confirmed == 1 and bt.precision == 0.5
     # the store shows it all, and the audit chain holds

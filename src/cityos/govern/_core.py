@@ -388,6 +388,7 @@ class Governance:
             service_code=r.service_code,
             updated_at=utc(r.updated_at),  # type: ignore[arg-type]
             version=r.version,
+            dedup_key=r.dedup_key,
         )
 
     def _row(self, s: Session, event_id: str | int, *, lock: bool = False) -> EventRow:

@@ -418,7 +418,8 @@ def query(
     ids: Annotated[str | None, typer.Option(help="object ids, comma-separated")] = None,
     knn: Annotated[str | None, typer.Option(help="x,y,k: the k nearest points")] = None,
     sql: Annotated[
-        str | None, typer.Option(help="DuckDB SQL over every dataset (views by name)")
+        str | None,
+        typer.Option(help="SQL over every dataset (views by name; ST_* functions; see --engine)"),
     ] = None,
     agg: Annotated[
         list[str] | None,
@@ -450,7 +451,7 @@ def query(
     store = _store(home)
     stats: dict[str, Any] = {}
     if sql:
-        tbl = store.sql(sql)
+        tbl = store.sql(sql, engine=engine)
     elif name is None:
         raise typer.BadParameter("give a dataset name or --sql")
     elif agg or grid_m is not None or regions:

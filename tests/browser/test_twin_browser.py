@@ -277,3 +277,25 @@ def test_dispatch_an_event_from_the_map_seen_on_a_second_page(
         timeout=20_000,
     )
     a.page.screenshot(path=str(artifacts / "dispatch.png"))
+    # acknowledge an open warning from the map, seen through the API and on the other page
+    with twin_city.api("commander") as api:
+        ws = [w for w in api.get("/govern/warnings", params={"status": "open"}).json()]
+    for w in ws:
+        x, y = a.js("([p, q]) => window.twin.project(p, q)", [w["x"], w["y"]])
+        hit = a.js("([x, y]) => window.twin.pick(x, y, ['warnings'])", [x, y])
+        if hit and hit["object"]["id"] == w["id"]:
+            break
+    else:
+        raise AssertionError("no open warning can be clicked on its own")
+    a.page.mouse.click(x, y)
+    a.page.click("#w-ack")
+    with twin_city.api("commander") as api:
+        a.page.wait_for_function(
+            "document.querySelector('#w-status')?.textContent === 'acknowledged'"
+        )
+        got = next(q for q in api.get("/govern/warnings").json() if q["id"] == w["id"])
+        assert got["status"] == "acknowledged"
+    b.page.wait_for_function(
+        f"window.twin.state.warnings.find(q => q.id === '{w['id']}').status === 'acknowledged'",
+        timeout=20_000,
+    )

@@ -616,7 +616,7 @@ function buildLayers(): Layer[] {
   if (on("events") && S.events.length)
     L.push(new ScatterplotLayer<GovEvent>({ id: "events", data: S.events.filter((e) => Number.isFinite(e.x)), getPosition: (d) => [d.x, d.y], getRadius: 7, radiusUnits: "pixels", getFillColor: (d) => STATUS_COLOR[d.status] ?? [255, 255, 255, 255], stroked: true, getLineColor: [0, 0, 0, 255], lineWidthMinPixels: 1, pickable: true, updateTriggers: { getFillColor: [S.version] } }));
   if (on("warnings") && S.warnings.length)
-    L.push(new ScatterplotLayer<GovWarning>({ id: "warnings", data: S.warnings.filter((w) => Number.isFinite(w.x)), getPosition: (d) => [d.x, d.y], getRadius: (d) => (d.severity === "critical" ? 14 : 10), radiusUnits: "pixels", filled: false, stroked: true, getLineColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return d.status === "open" ? c : [c[0], c[1], c[2], 110]; }, lineWidthMinPixels: 3, pickable: true, updateTriggers: { getLineColor: [S.version] } }));
+    L.push(new ScatterplotLayer<GovWarning>({ id: "warnings", data: S.warnings.filter((w) => Number.isFinite(w.x)), getPosition: (d) => [d.x, d.y], getRadius: (d) => (d.severity === "critical" ? 14 : 10), radiusUnits: "pixels", stroked: true, getFillColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return [c[0], c[1], c[2], d.status === "open" ? 70 : 25]; }, getLineColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return d.status === "open" ? c : [c[0], c[1], c[2], 110]; }, lineWidthMinPixels: 3, pickable: true, updateTriggers: { getLineColor: [S.version], getFillColor: [S.version] } }));
   return L;
 }
 function lowerWindow(x: number): number {

@@ -276,8 +276,9 @@ class SeeAndAct(Chapter):
             if n
             else "road_speeds: already present"
         )
+        where = "is served" if ctx.serve else "answered (then stopped: --no-serve)"
         ctx.report.notes.append(
-            f"the dashboard is {'served' if built and page.status_code == 200 else 'NOT built'} "
+            f"the dashboard {where if built and page.status_code == 200 else 'is NOT built'} "
             f"at {served.url}/ (logins: " + ", ".join(f"{u} / {p}" for u, p in logins.items()) + ")"
         )
         if not ctx.serve:

@@ -61,6 +61,9 @@ if [ ! -f "$stamp" ]; then
   # the AI engine's deep models: PyTorch's CPU build, pinned (any other version or range
   # pulls a multi-GB CUDA build); not in the hashed lock for that reason
   .venv/bin/python -m pip install -q "torch==2.13.0"
+  # Flower for horizontal federation: its pins would downgrade fastapi/typer/rich/protobuf, and the parts
+  # CityOS uses work with the locked versions (tests/federation/test_algo_horizontal.py); deps are in the lock
+  .venv/bin/python -m pip install -q --no-deps "flwr==1.42.0"
   rm -f .venv/.cityos-installed-*
   touch "$stamp"
 fi

@@ -53,6 +53,14 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.ai.cli:ai_app",
         "The AI engine: features, models, registry, serving, monitoring.",
     ),
+    "govern": (
+        "cityos.govern.cli:govern_app",
+        "City governance: intake, queues, workflow, evaluation.",
+    ),
+    "gateway": (
+        "cityos.federation.cli:gateway_app",
+        "The federation gateway: certificates, serve a party, projects and jobs.",
+    ),
 }
 
 

@@ -40,7 +40,12 @@ def test_nyc_samples_land_as_events_once(tmp_path: Path, nyc: Path) -> None:
     assert len(evs) == with_pos
     # one known row of the 2022 sample: NYPD, residential noise, still in progress
     e = evs["govern_nyc311:54049402"]
-    assert (e.department, e.category, e.status, e.channel) == ("NYPD", "Noise - Residential", "in_progress", "bulk")
+    assert (e.department, e.category, e.status, e.channel) == (
+        "NYPD",
+        "Noise - Residential",
+        "in_progress",
+        "bulk",
+    )
     assert e.received_at.isoformat() == "2022-05-01T04:00:03+00:00"  # 00:00:03 New York time (EDT)
     closed = evs["govern_nyc311:54046813"]
     assert closed.status == "closed" and closed.closed_at is not None

@@ -27,7 +27,7 @@ def city():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def detector(city) -> DuplicateDetector:  # type: ignore[no-untyped-def]
-    return DuplicateDetector().fit(make_reports(city, 500, seed=101))
+    return DuplicateDetector().fit(make_reports(city, 300, seed=101))
 
 
 def test_tokens_segment_chinese_and_stem_english() -> None:
@@ -37,7 +37,7 @@ def test_tokens_segment_chinese_and_stem_english() -> None:
 
 
 def test_beats_fixmystreet_on_generated_set(city, detector: DuplicateDetector) -> None:  # type: ignore[no-untyped-def]
-    test = make_reports(city, 300, seed=7)
+    test = make_reports(city, 200, seed=7)
     ours = evaluate(detector.run(test), test)
     fms = evaluate(fixmystreet_rule(test), test)
     assert ours.precision >= 0.95 and ours.recall >= 0.90, ours

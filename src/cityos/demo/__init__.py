@@ -15,8 +15,10 @@ from typing import Any
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
 from cityos.demo._learn import Learn
 from cityos.demo._see import SeeAndAct, keep_serving
+from cityos.demo._share import Share
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
+from cityos.demo._warn import Warn
 
 __all__ = [
     "CHAPTERS",
@@ -33,7 +35,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, SeeAndAct)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Share, SeeAndAct)
 
 
 def run_demo(

@@ -78,6 +78,20 @@ class DedupQuality:
         return (f"{self.precision:.3f}", f"{self.recall:.3f}", f"{self.merges}")
 
 
+def _one_thread() -> Any:
+    """Native thread pools (OpenMP, BLAS) limited to one thread: these models are small,
+    and on a busy machine spinning OpenMP threads cost far more than they save."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
+
+
+_CONTROLLER: Any = None
+
+
 def _hav(x1: Any, y1: Any, x2: Any, y2: Any) -> FloatArray:
     x1, y1, x2, y2 = (np.radians(np.asarray(v, dtype=np.float64)) for v in (x1, y1, x2, y2))
     a = np.sin((y2 - y1) / 2) ** 2 + np.cos(y1) * np.cos(y2) * np.sin((x2 - x1) / 2) ** 2
@@ -89,6 +103,7 @@ def _text(row: Mapping[Any, Any]) -> str:
 
 
 _FIELDS = (
+    "service_code",
     "id",
     "t",
     "x",
@@ -179,7 +194,8 @@ class DuplicateDetector:
         if y.all() or not y.any():
             raise ValueError("training pairs need both duplicates and non-duplicates")
         self._clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=0)
-        self._clf.fit(feats, y)
+        with _one_thread():
+            self._clf.fit(feats, y)
         return self
 
     @classmethod
@@ -264,9 +280,9 @@ class DuplicateDetector:
         if len(i) == 0:
             return np.zeros(0)
         texts = [_text(r) for r in df.to_dict("records")]
-        return np.asarray(
-            self._clf.predict_proba(self._features(df, i, j, texts))[:, 1], dtype=np.float64
-        )
+        feats = self._features(df, i, j, texts)
+        with _one_thread():
+            return np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
 
     # -- the intake hook -------------------------------------------------------------------
     def find(self, event: Any, candidates: Any) -> Match | None:
@@ -276,9 +292,8 @@ class DuplicateDetector:
         mappings, objects with those attributes (governance's ``Event``, whose
         ``received_at`` is the time) or a DataFrame."""
         self._require()
-        cand = (
-            candidates if isinstance(candidates, pd.DataFrame) else pd.DataFrame(list(candidates))
-        )
+        event = as_record(event)
+        cand = as_frame(candidates)
         if cand.empty:
             return None
         cand = cand.reset_index(drop=True)

@@ -28,7 +28,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +110,18 @@ class Dispatcher:
         Confidence for automatic dispatch (set by :meth:`choose_threshold`).
     """
 
-    def __init__(self, jurisdictions: pd.DataFrame | None = None, threshold: float = float("inf")):
+    def __init__(
+        self,
+        jurisdictions: pd.DataFrame | None = None,
+        threshold: float = float("inf"),
+        *,
+        organisation: Any = None,
+    ):
         self.jurisdictions = jurisdictions
+        #: governance's :class:`~cityos.govern.Jurisdictions`: departments are then its
+        #: codes, a role is ``function@level`` and resolves to the department of that
+        #: function and level whose jurisdiction holds the point
+        self.organisation = organisation
         self.threshold = float(threshold)
         self._vec: Any = None
         self._cat: Any = None
@@ -145,6 +155,20 @@ class Dispatcher:
 
     def _roles(self, df: pd.DataFrame) -> tuple[list[str], list[str]]:
         """Split each department label into (role, level) using the point's region."""
+        if self.organisation is not None:
+            org = self.organisation
+            roles_o: list[str] = []
+            lv_o: list[str] = []
+            for dept in df["department"].astype(str):
+                d = org.departments.get(dept)
+                if d is None:
+                    roles_o.append(dept)
+                    lv_o.append("city")
+                    continue
+                lvl = org.department_level(dept)
+                roles_o.append(f"{d.function}@{lvl}")
+                lv_o.append(lvl)
+            return roles_o, lv_o
         regions = (
             self.region_of(df["x"], df["y"]) if {"x", "y"} <= set(df.columns) else [None] * len(df)
         )
@@ -182,9 +206,12 @@ class Dispatcher:
         if len(set(roles)) == 1:
             self._clf = _Constant(roles[0])
         else:
-            self._clf = LogisticRegression(C=10.0, solver="newton-cg", max_iter=300).fit(
-                X, roles, sample_weight=sample_weight
-            )
+            from cityos.govern.dedup import _one_thread
+
+            with _one_thread():
+                self._clf = LogisticRegression(C=10.0, solver="newton-cg", max_iter=300).fit(
+                    X, roles, sample_weight=sample_weight
+                )
         return self
 
     def _matrix(self, df: pd.DataFrame) -> Any:
@@ -211,10 +238,17 @@ class Dispatcher:
         )
         dept: list[str | None] = []
         levels: list[str] = []
+        xs = df["x"].to_numpy(float) if "x" in df.columns else np.full(len(df), np.nan)
+        ys = df["y"].to_numpy(float) if "y" in df.columns else np.full(len(df), np.nan)
         for i, r in enumerate(roles):
             lvl = self._role_level.get(str(r), "city")
             levels.append(lvl)
-            if lvl == "district":
+            if self.organisation is not None:
+                code = self._resolve(str(r), float(xs[i]), float(ys[i]))
+                dept.append(code)
+                if code is None:
+                    conf[i] = 0.0
+            elif lvl == "district":
                 if regions[i] is None:
                     dept.append(None)
                     conf[i] = 0.0
@@ -231,11 +265,53 @@ class Dispatcher:
             }
         )
 
-    def predict(
-        self, events: pd.DataFrame | Sequence[Mapping[str, Any]]
-    ) -> list[tuple[str | None, str, float]]:
-        """The governance hook: ``(department, level, confidence)`` per event."""
-        df = events if isinstance(events, pd.DataFrame) else pd.DataFrame(list(events))
+    def _resolve(self, role: str, x: float, y: float) -> str | None:
+        """The organisation's department of ``role`` (function@level) holding (x, y)."""
+        org = self.organisation
+        if "@" not in role:
+            return role if role in org.departments else None
+        fn, lvl = role.split("@", 1)
+        cands = sorted(
+            c
+            for c, d in org.departments.items()
+            if d.function == fn and org.department_level(c) == lvl
+        )
+        for c in cands:
+            if org.holds(c, x, y):
+                return str(c)
+        return None
+
+    @classmethod
+    def from_governance(
+        cls, gov: Any, *, validation_share: float = 0.25, target: float = 0.95
+    ) -> Dispatcher:
+        """Train on governance's history: every event a person dispatched (the ``events``
+        dataset's department, overrides included), threshold chosen for ``target``
+        precision on the most recent ``validation_share`` of them."""
+        ev = gov.store.read("events").to_pandas()
+        ev = ev[ev["department"].notna() & ev["parent_id"].isna()]
+        ev = ev.sort_values("t", kind="stable").reset_index(drop=True)
+        if ev.empty:
+            raise ValueError("no dispatched events to learn from")
+        n_val = int(len(ev) * validation_share)
+        d = cls(organisation=gov.jurisdictions)
+        if n_val >= 5:
+            d.fit(ev.iloc[: len(ev) - n_val])
+            d.choose_threshold(ev.iloc[len(ev) - n_val :], target)
+        d.fit(ev)
+        return d
+
+    def predict(self, events: Any) -> list[tuple[str | None, str, float]]:
+        """The governance hook: ``(department, level, confidence)`` per event (a
+        DataFrame, mappings, or objects such as governance's ``Event``, whose
+        ``service_code`` stands for the category when it has none)."""
+        from cityos.govern.dedup import as_frame
+
+        df = as_frame(events)
+        if (
+            "category" not in df.columns or df["category"].isna().any()
+        ) and "service_code" in df.columns:
+            df = df.assign(category=df["service_code"])
         f = self.predict_frame(df)
         return [
             (d, str(lv), float(c))
@@ -253,11 +329,12 @@ class Dispatcher:
         return self.threshold
 
     # -- overrides and retraining --------------------------------------------------------------
-    def record_override(
-        self, event: Mapping[str, Any], department: str, level: str | None = None
-    ) -> None:
+    def record_override(self, event: Any, department: str, level: str | None = None) -> None:
         """A dispatcher sent ``event`` to ``department``: keep it for the next retraining."""
-        row = {k: event.get(k) for k in ("t", "x", "y", "category", "title", "description")}
+        from cityos.govern.dedup import as_record
+
+        rec = as_record(event)
+        row = {k: rec.get(k) for k in ("t", "x", "y", "category", "title", "description")}
         row["department"] = department
         if level is not None:
             row["level"] = level

@@ -12,6 +12,7 @@ Errors are 4xx JSON naming the field; nothing stored changes."""
 # no `from __future__ import annotations`: FastAPI reads the annotations at runtime
 
 import asyncio
+import importlib
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -629,3 +630,4 @@ def _put(q: "asyncio.Queue[tuple[str, dict[str, Any]]]", item: tuple[str, dict[s
 
 router.include_router(open311.router)
 router.include_router(native)
+router.include_router(importlib.import_module("cityos.govern.http_intel").router)  # govern-intel

@@ -53,6 +53,7 @@ __all__ = [
     "RunResult",
     "WarningLog",
     "load_rules",
+    "outcomes_from",
     "register_detector",
 ]
 
@@ -502,12 +503,17 @@ def _fmt_keys(s: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(s) if f]
 
 
-def outcomes_from(gov: Any, rule: str) -> dict[str, bool]:
-    """Confirmed / false-alarm outcomes of a rule's handled warnings in governance, by
-    de-duplication key (for :meth:`RuleEngine.backtest`)."""
+def outcomes_from(gov: Any, rule: Rule) -> dict[str, bool]:
+    """Confirmed / false-alarm outcomes of a rule's handled warnings in governance, keyed
+    like the engine's de-duplication keys (rule, place, time bucket), for
+    :meth:`RuleEngine.backtest`."""
     out: dict[str, bool] = {}
-    for w in gov.warnings(rule=rule):
-        key = getattr(w, "dedup_key", None)
-        if key and w.status in ("confirmed", "false_alarm"):
-            out[str(key)] = w.status == "confirmed"
+    w_ns = int(rule.dedup_window.value)
+    for w in gov.warnings(rule=rule.name):
+        if w.status not in ("confirmed", "false_alarm"):
+            continue
+        ev = w.evidence or {}
+        t = _utc(ev.get("t") or w.t)
+        bucket = (int(t.value) // w_ns) if w_ns > 0 else int(t.value)
+        out[f"{rule.name}:{ev.get('place')}:{bucket}"] = w.status == "confirmed"
     return out

@@ -57,6 +57,10 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.govern.cli:govern_app",
         "City governance: intake, queues, workflow, evaluation.",
     ),
+    "gateway": (
+        "cityos.federation.cli:gateway_app",
+        "The federation gateway: certificates, serve a party, projects and jobs.",
+    ),
 }
 
 
@@ -564,6 +568,9 @@ def demo(
         typer.Option(envvar="CITYOS_SHARED_DATA", help="folder of the real public data"),
     ] = None,
     fresh: Annotated[bool, typer.Option(help="delete the demo city first")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="end by serving the dashboard on loopback (--no-serve: finish)")
+    ] = True,
 ) -> None:
     """Build and tour the demo city (synthetic city + real air-quality and 311 data)."""
     from cityos.demo import run_demo
@@ -574,6 +581,7 @@ def demo(
         days=days,
         shared_data=shared_data,
         fresh=fresh,
+        serve=serve,
         console=_console(),
     )
 

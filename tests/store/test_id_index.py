@@ -69,15 +69,18 @@ def _brute(all_rows: pd.DataFrame, ids: list[str], win: tuple[Any, Any]) -> pd.D
     return all_rows[m].sort_values(["id", "t"]).reset_index(drop=True)
 
 
-def _check(s: Store, keys: set[tuple[str, pd.Timestamp]], probes: list[Any]) -> None:
-    """Stored keys are the model's, and ID-temporal answers equal brute force, exactly."""
+def _check(
+    s: Store, keys: set[tuple[str, pd.Timestamp]], probes: list[Any], *, lost: bool = False
+) -> None:
+    """Stored keys are the model's, and ID-temporal answers equal brute force, exactly.
+    Unless a copy was deleted (then a file may be read directly), the copies answer."""
     everything = s.read("v").to_pandas()
     assert set(zip(everything.id, everything.t, strict=True)) == keys
     for ids, win in probes:
         res = s.id_temporal("v", ids, *win)
         exp = _brute(everything, ids, win)
         pd.testing.assert_frame_equal(res.to_pandas(), exp)  # coordinates bit for bit
-        if s.describe("v").files and res.stats.get("files_read"):
+        if not lost and s.describe("v").files and res.stats.get("files_read"):
             assert res.stats.get("id_index_files", 0) >= 1  # answered through the copies
 
 
@@ -109,6 +112,7 @@ def test_id_temporal_through_copies_equals_brute_force_over_write_histories(
     with small_copies():
         s = _store(tmp_path)
         keys: set[tuple[str, pd.Timestamp]] = set()
+        lost = False
         try:
             for kind, arg in history:
                 if kind == "append":
@@ -146,7 +150,8 @@ def test_id_temporal_through_copies_equals_brute_force_over_write_histories(
                     if copies:
                         copies[arg % len(copies)].unlink()
                         idindex._cache.clear()
-                _check(s, keys, checks)
+                        lost = True
+                _check(s, keys, checks, lost=lost)
         finally:
             s.close()
 

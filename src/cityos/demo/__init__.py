@@ -36,15 +36,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (
-    Sense,
-    StoreAndQuery,
-    Learn,
-    Warn,
-    Govern,
-    Share,
-    SeeAndAct,
-)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Govern, Share, SeeAndAct)
 
 
 def run_demo(

@@ -38,6 +38,7 @@ def _ctx(tmp_path: Path) -> DemoContext:
     )
 
 
+@pytest.mark.slow  # the default suite runs the chapter in tests/demo/test_story.py's whole demo
 def test_govern_chapter_plain_workflow(tmp_path: Path) -> None:
     import pandas as pd
 

@@ -86,6 +86,7 @@ def run_govern(
     seq = 0
     step = pd.Timedelta("30min")
     now = start
+    warned = _raise_warnings(ctx, gov)
     rows: list[dict[str, Any]] = [
         {str(k): v for k, v in r.items()} for r in reports.to_dict("records")
     ]
@@ -149,9 +150,17 @@ def run_govern(
                 else:
                     continue
                 actor = "dispatcher1" if action in ("verify", "close") else f"{e.department}-staff1"
+                outcome = None
+                if action == "resolve" and e.warning_id is not None:
+                    outcome = "confirmed" if rng.random() < 0.8 else "false_alarm"
                 try:
                     gov.transition(
-                        e.id, action, actor, e.version, "not ours" if action == "return" else ""
+                        e.id,
+                        action,
+                        actor,
+                        e.version,
+                        "not ours" if action == "return" else "",
+                        outcome=outcome,
                     )
                 except Exception:
                     continue
@@ -186,7 +195,27 @@ def run_govern(
         "govern.outside": float(outside),
         "govern.seconds": dt,
     }
+    figures["govern.warnings_raised"] = float(warned[0])
+    figures["govern.warning_events"] = float(warned[1])
     report.figures.update(figures)
+    prec = gov.rule_precision()
+    if prec:
+        rp = Section(
+            "Warnings → events → outcomes: each rule's measured precision",
+            ("rule", "raised", "confirmed", "false alarm", "pending", "precision"),
+        )
+        for rule, p in sorted(prec.items()):
+            rp.rows.append(
+                (
+                    rule,
+                    str(p["raised"]),
+                    str(p["confirmed"]),
+                    str(p["false_alarm"]),
+                    str(p["pending"]),
+                    _pct(p["precision"]),
+                )
+            )
+        report.sections.append(rp)
     sec = Section("Governance: one day of the demo city", ("figure", "value"))
     sec.rows += [
         (
@@ -212,6 +241,7 @@ def run_govern(
         ),
         ("escalated by the timer", f"{escalated}"),
         ("open and overdue at the end", f"{overdue_open}"),
+        ("warnings from the Warn chapter → events", f"{warned[0]} → {warned[1]}"),
         ("NYC 311 history imported", f"{nyc:,}" if nyc else "no shared data"),
         ("chapter time", f"{dt:.1f} s"),
     ]
@@ -307,6 +337,37 @@ def _open311_client(ctx: DemoContext, store: Any, gov: Any, access: Any) -> tupl
     app = create_app(Settings(home=ctx.home), store=store)
     app.state.governance = gov
     return TestClient(app), key
+
+
+def _raise_warnings(ctx: DemoContext, gov: Any) -> tuple[int, int]:
+    """The Warn chapter's warnings (``ctx.state["warnings"]``) raised through governance:
+    those whose rule opens events become events, dispatched like any intake. Returns
+    (warnings raised, events opened)."""
+    from cityos.govern import GovernError
+
+    frame = ctx.state.get("warnings")
+    if frame is None or len(frame) == 0:
+        return 0, 0
+    raised = opened = 0
+    keys = ("kind", "severity", "x", "y", "t", "evidence", "title", "dedup_key", "service_code")
+    for w in frame.to_dict("records"):
+        kw = {k: w.get(k) for k in keys if k in w}
+        if kw.get("service_code") is not None and kw["service_code"] not in gov.services:
+            kw["service_code"] = None
+        try:
+            t = kw.get("t")
+            kw["t"] = pd.Timestamp(t).to_pydatetime() if t is not None else None
+            warning, created = gov.raise_warning(str(w["rule"]), **kw)
+        except GovernError:
+            continue
+        raised += created
+        if created and w.get("open_event") and warning.service_code:
+            try:
+                gov.open_event_from_warning(warning.id, "system:rules")
+                opened += 1
+            except GovernError:  # e.g. a station outside every jurisdiction of the demo city
+                continue
+    return raised, opened
 
 
 def j_codes(gov: Any) -> list[str]:

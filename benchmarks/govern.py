@@ -92,6 +92,11 @@ SERVICE_OF = {
 }
 
 
+def _svc(gov: Any, category: str) -> str:
+    """The organisation's service for a generated category (the same code when it has one)."""
+    return category if category in gov.services else SERVICE_OF.get(category, "general")
+
+
 def _governed_city(pg_url: str | None, city: Any, history: pd.DataFrame) -> tuple[Any, Any]:
     """A store with the city's districts, the generated organisation, and ``history``
     taken in and dispatched by the routing table (what dispatchers did before)."""
@@ -118,7 +123,7 @@ def _governed_city(pg_url: str | None, city: Any, history: pd.DataFrame) -> tupl
         for r in history.to_dict("records"):
             if not gov.jurisdictions.inside(r["x"], r["y"]):
                 continue
-            code = SERVICE_OF[r["category"]]
+            code = _svc(gov, r["category"])
             e = gov.intake(
                 code,
                 x=r["x"],
@@ -157,7 +162,7 @@ def intake_throughput(pg_url: str | None, n: int, city: Any) -> list[tuple[str, 
         for r in inside:
             a = time.perf_counter()
             res = gov.intake(
-                SERVICE_OF[r["category"]],
+                _svc(gov, r["category"]),
                 x=r["x"],
                 y=r["y"],
                 title=r["title"],

@@ -234,7 +234,7 @@ def main() -> None:
     print(
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the machine is shared)"
     )
-    save("twin", out)
+    save(f"twin_{len(pts)}", out)
 
 
 if __name__ == "__main__":

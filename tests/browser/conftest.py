@@ -48,7 +48,7 @@ def twin_city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinCity]:
     from cityos.demo import DemoContext, DemoReport, run_story
     from cityos.demo._city import Sense
     from cityos.demo._learn import Learn
-    from cityos.demo._see import add_road_speeds, prepare_twin, serve_in_thread
+    from cityos.demo._see import add_road_speeds, prepare_twin, seed_governance, serve_in_thread
 
     access.configure_password_hashing(time_cost=1, memory_cost_kib=8, parallelism=1)
     home = tmp_path_factory.mktemp("twin-city")
@@ -63,6 +63,7 @@ def twin_city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwinCity]:
     run_story((Sense, Learn), ctx)
     store = ctx.require_store()
     add_road_speeds(store, log=lambda m: None)
+    seed_governance(store)
     prepare_twin(store, passwords=dict(LOGINS))
     served = serve_in_thread(store)
     yield TwinCity(served.url, store, served)

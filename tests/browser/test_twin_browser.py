@@ -238,24 +238,64 @@ def test_dispatch_an_event_from_the_map_seen_on_a_second_page(
         events = r.json() if isinstance(r.json(), list) else r.json().get("events", [])
         require(bool(events), "no received event in the demo city")
         ev = events[0]
+        depts = [d["code"] for d in api.get("/govern/departments").json()]
+        dept = next(d for d in depts if d.startswith("city-"))
     a = dashboard().login("commander")
     b = dashboard().login("commander")
     a.page.click("#theme-safety")
-    x, y = a.js("([p, q]) => window.twin.project(p, q)", [ev["x"], ev["y"]])
+    a.settle(500)
+    # an event the click lands on (events near the same POI overlap)
+    for cand in events:
+        x, y = a.js("([p, q]) => window.twin.project(p, q)", [cand["x"], cand["y"]])
+        hit = a.js("([x, y]) => window.twin.pick(x, y, ['events'])", [x, y])
+        if hit and hit["object"]["id"] == cand["id"]:
+            ev = cand
+            break
+    else:
+        raise AssertionError("no received event can be clicked on its own")
     a.page.mouse.click(x, y)
     a.page.wait_for_selector("#ev-dispatch")
-    a.page.fill("#ev-dept-new", "traffic")
+    a.page.select_option("#ev-dept", dept)
     a.page.click("#ev-dispatch")
     with twin_city.api("commander") as api:
-        a.page.wait_for_function(
-            f"window.twin.state.events.find(e => e.id === '{ev['id']}').status === 'dispatched'"
-        )
+        try:
+            a.page.wait_for_function(
+                f"window.twin.state.events.find(e => e.id === '{ev['id']}').status === 'dispatched'"
+            )
+        except Exception:
+            a.page.screenshot(path=str(artifacts / "dispatch-failed.png"))
+            raise AssertionError(
+                a.js(f"JSON.stringify(window.twin.state.events.filter(e => e.id === '{ev['id']}'))")
+                + a.page.locator("#ev-error").inner_text()
+            ) from None
         got = api.get(f"/govern/events/{ev['id']}").json()
         got = got.get("event", got)
-        assert got["status"] == "dispatched" and got["department"] == "traffic"
+        assert got["status"] == "dispatched" and got["department"] == dept
     # the second page learns it over the live stream
     b.page.wait_for_function(
         f"window.twin.state.events.find(e => e.id === '{ev['id']}').status === 'dispatched'",
         timeout=20_000,
     )
     a.page.screenshot(path=str(artifacts / "dispatch.png"))
+    # acknowledge an open warning from the map, seen through the API and on the other page
+    with twin_city.api("commander") as api:
+        ws = [w for w in api.get("/govern/warnings", params={"status": "open"}).json()]
+    for w in ws:
+        x, y = a.js("([p, q]) => window.twin.project(p, q)", [w["x"], w["y"]])
+        hit = a.js("([x, y]) => window.twin.pick(x, y, ['warnings'])", [x, y])
+        if hit and hit["object"]["id"] == w["id"]:
+            break
+    else:
+        raise AssertionError("no open warning can be clicked on its own")
+    a.page.mouse.click(x, y)
+    a.page.click("#w-ack")
+    with twin_city.api("commander") as api:
+        a.page.wait_for_function(
+            "document.querySelector('#w-status')?.textContent === 'acknowledged'"
+        )
+        got = next(q for q in api.get("/govern/warnings").json() if q["id"] == w["id"])
+        assert got["status"] == "acknowledged"
+    b.page.wait_for_function(
+        f"window.twin.state.warnings.find(q => q.id === '{w['id']}').status === 'acknowledged'",
+        timeout=20_000,
+    )

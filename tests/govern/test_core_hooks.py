@@ -140,3 +140,29 @@ def test_batch_writes_store_once(gcity: GovCity) -> None:
     assert len(rows) == 20 and sum(r["status"] == "dispatched" for r in rows.values()) == 10
     assert g.resync() == 20
     assert gcity.store.describe("events").rows == 20
+
+
+def test_write_behind_mirror(sqlite_city: GovCity) -> None:
+    import time
+
+    from cityos.govern import Governance
+
+    c = sqlite_city
+    g = Governance(c.db, c.store, clock=c.clock, mirror_every_s=0.05)
+    try:
+        ids = [g.intake("garbage", x=0.1 + i / 100, y=0.2).event.id for i in range(5)]
+        e = g.dispatch(ids[0], "d1-sanitation", "disp", 1)
+        for _ in range(200):  # the background writer catches up within a few intervals
+            names = {d.name for d in c.store.list_datasets()}
+            if "events" in names and c.store.describe("events").rows == 5:
+                rows = {r["id"]: r for r in c.store.read("events").table.to_pylist()}
+                if rows[ids[0]]["version"] == e.version:
+                    break
+            time.sleep(0.05)
+        rows = {r["id"]: r for r in c.store.read("events").table.to_pylist()}
+        assert len(rows) == 5 and rows[ids[0]]["status"] == "dispatched"
+        g.transition(ids[1], "dispatch", "disp", 1, department="d1-sanitation")
+    finally:
+        g.close()  # flushes what is left
+    rows = {r["id"]: r for r in c.store.read("events").table.to_pylist()}
+    assert rows[ids[1]]["status"] == "dispatched"

@@ -4,6 +4,7 @@ for 95% precision; overrides feed retraining; both baselines in the same run."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from cityos.govern.dispatch import (
     nyc_311_dispatch_set,
     threshold_for_precision,
 )
+from cityos.store import Store
 from cityos.synth import make_city
 from cityos.synth._reports import make_reports
 
@@ -23,6 +25,26 @@ from cityos.synth._reports import make_reports
 @pytest.fixture(scope="module")
 def city():  # type: ignore[no-untyped-def]
     return make_city(size_km=8.0)
+
+
+@pytest.fixture
+def city_store(tmp_path):  # type: ignore[no-untyped-def]
+    from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
+
+    synth_city = make_city(size_km=6.0)
+    store = Store(tmp_path / "c")
+    store.create_dataset(
+        "districts",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            geometry_type=GeometryType.REGION,
+            id_type="int64",
+            fields=(Field("name"),),
+        ),
+    )
+    store.append("districts", synth_city.districts.rename(columns={"district_id": "id"}))
+    yield store, synth_city
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +108,25 @@ def test_nyc_311_agency_routing(shared_data: Path) -> None:
     assert tr["t"].max() > te["t"].min()  # pooled per-sample chronological splits
     model, freq, _ = evaluate_dispatch(tr, va, te)
     assert model.accuracy > freq.accuracy and model.n_test == len(te)
+
+
+def test_roles_learnt_from_generated_reports_resolve_to_an_organisations_departments(
+    city_store: tuple[Store, Any],
+) -> None:
+    store, synth_city = city_store
+    from cityos.govern import Governance, generate_organisation
+
+    generate_organisation(store.db, store, streets_per_district=1, grids_per_street=1)
+    gov = Governance(store.db, store, webhooks=False)
+    d = Dispatcher(jurisdictions_from_districts(synth_city.districts)).fit(
+        make_reports(synth_city, 200, seed=3)
+    )
+    d.organisation = gov.jurisdictions
+    test = make_reports(synth_city, 40, seed=4)
+    test = test[[gov.jurisdictions.inside(x, y) for x, y in zip(test["x"], test["y"], strict=True)]]
+    got = d.predict(test)
+    codes = [c for c, _, _ in got if c is not None]
+    assert codes and all(c in gov.jurisdictions.departments for c in codes)
+    for (code, _, _), (_, row) in zip(got, test.iterrows(), strict=True):
+        if code is not None:
+            assert gov.jurisdictions.holds(code, row["x"], row["y"])

@@ -239,3 +239,27 @@ def test_missing_datasets_fields_and_params_are_named(city: Store) -> None:
         load_rules("- {name: r6, kind: weird, sql: 'SELECT 1'}")
     with pytest.raises(RuleError, match=r"unknown field\(s\) \['sqll'\]"):
         load_rules("- {name: r7, kind: threshold, sql: 'SELECT 1', sqll: x}")
+
+
+def test_run_forever_ticks_on_the_clock_until_stopped(city: Store) -> None:
+    import threading
+
+    from cityos.testing.clock import FakeClock
+
+    _air(city)
+    log = WarningLog()
+    eng = RuleEngine(city, load_rules(PM25_RULE), sink=log)
+    clock = FakeClock(T0 + pd.Timedelta("1D"))
+    stop = threading.Event()
+    t = threading.Thread(
+        target=eng.run_forever, args=(stop,), kwargs={"clock": clock, "poll_s": 0.01}
+    )
+    t.start()
+    for _ in range(500):
+        if log.rows:
+            break
+        stop.wait(0.01)
+    stop.set()
+    t.join(timeout=10)
+    assert not t.is_alive() and len(log.rows) == 1  # ran once; not due again at the same time
+    assert eng.last_end["pm25_episode"] == T0 + pd.Timedelta("1D")

@@ -257,7 +257,7 @@ async function loadSpeeds(): Promise<void> {
   const field = info.fields.find((f) => f.name === "speed_kmh") ?? info.fields.find((f) => f.type === "float64");
   if (!field) return note("speed", t("unavailable"));
   const w = S.moving?.win ?? windowOf(info, HOUR);
-  const { table } = await getArrow(info.arrow, { start: w[0], end: w[1], columns: field.name });
+  const { table } = await getArrow(info.arrow, { start: Math.floor(w[0]), end: Math.ceil(w[1]), columns: field.name });
   const ids = f64(table, "id"), tt = f64(table, "t"), v = f64(table, field.name);
   const byBin = new Map<number, Map<number, number>>();
   for (let i = 0; i < ids.length; i++) {
@@ -345,9 +345,9 @@ async function loadKpi(): Promise<void> {
     S.kpi = null;
   }
   try {
-    const ev = await getJSON<unknown>("/govern/evaluation?level=department");
+    const ev = await getJSON<unknown>("/govern/evaluation?level=department&min_sample=1");
     const rows = asList<Record<string, unknown>>(ev, "departments");
-    const bars = rows.map((r) => ({ label: String(r.department ?? r.name ?? r.key ?? "?"), value: Number(r.on_time_rate ?? r.rate ?? 0) }));
+    const bars = rows.filter((r) => r.on_time_rate != null).slice(0, 12).map((r) => ({ label: String(r.department ?? r.name ?? r.key ?? "?").slice(0, 18), value: Number(r.on_time_rate) }));
     barChart($("chart-dept"), t("chart_dept"), bars, 1, (v) => `${(100 * v).toFixed(0)}%`);
   } catch {
     $("chart-dept").innerHTML = "";
@@ -616,7 +616,7 @@ function buildLayers(): Layer[] {
   if (on("events") && S.events.length)
     L.push(new ScatterplotLayer<GovEvent>({ id: "events", data: S.events.filter((e) => Number.isFinite(e.x)), getPosition: (d) => [d.x, d.y], getRadius: 7, radiusUnits: "pixels", getFillColor: (d) => STATUS_COLOR[d.status] ?? [255, 255, 255, 255], stroked: true, getLineColor: [0, 0, 0, 255], lineWidthMinPixels: 1, pickable: true, updateTriggers: { getFillColor: [S.version] } }));
   if (on("warnings") && S.warnings.length)
-    L.push(new ScatterplotLayer<GovWarning>({ id: "warnings", data: S.warnings.filter((w) => Number.isFinite(w.x)), getPosition: (d) => [d.x, d.y], getRadius: (d) => (d.severity === "critical" ? 14 : 10), radiusUnits: "pixels", filled: false, stroked: true, getLineColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return d.status === "open" ? c : [c[0], c[1], c[2], 110]; }, lineWidthMinPixels: 3, pickable: true, updateTriggers: { getLineColor: [S.version] } }));
+    L.push(new ScatterplotLayer<GovWarning>({ id: "warnings", data: S.warnings.filter((w) => Number.isFinite(w.x)), getPosition: (d) => [d.x, d.y], getRadius: (d) => (d.severity === "critical" ? 14 : 10), radiusUnits: "pixels", stroked: true, getFillColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return [c[0], c[1], c[2], d.status === "open" ? 70 : 25]; }, getLineColor: (d) => { const c = SEVERITY_COLOR[d.severity] ?? [255, 255, 255, 255]; return d.status === "open" ? c : [c[0], c[1], c[2], 110]; }, lineWidthMinPixels: 3, pickable: true, updateTriggers: { getLineColor: [S.version], getFillColor: [S.version] } }));
   return L;
 }
 function lowerWindow(x: number): number {
@@ -805,10 +805,18 @@ function onPick(info: PickingInfo): void {
   }
 }
 
-function departments(): string[] {
+let deptCache: string[] | null = null;
+async function departments(): Promise<string[]> {
+  if (deptCache) return deptCache;
   const seen = new Set<string>();
-  for (const e of S.events) if (e.department) seen.add(String(e.department));
-  return [...seen].sort();
+  try {
+    const ds = asList<Record<string, unknown>>(await getJSON<unknown>("/govern/departments"), "departments");
+    for (const d of ds) seen.add(String(d.code ?? d.name ?? d));
+  } catch {
+    for (const e of S.events) if (e.department) seen.add(String(e.department));
+  }
+  deptCache = [...seen].sort();
+  return deptCache;
 }
 
 function esc(s: unknown): string {
@@ -833,7 +841,7 @@ async function openEvent(id: string): Promise<void> {
   const rows = ["title", "status", "department", "category", "priority", "level", "due_at", "version"].filter((k) => ev[k] != null).map((k) => `<tr><td>${esc(k)}</td><td id="ev-${k}">${esc(ev[k])}</td></tr>`).join("");
   const hist = history.slice(-6).map((h) => `<tr><td>${esc(h.at ?? h.t ?? "")}</td><td>${esc(h.action ?? h.status ?? "")} ${esc(h.actor ?? "")}</td></tr>`).join("");
   const acting = S.govern === "routes";
-  const depts = departments();
+  const depts = acting ? await departments() : [];
   box.innerHTML = `<h3>${esc(id)}</h3><table>${rows}${hist}</table>` +
     (acting ? `<div class="actions"><select id="ev-dept">${depts.map((d) => `<option ${d === ev.department ? "selected" : ""}>${esc(d)}</option>`).join("")}</select><input id="ev-dept-new" placeholder="${t("department")}" size="10">` +
       `<button type="button" id="ev-dispatch">${t("dispatch")}</button><button type="button" id="ev-reassign">${t("reassign")}</button>` +

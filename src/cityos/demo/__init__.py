@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
+from cityos.demo._govern import Govern
 from cityos.demo._learn import Learn
 from cityos.demo._see import SeeAndAct, keep_serving
 from cityos.demo._share import Share
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Share, SeeAndAct)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Govern, Share, SeeAndAct)
 
 
 def run_demo(

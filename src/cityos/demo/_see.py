@@ -74,6 +74,74 @@ def add_road_speeds(store: Any, *, hours: float = 3.0, log: Any = print) -> int:
     return len(speeds)
 
 
+#: (service code, title) of the demo's citizen reports
+REPORTS = (
+    ("road", "Pothole in the right lane"),
+    ("streetlight", "Street light out"),
+    ("sanitation", "Overflowing bins"),
+    ("noise", "Night-time construction noise"),
+    ("water", "Water main leak"),
+    ("parking", "Car parked on the pavement"),
+    ("hazchem", "Chemical smell near the plant"),
+)
+
+
+def seed_governance(store: Any, *, events: int = 36, seed: int = 3) -> tuple[int, int]:
+    """The governance state the map shows when the demo has no governance chapter yet: the
+    organisation generated over the districts, citizen reports near the POIs (a third
+    dispatched automatically, the rest waiting in the dispatcher's queue) and warnings
+    of each severity. Returns (events, warnings) created; nothing when events exist."""
+    import numpy as np
+
+    from cityos.govern import Governance, generate_organisation
+
+    names = {d.name for d in store.list_datasets()}
+    if "events" in names and store.describe("events").rows:
+        return 0, 0
+    generate_organisation(store.db, store)
+    gov = Governance(store.db, store)
+    rng = np.random.default_rng(seed)
+    pois = store.scan("pois").table
+    px, py = pois["x"].to_numpy(), pois["y"].to_numpy()
+    made = 0
+    for i in range(events):
+        k = int(rng.integers(len(px)))
+        code, title = REPORTS[i % len(REPORTS)]
+        gov.intake(
+            code,
+            x=float(px[k] + rng.normal(0, 0.002)),
+            y=float(py[k] + rng.normal(0, 0.002)),
+            title=title,
+            description=f"{title} (demo report {i + 1})",
+            priority=int(rng.integers(1, 5)),
+            dedup=False,
+            auto_dispatch=i % 3 == 0,
+        )
+        made += 1
+    warned = 0
+    for j, (sev, rule, kind) in enumerate(
+        (
+            ("critical", "hazchem_stay", "hazchem"),
+            ("warning", "pm25_sustained", "air_quality"),
+            ("warning", "crowd_inflow", "crowd"),
+            ("info", "noise_level", "noise"),
+        )
+    ):
+        k = int(rng.integers(len(px)))
+        gov.raise_warning(
+            rule,
+            kind=kind,
+            severity=sev,
+            x=float(px[k]),
+            y=float(py[k]),
+            title=f"{rule} at POI {k}",
+            evidence={"demo": True, "poi": k},
+            dedup_key=f"demo-{j}",
+        )
+        warned += 1
+    return made, warned
+
+
 def prepare_twin(store: Any, *, passwords: dict[str, str] | None = None) -> dict[str, str]:
     """Data rights and logins for the dashboard: the basemap and sensors public, the rest
     internal to the traffic department; ``commander`` (supervisor and dispatcher, reads
@@ -166,6 +234,9 @@ class SeeAndAct(Chapter):
 
         store = ctx.require_store()
         n = add_road_speeds(store, log=ctx.log)
+        ev, wn = seed_governance(store)
+        if ev:
+            ctx.log(f"seeding the dispatcher's desk: {ev} citizen reports, {wn} warnings ...")
         logins = prepare_twin(store, passwords=ctx.state.get("twin_logins"))
         ctx.state["twin_logins"] = logins
         served = serve_in_thread(store, port=8000 if ctx.serve else 0)
@@ -205,8 +276,9 @@ class SeeAndAct(Chapter):
             if n
             else "road_speeds: already present"
         )
+        where = "is served" if ctx.serve else "answered (then stopped: --no-serve)"
         ctx.report.notes.append(
-            f"the dashboard is {'served' if built and page.status_code == 200 else 'NOT built'} "
+            f"the dashboard {where if built and page.status_code == 200 else 'is NOT built'} "
             f"at {served.url}/ (logins: " + ", ".join(f"{u} / {p}" for u, p in logins.items()) + ")"
         )
         if not ctx.serve:

@@ -24,6 +24,7 @@ def governance(request: Request) -> Governance:
             gov = getattr(state, "governance", None)
             if gov is None:
                 city: Any = state.city
-                gov = Governance(city.db, city.store)
+                # the store's events dataset follows within a second (write-behind)
+                gov = Governance(city.db, city.store, mirror_every_s=1.0)
                 state.governance = gov
     return gov

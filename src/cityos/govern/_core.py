@@ -217,6 +217,7 @@ class Governance:
         dedup_window: timedelta = timedelta(days=3),
         dedup_radius_m: float = 500.0,
         webhooks: bool = True,
+        mirror_every_s: float | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -238,6 +239,17 @@ class Governance:
         self._dirty_warnings: dict[str, Warning] = {}
         self._new_warnings: set[str] = set()
         self._batch_actor = "govern"
+        self._flush_lock = threading.Lock()
+        #: write-behind: store writes gathered and flushed every ``mirror_every_s`` seconds
+        #: by a background thread (the server's default), instead of after every change
+        self.mirror_every_s = mirror_every_s
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if mirror_every_s is not None and self._mirror is not None:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="cityos-govern-mirror", daemon=True
+            )
+            self._flusher.start()
 
     # -- organisation ------------------------------------------------------------------
     def reload(self) -> None:
@@ -388,6 +400,7 @@ class Governance:
             service_code=r.service_code,
             updated_at=utc(r.updated_at),  # type: ignore[arg-type]
             version=r.version,
+            dedup_key=r.dedup_key,
         )
 
     def _row(self, s: Session, event_id: str | int, *, lock: bool = False) -> EventRow:
@@ -418,18 +431,40 @@ class Governance:
                 self.flush()
 
     def flush(self) -> None:
-        """Write the gathered changes to the store now."""
-        with self._lock:
-            events, new_e = list(self._dirty_events.values()), set(self._new_events)
-            warns, new_w = list(self._dirty_warnings.values()), set(self._new_warnings)
-            self._dirty_events.clear()
-            self._new_events.clear()
-            self._dirty_warnings.clear()
-            self._new_warnings.clear()
-            actor = self._batch_actor
-        if self._mirror is not None:
-            self._mirror.events(events, new=new_e, actor=actor)
-            self._mirror.warnings(warns, new=new_w, actor=actor)
+        """Write the gathered changes to the store now (one writer at a time, so a later
+        state never lands before an earlier one)."""
+        with self._flush_lock:
+            with self._lock:
+                events, new_e = list(self._dirty_events.values()), set(self._new_events)
+                warns, new_w = list(self._dirty_warnings.values()), set(self._new_warnings)
+                self._dirty_events.clear()
+                self._new_events.clear()
+                self._dirty_warnings.clear()
+                self._new_warnings.clear()
+                actor = self._batch_actor
+            if self._mirror is not None:
+                self._mirror.events(events, new=new_e, actor=actor)
+                self._mirror.warnings(warns, new=new_w, actor=actor)
+
+    def _flush_loop(self) -> None:
+        assert self.mirror_every_s is not None
+        while not self._stop.wait(self.mirror_every_s):
+            try:
+                self.flush()
+            except Exception:  # the relational state is the truth; resync() repairs
+                import logging
+
+                logging.getLogger("cityos.govern").exception("writing events to the store failed")
+
+    def close(self) -> None:
+        """Stop the write-behind thread (flushing what it gathered) and the webhooks."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=30)
+            self._flusher = None
+        self.flush()
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     def _changed(
         self, events: Sequence[tuple[Event, bool]], actor: str, kinds: Sequence[str] = ()
@@ -439,7 +474,7 @@ class Governance:
                 if new and e.id not in self._dirty_events:
                     self._new_events.add(e.id)
                 self._dirty_events[e.id] = e
-            batched = self._batch_depth > 0
+            batched = self._batch_depth > 0 or self._flusher is not None
             self._batch_actor = actor if not batched else self._batch_actor
         if not batched:
             self.flush()
@@ -453,7 +488,7 @@ class Governance:
             if new and w.id not in self._dirty_warnings:
                 self._new_warnings.add(w.id)
             self._dirty_warnings[w.id] = w
-            batched = self._batch_depth > 0
+            batched = self._batch_depth > 0 or self._flusher is not None
             if not batched:
                 self._batch_actor = actor
         if not batched:

@@ -337,6 +337,7 @@ class Warning:
     service_code: str | None
     updated_at: datetime
     version: int
+    dedup_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

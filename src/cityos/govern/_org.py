@@ -560,20 +560,45 @@ def _ensure_access(
         if d not in have:
             access.create_department(db, d, actor=actor)
     users = {u.username: u for u in access.list_users(db)}
-    for row, spec in staff:
-        pw = spec.get("password", password)
-        if row.username not in users:
-            access.create_user(
-                db,
-                row.username,
-                pw,
-                full_name=str(spec.get("full_name", "")),
-                department=row.department,
-                roles=[row.role],
-                actor=actor,
-            )
-        elif row.role not in users[row.username].roles:
+    new = [(row, spec) for row, spec in staff if row.username not in users]
+    if new:
+        _create_users(db, new, password, actor)
+    for row, _spec in staff:
+        if row.username in users and row.role not in users[row.username].roles:
             access.assign_role(db, row.username, row.role, actor=actor)
+
+
+def _create_users(
+    db: Database, staff: list[tuple[StaffRow, dict[str, Any]]], password: str | None, actor: str
+) -> None:
+    """Create many ``access`` users in one audited transaction: the same rows and the same
+    ``user.create`` audit entries as :func:`cityos.access.create_user`, one commit."""
+    from cityos.access._identity import _check_name, _department, _role
+    from cityos.access._tables import UserRoleRow, UserRow
+    from cityos.db import utcnow
+
+    with audit_transaction(db) as s:
+        for row, spec in staff:
+            _check_name("user", row.username)
+            pw = spec.get("password", password)
+            dept = _department(s, row.department) if row.department else None
+            u = UserRow(
+                username=row.username,
+                password_hash=access.hash_password(pw) if pw is not None else None,
+                full_name=str(spec.get("full_name", "")),
+                department_id=dept.id if dept else None,
+                is_active=True,
+                created_at=utcnow(),
+            )
+            s.add(u)
+            s.flush()
+            s.add(UserRoleRow(user_id=u.id, role_id=_role(s, row.role).id))
+            append_audit(
+                s,
+                actor=actor,
+                action="user.create",
+                detail={"name": row.username, "department": row.department, "roles": [row.role]},
+            )
 
 
 def clear_organisation(db: Database) -> None:

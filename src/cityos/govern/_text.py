@@ -145,14 +145,27 @@ _jieba: Any = None
 
 
 def _segmenter() -> Any:
+    """jieba, initialised once; ``False`` when it is not installed (the ``govern`` extra):
+    Chinese is then tokenised by character bigrams alone, with a warning."""
     global _jieba
     if _jieba is None:
         with _jieba_lock:
             if _jieba is None:
                 import logging
 
-                import jieba
+                try:
+                    import jieba
+                except ImportError:
+                    import warnings
 
+                    warnings.warn(
+                        "jieba is not installed (pip install 'cityos[govern]'): Chinese text "
+                        "is tokenised by character bigrams only",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    _jieba = False
+                    return _jieba
                 jieba.setLogLevel(logging.WARNING)
                 jieba.initialize()
                 _jieba = jieba
@@ -197,9 +210,11 @@ def _tokens_cached(text: str) -> tuple[str, ...]:
         if not part:
             continue
         if _CJK.fullmatch(part):
-            for w in _segmenter().cut_for_search(part):
-                if w and w not in _ZH_STOP:
-                    out.append(w)
+            seg = _segmenter()
+            if seg:
+                for w in seg.cut_for_search(part):
+                    if w and w not in _ZH_STOP:
+                        out.append(w)
             # character bigrams: robust to segmentation that splits a compound (路/灯不亮)
             out.extend(part[i : i + 2] for i in range(len(part) - 1))
         else:

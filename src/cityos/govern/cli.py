@@ -1,6 +1,6 @@
 """``cityos govern …``: load or generate the organisation, take in requests, list queues,
 act on events, run the timer, import history, evaluate. govern-intel adds its ``rules``
-commands from :mod:`cityos.govern.rules_cli` when that module exists."""
+commands from :mod:`cityos.govern.cli_rules` when that module exists."""
 
 from __future__ import annotations
 

@@ -243,11 +243,22 @@ class DuplicateDetector:
         j: npt.NDArray[np.int64],
         texts: Sequence[str],
     ) -> FloatArray:
-        if len(i) == 0:
-            return np.zeros((0, len(self.FEATURES)))
         x, y = df["x"].to_numpy(float), df["y"].to_numpy(float)
         t = np.array([_ts(v) for v in df["t"]])
-        m = self._vec.transform(texts)
+        return self._features_of(x, y, t, texts, i, j)
+
+    def _features_of(
+        self,
+        x: FloatArray,
+        y: FloatArray,
+        t: FloatArray,
+        texts: Sequence[str],
+        i: npt.NDArray[np.int64],
+        j: npt.NDArray[np.int64],
+    ) -> FloatArray:
+        if len(i) == 0:
+            return np.zeros((0, len(self.FEATURES)))
+        m = self._vec.transform(list(texts))
         cos = np.asarray(m[i].multiply(m[j]).sum(axis=1)).ravel()
         cjk = np.array([has_cjk(s) for s in texts])
         if self._topic is not None:
@@ -292,43 +303,52 @@ class DuplicateDetector:
         mappings, objects with those attributes (governance's ``Event``, whose
         ``received_at`` is the time) or a DataFrame."""
         self._require()
-        event = as_record(event)
-        cand = as_frame(candidates)
-        if cand.empty:
-            return None
-        cand = cand.reset_index(drop=True)
-        if "status" in cand.columns:
-            cand = cand[~cand["status"].isin(["closed", "verified"])].reset_index(drop=True)
-        t_new = _ts(event["t"])
-        ct = np.array([_ts(v) for v in cand["t"]])
-        d = _hav(
-            float(event["x"]),
-            float(event["y"]),
-            cand["x"].to_numpy(float),
-            cand["y"].to_numpy(float),
+        ev = as_record(event)
+        recs: list[dict[Any, Any]] = (
+            candidates.to_dict("records")
+            if isinstance(candidates, pd.DataFrame)
+            else [as_record(c) for c in candidates]
         )
+        recs = [r for r in recs if r.get("status") not in ("closed", "verified")]
+        if not recs:
+            return None
+        t_new = _ts(ev["t"])
+        ct = np.array([_ts(r["t"]) for r in recs])
+        cx = np.array([float(r["x"]) for r in recs])
+        cy = np.array([float(r["y"]) for r in recs])
+        d = _hav(float(ev["x"]), float(ev["y"]), cx, cy)
+        cat = str(ev.get("category"))
         keep = (
-            (cand["category"].astype(str).to_numpy() == str(event.get("category")))
+            np.array([str(r.get("category")) == cat for r in recs])
             & (d <= self.radius_m)
             & (t_new - ct <= self.window_h * 3600.0)
             & (t_new - ct >= -3600.0)
         )
-        if "id" in cand.columns and event.get("id") is not None:
-            keep &= cand["id"].astype(str).to_numpy() != str(event["id"])
+        if ev.get("id") is not None:
+            keep &= np.array([str(r.get("id")) != str(ev["id"]) for r in recs])
         if not keep.any():
             return None
-        sub = cand[keep].reset_index(drop=True)
-        both = pd.concat([sub, pd.DataFrame([dict(event)])], ignore_index=True)
-        n = len(sub)
-        scores = self.pair_scores(both, np.full(n, n), np.arange(n))
+        idx = np.flatnonzero(keep)
+        n = len(idx)
+        texts = [_text(recs[k]) for k in idx] + [_text(ev)]
+        feats = self._features_of(
+            np.append(cx[idx], float(ev["x"])),
+            np.append(cy[idx], float(ev["y"])),
+            np.append(ct[idx], t_new),
+            texts,
+            np.full(n, n, dtype=np.int64),
+            np.arange(n, dtype=np.int64),
+        )
+        with _one_thread():
+            scores = np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
         best = int(np.argmax(scores))
         if scores[best] < self.threshold:
             return None
-        row = sub.iloc[best]
-        pid = row.get("parent_id") if "parent_id" in sub.columns else None
+        row = recs[int(idx[best])]
+        pid = row.get("parent_id")
         parent = str(pid) if isinstance(pid, str) and pid else str(row["id"])
         return Match(
-            parent, float(scores[best]), float(d[keep][best]), (t_new - ct[keep][best]) / 3600.0
+            parent, float(scores[best]), float(d[idx[best]]), (t_new - ct[idx[best]]) / 3600.0
         )
 
     def run(self, reports: pd.DataFrame) -> pd.DataFrame:

@@ -120,7 +120,9 @@ class Dispatcher:
         self.jurisdictions = jurisdictions
         #: governance's :class:`~cityos.govern.Jurisdictions`: departments are then its
         #: codes, a role is ``function@level`` and resolves to the department of that
-        #: function and level whose jurisdiction holds the point
+        #: function and level whose jurisdiction holds the point. May be set after
+        #: training on generated reports (``Dispatcher.pretrained(city)``): their roles
+        #: are the generated organisation's functions.
         self.organisation = organisation
         self.threshold = float(threshold)
         self._vec: Any = None
@@ -190,7 +192,6 @@ class Dispatcher:
         """Train on events with a known ``department`` (and optionally ``level``)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import OneHotEncoder
 
         df = events.reset_index(drop=True)
         if df.empty:
@@ -201,7 +202,7 @@ class Dispatcher:
         for r, lvl in zip(roles, lv, strict=True):
             self._role_level.setdefault(r, lvl)
         self._vec = TfidfVectorizer(analyzer=tokens, sublinear_tf=True).fit(_texts(df))
-        self._cat = OneHotEncoder(handle_unknown="ignore").fit(df[["category"]].astype(str))
+        self._cat_index = {c: j for j, c in enumerate(sorted(set(df["category"].astype(str))))}
         X = self._matrix(df)
         if len(set(roles)) == 1:
             self._clf = _Constant(roles[0])
@@ -215,31 +216,45 @@ class Dispatcher:
         return self
 
     def _matrix(self, df: pd.DataFrame) -> Any:
-        from scipy.sparse import hstack
+        return self._matrix_of(_texts(df), [str(c) for c in df["category"]])
 
-        return hstack(
-            [self._vec.transform(_texts(df)), self._cat.transform(df[["category"]].astype(str))]
-        ).tocsr()
+    def _matrix_of(self, texts: Sequence[str], cats: Sequence[str]) -> Any:
+        """Words (TF-IDF) and a one-hot category (unknown categories: all zeros)."""
+        from scipy.sparse import csr_matrix, hstack
 
-    # -- prediction --------------------------------------------------------------------------
-    def predict_frame(self, events: pd.DataFrame) -> pd.DataFrame:
-        """``department``, ``level``, ``confidence``, ``auto`` (confidence >= threshold) per event."""
+        rows = [i for i, c in enumerate(cats) if c in self._cat_index]
+        onehot = csr_matrix(
+            (np.ones(len(rows)), (rows, [self._cat_index[cats[i]] for i in rows])),
+            shape=(len(cats), len(self._cat_index)),
+        )
+        return hstack([self._vec.transform(list(texts)), onehot]).tocsr()
+
+    def _proba(self, X: Any) -> FloatArray:
+        """Class probabilities of the multinomial model, computed directly (no per-call
+        validation overhead: intake calls this once per report)."""
+        if isinstance(self._clf, _Constant):
+            return self._clf.predict_proba(X)
+        z = np.asarray(X @ self._clf.coef_.T) + self._clf.intercept_
+        if z.shape[1] == 1:  # two classes: sklearn's binary form
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            return np.column_stack([1 - p1, p1])
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
+
+    def _predict_lists(
+        self, texts: Sequence[str], cats: Sequence[str], xs: FloatArray, ys: FloatArray
+    ) -> tuple[list[str | None], list[str], FloatArray]:
         if self._clf is None:
             raise RuntimeError("Dispatcher is not trained: call fit()")
-        df = events.reset_index(drop=True)
-        if df.empty:
-            return pd.DataFrame({"department": [], "level": [], "confidence": [], "auto": []})
-        p = self._clf.predict_proba(self._matrix(df))
+        p = self._proba(self._matrix_of(texts, cats))
         k = np.argmax(p, axis=1)
         roles = np.asarray(self._clf.classes_)[k]
-        conf = p[np.arange(len(df)), k]
-        regions = (
-            self.region_of(df["x"], df["y"]) if {"x", "y"} <= set(df.columns) else [None] * len(df)
-        )
+        conf = np.array(p[np.arange(len(k)), k], dtype=np.float64)
+        need_regions = self.organisation is None and self._tree is not None
+        regions = self.region_of(xs, ys) if need_regions else [None] * len(k)
         dept: list[str | None] = []
         levels: list[str] = []
-        xs = df["x"].to_numpy(float) if "x" in df.columns else np.full(len(df), np.nan)
-        ys = df["y"].to_numpy(float) if "y" in df.columns else np.full(len(df), np.nan)
         for i, r in enumerate(roles):
             lvl = self._role_level.get(str(r), "city")
             levels.append(lvl)
@@ -256,6 +271,21 @@ class Dispatcher:
                     dept.append(f"{regions[i]} {r}")
             else:
                 dept.append(str(r))
+        return dept, levels, conf
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_frame(self, events: pd.DataFrame) -> pd.DataFrame:
+        """``department``, ``level``, ``confidence``, ``auto`` (confidence >= threshold) per event."""
+        if self._clf is None:
+            raise RuntimeError("Dispatcher is not trained: call fit()")
+        df = events.reset_index(drop=True)
+        if df.empty:
+            return pd.DataFrame({"department": [], "level": [], "confidence": [], "auto": []})
+        xs = df["x"].to_numpy(float) if "x" in df.columns else np.full(len(df), np.nan)
+        ys = df["y"].to_numpy(float) if "y" in df.columns else np.full(len(df), np.nan)
+        dept, levels, conf = self._predict_lists(
+            _texts(df), [str(c) for c in df["category"]], xs, ys
+        )
         return pd.DataFrame(
             {
                 "department": dept,
@@ -268,9 +298,12 @@ class Dispatcher:
     def _resolve(self, role: str, x: float, y: float) -> str | None:
         """The organisation's department of ``role`` (function@level) holding (x, y)."""
         org = self.organisation
-        if "@" not in role:
-            return role if role in org.departments else None
-        fn, lvl = role.split("@", 1)
+        if "@" in role:
+            fn, lvl = role.split("@", 1)
+        elif role in org.departments:
+            return role
+        else:  # a role learnt from "<region> <role>" labels: the organisation's office of it
+            fn, lvl = role, self._role_level.get(role, "city")
         cands = sorted(
             c
             for c, d in org.departments.items()
@@ -305,18 +338,24 @@ class Dispatcher:
         """The governance hook: ``(department, level, confidence)`` per event (a
         DataFrame, mappings, or objects such as governance's ``Event``, whose
         ``service_code`` stands for the category when it has none)."""
-        from cityos.govern.dedup import as_frame
+        from cityos.govern.dedup import as_record
 
-        df = as_frame(events)
-        if (
-            "category" not in df.columns or df["category"].isna().any()
-        ) and "service_code" in df.columns:
-            df = df.assign(category=df["service_code"])
-        f = self.predict_frame(df)
-        return [
-            (d, str(lv), float(c))
-            for d, lv, c in zip(f["department"], f["level"], f["confidence"], strict=True)
+        recs: list[dict[Any, Any]] = (
+            events.to_dict("records")
+            if isinstance(events, pd.DataFrame)
+            else [as_record(e) for e in events]
+        )
+        if not recs:
+            return []
+        texts = [f"{r.get('title') or ''} {r.get('description') or ''}" for r in recs]
+        cats = [
+            str(r.get("category") if r.get("category") is not None else r.get("service_code"))
+            for r in recs
         ]
+        xs = np.array([_num(r.get("x")) for r in recs])
+        ys = np.array([_num(r.get("y")) for r in recs])
+        dept, levels, conf = self._predict_lists(texts, cats, xs, ys)
+        return [(d, lv, float(c)) for d, lv, c in zip(dept, levels, conf, strict=True)]
 
     def choose_threshold(self, validation: pd.DataFrame, target: float = 0.95) -> float:
         """Set :attr:`threshold` to the lowest confidence with validation precision >= target."""
@@ -368,6 +407,10 @@ class Dispatcher:
         d.fit(make_reports(city, 800, seed=seed + 200))
         d.choose_threshold(make_reports(city, 300, seed=seed + 201))
         return d
+
+
+def _num(v: Any) -> float:
+    return float(v) if v is not None else float("nan")
 
 
 class _Constant:

@@ -461,6 +461,27 @@ class RuleEngine:
             out.append(self.run_rule(r, start, t))
         return out
 
+    def run_forever(self, stop: Any, *, clock: Any = None, poll_s: float = 30.0) -> int:
+        """Scheduled evaluation: every ``poll_s`` seconds, :meth:`tick` at ``clock.now()``
+        (default: the system clock) until ``stop`` (a :class:`threading.Event`) is set.
+        A failing rule is logged and retried at the next tick; the others go on. Returns
+        the number of ticks."""
+        import logging
+
+        log = logging.getLogger("cityos.govern.rules")
+        n = 0
+        while not stop.is_set():
+            now = clock.now() if clock is not None else pd.Timestamp.now(tz="UTC")
+            for name in self.due(now):
+                try:
+                    r = self.rules[name]
+                    self.run_rule(r, self.last_end.get(name, _utc(now) - r.schedule), now)
+                except CityOSError as exc:
+                    log.error("rule %s failed: %s", name, exc)
+            n += 1
+            stop.wait(poll_s)
+        return n
+
     # -- backtest -----------------------------------------------------------------------------------
     def backtest(
         self,
@@ -503,17 +524,22 @@ def _fmt_keys(s: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(s) if f]
 
 
-def outcomes_from(gov: Any, rule: Rule) -> dict[str, bool]:
+def outcomes_from(gov: Any, rule: Rule | str) -> dict[str, bool]:
     """Confirmed / false-alarm outcomes of a rule's handled warnings in governance, keyed
-    like the engine's de-duplication keys (rule, place, time bucket), for
-    :meth:`RuleEngine.backtest`."""
+    by their de-duplication keys (the warning's own ``dedup_key``; for warnings without
+    one, the key the engine would give: rule, place, time bucket), for
+    :meth:`RuleEngine.backtest`. ``rule`` is a :class:`Rule` or a rule name."""
+    name = rule if isinstance(rule, str) else rule.name
+    w_ns = int(rule.dedup_window.value) if isinstance(rule, Rule) else 0
     out: dict[str, bool] = {}
-    w_ns = int(rule.dedup_window.value)
-    for w in gov.warnings(rule=rule.name):
+    for w in gov.warnings(rule=name):
         if w.status not in ("confirmed", "false_alarm"):
             continue
+        key = getattr(w, "dedup_key", None)
         ev = w.evidence or {}
-        t = _utc(ev.get("t") or w.t)
-        bucket = (int(t.value) // w_ns) if w_ns > 0 else int(t.value)
-        out[f"{rule.name}:{ev.get('place')}:{bucket}"] = w.status == "confirmed"
+        if not key and w_ns > 0:
+            t = _utc(ev.get("t") or w.t)
+            key = f"{name}:{ev.get('place')}:{int(t.value) // w_ns}"
+        if key:
+            out[str(key)] = w.status == "confirmed"
     return out

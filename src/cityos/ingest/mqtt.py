@@ -176,6 +176,10 @@ class MqttSource(Source):
     The broker must let enough unacknowledged messages be in flight for throughput (Mosquitto:
     ``max_inflight_messages 0`` or a few thousand) and queue messages for an offline
     subscriber (``max_queued_messages``) and persist them across restarts (``persistence true``).
+
+    QoS 0 and 1 subscriptions use CityOS's own MQTT 3.1.1 client
+    (:class:`cityos.ingest._mqttwire.WireClient`), which reads the socket in blocks and sends a
+    batch's acknowledgements in one write; QoS 2 uses paho-mqtt.
     """
 
     kind = "mqtt"

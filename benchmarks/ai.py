@@ -117,7 +117,7 @@ def families(
                     "hidden": 48 if beijing else 32,
                     "lr": 1e-3 if beijing else 2e-3,
                     "patience": 4,
-                    "time_budget_s": 420.0,
+                    "time_budget_s": 600.0,
                 },
             ),
             (
@@ -194,8 +194,8 @@ def run_task(
         if deep in res and "lightgbm" in res:
             r = " ".join(f"h{h}: {res[deep][1].mae[h] / res['lightgbm'][1].mae[h]:.3f}" for h in hs)
             print(f"ratio MAE {deep} / lightgbm: {r}")
-    if "persistence" in res:
-        learned = [f for f in res if f not in ("persistence", "historical_average")]
+    learned = [f for f in res if f not in ("persistence", "historical_average")]
+    if "persistence" in res and learned:
         for h in hs[1:]:
             f = min(learned, key=lambda k: res[k][1].mae[h])
             gain = 1 - res[f][1].mae[h] / res["persistence"][1].mae[h]

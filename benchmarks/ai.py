@@ -435,9 +435,10 @@ def network_panel(vehicles: int, days: int) -> Any:
 def http_latency(panel: Any, n: int = 200) -> tuple[float, float, float]:
     """p50 / p99 / mean ms of POST /ai/models/pm25/predict (one station, next 24 h, fresh
     from the store) over real HTTP on loopback (uvicorn + httpx)."""
+    import sys
+
     import httpx
     import uvicorn
-    import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests.ai.builders
     from tests.ai.builders import panel_rows

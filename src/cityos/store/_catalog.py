@@ -9,7 +9,7 @@ reads before any file is opened.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -196,6 +196,24 @@ class StatsArrays:
     y_max: np.ndarray
     id_hashes: list[bytes | None]
     _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    #: which incarnation of the dataset these are of: (dataset id, creation time), so a
+    #: dataset dropped and created again (by any process) never reuses them
+    identity: tuple[int, str] = (0, "")
+    #: what queries derive from this version alone (scan plans, column lists), cached with
+    #: it: a new version is a new object, so every write invalidates them all at once
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    def remember(self, key: Any, make: Any) -> Any:
+        """``make()``, computed once per key for this version (bounded)."""
+        try:
+            return self.memo[key]
+        except KeyError:
+            pass
+        val = make()
+        if len(self.memo) >= 1024:
+            self.memo.clear()
+        self.memo[key] = val
+        return val
 
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(hash, row group, first ms, last ms) sorted by hash, and the groups without ids."""
@@ -263,9 +281,9 @@ def _parse_schema(text: str) -> DatasetSchema:
 class Catalog:
     """Datasets, files and statistics in the relational database."""
 
-    _schema_q = select(DatasetRow.id, DatasetRow.schema_json, DatasetRow.version).where(
-        DatasetRow.name == bindparam("name")
-    )
+    _schema_q = select(
+        DatasetRow.id, DatasetRow.schema_json, DatasetRow.version, DatasetRow.created_at
+    ).where(DatasetRow.name == bindparam("name"))
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -314,11 +332,17 @@ class Catalog:
     def schema(self, name: str) -> tuple[int, DatasetSchema, int]:
         """(dataset id, schema, version), read on every call so other processes' writes
         are seen; one indexed lookup through SQLAlchemy Core, schemas parsed once."""
+        did, schema, version, _ = self.head(name)
+        return did, schema, version
+
+    def head(self, name: str) -> tuple[int, DatasetSchema, int, tuple[int, str]]:
+        """(dataset id, schema, version, identity) in one indexed read; the identity tells
+        a dataset from one of the same name dropped and created again."""
         with self.db.engine.connect() as conn:
             row = conn.execute(self._schema_q, {"name": name}).first()
         if row is None:
             raise DatasetNotFound(name, self.names())
-        return int(row[0]), _parse_schema(row[1]), int(row[2])
+        return int(row[0]), _parse_schema(row[1]), int(row[2]), (int(row[0]), str(row[3]))
 
     def info(self, name: str) -> DatasetInfo:
         with self.db.session() as s:
@@ -490,17 +514,29 @@ class Catalog:
             return base_version + 1
 
     # -- statistics for pruning ----------------------------------------------------------
-    def stats(self, name: str, version: int) -> StatsArrays:
-        """Row-group statistics for ``name`` at ``version``, cached until the next write."""
+    def stats(
+        self, name: str, version: int, identity: tuple[int, str] | None = None
+    ) -> StatsArrays:
+        """Row-group statistics for ``name`` at ``version`` (of the dataset incarnation
+        ``identity``, when given), cached until the next write."""
+
+        def fresh(c: StatsArrays | None) -> bool:
+            return (
+                c is not None
+                and c.version == version
+                and (identity is None or c.identity == identity)
+            )
+
         cached = self._stats.get(name)
-        if cached is not None and cached.version == version:
+        if cached is not None and fresh(cached):
             return cached
         with self._lock:
             cached = self._stats.get(name)
-            if cached is not None and cached.version == version:
+            if cached is not None and fresh(cached):
                 return cached
             with self.db.session() as s:
                 row = self._row(s, name)
+                ident = (int(row.id), str(row.created_at))
                 rows = s.execute(
                     select(
                         FileRow.path,
@@ -544,6 +580,7 @@ class Catalog:
                 x_max=col(7, "float64", np.inf),
                 y_max=col(8, "float64", np.inf),
                 id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
+                identity=ident,
             )
             self._stats[name] = st
             return st

@@ -3,7 +3,7 @@ relational work (grouping, aggregation) in DuckDB over the Arrow data, in one pr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -14,6 +14,7 @@ import pyarrow as pa
 from cityos.errors import QueryError
 from cityos.geo.distance import point_bbox_distance
 from cityos.model import GEOM_COL, ID_COL, TIME_COL
+from cityos.store import _idindex as idindex
 from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
 from cityos.store._kernels import (
     DIST_COL,
@@ -28,10 +29,13 @@ from cityos.store._kernels import (
     nearest_lines,
     reference_point,
     regions_containing,
+    regions_index,
     similarity_topk,
+    utm_crs,
 )
-from cityos.store._plan import Predicate, plan_scan, prune_mask
+from cityos.store._plan import Predicate, ScanPlan, plan_scan, prune_mask
 from cityos.store._spec import Aggregate
+from cityos.store._sql import SqlView
 
 __all__ = ["DuckDBEngine"]
 
@@ -45,6 +49,11 @@ class DuckDBEngine(QueryEngine):
 
     name = "duckdb"
 
+    def sql(self, query: str, views: Sequence[SqlView]) -> pa.Table:
+        from cityos.store._sql import duckdb_sql
+
+        return duckdb_sql(query, views)
+
     def _scan(
         self,
         ctx: DatasetContext,
@@ -54,8 +63,16 @@ class DuckDBEngine(QueryEngine):
     ) -> pa.Table:
         plan = plan_scan(ctx.stats, pred)
         info["files_read"] = info.get("files_read", 0) + len(plan.files)
-        info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
-        tbl = read_plan(ctx, plan, ctx.physical(columns), self.deadline)
+        by_id = (
+            _by_id(ctx, plan, pred, self.deadline.check, info)
+            if pred.ids is not None and pred.geometry is None and idindex.applies(ctx.schema)
+            else None
+        )
+        if by_id is not None:
+            tbl = by_id
+        else:
+            info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
+            tbl = read_plan(ctx, plan, ctx.physical(columns), self.deadline)
         info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
         m = pred.mask(tbl)
         out = tbl.filter(pa.array(m)) if not m.all() else tbl
@@ -165,8 +182,9 @@ class DuckDBEngine(QueryEngine):
         self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate, info: dict[str, Any]
     ) -> pa.Table:
         pts = self._scan(ctx, pred, info)
-        reg = self._scan(regions, Predicate(), {})
-        pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), reg)
+        pi, rid = regions_containing(
+            pts["x"].to_numpy(), pts["y"].to_numpy(), None, self._regions_index(regions)
+        )
         out = pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
         return out.sort_by(
             [(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
@@ -183,9 +201,14 @@ class DuckDBEngine(QueryEngine):
         info: dict[str, Any],
     ) -> pa.Table:
         pts = self._scan(ctx, pred, info)
-        ln = self._scan(lines, Predicate(), {})
         ref = reference_point(ctx.stats)
-        tree, lids = lines_index(ln, ctx.schema.crs, ctx.schema.geographic, ref)
+        crs, geo = ctx.schema.crs, ctx.schema.geographic
+
+        def build() -> tuple[Any, np.ndarray]:
+            return lines_index(self._scan(lines, Predicate(), {}), crs, geo, ref)
+
+        # the metric frame depends on the points only through its UTM zone
+        tree, lids = self._cached(lines, ("lines_index", crs, geo, geo and utm_crs(*ref)), build)
         pi, eid, d = nearest_lines(
             pts["x"].to_numpy(),
             pts["y"].to_numpy(),
@@ -204,6 +227,20 @@ class DuckDBEngine(QueryEngine):
             [(TIME_COL, "ascending")] if TIME_COL in out.column_names else []
         )
         return out.sort_by(keys)
+
+    def _cached(self, ctx: DatasetContext, key: Any, build: Callable[[], Any]) -> Any:
+        """``build()`` cached with the version of ``ctx`` (rebuilt after any write to it);
+        never cached when a restriction decides which of its rows this query sees."""
+        if ctx.restriction is not None:
+            return build()
+        return ctx.stats.remember(key, build)
+
+    def _regions_index(self, regions: DatasetContext) -> tuple[Any, np.ndarray]:
+        return self._cached(  # type: ignore[no-any-return]
+            regions,
+            ("regions_index",),
+            lambda: regions_index(self._scan(regions, Predicate(), {})),
+        )
 
     def _aggregate(
         self,
@@ -228,7 +265,9 @@ class DuckDBEngine(QueryEngine):
         reg_tbl = None
         if regions is not None:
             reg_tbl = self._scan(regions, Predicate(), {})
-            pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), reg_tbl)
+            pi, rid = regions_containing(
+                pts["x"].to_numpy(), pts["y"].to_numpy(), None, self._regions_index(regions)
+            )
             data = {k: v[pi] for k, v in data.items()}
             data[REGION_COL] = rid
             for c in cols:
@@ -262,6 +301,51 @@ class DuckDBEngine(QueryEngine):
         finally:
             con.close()
         return aggregate_frame(df, spec, reg_tbl, ctx.schema.crs)
+
+
+def _by_id(
+    ctx: DatasetContext,
+    plan: ScanPlan,
+    pred: Predicate,
+    check: Callable[[], None],
+    info: dict[str, Any],
+) -> pa.Table | None:
+    """The planned files' rows of ``pred.ids`` read through their id-index copies (a row
+    group or two per file instead of every group the object passes through); files
+    without a usable copy are read as planned. None when no planned file has a copy."""
+    assert pred.ids is not None
+    parts: list[pa.Table] = []
+    rest: dict[str, list[int]] = {}
+    used = rgs_read = 0
+    for rel, rgs in plan.files.items():
+        check()
+        idx = idindex.id_index(str(ctx.data_dir / rel))
+        if idx is None:
+            rest[rel] = rgs
+            continue
+        sel = idx.row_groups(pred.ids, pred.start, pred.end)
+        used += 1
+        rgs_read += len(sel)
+        if sel:
+            parts.append(idx.read(sel))
+    if not used:
+        return None
+    info["id_index_files"] = info.get("id_index_files", 0) + used
+    if rest:
+        sub = ScanPlan(rest, plan.row_groups_total, plan.files_total, 0)
+        rgs_read += sub.row_groups
+        # read_plan applies the restriction; the copies' rows get it below
+        extra = read_plan(ctx, sub, None)
+    else:
+        extra = None
+    info["row_groups_read"] = info.get("row_groups_read", 0) + rgs_read
+    if not parts:
+        return extra if extra is not None else empty_table(ctx)
+    tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+    tbl = ctx.restrict(tbl)
+    if extra is not None:
+        tbl = pa.concat_tables([tbl, extra], promote_options="permissive")
+    return tbl
 
 
 def _top_objects(best: pd.Series, k: int) -> pd.DataFrame:

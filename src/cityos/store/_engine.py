@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +58,7 @@ from cityos.store._spec import (
     Similar,
     STRange,
 )
+from cityos.store._sql import SqlView
 
 if TYPE_CHECKING:
     from cityos.config import Settings
@@ -141,11 +142,15 @@ class DatasetContext:
 
     def columns(self) -> list[str]:
         """Every canonical column of the dataset, declared or found in its files."""
-        cols = list(self.schema.canonical_columns) + [f.name for f in self.schema.fields]
-        if self.stats.paths:
-            sch = _parquet_file(str(self.data_dir / self.stats.paths[0])).schema_arrow
-            cols += [c for c in sch.names if c not in cols]
-        return cols
+
+        def make() -> tuple[str, ...]:
+            cols = list(self.schema.canonical_columns) + [f.name for f in self.schema.fields]
+            if self.stats.paths:
+                sch = _parquet_file(str(self.data_dir / self.stats.paths[0])).schema_arrow
+                cols += [c for c in sch.names if c not in cols]
+            return tuple(cols)
+
+        return list(self.stats.remember(("columns", self.schema), make))
 
     def physical(self, columns: list[str] | None) -> list[str] | None:
         """Stored columns needed for canonical ``columns`` (ids and times are always read,
@@ -708,6 +713,11 @@ class QueryEngine(ABC):
         pred: Predicate,
         info: dict[str, Any],
     ) -> pa.Table: ...
+
+    def sql(self, query: str, views: Sequence[SqlView]) -> pa.Table:
+        """Run user SQL over ``views`` (:meth:`Store.sql <cityos.store.Store.sql>`); an
+        engine that runs no SQL keeps this refusal."""
+        raise EngineError(f"the {self.name} engine does not run SQL")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""

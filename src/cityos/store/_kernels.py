@@ -19,6 +19,7 @@ from cityos.store._catalog import StatsArrays
 from cityos.store._spec import Aggregate, Grid
 
 __all__ = [
+    "LineIndex",
     "aggregate_frame",
     "aggregate_keys",
     "bin_ms",
@@ -28,6 +29,7 @@ __all__ = [
     "nearest_lines",
     "reference_point",
     "regions_containing",
+    "regions_index",
     "similarity_topk",
     "utm_crs",
 ]
@@ -86,10 +88,112 @@ def _metric_xy(
     return transform_xy(x, y, crs, utm_crs(*ref))
 
 
+class LineIndex:
+    """Line geometries in metric coordinates for nearest-line searches: their segments in
+    flat arrays, bucketed on a grid of the search distance (built once per distance), with
+    an STRtree for geometries that are not lines."""
+
+    #: most (segment, cell) entries a grid may have before the STRtree is used instead
+    MAX_CELLS = 20_000_000
+
+    def __init__(self, geoms: np.ndarray) -> None:
+        import shapely
+
+        self.geoms = geoms
+        self.tree = shapely.STRtree(geoms)
+        parts, owner = shapely.get_parts(geoms, return_index=True)
+        kinds = shapely.get_type_id(parts)
+        self.lines_only = bool(np.isin(kinds, (1, 2)).all())  # LineString, LinearRing
+        xy, ci = shapely.get_coordinates(parts, return_index=True)
+        same = ci[1:] == ci[:-1]  # consecutive vertices of one part make a segment
+        a = np.flatnonzero(same)
+        self.ax, self.ay = xy[a, 0], xy[a, 1]
+        self.bx, self.by = xy[a + 1, 0], xy[a + 1, 1]
+        self.owner = owner[ci[a]].astype(np.int64)
+        self._grids: dict[float, Any] = {}
+
+    def grid(self, c: float) -> Any:
+        """(sorted cell keys, first and last entry of each, segment of each entry) for cells
+        of ``c`` metres, each segment listed in every cell its bounding box grown by ``c``
+        meets; None when that grid would be too large."""
+        if c in self._grids:
+            return self._grids[c]
+        g = None
+        if self.lines_only and c > 0 and np.isfinite(c):
+            with np.errstate(invalid="ignore", over="ignore"):
+                x0 = np.floor((np.minimum(self.ax, self.bx) - c) / c)
+                x1 = np.floor((np.maximum(self.ax, self.bx) + c) / c)
+                y0 = np.floor((np.minimum(self.ay, self.by) - c) / c)
+                y1 = np.floor((np.maximum(self.ay, self.by) + c) / c)
+            ok = len(x0) == 0 or (
+                np.isfinite([x0.min(), x1.max(), y0.min(), y1.max()]).all()
+                and max(abs(x0.min()), abs(x1.max()), abs(y0.min()), abs(y1.max())) < 2**29
+            )
+            if ok:
+                nx = (x1 - x0 + 1).astype(np.int64)
+                ny = (y1 - y0 + 1).astype(np.int64)
+                counts = nx * ny
+                total = int(counts.sum())
+                if total <= self.MAX_CELLS:
+                    seg = np.repeat(np.arange(len(counts)), counts)
+                    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+                    gx = x0.astype(np.int64)[seg] + local % nx[seg]
+                    gy = y0.astype(np.int64)[seg] + local // nx[seg]
+                    key = _cell_key(gx, gy)
+                    order = np.argsort(key, kind="stable")
+                    key, seg = key[order], seg[order]
+                    uniq, first = np.unique(key, return_index=True)
+                    last = np.append(first[1:], len(key))
+                    g = (uniq, first, last, seg)
+        self._grids[c] = g
+        return g
+
+    def __getstate__(self) -> dict[str, Any]:  # engines ship the index to workers
+        d = dict(self.__dict__)
+        d.pop("tree")
+        d["_grids"] = {}
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        import shapely
+
+        self.__dict__.update(d)
+        self.tree = shapely.STRtree(self.geoms)
+
+
+def _cell_key(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    out: np.ndarray = ((gx + 2**30) << 31) | (gy + 2**30)
+    return out
+
+
+def _point_segment(
+    px: np.ndarray,
+    py: np.ndarray,
+    ax: np.ndarray,
+    ay: np.ndarray,
+    bx: np.ndarray,
+    by: np.ndarray,
+) -> np.ndarray:
+    """Distances from points to segments, computed as GEOS computes them (projection
+    factor, then the end point or the perpendicular)."""
+    dx, dy = bx - ax, by - ay
+    len2 = dx * dx + dy * dy
+    deg = len2 == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = ((px - ax) * dx + (py - ay) * dy) / len2
+        s = ((ay - py) * dx - (ax - px) * dy) / len2
+        perp = np.abs(s) * np.sqrt(len2)
+    da = np.sqrt((px - ax) ** 2 + (py - ay) ** 2)
+    db = np.sqrt((px - bx) ** 2 + (py - by) ** 2)
+    out = np.where(r <= 0.0, da, np.where(r >= 1.0, db, perp))
+    d: np.ndarray = np.where(deg, da, out)
+    return d
+
+
 def lines_index(
     lines: pa.Table, crs: str, geographic: bool, ref: tuple[float, float]
-) -> tuple[Any, np.ndarray]:
-    """An STRtree over line geometries in metric coordinates, and the lines' ids."""
+) -> tuple[LineIndex, np.ndarray]:
+    """A :class:`LineIndex` over line geometries in metric coordinates, and the lines' ids."""
     import shapely
 
     geoms = shapely.from_wkb(lines[GEOM_COL].to_numpy(zero_copy_only=False))
@@ -97,7 +201,7 @@ def lines_index(
         geoms = shapely.transform(
             geoms, lambda c: np.column_stack(_metric_xy(c[:, 0], c[:, 1], crs, True, ref))
         )
-    return shapely.STRtree(geoms), lines[ID_COL].to_numpy(zero_copy_only=False)
+    return LineIndex(geoms), lines[ID_COL].to_numpy(zero_copy_only=False)
 
 
 def nearest_lines(
@@ -116,27 +220,104 @@ def nearest_lines(
     import shapely
 
     mx, my = _metric_xy(px, py, crs, geographic, ref)
-    pts = shapely.points(mx, my)
-    (pi, li), d = tree.query_nearest(
-        pts, max_distance=max_d, return_distance=True, all_matches=True
-    )
+    grid = tree.grid(float(max_d)) if isinstance(tree, LineIndex) else None
+    if grid is not None:
+        assert isinstance(tree, LineIndex)
+        pi, li, d = _near_segments(tree, grid, mx, my, float(max_d))
+    else:
+        strtree = tree.tree if isinstance(tree, LineIndex) else tree
+        (pi, li), d = strtree.query_nearest(
+            shapely.points(mx, my), max_distance=max_d, return_distance=True, all_matches=True
+        )
     if len(pi) == 0:
         return np.array([], dtype=np.int64), ids[:0], np.array([], dtype="float64")
-    df = pd.DataFrame({"p": pi, "id": ids[li], "d": d}).sort_values(["p", "d", "id"], kind="stable")
-    df = df.drop_duplicates("p", keep="first")
-    return df["p"].to_numpy(), df["id"].to_numpy(), df["d"].to_numpy()
+    # per point the nearest line, ties to the smallest id: sort by (point, distance, id rank)
+    rank = _id_rank(ids)
+    order = np.lexsort((rank[li], d, pi))
+    pi, li, d = pi[order], li[order], d[order]
+    first = np.ones(len(pi), dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    return pi[first].astype(np.int64), ids[li[first]], d[first]
 
 
-def regions_containing(
-    px: np.ndarray, py: np.ndarray, regions: pa.Table
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point position, region id) for every region that intersects each point."""
+def _id_rank(ids: np.ndarray) -> np.ndarray:
+    """Each id's position in sorted order (equal ids share one)."""
+    _, inv = np.unique(ids, return_inverse=True)
+    out: np.ndarray = inv.reshape(-1)
+    return out
+
+
+def _near_segments(
+    idx: LineIndex, grid: Any, mx: np.ndarray, my: np.ndarray, max_d: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(point, line, distance) of every point's segments within ``max_d`` found through the
+    grid: a point's cell lists every segment that can be that close."""
+    uniq, first, last, seg = grid
+    with np.errstate(invalid="ignore"):
+        cx, cy = np.floor(mx / max_d), np.floor(my / max_d)
+    fin = np.isfinite(cx) & np.isfinite(cy) & (np.abs(cx) < 2**29) & (np.abs(cy) < 2**29)
+    empty = (np.array([], np.int64), np.array([], np.int64), np.array([], "float64"))
+    if not len(uniq) or not fin.any():
+        return empty
+    pts = np.flatnonzero(fin)
+    key = _cell_key(cx[pts].astype(np.int64), cy[pts].astype(np.int64))
+    pos = np.minimum(np.searchsorted(uniq, key), len(uniq) - 1)
+    hit = uniq[pos] == key
+    pts, pos = pts[hit], pos[hit]
+    cnt = last[pos] - first[pos]
+    total = int(cnt.sum())
+    if total == 0:
+        return empty
+    pp = np.repeat(pts, cnt)
+    off = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    ss = seg[np.repeat(first[pos], cnt) + off]
+    d = _point_segment(mx[pp], my[pp], idx.ax[ss], idx.ay[ss], idx.bx[ss], idx.by[ss])
+    ok = d <= max_d
+    return pp[ok], idx.owner[ss[ok]], d[ok]
+
+
+def regions_index(regions: pa.Table) -> tuple[Any, np.ndarray]:
+    """An STRtree over region geometries (prepared for point tests), and the regions' ids."""
     import shapely
 
     geoms = shapely.from_wkb(regions[GEOM_COL].to_numpy(zero_copy_only=False))
-    tree = shapely.STRtree(geoms)
-    pi, ri = tree.query(shapely.points(px, py), predicate="intersects")
-    return pi, regions[ID_COL].to_numpy(zero_copy_only=False)[ri]
+    shapely.prepare(geoms)
+    return shapely.STRtree(geoms), regions[ID_COL].to_numpy(zero_copy_only=False)
+
+
+def regions_containing(
+    px: np.ndarray,
+    py: np.ndarray,
+    regions: pa.Table | None,
+    index: tuple[Any, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (point position, region id) for every region that intersects each point
+    (``index``: a :func:`regions_index` of ``regions`` made earlier)."""
+    import shapely
+
+    if index is None:
+        assert regions is not None
+        index = regions_index(regions)
+    tree, rids = index
+    geoms = tree.geometries
+    if len(geoms) > 64:
+        pi, ri = tree.query(shapely.points(px, py), predicate="intersects")
+        return pi, rids[ri]
+    # few regions: each tests the points inside its bounding box, vectorised (the same
+    # intersects predicate, without a geometry object per point)
+    b = shapely.bounds(geoms)
+    ps, rs = [], []
+    for j in range(len(geoms)):
+        sel = np.flatnonzero((px >= b[j, 0]) & (px <= b[j, 2]) & (py >= b[j, 1]) & (py <= b[j, 3]))
+        if len(sel):
+            sel = sel[shapely.intersects_xy(geoms[j], px[sel], py[sel])]
+            ps.append(sel)
+            rs.append(np.full(len(sel), j, dtype=np.int64))
+    if not ps:
+        return np.array([], dtype=np.int64), rids[:0]
+    pi, ri = np.concatenate(ps), np.concatenate(rs)
+    order = np.lexsort((ri, pi))
+    return pi[order], rids[ri[order]]
 
 
 def group_trajectories(tbl: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -254,13 +255,30 @@ def prune_mask(stats: StatsArrays, pred: Predicate) -> np.ndarray:
     if pred.end is not None:
         m &= stats.t_min < pred.end
     if pred.ids is not None:
-        m &= stats.rows_with_ids(np.unique(hash_ids(np.asarray(pred.ids))), pred.start, pred.end)
+        m &= stats.rows_with_ids(_id_hashes(pred.ids), pred.start, pred.end)
     return m
 
 
+@lru_cache(maxsize=4096)
+def _id_hashes(ids: tuple[Any, ...]) -> np.ndarray:
+    """Distinct 32-bit hashes of a tuple of ids (a pure function of the values, cached)."""
+    h = np.unique(hash_ids(np.asarray(ids)))
+    h.setflags(write=False)
+    return h
+
+
 def plan_scan(stats: StatsArrays, pred: Predicate, mask: np.ndarray | None = None) -> ScanPlan:
-    """The row groups that may hold rows matching ``pred``."""
-    m = prune_mask(stats, pred) if mask is None else mask
+    """The row groups that may hold rows matching ``pred``. Plans are cached with the
+    statistics of the dataset version they were made from (so any write invalidates them);
+    a repeated query shape is planned once."""
+    if mask is not None or (pred.ids is not None and len(pred.ids) > 64):
+        return _plan(stats, prune_mask(stats, pred) if mask is None else mask)
+    key = ("plan", pred.bbox, pred.start, pred.end, pred.ids)
+    plan: ScanPlan = stats.remember(key, lambda: _plan(stats, prune_mask(stats, pred)))
+    return plan
+
+
+def _plan(stats: StatsArrays, m: np.ndarray) -> ScanPlan:
     files: dict[str, list[int]] = {}
     for i in np.flatnonzero(m):
         files.setdefault(stats.paths[stats.file_index[i]], []).append(int(stats.rg[i]))

@@ -29,6 +29,7 @@ from cityos.config import Settings
 from cityos.db import Database
 from cityos.errors import ConflictError, EngineError, QueryError, ValidationError
 from cityos.model import ID_COL, TIME_COL, X_COL, Y_COL, DatasetSchema, conform
+from cityos.store import _idindex as idindex
 from cityos.store import _spec as specs
 from cityos.store._catalog import Catalog, DatasetInfo, FileEntry
 from cityos.store._engine import (
@@ -43,10 +44,10 @@ from cityos.store._engine import (
     spatial_dataset,
     typed_ids,
 )
-from cityos.store._layout import decode, hash_values, layout_for
+from cityos.store._layout import decode, hash_values, layout_for, quantum
 from cityos.store._plan import Predicate, plan_scan, query_geometry, to_ms
-from cityos.store._spatial_sql import register_duckdb, uses_spatial
 from cityos.store._spec import Grid, QuerySpec
+from cityos.store._sql import SqlView
 from cityos.store._vacuum import VacuumResult, vacuum_files, write_lease
 
 __all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
@@ -227,9 +228,14 @@ class Store:
         its statistics and where its files are (optionally with a row restriction)."""
         if not isinstance(name, str):
             raise QueryError(f"a dataset is named by a string, not {type(name).__name__}")
-        _, schema, version = self.catalog.schema(name)
+        _, schema, version, identity = self.catalog.head(name)
         return DatasetContext(
-            name, schema, version, self.catalog.stats(name, version), self.data_dir, restriction
+            name,
+            schema,
+            version,
+            self.catalog.stats(name, version, identity),
+            self.data_dir,
+            restriction,
         )
 
     _context = context  # the name engines and tools used before the seam was public
@@ -306,22 +312,35 @@ class Store:
         full = self.data_dir / rel
         full.parent.mkdir(parents=True, exist_ok=True)
         tmp = full.with_name("." + full.name + ".tmp")
+        extra = 0
         try:
+            if idindex.applies(layout.schema):
+                # the (id, t)-ordered copy first: a data file is never visible without it
+                copy = idindex.build(part.table, quantum(layout.schema))
+                if copy is not None:
+                    extra = idindex.write(copy, self.data_dir / idindex.index_path(rel))
             pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, full)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            (self.data_dir / idindex.index_path(rel)).unlink(missing_ok=True)
             raise
+        # the copy's bytes count as the file's: what the dataset costs on disk
         return FileEntry(
-            rel, part.partition, part.table.num_rows, full.stat().st_size, tuple(part.row_groups)
+            rel,
+            part.partition,
+            part.table.num_rows,
+            full.stat().st_size + extra,
+            tuple(part.row_groups),
         )
 
     def _unlink(self, rels: list[str]) -> None:
         for r in rels:
-            with contextlib.suppress(FileNotFoundError):
-                (self.data_dir / r).unlink()
+            for p in (r, idindex.index_path(r)):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.data_dir / p).unlink()
 
     def _drop_stored(self, ctx: DatasetContext, tbl: pa.Table) -> pa.Table:
         """Remove rows whose record key is already stored.
@@ -462,9 +481,13 @@ class Store:
     def touches(self, spec: QuerySpec) -> tuple[str, ...]:
         """Every dataset answering ``spec`` reads: those it names, and the network of a
         network series queried by area (its geometry lives there)."""
+        return self._touches(spec, self.schema)
+
+    @staticmethod
+    def _touches(spec: QuerySpec, schema_of: Any) -> tuple[str, ...]:
         names = list(dict.fromkeys(spec.datasets()))
         if isinstance(spec, specs.Scan) and spec.geometry is not None:
-            net = spatial_dataset(self.schema(spec.dataset))
+            net = spatial_dataset(schema_of(spec.dataset))
             if net is not None and net not in names:
                 names.append(net)
         return tuple(names)
@@ -509,12 +532,23 @@ class Store:
             raise QueryError(f"query needs a query spec, not {type(spec).__name__}")
         deadline = Deadline(timeout_s)
         r = dict(restrictions or {})
-        unknown = set(r) - set(self.touches(spec))
+        # one catalog read per dataset: its schema, version and statistics together
+        contexts: dict[str, DatasetContext] = {}
+
+        def ctx_of(d: str) -> DatasetContext:
+            if d not in contexts:
+                contexts[d] = self.context(d, r.get(d))
+            return contexts[d]
+
+        touched = self._touches(spec, lambda d: ctx_of(d).schema)
+        unknown = set(r) - set(touched)
         if unknown:
             raise QueryError(
                 f"restrictions name datasets the query does not touch: {sorted(unknown)}"
             )
-        contexts = {d: self.context(d, r.get(d)) for d in self.touches(spec)}
+        for d in touched:
+            ctx_of(d)
+        contexts = {d: contexts[d] for d in touched}
         res = self.engine(engine).execute(spec, contexts, deadline)
         if r:
             res.stats["rows_restricted"] = {d: contexts[d].rows_restricted for d in r}
@@ -699,70 +733,33 @@ class Store:
         )
 
     # -- SQL -------------------------------------------------------------------------------
-    def sql(self, query: str) -> pa.Table:
-        """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
-        and ``y``; other geometry is WKB in ``geometry``). Spatio-temporal functions:
-        ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and
-        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level),
-        and DuckDB's spatial ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``,
-        ``ST_Intersects``, ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...), loaded from the
-        installed ``duckdb-extension-spatial`` package, never the network.
+    def sql(self, query: str, *, engine: str | None = None) -> pa.Table:
+        """Run SQL where every dataset is a view under its name (points expose ``x`` and
+        ``y``; other geometry is WKB in ``geometry``), on ``engine`` (default: the store's;
+        ``"duckdb"`` or ``"spark"``). Spatio-temporal functions, the same on both engines:
+        ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and the core
+        ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``, ``ST_Intersects``,
+        ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...): on DuckDB its spatial extension,
+        loaded from the installed ``duckdb-extension-spatial`` package, never the network;
+        on Spark the same functions over the shared geometry kernels
+        (:data:`cityos.store._spatial_sql.SPARK_FUNCTIONS`). ``z2_cell(x, y, level)`` is
+        DuckDB only.
 
         Examples
         --------
         >>> # store.sql("SELECT id, count(*) FROM taxis GROUP BY id")
+        >>> # store.sql("SELECT id, ST_Length(geometry) FROM roads", engine="spark")
         """
-        import duckdb
+        return self.engine(engine).sql(query, self.sql_views())
 
-        con = duckdb.connect()
-        try:
-            _register_sql_functions(con)
-            if uses_spatial(query):  # ST_* functions: DuckDB's spatial extension
-                register_duckdb(con)
-            for info in self.catalog.all():
-                files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
-                if not files:
-                    continue
-                lst = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-                if info.schema.point_layout:
-                    con.execute(
-                        f'CREATE VIEW "{info.name}" AS SELECT * EXCLUDE (geometry), geometry.x AS x, '
-                        f"geometry.y AS y FROM read_parquet([{lst}], union_by_name=true)"
-                    )
-                else:
-                    con.execute(
-                        f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)'
-                    )
-            rel = con.sql(query)
-            if rel is None:  # a statement without a result
-                return pa.table({})
-            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-        except duckdb.Error as exc:
-            raise QueryError(f"SQL failed: {exc}") from exc
-        finally:
-            con.close()
-
-
-def _register_sql_functions(con: Any) -> None:
-    import duckdb
-
-    from cityos.geo import haversine, z2_key
-
-    def hav(x1: pa.Array, y1: pa.Array, x2: pa.Array, y2: pa.Array) -> pa.Array:
-        return pa.array(haversine(*(a.to_numpy(zero_copy_only=False) for a in (x1, y1, x2, y2))))
-
-    def cell(x: pa.Array, y: pa.Array, level: pa.Array) -> pa.Array:
-        lv = level.to_numpy(zero_copy_only=False).astype(np.int64)
-        z = z2_key(
-            x.to_numpy(zero_copy_only=False),
-            y.to_numpy(zero_copy_only=False),
-            (-180.0, -90.0, 180.0, 90.0),
-        )
-        return pa.array((z >> (np.uint64(62) - 2 * lv.astype(np.uint64))).astype(np.int64))
-
-    dbl, big = duckdb.sqltype("DOUBLE"), duckdb.sqltype("BIGINT")
-    con.create_function("haversine_m", hav, [dbl, dbl, dbl, dbl], dbl, type="arrow")
-    con.create_function("z2_cell", cell, [dbl, dbl, duckdb.sqltype("INTEGER")], big, type="arrow")
+    def sql_views(self) -> list[SqlView]:
+        """Every dataset with files, as :meth:`sql` shows it."""
+        out = []
+        for info in self.catalog.all():
+            files = tuple(str(self.data_dir / f.path) for f in self.catalog.files(info.name))
+            if files:
+                out.append(SqlView(info.name, files, info.schema.point_layout))
+        return out
 
 
 def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:

@@ -103,6 +103,13 @@ def _live_leases(data_dir: Path) -> tuple[set[str], int]:
 _vacuum_lock = threading.Lock()
 
 
+def _copy_of(rel: str) -> str | None:
+    """The data file ``rel`` is the id-index copy of (see :mod:`cityos.store._idindex`)."""
+    from cityos.store._idindex import base_path
+
+    return base_path(rel)
+
+
 def vacuum_files(
     data_dir: Path,
     referenced: Callable[[], set[str]],
@@ -123,6 +130,8 @@ def vacuum_files(
             rel = p.relative_to(data_dir).as_posix()
             if rel in live or rel.startswith(LEASE_DIR + "/"):
                 continue
+            if _copy_of(rel) in live:  # an id-index copy lives as long as its data file
+                continue
             try:
                 mtime = p.stat().st_mtime
             except FileNotFoundError:
@@ -140,7 +149,7 @@ def vacuum_files(
         removed = []
         in_flight = 0
         for p, rel in candidates:
-            if rel in live:
+            if rel in live or _copy_of(rel) in live:
                 continue
             if "*" in busy or rel.split("/", 1)[0] in busy:
                 in_flight += 1

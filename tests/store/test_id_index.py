@@ -1,0 +1,285 @@
+"""The id index (an (id, t)-ordered copy of every point data file) and the per-version plan
+cache: exact under every write path.
+
+Property tests run random write histories — appends (with redelivered and repeated keys),
+deletes by id, by time and by area (the store's update is delete + append), compactions,
+vacuums, and copies gone missing — and after every step compare ID-temporal queries,
+answered through the copies, with a brute-force filter of every stored row and with a model
+of the keys the history should have left.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from builders import make_points
+from cityos.model import DatasetSchema, Field, ModelKind
+from cityos.store import IDTemporal, Restriction, Store
+from cityos.store import _idindex as idindex
+from cityos.store._layout import decode
+from cityos.store._plan import Predicate, plan_scan
+from strategies import T0, boxes, point_records, windows
+
+_n = itertools.count()
+IDS = [f"v{i}" for i in range(8)]
+
+
+@contextmanager
+def small_copies(rows: int = 16) -> Iterator[None]:
+    """Copies cut into tiny row groups, so the index's row-group choice is exercised."""
+    old = idindex.ROW_GROUP_ROWS
+    idindex.ROW_GROUP_ROWS = rows
+    try:
+        yield
+    finally:
+        idindex.ROW_GROUP_ROWS = old
+
+
+def _store(tmp: Path, **schema: Any) -> Store:
+    s = Store(tmp / f"c{next(_n)}")
+    s.create_dataset(
+        "v",
+        DatasetSchema(
+            ModelKind.POINT_ST,
+            row_group_rows=schema.pop("row_group_rows", 256),
+            time_partition="1D",
+            time_bin="1h",
+            **schema,
+        ),
+    )
+    return s
+
+
+def _brute(all_rows: pd.DataFrame, ids: list[str], win: tuple[Any, Any]) -> pd.DataFrame:
+    m = all_rows.id.isin(ids).to_numpy().copy()
+    if win[0] is not None:
+        m &= (all_rows.t >= win[0]).to_numpy()
+    if win[1] is not None:
+        m &= (all_rows.t < win[1]).to_numpy()
+    return all_rows[m].sort_values(["id", "t"]).reset_index(drop=True)
+
+
+def _check(
+    s: Store, keys: set[tuple[str, pd.Timestamp]], probes: list[Any], *, lost: bool = False
+) -> None:
+    """Stored keys are the model's, and ID-temporal answers equal brute force, exactly.
+    Unless a copy was deleted (then a file may be read directly), the copies answer."""
+    everything = s.read("v").to_pandas()
+    assert set(zip(everything.id, everything.t, strict=True)) == keys
+    for ids, win in probes:
+        res = s.id_temporal("v", ids, *win)
+        exp = _brute(everything, ids, win)
+        pd.testing.assert_frame_equal(res.to_pandas(), exp)  # coordinates bit for bit
+        if not lost and s.describe("v").files and res.stats.get("files_read"):
+            assert res.stats.get("id_index_files", 0) >= 1  # answered through the copies
+
+
+ops = st.one_of(
+    st.tuples(st.just("append"), point_records(max_rows=120)),
+    st.tuples(st.just("delete_ids"), st.lists(st.sampled_from(IDS), min_size=1, max_size=3)),
+    st.tuples(st.just("delete_window"), windows(hours=72)),
+    st.tuples(st.just("delete_box"), boxes()),
+    st.tuples(st.just("compact"), st.none()),
+    st.tuples(st.just("vacuum"), st.none()),
+    st.tuples(st.just("lose_copy"), st.integers(0, 10**6)),
+)
+probes = st.lists(
+    st.tuples(st.lists(st.sampled_from(IDS), min_size=1, max_size=3), windows(hours=72)),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(history=st.lists(ops, min_size=1, max_size=7), checks=probes)
+def test_id_temporal_through_copies_equals_brute_force_over_write_histories(
+    tmp_path: Path, history: list[tuple[str, Any]], checks: list[Any]
+) -> None:
+    with small_copies():
+        s = _store(tmp_path)
+        keys: set[tuple[str, pd.Timestamp]] = set()
+        lost = False
+        try:
+            for kind, arg in history:
+                if kind == "append":
+                    s.append("v", arg)
+                    keys |= set(zip(arg.id, arg.t, strict=True))
+                elif kind == "delete_ids":
+                    s.delete("v", ids=arg)
+                    keys = {k for k in keys if k[0] not in arg}
+                elif kind == "delete_window":
+                    start, end = arg
+                    if start is None and end is None:
+                        continue
+                    s.delete("v", start=start, end=end)
+                    keys = {
+                        k
+                        for k in keys
+                        if not ((start is None or k[1] >= start) and (end is None or k[1] < end))
+                    }
+                elif kind == "delete_box":
+                    stored = s.read("v").to_pandas()
+                    inside = (
+                        (stored.x >= arg[0])
+                        & (stored.x <= arg[2])
+                        & (stored.y >= arg[1])
+                        & (stored.y <= arg[3])
+                    )
+                    s.delete("v", geometry=arg)
+                    keys -= set(zip(stored.id[inside], stored.t[inside], strict=True))
+                elif kind == "compact":
+                    s.compact("v", min_files=1)
+                elif kind == "vacuum":
+                    s.vacuum(older_than_s=0)
+                else:  # a data file whose copy is gone: read from the file itself
+                    copies = sorted(s.data_dir.rglob("*.parquet.ids"))
+                    if copies:
+                        copies[arg % len(copies)].unlink()
+                        idindex._cache.clear()
+                        lost = True
+                _check(s, keys, checks, lost=lost)
+        finally:
+            s.close()
+
+
+def test_every_point_file_has_an_exact_copy_and_vacuum_keeps_it_with_its_file(
+    tmp_path: Path,
+) -> None:
+    s = _store(tmp_path)
+    df = make_points(6, 300, step_s=60)
+    s.append("v", df.iloc[:900])
+    s.append("v", df.iloc[900:])
+    before = {f.path for f in s.catalog.files("v")}
+    for rel in before:
+        copy = idindex.id_index(str(s.data_dir / rel))
+        assert copy is not None
+        got = copy.read(list(range(copy.file.metadata.num_row_groups))).sort_by(
+            [("id", "ascending"), ("t", "ascending")]
+        )
+        want = decode(s.schema("v"), pq.read_table(s.data_dir / rel, schema=None)).sort_by(
+            [("id", "ascending"), ("t", "ascending")]
+        )
+        assert got.num_rows > 0 and got.equals(want)
+    s.compact("v", min_files=1)
+    after = {f.path for f in s.catalog.files("v")}
+    assert before.isdisjoint(after)
+    res = s.vacuum(older_than_s=0)
+    # the replaced files go with their copies; the live files keep theirs
+    assert {idindex.index_path(p) for p in before} <= set(res.removed)
+    assert before <= set(res.removed)
+    for rel in after:
+        assert (s.data_dir / idindex.index_path(rel)).exists()
+    # and the copies' bytes count in the dataset's size
+    on_disk = sum(p.stat().st_size for p in s.data_dir.rglob("*.parquet*"))
+    assert s.describe("v").bytes == on_disk
+    s.close()
+
+
+def test_copies_hold_the_files_rows_exactly_with_fields_and_integer_ids(tmp_path: Path) -> None:
+    s = Store(tmp_path / "c")
+    s.create_dataset(
+        "v",
+        DatasetSchema(ModelKind.POINT_ST, id_type="int64", fields=(Field("speed", "float64"),)),
+    )
+    df = make_points(5, 200, step_s=45).assign(id=lambda d: d.id.str[-3:].astype(int))
+    s.append("v", df)
+    everything = s.read("v").to_pandas()
+    with small_copies(8):
+        s.compact("v", min_files=1)  # rewritten with tiny copy row groups
+    for ids in ([0], [1, 3], [4, 99]):
+        res = s.id_temporal("v", ids, T0, T0 + pd.Timedelta(hours=1))
+        assert res.stats["id_index_files"] >= 1
+        exp = _brute(everything, ids, (T0, T0 + pd.Timedelta(hours=1)))
+        pd.testing.assert_frame_equal(res.to_pandas(), exp)
+    s.close()
+
+
+def test_restrictions_apply_to_rows_read_through_copies(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    df = make_points(4, 400, step_s=30)
+    s.append("v", df)
+    everything = s.read("v").to_pandas()
+    mid = float(everything.x.median())
+    r = Restriction(mask=lambda t: t["x"].to_numpy() > mid, spatial=True)
+    ids = sorted(set(df.id))[:2]
+    res = s.query(IDTemporal("v", tuple(ids), None, None), restrictions={"v": r})
+    exp = _brute(everything[everything.x > mid], ids, (None, None))
+    assert res.stats["id_index_files"] >= 1
+    pd.testing.assert_frame_equal(res.to_pandas(), exp)
+    s.close()
+
+
+# -- the per-version plan and metadata cache --------------------------------------------------
+
+
+def _box_query(s: Store) -> pd.DataFrame:
+    return s.scan(
+        "v", geometry=(116.0, 39.0, 117.0, 41.0), start=T0, end=T0 + pd.Timedelta(hours=3)
+    ).to_pandas()
+
+
+def test_a_repeated_query_shape_is_planned_once_per_version(tmp_path: Path) -> None:
+    s = _store(tmp_path)
+    s.append("v", make_points(3, 100))
+    ctx = s.context("v")
+    pred = Predicate(None, 0, 10**13, ("obj-001",))
+    assert plan_scan(ctx.stats, pred) is plan_scan(s.context("v").stats, pred)
+    s.append("v", make_points(3, 100, seed=1).assign(id=lambda d: d.id + "x"))
+    assert plan_scan(s.context("v").stats, pred) is not plan_scan(ctx.stats, pred)
+    s.close()
+
+
+@pytest.mark.parametrize("write", ["append", "delete", "compact", "recreate", "other_process"])
+def test_cached_plans_never_outlive_a_write(tmp_path: Path, write: str) -> None:
+    """Every write path changes what the cached query shape answers (or where it reads),
+    and the next query sees it — also when another Store (another process) wrote."""
+    s = _store(tmp_path)
+    home = s.settings.home
+    df = make_points(4, 200, step_s=30)
+    s.append("v", df.iloc[:400])
+    s.append("v", df.iloc[400:])
+    first = _box_query(s)
+    assert _box_query(s).equals(first)  # served from the cache
+    other = Store(home)
+    if write == "append":
+        s.append("v", make_points(2, 50, seed=5).assign(id=lambda d: d.id + "n"))
+        assert len(_box_query(s)) > len(first)
+    elif write == "delete":
+        s.delete("v", ids=["obj-000"])
+        got = _box_query(s)
+        assert len(got) < len(first) and "obj-000" not in set(got.id)
+    elif write == "compact":
+        s.compact("v", min_files=1)
+        s.vacuum(older_than_s=0)  # the files the cached plan named are gone
+        pd.testing.assert_frame_equal(_box_query(s), first)
+    elif write == "recreate":
+        # dropped and created again elsewhere, up to the same version number
+        other.drop_dataset("v")
+        other.create_dataset(
+            "v", DatasetSchema(ModelKind.POINT_ST, row_group_rows=256, time_partition="1D")
+        )
+        new = make_points(2, 100, seed=7).assign(id=lambda d: d.id + "r")
+        other.append("v", new.iloc[:100])
+        other.append("v", new.iloc[100:])
+        assert s.describe("v").version == 2  # the same version as before the drop
+        got = _box_query(s)
+        assert set(got.id) == set(new.id)
+    else:
+        other.append("v", make_points(1, 50, seed=9).assign(id="late"))
+        assert "late" in set(_box_query(s).id)
+    other.close()
+    s.close()

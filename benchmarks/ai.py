@@ -270,7 +270,7 @@ def cross_check(source: str | None, panel: Any, splits: Any, res: dict[str, Any]
     # historical average: mean per station, local weekday and hour over the training span
     tr_rows = raw[(raw["t"] < t_train)]
     ha = tr_rows.groupby(
-        [tr_rows["station"], tr_rows["local"].dt.weekday, tr_rows["local"].dt.hour]
+        [tr_rows["station"], tr_rows["local"].dt.day_of_week, tr_rows["local"].dt.hour]
     )["PM2.5"].mean()
     local_idx = (pm.index + pd.Timedelta(hours=8)).tz_localize(None)
     ok = True
@@ -281,7 +281,7 @@ def cross_check(source: str | None, panel: Any, splits: Any, res: dict[str, Any]
         keys = pd.MultiIndex.from_arrays(
             [
                 np.repeat([list(pm.columns)], len(origins), axis=0).ravel(),
-                np.repeat(local_idx[origins + h].weekday, pm.shape[1]),
+                np.repeat(local_idx[origins + h].day_of_week, pm.shape[1]),
                 np.repeat(local_idx[origins + h].hour, pm.shape[1]),
             ]
         )

@@ -33,3 +33,14 @@ def test_two_processes_train_the_model_one_process_trains() -> None:
     assert np.abs(other.predict(p, o) - a).max() > 1e-2
     for ha, hb in zip(one.history, two.history, strict=True):
         assert hb["val"] == pytest.approx(ha["val"], rel=1e-4, abs=1e-5)
+
+
+def test_workers_are_for_the_deep_families(city) -> None:  # type: ignore[no-untyped-def]
+    from tests.ai.builders import air_city
+
+    from cityos.ai import FeatureSpec, FeatureSpecError
+    from cityos.ai._lifecycle import train
+
+    air_city(city, 120)
+    with pytest.raises(FeatureSpecError, match="only the deep families"):
+        train(city, FeatureSpec("air", "pm25"), "lightgbm", horizon=6, workers=2)

@@ -557,7 +557,11 @@ def _stream_principal(request: Request, access_token: str | None) -> Principal:
     )
 
 
-@native.get("/stream")
+@native.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
 async def stream(
     request: Request,
     access_token: str | None = None,

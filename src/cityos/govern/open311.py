@@ -36,7 +36,37 @@ from cityos.govern.errors import EventNotFound, GovernError, IntakeError, http_s
 
 __all__ = ["FMS_STATUS", "router"]
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+#: The spec's error answer: a list of ``{code, description}``, in the request's format.
+_ERROR_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+_ERROR_CONTENT = {
+    "application/json": {"schema": _ERROR_LIST},
+    "text/xml": {"schema": {"type": "string"}},
+}
+#: Every answer a route may give, declared in the OpenAPI document: JSON or XML by ``fmt``.
+OPEN311_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/xml": {"schema": {"type": "string"}}}},
+    **{
+        code: {"description": text, "content": _ERROR_CONTENT}
+        for code, text in [
+            (400, "Open311 error: malformed request or invalid field"),
+            (401, "Open311 error: not authenticated"),
+            (403, "Open311 error: api_key missing or not allowed"),
+            (404, "Open311 error: unknown format, service, request, token or jurisdiction"),
+            (409, "Open311 error: conflict"),
+            (413, "Body too large"),
+            (422, "Invalid input"),
+            (503, "Open311 error: unavailable"),
+        ]
+    },
+}
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"], responses=OPEN311_RESPONSES)
 
 #: The spec's default window and limit for GET requests.
 DEFAULT_DAYS = 90

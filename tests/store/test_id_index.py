@@ -278,3 +278,19 @@ def test_cached_plans_never_outlive_a_write(tmp_path: Path, write: str) -> None:
         assert "late" in set(_box_query(s).id)
     other.close()
     s.close()
+
+
+def test_a_dataset_can_do_without_the_id_index(tmp_path: Path) -> None:
+    s = Store(tmp_path / "c")
+    s.create_dataset("v", DatasetSchema(ModelKind.POINT_ST, extra={"id_index": False}))
+    assert s.schema("v").extra == {"id_index": False}  # kept in the catalog
+    df = make_points(4, 300, step_s=30)
+    s.append("v", df)
+    assert not list(s.data_dir.rglob("*.ids"))
+    everything = s.read("v").to_pandas()
+    res = s.id_temporal("v", ["obj-001"], T0, T0 + pd.Timedelta(hours=1))
+    assert "id_index_files" not in res.stats
+    pd.testing.assert_frame_equal(
+        res.to_pandas(), _brute(everything, ["obj-001"], (T0, T0 + pd.Timedelta(hours=1)))
+    )
+    s.close()

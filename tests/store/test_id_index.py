@@ -162,7 +162,7 @@ def test_every_point_file_has_an_exact_copy_and_vacuum_keeps_it_with_its_file(
     for rel in before:
         copy = idindex.id_index(str(s.data_dir / rel))
         assert copy is not None
-        got = copy.read(list(range(copy.file.metadata.num_row_groups))).sort_by(
+        got = copy.read(list(range(copy.metadata.num_row_groups))).sort_by(
             [("id", "ascending"), ("t", "ascending")]
         )
         want = decode(s.schema("v"), pq.read_table(s.data_dir / rel, schema=None)).sort_by(
@@ -293,4 +293,28 @@ def test_a_dataset_can_do_without_the_id_index(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         res.to_pandas(), _brute(everything, ["obj-001"], (T0, T0 + pd.Timedelta(hours=1)))
     )
+    s.close()
+
+
+def test_concurrent_queries_through_copies_agree(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = _store(tmp_path)
+    df = make_points(6, 400, step_s=30)
+    with small_copies(64):
+        s.append("v", df)
+    everything = s.read("v").to_pandas()
+    ids = sorted(set(df.id))
+    wins = [
+        (T0 + pd.Timedelta(minutes=10 * i), T0 + pd.Timedelta(minutes=10 * i + 45))
+        for i in range(12)
+    ]
+
+    def one(i: int) -> bool:
+        q = [ids[i % len(ids)]]
+        got = s.id_temporal("v", q, *wins[i % len(wins)]).to_pandas()
+        return bool(got.equals(_brute(everything, q, wins[i % len(wins)])))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one, range(48)))
     s.close()

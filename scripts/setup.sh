@@ -22,6 +22,9 @@ if [ "$want_services" = 1 ]; then
   [ -f /usr/share/postgresql/15/extension/postgis.control ] || missing+=(postgresql-15-postgis-3)
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+  # the dashboard's browser tests: Debian's Chromium (never a downloaded browser), a CJK font
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -d /usr/share/fonts/truetype/wqy ] || missing+=(fonts-wqy-microhei)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
       echo "[setup] need root to install: ${missing[*]} (run: sudo apt-get install -y ${missing[*]})" >&2
@@ -58,7 +61,22 @@ if [ ! -f "$stamp" ]; then
   # the AI engine's deep models: PyTorch's CPU build, pinned (any other version or range
   # pulls a multi-GB CUDA build); not in the hashed lock for that reason
   .venv/bin/python -m pip install -q "torch==2.13.0"
+  # Flower for horizontal federation: its pins would downgrade fastapi/typer/rich/protobuf, and the parts
+  # CityOS uses work with the locked versions (tests/federation/test_algo_horizontal.py); deps are in the lock
+  .venv/bin/python -m pip install -q --no-deps "flwr==1.42.0"
   rm -f .venv/.cityos-installed-*
   touch "$stamp"
+fi
+# the dashboard ships built inside the package (src/cityos/twin/static); rebuild it when
+# web/'s sources changed and Node is here (a user without Node keeps the committed build)
+want=$(bash scripts/web-hash.sh 2>/dev/null || true)
+have=$(cat src/cityos/twin/static/SOURCE_HASH 2>/dev/null || true)
+if [ -n "$want" ] && [ "$want" != "$have" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    log "web/ changed: rebuilding the dashboard (npm ci && npm run build)"
+    (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent) >/dev/null
+  else
+    log "web/ changed but Node is not installed: keeping the committed dashboard build"
+  fi
 fi
 log "ready: .venv/bin/cityos"

@@ -53,6 +53,14 @@ LAYER_COMMANDS: dict[str, tuple[str, str]] = {
         "cityos.ai.cli:ai_app",
         "The AI engine: features, models, registry, serving, monitoring.",
     ),
+    "govern": (
+        "cityos.govern.cli:govern_app",
+        "City governance: intake, queues, workflow, evaluation.",
+    ),
+    "gateway": (
+        "cityos.federation.cli:gateway_app",
+        "The federation gateway: certificates, serve a party, projects and jobs.",
+    ),
 }
 
 
@@ -418,7 +426,8 @@ def query(
     ids: Annotated[str | None, typer.Option(help="object ids, comma-separated")] = None,
     knn: Annotated[str | None, typer.Option(help="x,y,k: the k nearest points")] = None,
     sql: Annotated[
-        str | None, typer.Option(help="DuckDB SQL over every dataset (views by name)")
+        str | None,
+        typer.Option(help="SQL over every dataset (views by name; ST_* functions; see --engine)"),
     ] = None,
     agg: Annotated[
         list[str] | None,
@@ -450,7 +459,7 @@ def query(
     store = _store(home)
     stats: dict[str, Any] = {}
     if sql:
-        tbl = store.sql(sql)
+        tbl = store.sql(sql, engine=engine)
     elif name is None:
         raise typer.BadParameter("give a dataset name or --sql")
     elif agg or grid_m is not None or regions:
@@ -559,6 +568,9 @@ def demo(
         typer.Option(envvar="CITYOS_SHARED_DATA", help="folder of the real public data"),
     ] = None,
     fresh: Annotated[bool, typer.Option(help="delete the demo city first")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="end by serving the dashboard on loopback (--no-serve: finish)")
+    ] = True,
 ) -> None:
     """Build and tour the demo city (synthetic city + real air-quality and 311 data)."""
     from cityos.demo import run_demo
@@ -569,6 +581,7 @@ def demo(
         days=days,
         shared_data=shared_data,
         fresh=fresh,
+        serve=serve,
         console=_console(),
     )
 

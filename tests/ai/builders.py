@@ -87,3 +87,43 @@ def air_city(store: Store, steps: int = 400, *, name: str = "air") -> Panel:
     )
     store.append(name, panel_rows(p))
     return p
+
+
+def road_city(
+    store: Store, vehicles: int = 60, days: int = 4, *, size_km: float = 4.0, seed: int = 7
+) -> tuple[object, pd.DataFrame]:
+    """A generated city's road network (``roads``, NETWORK_STATIC) and the hourly mean speed
+    of its simulated fleet per road segment (``road_speeds``, NETWORK_SERIES referring to
+    ``roads``) in ``store``; returns the city and the speeds frame."""
+    from cityos.model import DatasetSchema, Field, ModelKind
+    from cityos.synth import make_city, make_road_speeds, simulate_vehicles
+
+    city = make_city(seed=seed, size_km=size_km)
+    store.create_dataset(
+        "roads",
+        DatasetSchema(
+            ModelKind.NETWORK_STATIC,
+            id_type="int64",
+            fields=(Field("length_m", "float64"), Field("speed_limit_kmh", "float64")),
+        ),
+    )
+    store.append(
+        "roads",
+        city.edges.rename(columns={"edge_id": "id"})[
+            ["id", "from_node", "to_node", "geometry", "length_m", "speed_limit_kmh"]
+        ],
+    )
+    fleet = simulate_vehicles(city, vehicles, days=days, interval_s=60, seed=seed)
+    speeds = make_road_speeds(city, fleet, "1h").rename(columns={"edge_id": "id"})
+    store.create_dataset(
+        "road_speeds",
+        DatasetSchema(
+            ModelKind.NETWORK_SERIES,
+            id_type="int64",
+            network="roads",
+            fields=(Field("speed_kmh", "float64"), Field("n_points", "int64")),
+            time_partition="30D",
+        ),
+    )
+    store.append("road_speeds", speeds[["id", "t", "speed_kmh", "n_points"]])
+    return city, speeds

@@ -86,7 +86,17 @@ def test_no_feature_at_t_reads_data_after_t() -> None:
     """Leakage: features computed on the whole panel equal those computed when every value
     after t is unknown, for every origin t and every feature."""
     p = make_panel(300)
-    spec = TabularSpec(closeness=3, periods=2, trends=1, trend_len=48)
+    spec = TabularSpec(
+        closeness=3,
+        periods=2,
+        trends=1,
+        trend_len=48,
+        covariate_rolling=(6, 24),
+        covariate_changes=(3,),
+        vectors=(("temperature", "temperature", "pm25"),),  # any channels: the arithmetic
+        target_changes=(1, 24),
+        city_mean=True,
+    )
     origins = np.arange(0, 300, 7)
     full, names = tabular_features(p, origins, spec)
     n = p.shape[1]

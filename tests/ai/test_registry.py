@@ -127,3 +127,34 @@ def test_fresh_inputs_and_batch_scoring(city: Store) -> None:
         score_to_dataset(city, "pm", "pm25_forecast", p.times[270], p.times[276]) == 0
     )  # idempotent
     assert pd.api.types.is_integer_dtype(got["horizon"])
+
+
+def test_fresh_window_cache_follows_the_data(city: Store) -> None:
+    """A cached recent window is reused only while the dataset is unchanged: a reading
+    that arrives late inside the window (a new dataset version) shows in the next forecast."""
+    from tests.ai.builders import make_panel, panel_rows
+
+    from cityos.model import DatasetSchema, Field, ModelKind
+
+    p = make_panel(300)
+    rows = panel_rows(p)
+    late = (rows["t"] == p.times[250]) & (rows["id"] == "s0")
+    city.create_dataset(
+        "air",
+        DatasetSchema(
+            ModelKind.POINT_SERIES,
+            fields=(Field("pm25", "float64"), Field("temperature", "float64")),
+            time_partition="30D",
+        ),
+    )
+    city.append("air", rows[~late])
+    train(city, SPEC, "lightgbm", horizon=6, params=LGB, name="pm")
+    ModelRegistry.of(city).deploy("pm")
+    at = p.times[250]
+    first = predict_fresh(city, "pm", at=at, ids=["s0"])
+    np.testing.assert_array_equal(
+        predict_fresh(city, "pm", at=at, ids=["s0"])["yhat"], first["yhat"]
+    )
+    city.append("air", rows[late].assign(pm25=500.0))
+    after = predict_fresh(city, "pm", at=at, ids=["s0"])
+    assert not np.allclose(after["yhat"].to_numpy(), first["yhat"].to_numpy())

@@ -41,6 +41,12 @@ SMALL: dict[str, dict[str, Any]] = {
         "trend_len": 48,
         "max_batches_per_epoch": 20,
     },
+    "ensemble": {
+        "members": [
+            ["lightgbm", {"n_estimators": 30, "num_leaves": 15, "min_child_samples": 10}],
+            ["seasonal_naive", {}],
+        ]
+    },
 }
 
 
@@ -95,3 +101,25 @@ def test_horizon_longer_than_data() -> None:
     p = make_panel(steps=20)
     with pytest.raises(HorizonError, match="cannot hold horizon"):
         make_model("persistence", 24).fit(p)
+
+
+def test_ensemble_weighs_its_members_on_validation_only() -> None:
+    from cityos.ai import evaluate
+    from cityos.ai._zoo import Ensemble
+
+    p = make_panel()
+    members = [["seasonal_naive", {}], ["persistence", {}], ["historical_average", {}]]
+    e = make_model("ensemble", H, members=members).fit(p, train=(0, 300), val=(300, 360))
+    assert e.weights.shape == (H, 3) and np.allclose(e.weights.sum(1), 1.0)
+    fitted = [make_model(f, H).fit(p, train=(0, 300)) for f, _ in members]
+    again = Ensemble.from_fitted(fitted, p, (300, 360))
+    np.testing.assert_allclose(again.weights, e.weights)
+    # on the validation span the weighted mean is no worse than its best member
+    val = {m.family: evaluate(m, p, (300, 360)).mae for m in fitted}
+    mine = evaluate(e, p, (300, 360)).mae
+    for h in range(1, H + 1):
+        assert mine[h] <= min(v[h] for v in val.values()) + 1e-9
+    # the weights come from validation: the test span's data play no part
+    cut = p.truncated(359)
+    blind = make_model("ensemble", H, members=members).fit(cut, train=(0, 300), val=(300, 360))
+    np.testing.assert_allclose(blind.weights, e.weights)

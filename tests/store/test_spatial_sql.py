@@ -193,3 +193,44 @@ def test_the_spark_engine_registers_the_functions(city: Store, spark_ready: None
     eng = city.engine("spark")
     names = {f.name.lower() for f in eng.spark.catalog.listFunctions()}
     assert {n.lower() for n in SPARK_FUNCTIONS} <= names
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("case", sorted(QUERIES))
+def test_store_sql_on_the_spark_engine(city: Store, spark_ready: None, case: str) -> None:
+    got = city.sql(QUERIES[case], engine="spark")
+    _close(_rows(got), _rows(city.sql(QUERIES[case], engine="duckdb")))
+    _close(_rows(got), _expected(case))
+
+
+@pytest.mark.spark
+def test_spark_sql_sees_later_appends_and_reports_errors(tmp_path: Path, spark_ready: None) -> None:
+    from cityos.errors import QueryError
+
+    store = Store(tmp_path / "city")
+    try:
+        store.create_dataset("sites", DatasetSchema(ModelKind.POINT_STATIC, crs="EPSG:3857"))
+        store.append("sites", pa.table({"id": ["a"], "x": [1.0], "y": [2.0]}))
+        q = "SELECT count(*) AS n, sum(x + y) AS s FROM sites"
+        assert _rows(store.sql(q, engine="spark")) == [(1, 3.0)]
+        store.append("sites", pa.table({"id": ["b"], "x": [10.0], "y": [20.0]}))
+        assert _rows(store.sql(q, engine="spark")) == [(2, 33.0)] == _rows(store.sql(q))
+        with pytest.raises(QueryError, match="SQL failed on Spark"):
+            store.sql("SELECT * FROM nosuch", engine="spark")
+    finally:
+        store.close()
+
+
+@pytest.mark.spark
+def test_cli_sql_on_spark_prints_what_duckdb_prints(city: Store, spark_ready: None) -> None:
+    from cityos.cli import app
+
+    q = "SELECT id, ST_AsText(geometry) AS g, ST_Length(geometry) AS n FROM roads ORDER BY id"
+    out = {}
+    for engine in ("duckdb", "spark"):
+        args = ["query", "--sql", q, "--format", "csv", "--engine", engine]
+        res = CliRunner().invoke(app, [*args, "--home", str(city.settings.home)])
+        assert res.exit_code == 0, res.output
+        out[engine] = res.stdout
+    assert out["spark"] == out["duckdb"]
+    assert out["spark"].splitlines()[1] == 'r1,"LINESTRING (0 0, 3 4)",5.0'

@@ -384,6 +384,52 @@ class SecureStore:
         hidden = int(sum((stats.get("rows_restricted") or {}).values()))
         return self._finish(spec.kind, grants, raw, hidden)
 
+    def sql(self, query: str, *, engine: str | None = None) -> SecureResult:
+        """Run SQL (as :meth:`Store.sql <cityos.store.Store.sql>`) under this principal's
+        rights, on DuckDB only.
+
+        Each dataset the text names is first read through :meth:`query` (so it must be
+        readable, its row filters apply, its personal fields are masked and the read is
+        audited); the SQL then runs on those rows alone, in a DuckDB connection with
+        external access disabled and its configuration locked, so it cannot read the
+        city's files, attach databases or load extensions. Datasets it does not name do
+        not exist for it. This materialises every named dataset's visible rows: for large
+        datasets use the query API.
+
+        Raises
+        ------
+        PermissionDenied
+            A named dataset may not be read, or ``engine`` is not ``duckdb``: Spark SQL can
+            read any file a query names, so it cannot be confined to what the principal may
+            see and is refused rather than risk a leak.
+        """
+        import re
+
+        from cityos.store import QUERIES
+        from cityos.store._sql import duckdb_sql
+
+        chosen = engine or getattr(self.__store, "default_engine", "duckdb")
+        if chosen != "duckdb":
+            raise PermissionDenied(
+                f"SQL under access control runs on the duckdb engine only; the {chosen} "
+                "engine cannot be confined to the rows and columns you may see (use "
+                "engine='duckdb' or the query API, which runs on every engine)"
+            )
+        names = [
+            d.name
+            for d in self.__store.list_datasets()
+            if re.search(rf"(?<![\w$]){re.escape(d.name)}(?![\w$])", query, re.IGNORECASE)
+        ]
+        tables: dict[str, pa.Table] = {}
+        masked: list[str] = []
+        hidden = 0
+        for name in names:
+            res = self.query(QUERIES["read"](name))
+            tables[name] = res.table
+            masked += [c for c in res.masked if c not in masked]
+            hidden += res.rows_hidden
+        return SecureResult(duckdb_sql(query, tables=tables, confined=True), masked, hidden)
+
     def __getattr__(self, name: str) -> Callable[..., SecureResult]:
         """The store's convenience queries (``st_range``, ``knn``, ``aggregate``, ...), each
         built by the same function as the store's own (:data:`cityos.store.QUERIES`), so

@@ -28,6 +28,7 @@ from cityos.ai._features import (
     distance_adjacency,
     knn_indices,
     panel_from_frame,
+    road_adjacency,
     tabular_features,
 )
 from cityos.ai._metrics import (
@@ -88,6 +89,7 @@ __all__ = [
     "masked_rmse",
     "model_class",
     "panel_from_frame",
+    "road_adjacency",
     "score",
     "tabular_features",
     "targets",

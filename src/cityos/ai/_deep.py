@@ -21,7 +21,7 @@ from cityos.ai._zoo import Forecaster
 torch = import_optional("torch", "the deep models of cityos.ai (pip install torch==2.13.0)")
 nn = torch.nn
 
-__all__ = ["STID", "GraphWaveNet", "STResNet", "TorchForecaster"]
+__all__ = ["STID", "GraphWaveNet", "STResNet", "TorchForecaster", "fit_distributed"]
 
 
 class TorchForecaster(Forecaster):
@@ -106,6 +106,7 @@ class TorchForecaster(Forecaster):
     def _fit(self, panel: Panel, train: np.ndarray, val: np.ndarray | None) -> None:
         torch.manual_seed(self.seed)
         torch.set_num_threads(int(self.params["threads"]))
+        rank, world = _rank_world()
         rng = np.random.default_rng(self.seed)
         lo, hi = int(train[0]), int(train[-1]) + self.horizon + 1
         span = panel.values[lo:hi]
@@ -120,8 +121,13 @@ class TorchForecaster(Forecaster):
         self.net = self._network(panel)
         from cityos.ai._metrics import targets
 
-        z = self._zcache(panel)
         ytr = (targets(panel, train, self.horizon) - self.mu[self.ti]) / self.sd[self.ti]
+        # data-parallel: every rank draws the same global batches, takes its share of each,
+        # and DistributedDataParallel sums the gradients (the loss is scaled so the sum is
+        # exactly the gradient of the global batch's masked mean)
+        fwd = self.net
+        if world > 1:
+            fwd = nn.parallel.DistributedDataParallel(self.net)
         opt = torch.optim.AdamW(
             self.net.parameters(),
             lr=float(self.params["lr"]),
@@ -130,39 +136,53 @@ class TorchForecaster(Forecaster):
         bs = int(self.params["batch_size"])
         best, best_state, bad = np.inf, None, 0
         t0 = time.perf_counter()
-        del z
         for epoch in range(int(self.params["epochs"])):
             self.net.train()
             order = rng.permutation(len(train))[: bs * int(self.params["max_batches_per_epoch"])]
             losses = []
             for i in range(0, len(order), bs):
                 b = order[i : i + bs]
-                xs = [torch.from_numpy(a) for a in self._inputs(panel, train[b])]
-                y = torch.from_numpy(ytr[b].astype("float32"))
+                if len(b) < world:
+                    continue  # every rank needs a share (the same decision on every rank)
+                mine = b[rank::world]
+                xs = [torch.from_numpy(a) for a in self._inputs(panel, train[mine])]
+                y = torch.from_numpy(ytr[mine].astype("float32"))
                 m = torch.isfinite(y)
-                if not bool(m.any()):
+                total = float(np.isfinite(ytr[b]).sum())  # the global batch's known targets
+                if total == 0:
                     continue
-                out = self.net(*xs)
-                loss = (out - torch.nan_to_num(y)).abs()[m].mean()
+                out = fwd(*xs)
+                loss = (out - torch.nan_to_num(y)).abs()[m].sum() * (world / total)
                 opt.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
                 opt.step()
                 losses.append(float(loss.detach()))
-            score = float(np.mean(losses)) if losses else np.inf
+            train_loss = float(np.mean(losses)) if losses else np.inf
+            if world > 1:
+                train_loss = _all_mean(train_loss)
+            score = train_loss
             if val is not None and len(val):
                 score = self._val_loss(panel, val)
             self.history.append(
-                {"epoch": epoch, "loss": float(np.mean(losses or [np.nan])), "val": score}
+                {
+                    "epoch": epoch,
+                    "loss": train_loss,
+                    "val": score,
+                    "world_size": world,
+                }
             )
             if score < best - 1e-5:
                 best, bad = score, 0
                 best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             else:
                 bad += 1
-                if bad >= int(self.params["patience"]):
-                    break
-            if time.perf_counter() - t0 > float(self.params["time_budget_s"]):
+            stop = bad >= int(self.params["patience"]) or (
+                time.perf_counter() - t0 > float(self.params["time_budget_s"])
+            )
+            if world > 1:
+                stop = _rank0_says(stop)  # the ranks stop together
+            if stop:
                 break
         if best_state is not None:
             self.net.load_state_dict(best_state)
@@ -268,10 +288,103 @@ class TorchForecaster(Forecaster):
         self.runtime = "onnx"
 
 
+# -- data-parallel training --------------------------------------------------------------------
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    return 0, 1
+
+
+def _all_mean(v: float) -> float:
+    t = torch.tensor([v], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / int(torch.distributed.get_world_size())
+
+
+def _rank0_says(flag: bool) -> bool:
+    t = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    torch.distributed.broadcast(t, 0)
+    return bool(t.item())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _dist_worker(
+    rank: int,
+    world: int,
+    port: int,
+    model: TorchForecaster,
+    panel: Panel,
+    train: tuple[int, int] | None,
+    val: tuple[int, int] | None,
+    out: str,
+) -> None:
+    dist = torch.distributed
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        model.fit(panel, train=train, val=val)
+        if rank == 0:
+            model.save(out)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def fit_distributed(
+    model: TorchForecaster,
+    panel: Panel,
+    *,
+    train: tuple[int, int] | None = None,
+    val: tuple[int, int] | None = None,
+    world_size: int = 2,
+) -> TorchForecaster:
+    """Fit ``model`` data-parallel across ``world_size`` processes (``torch.distributed``
+    with the gloo backend on loopback): each process takes its share of every batch and
+    the gradients are summed, so the result is the model one process would train (up to
+    float rounding) when the network has no dropout or batch statistics. Returns the
+    fitted model (rank 0's, loaded back into this process)."""
+    import tempfile
+
+    from cityos.ai._zoo import load_model
+
+    if world_size < 1:
+        raise ValueError(f"world_size must be at least 1, not {world_size}")
+    if world_size == 1:
+        return model.fit(panel, train=train, val=val)  # type: ignore[return-value]
+    with tempfile.TemporaryDirectory() as d:
+        out = str(Path(d) / "model")
+        torch.multiprocessing.spawn(
+            _dist_worker,
+            args=(world_size, _free_port(), model, panel, train, val, out),
+            nprocs=world_size,
+            join=True,
+        )
+        fitted = load_model(out)
+    assert isinstance(fitted, TorchForecaster)
+    return fitted
+
+
 # -- STID ------------------------------------------------------------------------------------
 class _STIDNet(nn.Module):  # type: ignore[misc,name-defined]
     def __init__(
-        self, n: int, c: int, window: int, horizon: int, d: int, layers: int, spd: int
+        self,
+        n: int,
+        c: int,
+        window: int,
+        horizon: int,
+        d: int,
+        layers: int,
+        spd: int,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
         self.series = nn.Linear(window * 2, d)  # target history and its mask
@@ -284,7 +397,7 @@ class _STIDNet(nn.Module):  # type: ignore[misc,name-defined]
         width = 5 * d
         self.mlp = nn.ModuleList(
             nn.Sequential(
-                nn.Linear(width, width), nn.ReLU(), nn.Dropout(0.1), nn.Linear(width, width)
+                nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width, width)
             )
             for _ in range(layers)
         )
@@ -318,6 +431,7 @@ class STID(TorchForecaster):
         "window": 24,
         "hidden": 32,
         "layers": 3,
+        "dropout": 0.1,
     }
 
     def _inputs(self, panel: Panel, origins: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -335,6 +449,7 @@ class STID(TorchForecaster):
             int(self.params["hidden"]),
             int(self.params["layers"]),
             self.steps_per_day,
+            float(self.params["dropout"]),
         )
 
 
@@ -396,8 +511,9 @@ class _GWNet(nn.Module):  # type: ignore[misc,name-defined]
 
 class GraphWaveNet(TorchForecaster):
     """Graph WaveNet (Wu et al., IJCAI 2019): gated dilated temporal convolutions with
-    diffusion graph convolutions over the distance adjacency (both directions) and a
-    learned adaptive adjacency."""
+    diffusion graph convolutions over the panel's road-network adjacency (network series)
+    or the distance adjacency (stations), in both directions, and a learned adaptive
+    adjacency."""
 
     family = "graph_wavenet"
     defaults: ClassVar[dict[str, Any]] = {
@@ -411,7 +527,10 @@ class GraphWaveNet(TorchForecaster):
         return max(int(self.params["window"]), int(sum(self.params["dilations"])) + 1)
 
     def _prepare(self, panel: Panel) -> None:
-        a = distance_adjacency(panel.x, panel.y) if panel.shape[1] > 1 else np.ones((1, 1))
+        if panel.adjacency is not None:  # a road network's own graph
+            a = np.asarray(panel.adjacency)
+        else:
+            a = distance_adjacency(panel.x, panel.y) if panel.shape[1] > 1 else np.ones((1, 1))
         self.adj = a.astype("float32")
 
     def _supports(self) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ __all__ = [
     "distance_adjacency",
     "knn_indices",
     "panel_from_frame",
+    "road_adjacency",
     "tabular_features",
 ]
 
@@ -64,7 +65,16 @@ class TabularSpec:
     standard deviation over the last w steps; ``periods`` x ``period_len`` and
     ``trends`` x ``trend_len`` are ST-ResNet's period and trend views, relative to the
     first step ahead (t + 1 - p * period_len); ``closeness`` adds the last c steps (a lag
-    block); ``k_nearest`` adds the mean target of the k nearest places at t.
+    block); ``k_nearest`` adds the mean target of the k nearest places at t (the most
+    strongly connected road segments of a network).
+
+    Weather and context: ``covariate_rolling`` windows give each covariate's trailing mean,
+    ``covariate_changes`` its change over k steps (a pressure tendency); ``vectors`` are
+    ``(sin, cos, speed)`` channel triples (a compass direction and its speed) turned into
+    ``u = speed * sin`` and ``v = speed * cos`` at the covariate lags and trailing means
+    (wind as a vector: which way the air moves and how fast); ``target_changes`` give the
+    target's change over k steps; ``city_mean`` adds the mean over all places at t of the
+    target and of each vector's u and v (the regional level and wind).
 
     Examples
     --------
@@ -84,11 +94,17 @@ class TabularSpec:
     covariate_diff: bool = True
     k_nearest: int = 3
     node_feature: bool = True
+    covariate_rolling: tuple[int, ...] = ()
+    covariate_changes: tuple[int, ...] = ()
+    vectors: tuple[tuple[str, str, str], ...] = ()
+    target_changes: tuple[int, ...] = ()
+    city_mean: bool = False
 
     def lookback(self) -> int:
         """Steps of history the features need (t and this many before it)."""
         need = [0, *self.lags, *self.covariate_lags, self.closeness - 1]
-        need += [w - 1 for w in self.rolling]
+        need += [w - 1 for w in (*self.rolling, *self.covariate_rolling)]
+        need += [*self.covariate_changes, *self.target_changes]
         need += [p * self.period_len - 1 for p in range(1, self.periods + 1)]
         need += [q * self.trend_len - 1 for q in range(1, self.trends + 1)]
         return max(need) + (1 if self.covariate_diff else 0)
@@ -100,12 +116,25 @@ class TabularSpec:
         out += [f"{target}_close{c}" for c in range(self.closeness)]
         out += [f"{target}_period{p}" for p in range(1, self.periods + 1)]
         out += [f"{target}_trend{q}" for q in range(1, self.trends + 1)]
+        out += [f"{target}_change{k}" for k in self.target_changes]
         for ch in channels:
             if ch == target:
                 continue
             out += [f"{ch}_lag{lag}" for lag in self.covariate_lags]
             if self.covariate_diff:
                 out.append(f"{ch}_diff1")
+            out += [f"{ch}_mean{w}" for w in self.covariate_rolling]
+            out += [f"{ch}_change{k}" for k in self.covariate_changes]
+        for sin, _cos, _speed in self.vectors:
+            base = sin.removesuffix("_sin")
+            for comp in ("u", "v"):
+                out += [f"{base}_{comp}_lag{lag}" for lag in self.covariate_lags]
+                out += [f"{base}_{comp}_mean{w}" for w in self.covariate_rolling]
+        if self.city_mean:
+            out.append(f"{target}_city")
+            for sin, _cos, _speed in self.vectors:
+                base = sin.removesuffix("_sin")
+                out += [f"{base}_u_city", f"{base}_v_city"]
         if self.calendar:
             out += ["hour", "weekday", "month", "holiday"]
         if self.k_nearest:
@@ -137,6 +166,10 @@ class FeatureSpec:
         Grid flows only: cell size in metres and the grid's extent (default: the data's).
     timezone, country:
         Local time zone for calendar features and the ISO country for holidays.
+    network:
+        Network series only: the road network dataset (NETWORK_STATIC: ``from_node``,
+        ``to_node``, line geometry) the segment ids refer to; default the series schema's
+        ``network``. Its graph gives the panel's road-network adjacency.
     tabular:
         The tabular features built from the panel (:class:`TabularSpec`).
 
@@ -160,6 +193,7 @@ class FeatureSpec:
     grid_bbox: tuple[float, float, float, float] | None = None
     timezone: str = "UTC"
     country: str | None = None
+    network: str | None = None
     tabular: TabularSpec = field(default_factory=TabularSpec)
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,7 +281,7 @@ def build_panel(store: Any, spec: FeatureSpec, *, cache: bool = True) -> Panel:
     --------
     >>> # panel = build_panel(store, FeatureSpec("beijing_air_quality", "pm25"))
     """
-    _info, versions = _check(store, spec)
+    info, versions = _check(store, spec)
     home = _home(store)
     path = None
     if cache and home is not None:
@@ -256,6 +290,8 @@ def build_panel(store: Any, spec: FeatureSpec, *, cache: bool = True) -> Panel:
             return _load_panel(path)
     if spec.kind == "grid":
         panel = _grid_panel(store, spec, versions)
+    elif spec.kind == "network":
+        panel = _network_panel(store, spec, info, versions)
     else:
         cols = ["id", "t", "x", "y", spec.target, *spec.covariates]
         df = store.scan(spec.dataset, columns=cols, start=spec.start, end=spec.end).to_pandas()
@@ -376,6 +412,141 @@ def _grid_panel(store: Any, spec: FeatureSpec, versions: dict[str, int]) -> Pane
     )
 
 
+def _network_panel(store: Any, spec: FeatureSpec, info: Any, versions: dict[str, int]) -> Panel:
+    """Readings per road segment (a NETWORK_SERIES dataset, id = segment id) as a panel whose
+    nodes are the segments, placed at their midpoints, with the road-network adjacency of
+    :func:`road_adjacency` over the network dataset's graph."""
+    import shapely
+
+    net = spec.network or getattr(info.schema, "network", None)
+    if not net:
+        raise FeatureSpecError(
+            f"network-series spec over {spec.dataset!r} names no road network: set "
+            "FeatureSpec(network=...) or the series schema's network"
+        )
+    try:
+        ninfo = store.describe(net)
+    except DatasetNotFound as exc:
+        raise FeatureSpecError(f"feature spec reads unknown road network {net!r}") from exc
+    nfields = {f.name for f in ninfo.schema.fields}
+    cols = ["id", "t", spec.target, *spec.covariates]
+    df = store.scan(spec.dataset, columns=cols, start=spec.start, end=spec.end).to_pandas()
+    roads = store.scan(
+        net,
+        columns=["id", "from_node", "to_node", "geometry"]
+        + (["length_m"] * ("length_m" in nfields)),
+    ).to_pandas()
+    seg = {str(v): i for i, v in enumerate(roads["id"].astype(str))}
+    unknown = sorted(set(df["id"].astype(str)) - set(seg))
+    if unknown:
+        raise FeatureSpecError(
+            f"{spec.dataset!r} has readings of segment(s) {unknown[:5]} that road network "
+            f"{net!r} does not have"
+        )
+    geoms = roads["geometry"].to_numpy()
+    lines = shapely.from_wkb(geoms) if len(geoms) and isinstance(geoms[0], bytes) else geoms
+    mid = shapely.line_interpolate_point(lines, 0.5, normalized=True)
+    roads = roads.assign(x=shapely.get_x(mid), y=shapely.get_y(mid))
+    if "length_m" not in roads:
+        from cityos.geo import haversine
+
+        c = shapely.get_coordinates(shapely.boundary(lines))
+        a, b = c[0::2], c[1::2]
+        roads["length_m"] = haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+    df = df.assign(id=df["id"].astype(str))
+    pos = roads.assign(id=roads["id"].astype(str)).set_index("id")
+    df["x"] = pos["x"].reindex(df["id"]).to_numpy()
+    df["y"] = pos["y"].reindex(df["id"]).to_numpy()
+    versions = {**versions, net: int(ninfo.version)}
+    panel = panel_from_frame(
+        df,
+        spec.target,
+        spec.covariates,
+        spec.freq,
+        timezone=spec.timezone,
+        country=spec.country,
+        datasets=versions,
+    )
+    rows = np.array([seg[str(n)] for n in panel.nodes], dtype=np.int64)
+    adj = road_adjacency(
+        roads["from_node"].to_numpy(np.int64),
+        roads["to_node"].to_numpy(np.int64),
+        roads["length_m"].to_numpy("float64"),
+        rows,
+    )
+    return replace(panel, adjacency=adj)
+
+
+def road_adjacency(
+    edge_from: np.ndarray,
+    edge_to: np.ndarray,
+    edge_length_m: np.ndarray,
+    segments: np.ndarray | None = None,
+    *,
+    sigma: float | None = None,
+    threshold: float = 0.1,
+) -> np.ndarray:
+    """Road-network adjacency between road segments (DCRNN's, over network distance):
+    ``exp(-(d/sigma)^2)`` where d is the shortest distance along the roads from the middle
+    of one segment to the middle of the other (half of each segment's length plus the
+    shortest path between their nearest ends; 0 for a segment to itself), zero below
+    ``threshold`` and where the roads do not connect. ``segments`` picks rows of the edge
+    arrays (default: all); ``sigma`` defaults to the standard deviation of the finite
+    distances.
+
+    Examples
+    --------
+    >>> # a street 0-1-2-3 of three segments (100 m, 200 m, 100 m)
+    >>> a = road_adjacency(np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([100.0, 200, 100]),
+    ...                    sigma=300.0)
+    >>> d = road_distances(np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([100.0, 200, 100]))
+    >>> d[0].tolist(), bool(a[0, 1] > a[0, 2])
+    ([0.0, 150.0, 300.0], True)
+    """
+    d = road_distances(edge_from, edge_to, edge_length_m, segments)
+    fin = d[np.isfinite(d) & (d > 0)]
+    s = float(sigma or (fin.std() if len(fin) > 1 else 0.0) or (fin.mean() if len(fin) else 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.where(np.isfinite(d), np.exp(-((d / s) ** 2)), 0.0)
+    a[a < threshold] = 0.0
+    return np.asarray(a)
+
+
+def road_distances(
+    edge_from: np.ndarray,
+    edge_to: np.ndarray,
+    edge_length_m: np.ndarray,
+    segments: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(S, S)`` metres along the roads between the middles of road segments (inf where
+    they do not connect); see :func:`road_adjacency`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    ef = np.asarray(edge_from, dtype=np.int64)
+    et = np.asarray(edge_to, dtype=np.int64)
+    ln = np.asarray(edge_length_m, dtype="float64")
+    sel = np.arange(len(ef)) if segments is None else np.asarray(segments, dtype=np.int64)
+    nodes, inv = np.unique(np.concatenate([ef, et]), return_inverse=True)
+    u, v = inv[: len(ef)], inv[len(ef) :]
+    k = len(nodes)
+    # undirected road graph, the shortest of parallel roads: traffic on a segment relates to
+    # its neighbours upstream and downstream alike
+    a, b = np.minimum(u, v), np.maximum(u, v)
+    short = pd.DataFrame({"a": a, "b": b, "w": ln}).groupby(["a", "b"])["w"].min().reset_index()
+    g = coo_matrix((short["w"], (short["a"], short["b"])), shape=(k, k)).tocsr()
+    ends = np.unique(np.concatenate([u[sel], v[sel]]))
+    dist = dijkstra(g, directed=False, indices=ends)  # (E, k)
+    row = {int(n): i for i, n in enumerate(ends)}
+    su, sv = u[sel], v[sel]
+    du, dv = dist[[row[int(n)] for n in su]], dist[[row[int(n)] for n in sv]]  # (S, k)
+    best = np.minimum.reduce([du[:, su], du[:, sv], dv[:, su], dv[:, sv]])  # (S, S)
+    half = ln[sel] / 2.0
+    d = best + half[:, None] + half[None, :]
+    np.fill_diagonal(d, 0.0)
+    return np.asarray(d)
+
+
 def _save_panel(panel: Panel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -399,6 +570,11 @@ def _load_panel(path: Path) -> Panel:
 def panel_from_meta(values: np.ndarray, times: pd.DatetimeIndex, meta: dict[str, Any]) -> Panel:
     """Rebuild a panel from its :meth:`Panel.meta` and values."""
     nodes = np.asarray(meta["nodes"])
+    adj = None
+    if meta.get("adjacency"):
+        r, c, w = meta["adjacency"]
+        adj = np.zeros((len(nodes), len(nodes)))
+        adj[np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)] = w
     return Panel(
         np.asarray(values, dtype="float64"),
         times,
@@ -412,6 +588,7 @@ def panel_from_meta(values: np.ndarray, times: pd.DatetimeIndex, meta: dict[str,
         dict(meta.get("datasets") or {}),
         meta.get("timezone") or "UTC",
         meta.get("country"),
+        adj,
     )
 
 
@@ -460,6 +637,24 @@ def knn_indices(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     d = _distances(x, y)
     np.fill_diagonal(d, np.inf)
     return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+
+def adjacency_neighbours(adj: np.ndarray, k: int) -> np.ndarray:
+    """``(N, k)``: each node's k most strongly connected other nodes of a network adjacency
+    (the road-network neighbours of a segment).
+
+    Examples
+    --------
+    >>> adjacency_neighbours(np.array([[1, .9, .2], [.9, 1, .5], [.2, .5, 1]]), 1).ravel().tolist()
+    [1, 0, 1]
+    """
+    n = adj.shape[0]
+    k = min(k, n - 1)
+    if k <= 0:
+        return np.zeros((n, 0), dtype=np.int64)
+    w = np.array(adj, dtype="float64")
+    np.fill_diagonal(w, -np.inf)
+    return np.argsort(-w, axis=1, kind="stable")[:, :k]
 
 
 def _distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -552,6 +747,8 @@ def tabular_features(
         cols.append(_shift(tgt, p * spec.period_len - 1, origins))
     for q in range(1, spec.trends + 1):
         cols.append(_shift(tgt, q * spec.trend_len - 1, origins))
+    for k in spec.target_changes:
+        cols.append(_shift(tgt, 0, origins) - _shift(tgt, k, origins))
     for ci, ch in enumerate(panel.channels):
         if ch == panel.target:
             continue
@@ -560,14 +757,42 @@ def tabular_features(
             cols.append(_shift(cv, lag, origins))
         if spec.covariate_diff:
             cols.append(_shift(cv, 0, origins) - _shift(cv, 1, origins))
+        for w in spec.covariate_rolling:
+            cols.append(_shift(_rolling(cv, w)[0], 0, origins))
+        for k in spec.covariate_changes:
+            cols.append(_shift(cv, 0, origins) - _shift(cv, k, origins))
+    uv: list[np.ndarray] = []
+    for sin, cos, speed in spec.vectors:
+        for name in (sin, cos, speed):
+            if name not in panel.channels:
+                raise FeatureSpecError(
+                    f"vector feature needs channel {name!r}; the panel has {list(panel.channels)}"
+                )
+        ws = v[:, :, panel.channels.index(speed)]
+        for comp in (sin, cos):
+            c = ws * v[:, :, panel.channels.index(comp)]
+            uv.append(c)
+            for lag in spec.covariate_lags:
+                cols.append(_shift(c, lag, origins))
+            for w in spec.covariate_rolling:
+                cols.append(_shift(_rolling(c, w)[0], 0, origins))
+    if spec.city_mean:
+        with np.errstate(invalid="ignore"), _quiet():
+            for series in (tgt, *uv):
+                cm = np.nanmean(_shift(series, 0, origins), axis=1, keepdims=True)
+                cols.append(np.repeat(cm, series.shape[1], axis=1))
     n = panel.shape[1]
     if spec.calendar:
-        cal = calendar_features(panel.times, panel.timezone, panel.country)
         ok = np.clip(origins, 0, len(panel.times) - 1)
+        cal = calendar_features(panel.times[ok], panel.timezone, panel.country)
         for j in range(cal.shape[1]):
-            cols.append(np.repeat(cal[ok, j][:, None], n, axis=1))
+            cols.append(np.repeat(cal[:, j][:, None], n, axis=1))
     if spec.k_nearest:
-        nb = knn_indices(panel.x, panel.y, spec.k_nearest)
+        nb = (
+            adjacency_neighbours(panel.adjacency, spec.k_nearest)
+            if panel.adjacency is not None
+            else knn_indices(panel.x, panel.y, spec.k_nearest)
+        )
         cur = _shift(tgt, 0, origins)
         if nb.shape[1]:
             with np.errstate(invalid="ignore"), _quiet():

@@ -139,13 +139,15 @@ def train(
     actor: str = "",
     study: dict[str, Any] | None = None,
     panel: Panel | None = None,
+    workers: int = 1,
 ) -> TrainResult:
     """Train ``family`` on the features of ``spec`` with a chronological split and register it.
 
     ``train_end`` and ``val_end`` split the panel into train / validation / test (test runs
     to ``test_end`` or the end). Without them the last 20% is validation and nothing is test.
     Metrics per horizon on validation and test, for the model and for persistence, are
-    recorded with the exact dataset versions and the code version.
+    recorded with the exact dataset versions and the code version. ``workers`` > 1 trains a
+    deep model data-parallel across that many processes (``torch.distributed``, gloo).
     """
     panel = panel if panel is not None else build_panel(store, spec)
     t = panel.shape[0]
@@ -162,7 +164,16 @@ def train(
     tr, va = splits[0], splits[1] if len(splits) > 1 else None
     model = make_model(family, horizon, seed=seed, **(params or {}))
     t0 = time.perf_counter()
-    model.fit(panel, train=tr, val=va)
+    if workers > 1:
+        if not model.deep:
+            raise FeatureSpecError(
+                f"workers={workers}: only the deep families train data-parallel, not {family!r}"
+            )
+        from cityos.ai._deep import fit_distributed
+
+        model = fit_distributed(model, panel, train=tr, val=va, world_size=workers)  # type: ignore[arg-type]
+    else:
+        model.fit(panel, train=tr, val=va)
     fit_s = time.perf_counter() - t0
     hs = tuple(horizons or sorted({1, *range(6, horizon + 1, 6), horizon}))
     metrics: dict[str, Any] = {"fit_seconds": fit_s}
@@ -254,9 +265,58 @@ def predict_fresh(
         ) + freq
     start = end - freq * (model.lookback() + 1)
     window = replace(spec, start=start.isoformat(), end=end.isoformat())
-    panel = build_panel(store, window, cache=False)
-    panel = align_panel(_reindex(panel, start, end), model.meta or {})
+    key = _window_key(store, window, int(info.version), v)
+    panel = _WINDOWS.get(key) if key is not None else None
+    if panel is None:
+        panel = build_panel(store, window, cache=False)
+        panel = align_panel(_reindex(panel, start, end), model.meta or {})
+        if key is not None:
+            _WINDOWS.put(key, panel)
     return _frame(model, v, panel, np.array([panel.shape[0] - 1]), horizon, ids)
+
+
+class _WindowCache:
+    """The recent windows fresh predictions read, keyed by who read them (their user and
+    read decision: rows filtered and fields masked for them), the model version, the
+    window and the exact dataset version: a new append makes a new version, so a cached
+    window is always what the store would return now. Small LRU, thread-safe."""
+
+    def __init__(self, size: int = 64) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.size = size
+        self._d: OrderedDict[tuple[Any, ...], Panel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Panel | None:
+        with self._lock:
+            p = self._d.get(key)
+            if p is not None:
+                self._d.move_to_end(key)
+            return p
+
+    def put(self, key: tuple[Any, ...], panel: Panel) -> None:
+        with self._lock:
+            self._d[key] = panel
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+_WINDOWS = _WindowCache()
+
+
+def _window_key(store: Any, window: FeatureSpec, version: int, v: ModelVersion) -> Any:
+    if window.kind != "station":  # grids and networks read more than one dataset version
+        return None
+    who: Any = None
+    if hasattr(store, "principal"):  # a SecureStore: what this user may see of the dataset
+        dec = store.can_read(window.dataset)
+        who = (store.principal.username, repr(dec))
+    inner = getattr(store, "store", store)
+    home = str(getattr(getattr(inner, "settings", None), "home", id(inner)))
+    return (home, who, v.name, v.version, v.sha256, window.key({window.dataset: version}))
 
 
 def _reindex(panel: Panel, start: pd.Timestamp, end: pd.Timestamp) -> Panel:
@@ -277,6 +337,14 @@ def _frame(
     ids: list[str] | None,
 ) -> pd.DataFrame:
     yhat = model.predict(panel, origins, horizon=horizon)  # (O, H, N)
+    names = np.array([str(x) for x in panel.nodes])
+    px, py = panel.x, panel.y
+    if ids is not None:
+        unknown = sorted(set(ids) - set(names.tolist()))
+        if unknown:
+            raise ShapeError(f"model {v.name!r} does not forecast place(s) {unknown}")
+        keep = np.isin(names, ids)
+        yhat, names, px, py = yhat[:, :, keep], names[keep], px[keep], py[keep]
     o, h, n = yhat.shape
     band = np.asarray(
         [
@@ -288,25 +356,20 @@ def _frame(
     steps = np.arange(1, h + 1)
     df = pd.DataFrame(
         {
-            "id": np.tile([str(x) for x in panel.nodes], o * h),
+            "id": np.tile(names, o * h),
             "t": (np.repeat(issued, h * n) + np.tile(np.repeat(steps, n), o) * panel.freq),
             "horizon": np.tile(np.repeat(steps, n), o).astype("int64"),
             "yhat": yhat.ravel(),
             "issued_at": np.repeat(issued, h * n),
             "model": v.name,
             "model_version": str(v.version),
-            "x": np.tile(panel.x, o * h),
-            "y": np.tile(panel.y, o * h),
+            "x": np.tile(px, o * h),
+            "y": np.tile(py, o * h),
         }
     )
     b = np.tile(np.repeat(band, n), o)
     df["lower"] = df["yhat"] - b
     df["upper"] = df["yhat"] + b
-    if ids is not None:
-        unknown = sorted(set(ids) - set(df["id"]))
-        if unknown:
-            raise ShapeError(f"model {v.name!r} does not forecast place(s) {unknown}")
-        df = df[df["id"].isin(ids)].reset_index(drop=True)
     return df
 
 

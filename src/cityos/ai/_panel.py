@@ -38,6 +38,9 @@ class Panel:
         The exact store dataset versions the panel was built from.
     timezone, country:
         The city's local time zone (for calendar features) and country (for holidays).
+    adjacency:
+        ``(N, N)`` weights between the nodes when they are places of a network (road
+        segments: :func:`cityos.ai.road_adjacency`); None when only positions relate them.
 
     Examples
     --------
@@ -58,6 +61,7 @@ class Panel:
     datasets: dict[str, int] = field(default_factory=dict)
     timezone: str = "UTC"
     country: str | None = None
+    adjacency: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         v = self.values
@@ -75,6 +79,8 @@ class Panel:
             )
         if self.grid is not None and self.grid[0] * self.grid[1] != n:
             raise ShapeError(f"grid {self.grid} does not hold {n} nodes")
+        if self.adjacency is not None and self.adjacency.shape != (n, n):
+            raise ShapeError(f"adjacency {self.adjacency.shape} does not relate {n} nodes")
 
     @classmethod
     def from_array(
@@ -150,7 +156,12 @@ class Panel:
         return replace(self, values=v)
 
     def meta(self) -> dict[str, Any]:
-        """JSON-able description (no values)."""
+        """JSON-able description (no values; a network's adjacency as its non-zero
+        ``[rows, cols, weights]``)."""
+        adj = None
+        if self.adjacency is not None:
+            r, c = np.nonzero(self.adjacency)
+            adj = [r.tolist(), c.tolist(), self.adjacency[r, c].tolist()]
         return {
             "nodes": [str(n) for n in self.nodes],
             "channels": list(self.channels),
@@ -162,6 +173,7 @@ class Panel:
             "datasets": dict(self.datasets),
             "timezone": self.timezone,
             "country": self.country,
+            "adjacency": adj,
         }
 
 

@@ -21,6 +21,7 @@ from cityos.ai._panel import Panel
 
 __all__ = [
     "FAMILIES",
+    "Ensemble",
     "Forecaster",
     "HistoricalAverage",
     "LightGBMForecaster",
@@ -428,7 +429,14 @@ class LightGBMForecaster(Forecaster):
         n = panel.shape[1]
         X = self._design(panel, origins)
         out = np.stack(
-            [b.predict(X, num_iteration=b.best_iteration or None) for b in self.boosters],
+            [
+                b.predict(
+                    X,
+                    num_iteration=b.best_iteration or None,
+                    num_threads=int(self.params["num_threads"]),
+                )
+                for b in self.boosters
+            ],
             axis=-1,
         )
         return out.reshape(len(origins), n, self.horizon).transpose(0, 2, 1)
@@ -444,6 +452,113 @@ class LightGBMForecaster(Forecaster):
         ]
 
 
+class Ensemble(Forecaster):
+    """A weighted mean of other zoo models' forecasts: each member is fitted on the training
+    span, then per step ahead the non-negative weights (summing to 1, on a 0.05 grid) with
+    the lowest masked MAE on the validation span are chosen — chronological validation only,
+    never the test span. Without a validation span the members weigh equally.
+
+    ``members`` lists ``[family, params]`` pairs; :meth:`from_fitted` combines models that
+    are already fitted (no refit).
+    """
+
+    family = "ensemble"
+    defaults: ClassVar[dict[str, Any]] = {
+        "members": [["lightgbm", {}], ["stid", {}]],
+        "grid_step": 0.05,
+    }
+
+    def lookback(self) -> int:
+        return max(m.lookback() for m in self.members) if getattr(self, "members", None) else 1
+
+    def _fit(self, panel: Panel, train: np.ndarray, val: np.ndarray | None) -> None:
+        lo, hi = int(train[0]), int(train[-1]) + self.horizon + 1
+        vspan = None if val is None else (int(val[0]) + 1, int(val[-1]) + self.horizon + 1)
+        self.members = [
+            make_model(f, self.horizon, seed=self.seed, **dict(p)).fit(
+                panel, train=(lo, hi), val=vspan
+            )
+            for f, p in self.params["members"]
+        ]
+        self._weigh(panel, val)
+
+    @classmethod
+    def from_fitted(
+        cls, members: list[Forecaster], panel: Panel, val: tuple[int, int] | None
+    ) -> Ensemble:
+        """An ensemble of fitted models, weighted on the validation span ``val``."""
+        h = min(m.horizon for m in members)
+        e = cls(h, members=[[m.family, {k: v for k, v in m.params.items()}] for m in members])
+        e.members = list(members)
+        e.meta = dict(members[0].meta or {})
+        vo = None
+        if val is not None and val[1] - val[0] > h + 1:
+            vo = np.arange(val[0] - 1, val[1] - h)
+        e._weigh(panel, vo)
+        return e
+
+    def _weigh(self, panel: Panel, val: np.ndarray | None) -> None:
+        from itertools import product
+
+        from cityos.ai._metrics import targets
+
+        k = len(self.members)
+        self.weights = np.full((self.horizon, k), 1.0 / k)
+        if val is None or not len(val) or k == 1:
+            return
+        v = val[:: max(len(val) // 2000, 1)]
+        preds = np.stack([m.predict(panel, v, horizon=self.horizon) for m in self.members])
+        y = targets(panel, v, self.horizon)
+        step = float(self.params["grid_step"])
+        ticks = np.round(np.arange(0.0, 1.0 + 1e-9, step), 6)
+        cands = np.array([w for w in product(ticks, repeat=k - 1) if sum(w) <= 1 + 1e-9])
+        cands = np.column_stack([cands, 1.0 - cands.sum(1)])
+        for h in range(self.horizon):
+            yh, ph = y[:, h], preds[:, :, h]  # (O, N), (K, O, N)
+            ok = np.isfinite(yh) & np.isfinite(ph).all(0)
+            if not ok.any():
+                continue
+            a, b = yh[ok], ph[:, ok]  # (M,), (K, M)
+            mae = np.abs(cands @ b - a[None, :]).mean(1)
+            self.weights[h] = cands[int(np.argmin(mae))]
+
+    def _predict(self, panel: Panel, origins: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(origins), self.horizon, panel.shape[1]))
+        for w, m in zip(self.weights.T, self.members, strict=True):
+            if np.any(w > 0):
+                out += w[None, :, None] * m.predict(panel, origins, horizon=self.horizon)
+        return out
+
+    def _state(self) -> dict[str, Any]:
+        import io
+        import tempfile
+        import zipfile
+
+        state: dict[str, Any] = {"weights": self.weights}
+        for i, m in enumerate(self.members):
+            with tempfile.TemporaryDirectory() as d:
+                folder = m.save(Path(d) / "m")
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w") as z:
+                    for f in sorted(folder.iterdir()):
+                        z.write(f, f.name)
+                state[f"member_{i}"] = buf.getvalue()
+        return state
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        import io
+        import tempfile
+        import zipfile
+
+        self.weights = np.asarray(state["weights"])
+        self.members = []
+        for i in range(len(self.params["members"])):
+            with tempfile.TemporaryDirectory() as d:
+                with zipfile.ZipFile(io.BytesIO(state[f"member_{i}"])) as z:
+                    z.extractall(d)
+                self.members.append(load_model(d))
+
+
 # -- the registry ----------------------------------------------------------------------------
 #: Every model family of the zoo: name -> "module:Class". Explicit (no discovery); the deep
 #: families are imported only when asked for, so the rest never import torch.
@@ -455,6 +570,7 @@ FAMILIES: dict[str, str] = {
     "stid": "cityos.ai._deep:STID",
     "graph_wavenet": "cityos.ai._deep:GraphWaveNet",
     "st_resnet": "cityos.ai._deep:STResNet",
+    "ensemble": "cityos.ai._zoo:Ensemble",
 }
 
 

@@ -95,6 +95,9 @@ def train_cmd(
     params: Annotated[str | None, typer.Option(help="JSON parameters")] = None,
     country: str | None = None,
     timezone: str = "UTC",
+    workers: Annotated[
+        int, typer.Option(help="deep models: train data-parallel across N processes (gloo)")
+    ] = 1,
     home: HomeOpt = _HOME,
 ) -> None:
     """Train a model with a chronological split and register it."""
@@ -112,6 +115,7 @@ def train_cmd(
             train_end=train_end,
             val_end=val_end,
             name=name,
+            workers=workers,
         )
     except AIError as exc:
         _fail(exc)

@@ -1,23 +1,27 @@
-"""Where loaders get their bytes: a folder, a file, a zip (nested zips too) or an http(s)
-URL, always yielding (member name, CSV bytes or path) pairs."""
+"""Where loaders get their files: a folder, a file, a zip (nested zips too) or an http(s)
+URL. Remote files and zip members are written to a temporary folder, so every loader reads
+local CSV files with the one ingest parser (:func:`cityos.ingest.read_file`)."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 import cityos
 from cityos.datasets._errors import DataSourceError
 
-__all__ = ["CsvSource", "iter_csv", "shared_data_dir"]
+__all__ = ["csv_files", "fetch", "is_url", "shared_data_dir"]
 
-CsvSource = tuple[str, Callable[[], IO[bytes]]]
 _TIMEOUT_S = 120.0
 
 
@@ -43,7 +47,13 @@ def shared_data_dir() -> Path | None:
 
 
 def is_url(source: object) -> bool:
-    """True for ``http://`` and ``https://`` strings."""
+    """True for ``http://`` and ``https://`` strings.
+
+    Examples
+    --------
+    >>> is_url("https://example.org/a.csv"), is_url("a.csv")
+    (True, False)
+    """
     return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
@@ -60,15 +70,9 @@ def fetch(url: str) -> bytes:
         ) from exc
 
 
-def _bytes_opener(data: bytes) -> Callable[[], IO[bytes]]:
-    return lambda: io.BytesIO(data)
-
-
-def _file_opener(path: Path) -> Callable[[], IO[bytes]]:
-    return lambda: path.open("rb")
-
-
-def _from_zip(name: str, data: IO[bytes], want: Callable[[str], bool]) -> Iterator[CsvSource]:
+def _extract(
+    name: str, data: IO[bytes], want: Callable[[str], bool], into: Path, out: list[tuple[str, Path]]
+) -> None:
     try:
         zf = zipfile.ZipFile(data)
     except zipfile.BadZipFile as exc:
@@ -81,41 +85,60 @@ def _from_zip(name: str, data: IO[bytes], want: Callable[[str], bool]) -> Iterat
                 continue
             if member.lower().endswith(".zip"):
                 # The UCI release wraps the CSV folder in a second zip.
-                yield from _from_zip(f"{name}!{member}", io.BytesIO(zf.read(member)), want)
+                _extract(f"{name}!{member}", io.BytesIO(zf.read(member)), want, into, out)
             elif member.lower().endswith(".csv") and want(base):
-                yield (f"{name}!{member}", _bytes_opener(zf.read(member)))
+                target = into / str(len(out)) / base
+                target.parent.mkdir(parents=True)
+                with zf.open(info) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                out.append((f"{name}!{member}", target))
 
 
-def iter_csv(
+def _url_name(url: str) -> str:
+    base = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+    return base if base.lower().endswith(".csv") else f"{base or 'download'}.csv"
+
+
+@contextmanager
+def csv_files(
     source: str | Path, want: Callable[[str], bool] = lambda _: True
-) -> Iterator[CsvSource]:
-    """CSV members of ``source`` whose base name passes ``want``, in name order.
+) -> Iterator[list[tuple[str, Path]]]:
+    """The CSV files of ``source`` whose base name passes ``want``, in name order, as
+    ``(name for messages, local path)`` pairs, valid inside the ``with`` block.
 
-    ``source`` is a folder (its ``*.csv`` files), a ``.csv`` file, a ``.zip`` file, or an
-    http(s) URL to either. Each item is ``(name, opener)``; ``opener()`` returns a binary
-    stream of the CSV.
+    ``source`` is a folder (its ``*.csv`` files), a ``.csv`` file (taken whatever its
+    name), a ``.zip`` file, or an http(s) URL to either. Downloads and zip members go to a
+    temporary folder removed on exit; local files are read where they are.
     """
-    if is_url(source):
-        url = str(source)
-        data = fetch(url)
-        if data[:4] == b"PK\x03\x04":
-            yield from _from_zip(url, io.BytesIO(data), want)
+    tmp: Path | None = None
+    try:
+        found: list[tuple[str, Path]] = []
+        if is_url(source):
+            url = str(source)
+            data = fetch(url)
+            tmp = Path(tempfile.mkdtemp(prefix="cityos-data-"))
+            if data[:4] == b"PK\x03\x04":
+                _extract(url, io.BytesIO(data), want, tmp, found)
+            else:
+                target = tmp / _url_name(url)
+                target.write_bytes(data)
+                found.append((url, target))
         else:
-            yield (url, _bytes_opener(data))
-        return
-    path = Path(source).expanduser()
-    if path.is_dir():
-        for f in sorted(path.glob("*.csv")):
-            if want(f.name):
-                yield (str(f), _file_opener(f))
-    elif path.is_file():
-        if zipfile.is_zipfile(path):
-            with path.open("rb") as fh:
-                yield from _from_zip(str(path), fh, want)
-        else:
-            yield (str(path), _file_opener(path))
-    else:
-        raise DataSourceError(
-            f"data source {str(path)!r} does not exist; pass a folder, a CSV or zip file, "
-            "or an http(s) URL"
-        )
+            path = Path(source).expanduser()
+            if path.is_dir():
+                found = [(str(f), f) for f in sorted(path.glob("*.csv")) if want(f.name)]
+            elif path.is_file() and zipfile.is_zipfile(path):
+                tmp = Path(tempfile.mkdtemp(prefix="cityos-data-"))
+                with path.open("rb") as fh:
+                    _extract(str(path), fh, want, tmp, found)
+            elif path.is_file():
+                found = [(str(path), path)]
+            else:
+                raise DataSourceError(
+                    f"data source {str(path)!r} does not exist; pass a folder, a CSV or zip "
+                    "file, or an http(s) URL"
+                )
+        yield found
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from cityos.demo._city import Sense, build_demo_city, demo_ingest
+from cityos.demo._govern import Govern
 from cityos.demo._learn import Learn
+from cityos.demo._see import SeeAndAct, keep_serving
+from cityos.demo._share import Share
 from cityos.demo._story import Chapter, DemoContext, DemoReport, Section, run_story, timed
 from cityos.demo._tour import StoreAndQuery, tour
+from cityos.demo._warn import Warn
 
 __all__ = [
     "CHAPTERS",
@@ -32,7 +36,7 @@ __all__ = [
 ]
 
 #: The chapters of the city story, in order. A layer adds its chapter here, once.
-CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn)
+CHAPTERS: tuple[type[Chapter], ...] = (Sense, StoreAndQuery, Learn, Warn, Govern, Share, SeeAndAct)
 
 
 def run_demo(
@@ -67,7 +71,11 @@ def run_demo(
     try:
         run_story(chapters or CHAPTERS, ctx)
         _print(con, ctx)
+        if serve:
+            keep_serving(ctx, con)  # the demo ends by serving the dashboard on loopback
     finally:
+        if ctx.state.get("twin_served") is not None:
+            ctx.state["twin_served"].stop()
         if ctx.store is not None:
             ctx.store.close()
     return ctx.report

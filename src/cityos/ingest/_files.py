@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from cityos.ingest._base import Batch, Part, Rejected, Source, SourceContext
-from cityos.ingest._mapping import Mapping
+from cityos.ingest._mapping import Mapped, Mapping
 from cityos.ingest.errors import SourceError
 
 __all__ = ["FORMATS", "FileSource", "detect_delimiter", "file_columns", "read_file"]
@@ -170,12 +170,15 @@ def read_file(
     encoding: str = "utf8",
     layer: str | None = None,
     columns: Sequence[str] | None = None,
+    text_columns: Sequence[str] = (),
 ) -> Iterator[tuple[pa.Table | list[dict[str, Any]], int, list[Rejected]]]:
     """Read a file in chunks: ``(records, offset of the first row, undecodable lines)``.
 
     Spatial formats go through pyogrio; their geometry arrives as WKB in ``geometry``.
     CSV files use ``delimiter``, detected from the header line when None
     (:func:`detect_delimiter`). ``columns`` reads only those columns (CSV and Parquet).
+    ``text_columns`` (CSV) are read as text whatever they look like, so an id or a postcode
+    such as ``007`` keeps its leading zeros (a missing one is ignored).
 
     Examples
     --------
@@ -191,7 +194,9 @@ def read_file(
         _check_not_empty(p)
         if delimiter is None:
             delimiter = detect_delimiter(p, encoding)
-        yield from _read_csv(p, batch_rows, list(null_values), delimiter, encoding, columns)
+        yield from _read_csv(
+            p, batch_rows, list(null_values), delimiter, encoding, columns, text_columns
+        )
     elif f == "jsonl":
         yield from _read_jsonl(p, batch_rows)
     elif f == "parquet":
@@ -218,6 +223,7 @@ def _read_csv(
     delimiter: str,
     encoding: str,
     columns: Sequence[str] | None = None,
+    text_columns: Sequence[str] = (),
 ) -> Iterator[tuple[pa.Table, int, list[Rejected]]]:
     import pyarrow.csv as pacsv
 
@@ -245,6 +251,7 @@ def _read_csv(
                 strings_can_be_null=True,
                 include_columns=list(columns) if columns is not None else None,
                 include_missing_columns=columns is not None,
+                column_types=dict.fromkeys(text_columns, pa.string()),
             ),
         )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as e:
@@ -399,8 +406,33 @@ class FileSource(Source):
     def total(self, ctx: SourceContext) -> int | None:
         return sum(f.stat().st_size for f in self._todo(ctx))
 
-    def read(self, ctx: SourceContext) -> Iterator[Batch]:
+    def _chunks(
+        self, f: Path
+    ) -> Iterator[tuple[pa.Table | list[dict[str, Any]], int, list[Rejected]]]:
         rs = self.mapping.doc.read
+        return read_file(
+            f,
+            self.format,
+            batch_rows=self.batch_rows,
+            null_values=rs.null_values,
+            delimiter=rs.delimiter,
+            encoding=rs.encoding,
+            layer=rs.layer,
+            columns=rs.columns,
+            text_columns=self.mapping.text_sources(),
+        )
+
+    def mapped(self) -> Iterator[tuple[Path, int, Mapped, list[Rejected]]]:
+        """Read and map every file without a store: ``(file, offset of the chunk's first
+        row, the mapped chunk, the lines the parser could not decode)``. The same parser
+        and mapping as :meth:`run`, for callers that want the mapped records themselves
+        (the :mod:`cityos.datasets` loaders); nothing is validated against or written to a
+        store, and no dead letters or lineage are recorded."""
+        for f in self.files():
+            for recs, off, bad in self._chunks(f):
+                yield f, off, self.mapping.apply(recs), bad
+
+    def read(self, ctx: SourceContext) -> Iterator[Batch]:
         parts: list[Part] = []
         rejected: list[Rejected] = []
         done: list[tuple[Path, int]] = []
@@ -424,17 +456,7 @@ class FileSource(Source):
             if ctx.stopping:
                 break
             n_file = 0
-            chunks = read_file(
-                f,
-                self.format,
-                batch_rows=self.batch_rows,
-                null_values=rs.null_values,
-                delimiter=rs.delimiter,
-                encoding=rs.encoding,
-                layer=rs.layer,
-                columns=rs.columns,
-            )
-            for recs, off, bad in chunks:
+            for recs, off, bad in self._chunks(f):
                 part = Part(recs, str(f), off)
                 parts.append(part)
                 rejected.extend(bad)

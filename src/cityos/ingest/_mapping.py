@@ -27,6 +27,8 @@ from cityos.model import FIELD_TYPES, DatasetSchema, Field, GeometryType, ModelK
 __all__ = ["Mapped", "Mapping", "RowProblem", "load_mapping"]
 
 _TS = pa.timestamp("ms", tz="UTC")
+#: time formats a reader may parse natively (ISO 8601 text, epoch numbers)
+_NATIVE_TIME_FORMATS = ("iso8601", "epoch_s", "epoch_ms")
 _PATH_RE = re.compile(r"^(?P<name>[^\[\]]+)(?P<idx>(\[\d+\])*)$")
 
 
@@ -554,6 +556,36 @@ class Mapping:
             )
         out["x"] = self._stations["x"].take(idx)
         out["y"] = self._stations["y"].take(idx)
+
+    def text_sources(self) -> list[str]:
+        """Source columns a file reader should read as text rather than guess a type for:
+        those feeding a string id (joined ids too), a string or json field, or a time
+        given in a strftime format. Guessing would turn ``007`` into 7 or read a US-style
+        date as something else before the mapping sees it.
+
+        Examples
+        --------
+        >>> m = Mapping.from_dict({"dataset": {"name": "e", "model": "point_st"},
+        ...     "id": {"from": "key"}, "time": {"from": "when", "format": "%d/%m/%Y"},
+        ...     "geometry": {"x": "lon", "y": "lat"},
+        ...     "fields": {"zip": {"type": "string"}, "n": {"from": "count", "type": "int64"}}})
+        >>> m.text_sources()
+        ['key', 'when', 'zip']
+        """
+        out: list[str] = []
+        doc = self.doc
+        if doc.dataset.id_type == "string":
+            out += [doc.id.from_] if isinstance(doc.id.from_, str) else list(doc.id.from_)
+        t = doc.time
+        if t is not None and isinstance(t.from_, str) and t.format not in _NATIVE_TIME_FORMATS:
+            out.append(t.from_)
+        for name, f in doc.fields.items():
+            src = f.from_ or name
+            timed = f.type == "timestamp" and (f.format or "iso8601") not in _NATIVE_TIME_FORMATS
+            if f.type in ("string", "json") or timed:
+                out.append(src)
+        # only top-level columns: nested paths (a.b, a[0]) are not CSV columns
+        return list(dict.fromkeys(c for c in out if c and _PATH_RE.match(c) and "[" not in c))
 
     # -- what it produces --------------------------------------------------------------
     @property

@@ -176,6 +176,10 @@ class MqttSource(Source):
     The broker must let enough unacknowledged messages be in flight for throughput (Mosquitto:
     ``max_inflight_messages 0`` or a few thousand) and queue messages for an offline
     subscriber (``max_queued_messages``) and persist them across restarts (``persistence true``).
+
+    QoS 0 and 1 subscriptions use CityOS's own MQTT 3.1.1 client
+    (:class:`cityos.ingest._mqttwire.WireClient`), which reads the socket in blocks and sends a
+    batch's acknowledgements in one write; QoS 2 uses paho-mqtt.
     """
 
     kind = "mqtt"
@@ -235,6 +239,46 @@ class MqttSource(Source):
         return ds
 
     def _connect(self, inbox: deque[tuple[str, int, int, bytes]], wake: threading.Event) -> Any:
+        if self.qos <= 1:
+            return self._connect_wire(inbox, wake)
+        return self._connect_paho(inbox, wake)
+
+    def _connect_wire(
+        self, inbox: deque[tuple[str, int, int, bytes]], wake: threading.Event
+    ) -> Any:
+        """QoS 0/1: CityOS's own subscriber (:mod:`cityos.ingest._mqttwire`), which reads
+        and acknowledges in bulk."""
+        from cityos.ingest._mqttwire import WireClient
+
+        def on_message(topic: str, mid: int, qos: int, payload: bytes) -> None:
+            inbox.append((topic, mid, qos, payload))
+            if not wake.is_set():
+                wake.set()
+
+        c = WireClient(
+            self.host,
+            self.port,
+            self.client_id,
+            [(t, self.qos) for t in self.topics],
+            on_message,
+            username=self.username,
+            password=self.password,
+        )
+        c.connected = self.connected  # one event: set while subscribed
+        c.start()
+        if not self.connected.wait(self.connect_timeout_s):
+            why = c.error
+            c.stop()
+            raise SourceError(
+                f"cannot reach the MQTT broker at {self.host}:{self.port} within "
+                f"{self.connect_timeout_s:.0f} s ({why or 'no answer'}); is it running?"
+            )
+        return c
+
+    def _connect_paho(
+        self, inbox: deque[tuple[str, int, int, bytes]], wake: threading.Event
+    ) -> Any:
+        """QoS 2 (exactly-once delivery handshakes): paho-mqtt."""
         try:
             import paho.mqtt.client as mqtt
         except ImportError as e:  # pragma: no cover - optional dependency
@@ -298,8 +342,7 @@ class MqttSource(Source):
                 # called by the ingest loop only after the batch's append has committed (and
                 # its dead letters are written): a crash before this point means the broker
                 # delivers every message of the batch again, and record keys drop the repeats
-                for mid, qos in acks:
-                    client.ack(mid, qos)
+                _ack(client, acks)
 
             return Batch(ds, [Part(records, "mqtt", 0, positions)], rejected, ack, len(p))
 
@@ -316,7 +359,7 @@ class MqttSource(Source):
                     target is None
                 ):  # subscribed pattern overlap with no mapping: acknowledge and drop
                     if qos > 0:
-                        client.ack(mid, qos)
+                        _ack(client, [(mid, qos)])
                     continue
                 p = pending.get(target)
                 if p is None:
@@ -358,7 +401,23 @@ class MqttSource(Source):
             yield batch(ds)
 
     def close(self) -> None:
+        from cityos.ingest._mqttwire import WireClient
+
         c, self._client = self._client, None
-        if c is not None:
+        if isinstance(c, WireClient):
+            c.stop()
+        elif c is not None:
             c.disconnect()
             c.loop_stop()
+
+
+def _ack(client: Any, acks: Sequence[tuple[int, int]]) -> None:
+    """Acknowledge messages ``(packet id, qos)``: in one write with CityOS's client, one by
+    one with paho's."""
+    from cityos.ingest._mqttwire import WireClient
+
+    if isinstance(client, WireClient):
+        client.ack_many(acks)
+    else:
+        for mid, qos in acks:
+            client.ack(mid, qos)

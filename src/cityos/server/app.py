@@ -85,6 +85,7 @@ def create_app(
     for module in (health, auth, users, policies, datasets, audit):
         app.include_router(module.router)
     app.include_router(importlib.import_module("cityos.ai.http").router)
+    app.include_router(importlib.import_module("cityos.govern.http").router)  # Open311 + govern
     install_twin(app, StoreDep, ERRORS)  # map layers, OGC API - Features, vector tiles, dashboard
     return app
 

@@ -3,7 +3,7 @@ relational work (grouping, aggregation) in DuckDB over the Arrow data, in one pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -35,6 +35,7 @@ from cityos.store._kernels import (
 )
 from cityos.store._plan import Predicate, ScanPlan, plan_scan, prune_mask
 from cityos.store._spec import Aggregate
+from cityos.store._sql import SqlView
 
 __all__ = ["DuckDBEngine"]
 
@@ -47,6 +48,11 @@ class DuckDBEngine(QueryEngine):
     """Embedded execution (the default)."""
 
     name = "duckdb"
+
+    def sql(self, query: str, views: Sequence[SqlView]) -> pa.Table:
+        from cityos.store._sql import duckdb_sql
+
+        return duckdb_sql(query, views)
 
     def _scan(
         self,

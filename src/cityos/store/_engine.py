@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,6 +58,7 @@ from cityos.store._spec import (
     Similar,
     STRange,
 )
+from cityos.store._sql import SqlView
 
 if TYPE_CHECKING:
     from cityos.config import Settings
@@ -712,6 +713,11 @@ class QueryEngine(ABC):
         pred: Predicate,
         info: dict[str, Any],
     ) -> pa.Table: ...
+
+    def sql(self, query: str, views: Sequence[SqlView]) -> pa.Table:
+        """Run user SQL over ``views`` (:meth:`Store.sql <cityos.store.Store.sql>`); an
+        engine that runs no SQL keeps this refusal."""
+        raise EngineError(f"the {self.name} engine does not run SQL")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sessions, connections)."""

@@ -351,6 +351,7 @@ class PointLayout(Layout):
         z = z2_key(x, y, key_bounds(s)) >> np.uint64(22)  # 20 bits per axis: ~40 m cells
         codes = id_codes(tbl[ID_COL])
         hashes = hash_ids(tbl[ID_COL])
+        plans: list[tuple[str, np.ndarray]] = []
         for label, rows in parts:
             if has_t:
                 assert t is not None
@@ -366,13 +367,34 @@ class PointLayout(Layout):
             rows1 = rows[o1]
             group = np.arange(len(rows1), dtype=np.int64) // self.rg_size
             o2 = _order_within_groups(group, codes[rows1], None if tsub is None else tsub[o1])
-            final = rows1[o2]
-            yield self._build(tbl, final, x, y, t, label, hashes[final], codes[final])
+            plans.append((label, rows1[o2]))
+        # one reorder of every column for all partitions (a take per column per partition
+        # on a many-chunk table cost most of an append), then zero-copy slices per partition
+        perm = np.concatenate([f for _, f in plans]) if plans else np.empty(0, np.int64)
+        ordered = tbl.combine_chunks().take(pa.array(perm))
+        xo, yo = x[perm], y[perm]
+        to = None if t is None else t[perm]
+        ho, co = hashes[perm], codes[perm]
+        off = 0
+        for label, final in plans:
+            n = len(final)
+            sl = slice(off, off + n)
+            yield self._build(
+                ordered.slice(off, n),
+                None,
+                xo[sl],
+                yo[sl],
+                None if to is None else to[sl],
+                label,
+                ho[sl],
+                co[sl],
+            )
+            off += n
 
     def _build(
         self,
         tbl: pa.Table,
-        rows: np.ndarray,
+        rows: np.ndarray | None,
         x: np.ndarray,
         y: np.ndarray,
         t: np.ndarray | None,
@@ -380,15 +402,21 @@ class PointLayout(Layout):
         hashes: np.ndarray,
         codes: np.ndarray,
     ) -> PhysicalPart:
-        idx = pa.array(rows)
-        xs, ys = x[rows], y[rows]
-        cols: dict[str, pa.Array | pa.ChunkedArray] = {ID_COL: tbl[ID_COL].take(idx)}
+        """One partition's file: ``rows`` of ``tbl`` (and of ``x``, ``y``, ``t``), or, with
+        ``rows`` None, ``tbl`` and the arrays as they are (already in order)."""
+        idx = None if rows is None else pa.array(rows)
+
+        def pick(c: str) -> pa.Array | pa.ChunkedArray:
+            return tbl[c] if idx is None else tbl[c].take(idx)
+
+        xs, ys = (x, y) if rows is None else (x[rows], y[rows])
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {ID_COL: pick(ID_COL)}
         if t is not None:
-            cols[TIME_COL] = tbl[TIME_COL].take(idx)
+            cols[TIME_COL] = pick(TIME_COL)
         cols[GEOM_COL] = pa.StructArray.from_arrays([pa.array(xs), pa.array(ys)], names=["x", "y"])
         for c in tbl.column_names:
             if c not in (ID_COL, TIME_COL, X_COL, Y_COL):
-                cols[c] = tbl[c].take(idx)
+                cols[c] = pick(c)
         phys = pa.table(cols)
         bbox = (
             [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())]
@@ -398,8 +426,8 @@ class PointLayout(Layout):
         phys = phys.replace_schema_metadata(
             {b"geo": geo_metadata(self.schema, "point", bbox, False)}
         )
-        ts = None if t is None else t[rows]
-        stats = _rg_stats(len(rows), self.rg_size, ts, ts, xs, ys, xs, ys, hashes, codes)
+        ts = None if t is None else (t if rows is None else t[rows])
+        stats = _rg_stats(len(xs), self.rg_size, ts, ts, xs, ys, xs, ys, hashes, codes)
         return PhysicalPart(label, phys, stats)
 
     def decode(self, tbl: pa.Table) -> pa.Table:

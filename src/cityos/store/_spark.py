@@ -10,7 +10,7 @@ import shutil
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ from cityos.store._plan import Predicate, plan_scan, prune_mask
 from cityos.store._spatial_sql import register_spark
 from cityos.store._spec import Aggregate
 from cityos.store._spec import QuerySpec as _QuerySpec
+from cityos.store._sql import SqlView
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -324,6 +325,11 @@ class SparkEngine(QueryEngine):
                     return super().execute(spec, datasets, d)
             finally:
                 sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+
+    def sql(self, query: str, views: Sequence[SqlView]) -> pa.Table:
+        from cityos.store._sql import spark_sql
+
+        return spark_sql(self.spark, query, views)
 
     def close(self) -> None:
         if self._spark is not None:

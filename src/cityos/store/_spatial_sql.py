@@ -261,15 +261,6 @@ def register_spark(session: Any) -> None:
 def create_spark_views(session: Any, store: Store) -> list[str]:
     """A temporary view per dataset, with the columns :meth:`Store.sql` shows (points as
     ``x``/``y``, other geometry as WKB ``geometry``); returns the view names."""
-    names = []
-    for info in store.catalog.all():
-        files = [str(store.data_dir / f.path) for f in store.catalog.files(info.name)]
-        if not files:
-            continue
-        df = session.read.option("mergeSchema", "true").parquet(*files)
-        if info.schema.point_layout:
-            cols = [f"`{c}`" for c in df.columns if c != "geometry"]
-            df = df.selectExpr(*cols, "geometry.x AS x", "geometry.y AS y")
-        df.createOrReplaceTempView(info.name)
-        names.append(info.name)
-    return names
+    from cityos.store._sql import spark_views
+
+    return spark_views(session, store.sql_views())

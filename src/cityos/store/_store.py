@@ -46,8 +46,8 @@ from cityos.store._engine import (
 )
 from cityos.store._layout import decode, hash_values, layout_for, quantum
 from cityos.store._plan import Predicate, plan_scan, query_geometry, to_ms
-from cityos.store._spatial_sql import register_duckdb, uses_spatial
 from cityos.store._spec import Grid, QuerySpec
+from cityos.store._sql import SqlView
 from cityos.store._vacuum import VacuumResult, vacuum_files, write_lease
 
 __all__ = ["CompactResult", "Store", "WriteResult", "open_city"]
@@ -734,70 +734,33 @@ class Store:
         )
 
     # -- SQL -------------------------------------------------------------------------------
-    def sql(self, query: str) -> pa.Table:
-        """Run DuckDB SQL where every dataset is a view under its name (points expose ``x``
-        and ``y``; other geometry is WKB in ``geometry``). Spatio-temporal functions:
-        ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and
-        ``z2_cell(x, y, level)`` (the Z-order cell of a lon/lat point at a quadtree level),
-        and DuckDB's spatial ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``,
-        ``ST_Intersects``, ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...), loaded from the
-        installed ``duckdb-extension-spatial`` package, never the network.
+    def sql(self, query: str, *, engine: str | None = None) -> pa.Table:
+        """Run SQL where every dataset is a view under its name (points expose ``x`` and
+        ``y``; other geometry is WKB in ``geometry``), on ``engine`` (default: the store's;
+        ``"duckdb"`` or ``"spark"``). Spatio-temporal functions, the same on both engines:
+        ``haversine_m(x1, y1, x2, y2)`` (metres between lon/lat points) and the core
+        ``ST_*`` functions (``ST_Point(x, y)``, ``ST_Length``, ``ST_Intersects``,
+        ``ST_Distance``, ``ST_Buffer``, ``ST_AsText``, ...): on DuckDB its spatial extension,
+        loaded from the installed ``duckdb-extension-spatial`` package, never the network;
+        on Spark the same functions over the shared geometry kernels
+        (:data:`cityos.store._spatial_sql.SPARK_FUNCTIONS`). ``z2_cell(x, y, level)`` is
+        DuckDB only.
 
         Examples
         --------
         >>> # store.sql("SELECT id, count(*) FROM taxis GROUP BY id")
+        >>> # store.sql("SELECT id, ST_Length(geometry) FROM roads", engine="spark")
         """
-        import duckdb
+        return self.engine(engine).sql(query, self.sql_views())
 
-        con = duckdb.connect()
-        try:
-            _register_sql_functions(con)
-            if uses_spatial(query):  # ST_* functions: DuckDB's spatial extension
-                register_duckdb(con)
-            for info in self.catalog.all():
-                files = [str(self.data_dir / f.path) for f in self.catalog.files(info.name)]
-                if not files:
-                    continue
-                lst = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-                if info.schema.point_layout:
-                    con.execute(
-                        f'CREATE VIEW "{info.name}" AS SELECT * EXCLUDE (geometry), geometry.x AS x, '
-                        f"geometry.y AS y FROM read_parquet([{lst}], union_by_name=true)"
-                    )
-                else:
-                    con.execute(
-                        f'CREATE VIEW "{info.name}" AS SELECT * FROM read_parquet([{lst}], union_by_name=true)'
-                    )
-            rel = con.sql(query)
-            if rel is None:  # a statement without a result
-                return pa.table({})
-            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
-        except duckdb.Error as exc:
-            raise QueryError(f"SQL failed: {exc}") from exc
-        finally:
-            con.close()
-
-
-def _register_sql_functions(con: Any) -> None:
-    import duckdb
-
-    from cityos.geo import haversine, z2_key
-
-    def hav(x1: pa.Array, y1: pa.Array, x2: pa.Array, y2: pa.Array) -> pa.Array:
-        return pa.array(haversine(*(a.to_numpy(zero_copy_only=False) for a in (x1, y1, x2, y2))))
-
-    def cell(x: pa.Array, y: pa.Array, level: pa.Array) -> pa.Array:
-        lv = level.to_numpy(zero_copy_only=False).astype(np.int64)
-        z = z2_key(
-            x.to_numpy(zero_copy_only=False),
-            y.to_numpy(zero_copy_only=False),
-            (-180.0, -90.0, 180.0, 90.0),
-        )
-        return pa.array((z >> (np.uint64(62) - 2 * lv.astype(np.uint64))).astype(np.int64))
-
-    dbl, big = duckdb.sqltype("DOUBLE"), duckdb.sqltype("BIGINT")
-    con.create_function("haversine_m", hav, [dbl, dbl, dbl, dbl], dbl, type="arrow")
-    con.create_function("z2_cell", cell, [dbl, dbl, duckdb.sqltype("INTEGER")], big, type="arrow")
+    def sql_views(self) -> list[SqlView]:
+        """Every dataset with files, as :meth:`sql` shows it."""
+        out = []
+        for info in self.catalog.all():
+            files = tuple(str(self.data_dir / f.path) for f in self.catalog.files(info.name))
+            if files:
+                out.append(SqlView(info.name, files, info.schema.point_layout))
+        return out
 
 
 def _dedup_within(tbl: pa.Table, schema: DatasetSchema) -> pa.Table:

@@ -134,6 +134,28 @@ def routers(store_dep: Any) -> list[APIRouter]:
         }
         return Response(encode_arrow(table), media_type=ARROW, headers=headers)
 
+    @layers.get("/flows/{dataset}")
+    def flows(
+        store: Store,  # type: ignore[valid-type]
+        dataset: Annotated[str, PathParam(pattern=NAME)],
+        start: Annotated[str, Query(description="ISO time or epoch ms, inclusive")],
+        end: Annotated[str, Query(description="ISO time or epoch ms, exclusive")],
+        regions: Annotated[str, Query(pattern=NAME, description="polygon dataset")] = "districts",
+        bbox: Annotated[str | None, Query(description="only trips from or to it")] = None,
+    ) -> dict[str, Any]:
+        """Trips of a moving-object dataset between regions in ``[start, end)``:
+        origin-destination counts (OD arcs) and each region's inflow and outflow."""
+        from cityos.twin._flows import od_flows
+
+        return od_flows(
+            store,
+            dataset,
+            regions,
+            parse_time(start, "start"),
+            parse_time(end, "end"),
+            parse_bbox(bbox),
+        ).to_dict()
+
     # -- OGC API – Features -------------------------------------------------------------
     def _base(request: Request) -> str:
         return str(request.base_url).rstrip("/") + "/ogc"

@@ -752,7 +752,15 @@ def memory_probe(home: Path, qfile: Path) -> None:
             if "box" in q:
                 q["box"] = tuple(q["box"])
             fn(q)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the high-water mark
+    # of the mm replaced at exec into it, and subprocess's vfork child execs from the
+    # benchmark's own mm, so ru_maxrss reported the benchmark's peak (every system's data).
+    try:
+        with open("/proc/self/status") as fh:
+            kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(kb * 1024)
 
 
 def cityos_peak_rss(home: Path, queries: dict[str, list[dict[str, Any]]], work: Path) -> int:

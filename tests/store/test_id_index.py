@@ -27,7 +27,7 @@ from cityos.model import DatasetSchema, Field, ModelKind
 from cityos.store import IDTemporal, Restriction, Store
 from cityos.store import _idindex as idindex
 from cityos.store._layout import decode
-from cityos.store._plan import Predicate, plan_scan
+from cityos.store._plan import Predicate, plan_scan, to_ms
 from strategies import T0, boxes, point_records, windows
 
 _n = itertools.count()
@@ -61,6 +61,8 @@ def _store(tmp: Path, **schema: Any) -> Store:
 
 
 def _brute(all_rows: pd.DataFrame, ids: list[str], win: tuple[Any, Any]) -> pd.DataFrame:
+    # the store's times are epoch milliseconds: a window bound is taken to the millisecond
+    win = tuple(None if w is None else pd.Timestamp(to_ms(w), unit="ms", tz="UTC") for w in win)
     m = all_rows.id.isin(ids).to_numpy().copy()
     if win[0] is not None:
         m &= (all_rows.t >= win[0]).to_numpy()
@@ -167,7 +169,7 @@ def test_every_point_file_has_an_exact_copy_and_vacuum_keeps_it_with_its_file(
     for rel in before:
         copy = idindex.id_index(str(s.data_dir / rel))
         assert copy is not None
-        got = copy.read(list(range(copy.file.metadata.num_row_groups))).sort_by(
+        got = copy.read(list(range(copy.metadata.num_row_groups))).sort_by(
             [("id", "ascending"), ("t", "ascending")]
         )
         want = decode(s.schema("v"), pq.read_table(s.data_dir / rel, schema=None)).sort_by(
@@ -282,4 +284,44 @@ def test_cached_plans_never_outlive_a_write(tmp_path: Path, write: str) -> None:
         other.append("v", make_points(1, 50, seed=9).assign(id="late"))
         assert "late" in set(_box_query(s).id)
     other.close()
+    s.close()
+
+
+def test_a_dataset_can_do_without_the_id_index(tmp_path: Path) -> None:
+    s = Store(tmp_path / "c")
+    s.create_dataset("v", DatasetSchema(ModelKind.POINT_ST, extra={"id_index": False}))
+    assert s.schema("v").extra == {"id_index": False}  # kept in the catalog
+    df = make_points(4, 300, step_s=30)
+    s.append("v", df)
+    assert not list(s.data_dir.rglob("*.ids"))
+    everything = s.read("v").to_pandas()
+    res = s.id_temporal("v", ["obj-001"], T0, T0 + pd.Timedelta(hours=1))
+    assert "id_index_files" not in res.stats
+    pd.testing.assert_frame_equal(
+        res.to_pandas(), _brute(everything, ["obj-001"], (T0, T0 + pd.Timedelta(hours=1)))
+    )
+    s.close()
+
+
+def test_concurrent_queries_through_copies_agree(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = _store(tmp_path)
+    df = make_points(6, 400, step_s=30)
+    with small_copies(64):
+        s.append("v", df)
+    everything = s.read("v").to_pandas()
+    ids = sorted(set(df.id))
+    wins = [
+        (T0 + pd.Timedelta(minutes=10 * i), T0 + pd.Timedelta(minutes=10 * i + 45))
+        for i in range(12)
+    ]
+
+    def one(i: int) -> bool:
+        q = [ids[i % len(ids)]]
+        got = s.id_temporal("v", q, *wins[i % len(wins)]).to_pandas()
+        return bool(got.equals(_brute(everything, q, wins[i % len(wins)])))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(one, range(48)))
     s.close()

@@ -294,7 +294,8 @@ class Store:
         entries: list[FileEntry] = []
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cityos-write") as pool:
             futures = [
-                pool.submit(self._write_part, name, layout, part) for part in layout.encode(tbl)
+                pool.submit(self._write_part, name, schema, layout, part)
+                for part in layout.encode(tbl)
             ]
             errors = []
             for f in futures:
@@ -307,16 +308,16 @@ class Store:
             raise errors[0]
         return entries
 
-    def _write_part(self, name: str, layout: Any, part: Any) -> FileEntry:
+    def _write_part(self, name: str, schema: DatasetSchema, layout: Any, part: Any) -> FileEntry:
         rel = f"{name}/{part.partition}/part-{uuid.uuid4().hex}.parquet"
         full = self.data_dir / rel
         full.parent.mkdir(parents=True, exist_ok=True)
         tmp = full.with_name("." + full.name + ".tmp")
         extra = 0
         try:
-            if idindex.applies(layout.schema):
+            if idindex.applies(schema):
                 # the (id, t)-ordered copy first: a data file is never visible without it
-                copy = idindex.build(part.table, quantum(layout.schema))
+                copy = idindex.build(part.table, quantum(schema))
                 if copy is not None:
                     extra = idindex.write(copy, self.data_dir / idindex.index_path(rel))
             pq.write_table(part.table, tmp, **layout.parquet_options(part.table))

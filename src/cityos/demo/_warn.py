@@ -64,7 +64,8 @@ class Warn(Chapter):
                     "params": {"limit": 150, "hours": 6},
                     "schedule": "30D",
                     "dedup_window": "1D",
-                    "service_code": "environment",
+                    "service_code": "air_quality",
+                    "open_event": True,
                     "title": "PM2.5 above 150 µg/m³ for {hours_above} h at {place}",
                 }
             )
@@ -119,6 +120,8 @@ class Warn(Chapter):
                         "kind": "model",
                         "detector": "crowd_gathering",
                         "severity": "critical",
+                        "service_code": "crowd",
+                        "open_event": True,
                         "params": {"name": "crowd_inflow", "version": ver},
                         "dedup_window": "6h",
                     }

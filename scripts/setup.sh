@@ -51,7 +51,7 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-stamp=".venv/.cityos-installed-$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)"
+stamp=".venv/.cityos-installed-$(cat pyproject.toml requirements.lock requirements-nodeps.lock | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   log "installing the locked dependencies (requirements.lock) into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
@@ -61,9 +61,8 @@ if [ ! -f "$stamp" ]; then
   # the AI engine's deep models: PyTorch's CPU build, pinned (any other version or range
   # pulls a multi-GB CUDA build); not in the hashed lock for that reason
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  # Flower for horizontal federation: its pins would downgrade fastapi/typer/rich/protobuf, and the parts
-  # CityOS uses work with the locked versions (tests/federation/test_algo_horizontal.py); deps are in the lock
-  .venv/bin/python -m pip install -q --no-deps "flwr==1.42.0"
+  # Flower for horizontal federation, hashed, without its pins (see requirements-nodeps.lock)
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements-nodeps.lock
   rm -f .venv/.cityos-installed-*
   touch "$stamp"
 fi

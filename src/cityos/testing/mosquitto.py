@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cityos.testing._reaper import Reaper
+
 __all__ = ["MOSQUITTO", "Broker", "MosquittoUnavailable", "find_mosquitto", "mosquitto_broker"]
 
 #: Where Debian/Ubuntu's ``apt-get install mosquitto`` puts the broker.
@@ -54,8 +56,9 @@ class Broker:
     """A running broker: ``host``, ``port``; :meth:`restart` keeps the port and the persisted
     sessions and messages (a clean shutdown saves them)."""
 
-    def __init__(self, binary: Path, folder: Path, port: int) -> None:
+    def __init__(self, binary: Path, folder: Path, port: int, reaper: Reaper | None = None) -> None:
         self.binary = binary
+        self._reaper = reaper
         self.folder = folder
         self.host = "127.0.0.1"
         self.port = port
@@ -86,6 +89,8 @@ class Broker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        if self._reaper is not None:
+            self._reaper.watch_pid(self.proc.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -117,6 +122,8 @@ class Broker:
                 p.wait()
         if p.stderr is not None:
             p.stderr.close()
+        if self._reaper is not None:
+            self._reaper.unwatch_pid(p.pid)
 
     def restart(self) -> None:
         self.stop()
@@ -134,9 +141,11 @@ def mosquitto_broker(port: int | None = None) -> Iterator[Broker]:
     """
     binary = find_mosquitto()
     folder = Path(tempfile.mkdtemp(prefix="cityos-mosquitto-"))
+    reaper = Reaper()  # stops the broker if this process is killed before the finally block
+    reaper.on_death_remove(folder)
     try:
         os.chmod(folder, 0o755)
-        broker = Broker(binary, folder, port or _free_port())
+        broker = Broker(binary, folder, port or _free_port(), reaper)
         broker.start()
         try:
             yield broker
@@ -144,3 +153,4 @@ def mosquitto_broker(port: int | None = None) -> Iterator[Broker]:
             broker.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        reaper.release()

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cityos.testing._reaper import Reaper
+
 __all__ = ["PG_URL_ENV", "PostgresUnavailable", "find_pg_bin", "fresh_database", "postgres_server"]
 
 #: Environment variable naming an existing server to use instead of starting one.
@@ -124,6 +126,8 @@ def postgres_server(*, database: str = "cityos", timeout: float = 60.0) -> Itera
     data, log = tmp / "data", tmp / "server.log"
     port = _free_port()
     started = False
+    reaper = Reaper()  # stops the cluster if this process is killed before the finally block
+    reaper.on_death_remove(tmp)
     try:
         if uid is not None and gid is not None:
             os.chown(tmp, uid, gid)
@@ -163,6 +167,13 @@ def postgres_server(*, database: str = "cityos", timeout: float = 60.0) -> Itera
             ],
         )
         started = True
+        stop = [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+        reaper.on_death_run(
+            [*prefix, shlex.join(stop)] if prefix[:1] == ["su"] else [*prefix, *stop]
+        )
+        pidfile = data / "postmaster.pid"
+        if pidfile.exists():
+            reaper.watch_pid(int(pidfile.read_text().split()[0]))
         if res.returncode != 0:
             text = log.read_text() if log.exists() else ""
             raise PostgresUnavailable(f"PostgreSQL did not start: {res.stderr.strip()}\n{text}")
@@ -187,6 +198,7 @@ def postgres_server(*, database: str = "cityos", timeout: float = 60.0) -> Itera
         if started:
             _run(prefix, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"])
         shutil.rmtree(tmp, ignore_errors=True)
+        reaper.release()
 
 
 def _wait_ready(port: int, timeout: float) -> None:

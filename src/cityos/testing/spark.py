@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityos.testing._reaper import Reaper
+
 __all__ = ["SparkCluster", "SparkUnavailable", "find_spark_home", "spark_cluster"]
 
 
@@ -198,6 +200,9 @@ def spark_cluster(
         finally:
             log.close()
 
+    # a SIGKILLed owner runs no finally block: the reaper stops the cluster then
+    reaper = Reaper()
+    reaper.on_death_remove(tmp)
     master = launch(
         "master",
         [
@@ -210,6 +215,7 @@ def spark_cluster(
             str(ui_port),
         ],
     )
+    reaper.watch_group(master.pid)
     worker: subprocess.Popen[bytes] | None = None
     cluster: SparkCluster | None = None
     try:
@@ -230,6 +236,7 @@ def spark_cluster(
                 master_url,
             ],
         )
+        reaper.watch_group(worker.pid)
         cluster = SparkCluster(master_url, ui_port, master, worker, log_dir, cores, env)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -255,3 +262,4 @@ def spark_cluster(
             _stop(worker)
         _stop(master)
         shutil.rmtree(tmp, ignore_errors=True)
+        reaper.release()

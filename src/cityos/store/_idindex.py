@@ -181,9 +181,7 @@ def key_ranges(copy: pa.Table, rows: int) -> bytes | None:
     aggs: list[tuple[str, str]] = [("id", "min"), ("id", "max")]
     if TIME_COL in copy.column_names:
         typ = copy.schema.field(TIME_COL).type
-        if pa.types.is_timestamp(typ) and typ.unit == "ms":
-            cols["t"] = copy[TIME_COL].cast(pa.int64())
-        elif pa.types.is_integer(typ):
+        if (pa.types.is_timestamp(typ) and typ.unit == "ms") or pa.types.is_integer(typ):
             cols["t"] = copy[TIME_COL].cast(pa.int64())
         else:  # other units: the footer path converts them
             return None

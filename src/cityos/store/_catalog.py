@@ -67,7 +67,7 @@ class _Extent:
     y_max: Mapped[float | None] = mapped_column(Float)
 
 
-#: ``bytes`` by another name: inside ``FileRow`` the name is its ``bytes`` column
+#: ``bytes`` by another name: inside ``FileRow`` and ``FileEntry`` the name is a field
 _Blob = bytes
 
 
@@ -136,7 +136,7 @@ class FileEntry:
     bytes: int
     row_groups: tuple[RowGroupStats, ...]
     #: the key ranges of the file's id-index copy (``_idindex.key_ranges``), if it has one
-    id_ranges: bytes | None = None
+    id_ranges: _Blob | None = None
 
     def _agg(self, attr: str, fn: Any) -> Any:
         vals = [getattr(r, attr) for r in self.row_groups if getattr(r, attr) is not None]
@@ -596,7 +596,7 @@ class Catalog:
                 x_max=col(7, "float64", np.inf),
                 y_max=col(8, "float64", np.inf),
                 id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
-                id_ranges={str(p): bytes(b) for p, b in ranges},
+                id_ranges={str(p): bytes(b) for p, b in ranges if b is not None},
                 identity=ident,
             )
             self._stats[name] = st

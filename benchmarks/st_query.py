@@ -841,23 +841,27 @@ def print_memory(when: str) -> None:
     print(f"  benchmark process peak resident memory {when}: {own_peak_rss() / 2**20:,.0f} MiB")
 
 
-def cityos_storage(home: Path) -> list[list[Any]]:
-    """Bytes of the point dataset's files by kind (data files, id-index copies) and by
-    column (compressed column chunks summed over row groups; footers apart)."""
+def cityos_storage(store: Store, name: str = "v") -> list[list[Any]]:
+    """Bytes of the dataset's live files (those of its current version, not replaced ones
+    awaiting ``vacuum``) by kind (data files, id-index copies) and by column (compressed
+    column chunks summed over row groups; footers and page indexes apart)."""
     rows: dict[tuple[str, str], int] = {}
     totals: dict[str, int] = {}
-    for f in sorted(home.rglob("*.parquet*")):
-        if "v" not in f.relative_to(home).parts[:-1]:
-            continue
-        kind = "id-index copies (.ids)" if f.name.endswith(".ids") else "data files"
-        totals[kind] = totals.get(kind, 0) + f.stat().st_size
-        md = pq.ParquetFile(f).metadata
-        for i in range(md.num_row_groups):
-            rg = md.row_group(i)
-            for j in range(rg.num_columns):
-                c = rg.column(j)
-                key = (kind, c.path_in_schema)
-                rows[key] = rows.get(key, 0) + c.total_compressed_size
+    for rel in sorted(f.path for f in store.catalog.files(name)):
+        for kind, f in (
+            ("data files", store.data_dir / rel),
+            ("id-index copies (.ids)", store.data_dir / (rel + ".ids")),
+        ):
+            if not f.exists():
+                continue
+            totals[kind] = totals.get(kind, 0) + f.stat().st_size
+            md = pq.ParquetFile(f).metadata
+            for i in range(md.num_row_groups):
+                rg = md.row_group(i)
+                for j in range(rg.num_columns):
+                    c = rg.column(j)
+                    key = (kind, c.path_in_schema)
+                    rows[key] = rows.get(key, 0) + c.total_compressed_size
     out: list[list[Any]] = []
     for kind, tot in totals.items():
         cols = sum(v for (k, _), v in rows.items() if k == kind)
@@ -1142,7 +1146,7 @@ def main() -> None:
         )
         for q, cs in short.items():
             print(f"    {q}: " + ", ".join(f"{s} {c}" for s, c in cs.items()))
-    storage = cityos_storage(cityos.home)
+    storage = cityos_storage(cityos.store)
     print("\nCityOS storage by file kind and column (bytes/point)")
     print_table(["files", "column", "bytes/point"], [[a, b, c / n] for a, b, c in storage])
 

@@ -29,7 +29,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_ms, print_table, save, timed
+from _common import print_table, save, timed
 from cityos.geo import haversine
 from cityos.model import DatasetSchema, ModelKind
 from cityos.store import Store
@@ -807,15 +807,15 @@ def load_system(sys_: Any, chunks: list[Path]) -> None:
 
 def budget_median_ms(
     fn: Any, qs: list[Any], warmup: int, budget_s: float | None
-) -> tuple[float, list[Any]]:
-    """``median_ms`` of ``fn`` over ``qs``, but once ``budget_s`` seconds were spent on this
-    system and query set (warm-up included) no further query is timed: the median is over
-    the first ones (at least one), and the answers returned are theirs."""
+) -> tuple[float, list[Any], list[float]]:
+    """``median_ms`` of ``fn`` over ``qs`` (and each query's ms), but once ``budget_s``
+    seconds were spent on this system and query set (warm-up included) no further query is
+    timed: the median is over the first ones (at least one), the answers are theirs."""
     import statistics
     import time
 
     if budget_s is None:
-        return median_ms(fn, qs, warmup=warmup)
+        budget_s = float("inf")
     t00 = time.perf_counter()
     for q in qs[:warmup]:
         fn(q)
@@ -828,7 +828,7 @@ def budget_median_ms(
         times.append((time.perf_counter() - t0) * 1000)
         if time.perf_counter() - t00 > budget_s:
             break
-    return statistics.median(times), answers
+    return statistics.median(times), answers, times
 
 
 def own_peak_rss() -> int:
@@ -1087,22 +1087,30 @@ def main() -> None:
     selectivity: dict[str, float] = {}
     agree: dict[str, bool] = {}
     counts: dict[str, dict[str, int]] = {}
+    times: dict[str, dict[str, list[float]]] = {}
     for qname, qs in queries.items():
         print(f"  {qname} ...", flush=True)
         kind = kind_of(qname)
         results[qname] = {}
         counts[qname] = {}
+        times[qname] = {}
         answers = {}
         for sys_ in systems:
             fn = getattr(sys_, kind, None)
             if fn is None:
                 results[qname][sys_.name] = None
                 continue
-            ms, ans = budget_median_ms(fn, qs, 2 if len(qs) > 5 else 1, args.budget_s)
+            ms, ans, each = budget_median_ms(fn, qs, 2 if len(qs) > 5 else 1, args.budget_s)
             results[qname][sys_.name] = ms
             answers[sys_.name] = ans
             counts[qname][sys_.name] = len(ans)
-            print(f"    {sys_.name}: {ms:,.2f} ms (median of {len(ans)})", flush=True)
+            times[qname][sys_.name] = each
+            print(
+                f"    {sys_.name}: {ms:,.2f} ms (median of {len(ans)}; each: "
+                + ", ".join(f"{t:.1f}" for t in each)
+                + ")",
+                flush=True,
+            )
         ref = answers[cityos.name]
         selectivity[qname] = float(np.mean([len(a) for a in ref])) / n
         ok = True
@@ -1186,6 +1194,7 @@ def main() -> None:
             "cityos_peak_rss_bytes": rss,
             "benchmark_peak_rss_bytes": own_peak_rss(),
             "queries_timed": counts,
+            "query_ms": times,
             "cityos_storage_bytes": storage,
             "parallel_load": args.parallel_load,
             "load_average": [load0, load1, load2],

@@ -29,7 +29,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median_ms, print_table, save, timed
+from _common import print_table, save, timed
 from cityos.geo import haversine
 from cityos.model import DatasetSchema, ModelKind
 from cityos.store import Store
@@ -37,6 +37,12 @@ from cityos.synth import iter_vehicle_points, make_city
 
 Q = 2.0**-23
 HOUR = 3_600_000
+#: DuckDB's buffer pool per connection (its default, 80 % of RAM per connection, would let
+#: the two DuckDB systems alone take more than the machine has at 100M points)
+DUCKDB_MEMORY = "4GB"
+#: above this many points GeoPandas is skipped: it holds every point as a shapely object
+#: plus an STRtree in memory (~2.6 GB at 10M for the whole benchmark, so >20 GB at 100M)
+GEOPANDAS_MAX_POINTS = 20_000_000
 
 
 def stream(n: int, seed: int) -> Iterator[pd.DataFrame]:
@@ -343,6 +349,7 @@ class DuckDBGeoParquet:
         self.default_bytes = self.default_path.stat().st_size
         self.con = duckdb.connect()
         self.con.execute("SET threads=2")
+        self.con.execute(f"SET memory_limit='{DUCKDB_MEMORY}'")
         self.con.execute(f"CREATE VIEW v AS SELECT * FROM read_parquet('{self.path}')")
 
     def range(self, q: dict[str, Any]) -> pd.DataFrame:
@@ -403,6 +410,7 @@ class DuckDBSpatial:
         self.con = duckdb.connect(str(self.path))
         self.con.execute(f"LOAD '{_spatial_extension()}'")
         self.con.execute("SET threads=2")
+        self.con.execute(f"SET memory_limit='{DUCKDB_MEMORY}'")
         self.con.execute("SET TimeZone='UTC'")
         self.utm = utm
         self.con.execute("CREATE TABLE v (id VARCHAR, t TIMESTAMP, geom GEOMETRY)")
@@ -430,6 +438,19 @@ class DuckDBSpatial:
             self.con.unregister("chunk")
 
         self.load_s += timed(ins)[1]
+
+    def load_files(self, paths: list[Path]) -> None:
+        """Load every chunk file with one ``INSERT ... SELECT`` over ``read_parquet`` (the way
+        a DuckDB user bulk-loads; what ``add`` does chunk by chunk), then ``finish``."""
+        files = ", ".join(f"'{p}'" for p in paths)
+
+        def ins() -> None:
+            self.con.execute(
+                f"INSERT INTO v SELECT id, t::TIMESTAMP, ST_Point(x, y) FROM read_parquet([{files}])"
+            )
+
+        self.load_s += timed(ins)[1]
+        self.finish()
 
     def finish(self) -> None:
         def idx() -> None:
@@ -616,13 +637,51 @@ class PostGIS:
             self.writer = pcsv.CSVWriter(self.csv, tbl.schema)
         self.writer.write_table(tbl)
 
-    def finish(self) -> None:
-        assert self.writer is not None
-        self.writer.close()
+    def load_files(self, paths: list[Path]) -> None:
+        """COPY the chunk files' rows (full-precision CSV made chunk by chunk and streamed to
+        the server, so no 100M-row CSV is written to disk), then index as ``finish`` does."""
+        c = self._prepare()
+
+        def load() -> None:
+            with (
+                c.cursor() as cur,
+                cur.copy("COPY stage FROM STDIN WITH (FORMAT csv, HEADER false)") as cp,
+            ):
+                for p in paths:
+                    buf = pa.BufferOutputStream()
+                    pcsv.write_csv(pq.read_table(p), buf, pcsv.WriteOptions(include_header=False))
+                    cp.write(buf.getvalue().to_pybytes())
+            self._index()
+
+        _, self.load_s = timed(load)
+        self._size()
+
+    def _prepare(self) -> Any:
         c = self.conn
         c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         c.execute("CREATE UNLOGGED TABLE stage (id text, t timestamptz, x float8, y float8)")
         c.execute("CREATE TABLE v (id text, t timestamptz, geom geometry(Point, 4326))")
+        # what a user loading 100M rows would set for the index builds (default 64 MB)
+        c.execute("SET maintenance_work_mem = '1GB'")
+        return c
+
+    def _index(self) -> None:
+        c = self.conn
+        c.execute("INSERT INTO v SELECT id, t, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM stage")
+        c.execute("DROP TABLE stage")
+        c.execute("CREATE INDEX v_geom ON v USING gist (geom)")
+        c.execute("CREATE INDEX v_t ON v (t)")
+        c.execute("CREATE INDEX v_id_t ON v (id, t)")
+        c.execute("VACUUM ANALYZE v")
+
+    def _size(self) -> None:
+        row = self.conn.execute("SELECT pg_total_relation_size('v')").fetchone()
+        self.bytes = int(row[0]) if row else 0
+
+    def finish(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
+        c = self._prepare()
 
         def load() -> None:
             with (
@@ -632,17 +691,11 @@ class PostGIS:
             ):
                 while data := fh.read(1 << 20):
                     cp.write(data)
-            c.execute("INSERT INTO v SELECT id, t, ST_SetSRID(ST_MakePoint(x, y), 4326) FROM stage")
-            c.execute("DROP TABLE stage")
-            c.execute("CREATE INDEX v_geom ON v USING gist (geom)")
-            c.execute("CREATE INDEX v_t ON v (t)")
-            c.execute("CREATE INDEX v_id_t ON v (id, t)")
-            c.execute("VACUUM ANALYZE v")
+            self._index()
 
         _, self.load_s = timed(load)
         self.csv.unlink()
-        row = c.execute("SELECT pg_total_relation_size('v')").fetchone()
-        self.bytes = int(row[0]) if row else 0
+        self._size()
 
     @staticmethod
     def _ts(ms: int) -> pd.Timestamp:
@@ -734,6 +787,90 @@ class GeoPandasSTR:
         return out.sort_values(["distance_m", "id", "t"])
 
 
+def load_system(sys_: Any, chunks: list[Path]) -> None:
+    """Feed one system every chunk file (one frame at a time) and finish it: its bulk path
+    (``load_files``) where it has one, else ``add`` per chunk then ``finish``."""
+    import gc
+
+    print(f"  loading {sys_.name} ...", flush=True)
+    if hasattr(sys_, "load_files"):
+        sys_.load_files(chunks)
+    else:
+        for p in chunks:
+            df = pq.read_table(p).to_pandas()
+            sys_.add(df)
+            del df
+        gc.collect()
+        sys_.finish()
+    print(f"  {sys_.name} loaded ({sys_.load_s:.0f} s)", flush=True)
+
+
+def budget_median_ms(
+    fn: Any, qs: list[Any], warmup: int, budget_s: float | None
+) -> tuple[float, list[Any], list[float]]:
+    """``median_ms`` of ``fn`` over ``qs`` (and each query's ms), but once ``budget_s``
+    seconds were spent on this system and query set (warm-up included) no further query is
+    timed: the median is over the first ones (at least one), the answers are theirs."""
+    import statistics
+    import time
+
+    if budget_s is None:
+        budget_s = float("inf")
+    t00 = time.perf_counter()
+    for q in qs[:warmup]:
+        fn(q)
+        if time.perf_counter() - t00 > budget_s / 2:
+            break
+    times, answers = [], []
+    for q in qs:
+        t0 = time.perf_counter()
+        answers.append(fn(q))
+        times.append((time.perf_counter() - t0) * 1000)
+        if time.perf_counter() - t00 > budget_s:
+            break
+    return statistics.median(times), answers, times
+
+
+def own_peak_rss() -> int:
+    """This process's peak resident memory (``VmHWM``), in bytes."""
+    with open("/proc/self/status") as fh:
+        return 1024 * next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+
+
+def print_memory(when: str) -> None:
+    print(f"  benchmark process peak resident memory {when}: {own_peak_rss() / 2**20:,.0f} MiB")
+
+
+def cityos_storage(store: Store, name: str = "v") -> list[list[Any]]:
+    """Bytes of the dataset's live files (those of its current version, not replaced ones
+    awaiting ``vacuum``) by kind (data files, id-index copies) and by column (compressed
+    column chunks summed over row groups; footers and page indexes apart)."""
+    rows: dict[tuple[str, str], int] = {}
+    totals: dict[str, int] = {}
+    for rel in sorted(f.path for f in store.catalog.files(name)):
+        for kind, f in (
+            ("data files", store.data_dir / rel),
+            ("id-index copies (.ids)", store.data_dir / (rel + ".ids")),
+        ):
+            if not f.exists():
+                continue
+            totals[kind] = totals.get(kind, 0) + f.stat().st_size
+            md = pq.ParquetFile(f).metadata
+            for i in range(md.num_row_groups):
+                rg = md.row_group(i)
+                for j in range(rg.num_columns):
+                    c = rg.column(j)
+                    key = (kind, c.path_in_schema)
+                    rows[key] = rows.get(key, 0) + c.total_compressed_size
+    out: list[list[Any]] = []
+    for kind, tot in totals.items():
+        cols = sum(v for (k, _), v in rows.items() if k == kind)
+        out.append([kind, "(file total)", tot])
+        out += [[kind, c, v] for (k, c), v in sorted(rows.items()) if k == kind]
+        out.append([kind, "(footers, page indexes)", tot - cols])
+    return out
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -815,6 +952,21 @@ def main() -> None:
         help="run only the query sets whose names start with these prefixes",
     )
     ap.add_argument("--work", type=Path, default=Path(__file__).parent / "_work")
+    ap.add_argument(
+        "--parallel-load",
+        action="store_true",
+        help="load the systems side by side, one thread each (their load times then overlap)",
+    )
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="per system and query set: stop timing further queries once this many seconds "
+        "were spent (at least one is timed); the medians then say over how many",
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the work directory (the CityOS store) at the end"
+    )
     args = ap.parse_args()
     work = args.work / f"st_query_{args.points}"
     shutil.rmtree(work, ignore_errors=True)
@@ -850,18 +1002,26 @@ def main() -> None:
 
         pg_ctx = postgres_server()
         systems.append(PostGIS(work, pg_ctx.__enter__()))
-    if "geopandas" not in args.skip:
+    if "geopandas" not in args.skip and args.points > GEOPANDAS_MAX_POINTS:
+        print(
+            f"GeoPandas skipped: above {GEOPANDAS_MAX_POINTS:,} points it holds every point as "
+            "a shapely object plus an STRtree in memory, more than this machine has"
+        )
+    elif "geopandas" not in args.skip:
         systems.append(GeoPandasSTR())
 
     print(
-        f"generating {args.points:,} BerlinMOD-style points and feeding {len(systems)} systems "
+        f"generating {args.points:,} BerlinMOD-style points to {work / 'chunks'} "
         f"(load average {load0[0]:.1f}) ...",
         flush=True,
     )
     rng = np.random.default_rng(args.seed)
-    raw = work / "raw.csv"
+    # the raw CSV is only measured (a counting sink), never written
+    raw = pa.MockOutputStream()
     csv_writer: pcsv.CSVWriter | None = None
     samples, n, gen_s, vehicles = [], 0, 0.0, set()
+    chunks: list[Path] = []
+    (work / "chunks").mkdir()
     it = stream(args.points, args.seed)
     while True:
         df, dt = timed(lambda: next(it, None))
@@ -882,21 +1042,42 @@ def main() -> None:
             csv_writer = pcsv.CSVWriter(raw, csv_tbl.schema)
         csv_writer.write_table(csv_tbl)
         samples.append(df.iloc[rng.random(len(df)) < min(1.0, 200_000 / args.points)])
-        for sys_ in systems:
-            sys_.add(df)
+        chunks.append(work / "chunks" / f"{len(chunks):05d}.parquet")
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), chunks[-1])
         print(f"  {n:,} points", end="\r", flush=True)
     assert csv_writer is not None
     csv_writer.close()
-    csv_bytes = raw.stat().st_size
-    raw.unlink()
+    csv_bytes = raw.size()
+    del df, csv_tbl
     sample = pd.concat(samples, ignore_index=True)
     print(
         f"  {n:,} points, {len(vehicles):,} vehicles, {sample.t.min()} .. {sample.t.max()} "
         f"(generated in {gen_s:.0f} s)"
     )
-    for sys_ in systems:
-        print(f"finishing {sys_.name} (indexes, compaction) ...", flush=True)
+    # each system loads from the chunk files (one frame at a time, freed after): nothing
+    # holds all points but GeoPandas, which is skipped above GEOPANDAS_MAX_POINTS
+    later = [
+        s
+        for s in systems
+        if isinstance(s, CityOSOtherEngine) or (isinstance(s, SedonaDB) and not s.own)
+    ]
+    loaders = [s for s in systems if s not in later]
+    mode = "side by side, one thread each" if args.parallel_load else "one after another"
+    print(f"loading {len(loaders)} systems from the chunk files ({mode}) ...", flush=True)
+    if args.parallel_load:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(loaders)) as pool:
+            for f in [pool.submit(load_system, s, chunks) for s in loaders]:
+                f.result()
+    else:
+        for sys_ in loaders:
+            load_system(sys_, chunks)
+    for sys_ in later:
+        print(f"finishing {sys_.name} ...", flush=True)
         sys_.finish()
+    shutil.rmtree(work / "chunks")
+    print_memory("after loading")
 
     queries = make_queries(sample, args.queries, args.seed)
     if args.only is not None:
@@ -905,24 +1086,37 @@ def main() -> None:
     results: dict[str, dict[str, float | None]] = {}
     selectivity: dict[str, float] = {}
     agree: dict[str, bool] = {}
+    counts: dict[str, dict[str, int]] = {}
+    times: dict[str, dict[str, list[float]]] = {}
     for qname, qs in queries.items():
         print(f"  {qname} ...", flush=True)
         kind = kind_of(qname)
         results[qname] = {}
+        counts[qname] = {}
+        times[qname] = {}
         answers = {}
         for sys_ in systems:
             fn = getattr(sys_, kind, None)
             if fn is None:
                 results[qname][sys_.name] = None
                 continue
-            ms, ans = median_ms(fn, qs, warmup=2 if len(qs) > 5 else 1)
+            ms, ans, each = budget_median_ms(fn, qs, 2 if len(qs) > 5 else 1, args.budget_s)
             results[qname][sys_.name] = ms
             answers[sys_.name] = ans
+            counts[qname][sys_.name] = len(ans)
+            times[qname][sys_.name] = each
+            print(
+                f"    {sys_.name}: {ms:,.2f} ms (median of {len(ans)}; each: "
+                + ", ".join(f"{t:.1f}" for t in each)
+                + ")",
+                flush=True,
+            )
         ref = answers[cityos.name]
         selectivity[qname] = float(np.mean([len(a) for a in ref])) / n
         ok = True
         for name, ans in answers.items():
-            this = all(same_answer(kind, a, b) for a, b in zip(ref, ans, strict=True))
+            # a system cut short by the time budget is compared on the queries it ran
+            this = all(same_answer(kind, a, b) for a, b in zip(ref, ans, strict=False))
             if not this:
                 print(f"  !! {name} disagrees with CityOS on {qname}")
             ok &= this
@@ -951,6 +1145,18 @@ def main() -> None:
         f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)"
     )
     print(f"  CityOS peak resident memory running the query workload: {rss / 2**20:,.0f} MiB")
+    print_memory("(all systems held in it; PostgreSQL's server processes apart)")
+    short = {q: {s: c for s, c in cs.items() if c < len(queries[q])} for q, cs in counts.items()}
+    short = {q: cs for q, cs in short.items() if cs}
+    if short:
+        print(
+            f"  cut short by the {args.budget_s:g} s budget per system and query set (queries timed):"
+        )
+        for q, cs in short.items():
+            print(f"    {q}: " + ", ".join(f"{s} {c}" for s, c in cs.items()))
+    storage = cityos_storage(cityos.store)
+    print("\nCityOS storage by file kind and column (bytes/point)")
+    print_table(["files", "column", "bytes/point"], [[a, b, c / n] for a, b, c in storage])
 
     print("\nRatios (system time / CityOS time; >1 means CityOS is faster)")
     for s in names[1:]:
@@ -986,6 +1192,11 @@ def main() -> None:
             "load_points_per_s": {s.name: n / s.load_s for s in systems},
             "cityos_compact_s": cityos.compact_s,
             "cityos_peak_rss_bytes": rss,
+            "benchmark_peak_rss_bytes": own_peak_rss(),
+            "queries_timed": counts,
+            "query_ms": times,
+            "cityos_storage_bytes": storage,
+            "parallel_load": args.parallel_load,
             "load_average": [load0, load1, load2],
         },
     )
@@ -997,7 +1208,8 @@ def main() -> None:
         pg_ctx.__exit__(None, None, None)
     if cluster_ctx is not None:
         cluster_ctx.__exit__(None, None, None)
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

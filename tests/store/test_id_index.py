@@ -71,11 +71,30 @@ def _brute(all_rows: pd.DataFrame, ids: list[str], win: tuple[Any, Any]) -> pd.D
     return all_rows[m].sort_values(["id", "t"]).reset_index(drop=True)
 
 
+def _ranges_match_footers(s: Store) -> None:
+    """Every live data file with a copy was registered with the copy's key ranges, and they
+    are exactly the copy's own footer statistics (row group by row group)."""
+    stats = s.catalog.stats("v", s.catalog.schema("v")[2])
+    for f in s.catalog.files("v"):
+        copy = str(s.data_dir / idindex.index_path(f.path))
+        if not Path(copy).exists():
+            continue
+        blob = stats.id_ranges.get(f.path)
+        assert blob is not None, f"{f.path} registered without its copy's key ranges"
+        got, want = idindex._from_ranges(copy, blob), idindex._load(copy)
+        assert got is not None and want is not None
+        assert len(got.id_min) == want.metadata.num_row_groups
+        for a in ("id_min", "id_max", "t_min", "t_max"):
+            assert getattr(got, a).tolist() == getattr(want, a).tolist(), a
+        assert got.quantum == want.quantum
+
+
 def _check(
     s: Store, keys: set[tuple[str, pd.Timestamp]], probes: list[Any], *, lost: bool = False
 ) -> None:
     """Stored keys are the model's, and ID-temporal answers equal brute force, exactly.
     Unless a copy was deleted (then a file may be read directly), the copies answer."""
+    _ranges_match_footers(s)
     everything = s.read("v").to_pandas()
     assert set(zip(everything.id, everything.t, strict=True)) == keys
     for ids, win in probes:
@@ -325,3 +344,74 @@ def test_concurrent_queries_through_copies_agree(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(one, range(48)))
     s.close()
+
+
+def _footer_statistics_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_footer_statistics(path: str) -> None:
+        raise AssertionError(f"read {path}'s footer statistics, not the catalog's key ranges")
+
+    monkeypatch.setattr(idindex, "_load", no_footer_statistics)
+    idindex._cache.clear()
+
+
+def test_id_temporal_takes_key_ranges_from_the_catalog_not_the_copies_footers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with small_copies(32):
+        s = _store(tmp_path)
+        df = make_points(6, 400, step_s=30)
+        s.append("v", df.iloc[:1200])
+        s.append("v", df.iloc[1200:])
+        s.delete("v", ids=["obj-001"])  # the rewritten files get their ranges too
+        s.compact("v", min_files=1)
+        s.append("v", df.iloc[:50].assign(id="obj-new"))
+    _footer_statistics_unused(monkeypatch)
+    everything = s.read("v").to_pandas()
+    t = everything.t.sort_values()
+    answered = 0
+    for ids in (["obj-000"], ["obj-001"], ["obj-003", "obj-new"], ["nobody"]):
+        for win in ((None, None), (t.iloc[100], t.iloc[700]), (t.iloc[-5], None)):
+            res = s.id_temporal("v", ids, *win)
+            pd.testing.assert_frame_equal(res.to_pandas(), _brute(everything, ids, win))
+            if len(res.table):
+                answered += 1
+                assert res.stats["id_index_files"] >= 1
+    assert answered >= 4
+    # from the catalog's ranges a copy's footer is parsed only when rows are read from it
+    rel = s.catalog.files("v")[0].path
+    stats = s.catalog.stats("v", s.catalog.schema("v")[2])
+    idx = idindex._from_ranges(str(s.data_dir / idindex.index_path(rel)), stats.id_ranges[rel])
+    assert idx is not None and idx._metadata is None
+    assert idx.read([0]).num_rows == 32 and idx._metadata is not None
+    s.close()
+
+
+def test_files_registered_without_key_ranges_use_the_copies_footers(tmp_path: Path) -> None:
+    """Files committed before the catalog held key ranges (or with none) are still answered
+    through their copies, exactly."""
+    home = tmp_path / "old"
+    s = Store(home)
+    s.create_dataset("v", DatasetSchema(ModelKind.POINT_ST, row_group_rows=256))
+    df = make_points(5, 300, step_s=60)
+    s.append("v", df)
+    with s.db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE st_files SET id_ranges = NULL")
+    s.close()
+    idindex._cache.clear()
+    s = Store(home)
+    assert s.catalog.stats("v", s.catalog.schema("v")[2]).id_ranges == {}
+    everything = s.read("v").to_pandas()
+    t = everything.t.sort_values()
+    win = (t.iloc[200], t.iloc[900])
+    res = s.id_temporal("v", ["obj-002"], *win)
+    pd.testing.assert_frame_equal(res.to_pandas(), _brute(everything, ["obj-002"], win))
+    assert len(res.table) > 0 and res.stats["id_index_files"] >= 1
+    s.close()
+
+
+def test_key_ranges_are_withheld_where_a_group_has_no_id() -> None:
+    import pyarrow as pa
+
+    tbl = pa.table({"id": pa.array(["a", None, None, "b"]), "x": [1, 2, 3, 4]})
+    assert idindex.key_ranges(tbl, 2) is not None
+    assert idindex.key_ranges(tbl.take([1, 2, 0, 3]), 2) is None

@@ -67,6 +67,10 @@ class _Extent:
     y_max: Mapped[float | None] = mapped_column(Float)
 
 
+#: ``bytes`` by another name: inside ``FileRow`` and ``FileEntry`` the name is a field
+_Blob = bytes
+
+
 class FileRow(_Extent, Base):
     __tablename__ = "st_files"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -79,6 +83,8 @@ class FileRow(_Extent, Base):
     bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     commit_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: per row group of the file's id-index copy: first and last id and time (Arrow IPC)
+    id_ranges: Mapped[_Blob | None] = mapped_column(LargeBinary)
 
 
 class RowGroupRow(_Extent, Base):
@@ -129,6 +135,8 @@ class FileEntry:
     rows: int
     bytes: int
     row_groups: tuple[RowGroupStats, ...]
+    #: the key ranges of the file's id-index copy (``_idindex.key_ranges``), if it has one
+    id_ranges: _Blob | None = None
 
     def _agg(self, attr: str, fn: Any) -> Any:
         vals = [getattr(r, attr) for r in self.row_groups if getattr(r, attr) is not None]
@@ -195,6 +203,8 @@ class StatsArrays:
     x_max: np.ndarray
     y_max: np.ndarray
     id_hashes: list[bytes | None]
+    #: data file path -> key ranges of its id-index copy, for files registered with them
+    id_ranges: dict[str, bytes] = field(default_factory=dict)
     _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     #: which incarnation of the dataset these are of: (dataset id, creation time), so a
     #: dataset dropped and created again (by any process) never reuses them
@@ -479,6 +489,7 @@ class Catalog:
                     x_max=fe._agg("x_max", max),
                     y_max=fe._agg("y_max", max),
                     commit_id=commit.id,
+                    id_ranges=fe.id_ranges,
                 )
                 s.add(f)
                 s.flush()
@@ -554,6 +565,11 @@ class Catalog:
                     .where(FileRow.dataset_id == row.id)
                     .order_by(FileRow.id, RowGroupRow.rg)
                 ).all()
+                ranges = s.execute(
+                    select(FileRow.path, FileRow.id_ranges).where(
+                        FileRow.dataset_id == row.id, FileRow.id_ranges.is_not(None)
+                    )
+                ).all()
                 actual_version = row.version
             paths: list[str] = []
             index: dict[str, int] = {}
@@ -580,6 +596,7 @@ class Catalog:
                 x_max=col(7, "float64", np.inf),
                 y_max=col(8, "float64", np.inf),
                 id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
+                id_ranges={str(p): bytes(b) for p, b in ranges if b is not None},
                 identity=ident,
             )
             self._stats[name] = st

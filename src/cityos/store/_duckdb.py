@@ -319,7 +319,7 @@ def _by_id(
     used = rgs_read = 0
     for rel, rgs in plan.files.items():
         check()
-        idx = idindex.id_index(str(ctx.data_dir / rel))
+        idx = idindex.id_index(str(ctx.data_dir / rel), ctx.stats.id_ranges.get(rel))
         if idx is None:
             rest[rel] = rgs
             continue

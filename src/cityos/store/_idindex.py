@@ -14,6 +14,13 @@ files each have an exact copy; a query reads the copy only for files of the vers
 planned, and falls back to the data file itself when a copy is missing or unusable
 (files written before the index existed). ``vacuum`` keeps a copy exactly as long as its
 data file.
+
+The copy's key ranges (each row group's first and last id and time) are what a query needs
+to choose row groups. They are computed when the copy is written and registered in the
+catalog with the data file (:func:`write` returns them, every write path commits them), so
+a query gets them with the dataset version's statistics instead of parsing the copy's
+footer statistics one row group at a time; the footer itself is parsed only when rows are
+read. Copies registered without them (written before) are read the old way.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = [
     "build",
     "id_index",
     "index_path",
+    "key_ranges",
     "write",
 ]
 
@@ -117,8 +125,9 @@ def build(phys: pa.Table, quantum: float) -> pa.Table | None:
     return out.replace_schema_metadata(meta)
 
 
-def write(copy: pa.Table, path: Path) -> int:
-    """Write ``copy`` to ``path`` (via a temporary name, fsynced); returns its size."""
+def write(copy: pa.Table, path: Path) -> tuple[int, bytes | None]:
+    """Write ``copy`` to ``path`` (via a temporary name, fsynced); returns its size and its
+    row groups' key ranges (:func:`key_ranges`, None when they cannot be given exactly)."""
     dict_cols: list[str] = []
     enc: dict[str, str] = {}
     for f in copy.schema:
@@ -129,6 +138,7 @@ def write(copy: pa.Table, path: Path) -> int:
             enc[f.name] = "BYTE_STREAM_SPLIT"
         elif (pa.types.is_integer(typ) and typ.bit_width >= 32) or pa.types.is_timestamp(typ):
             enc[f.name] = "DELTA_BINARY_PACKED"
+    rows = ROW_GROUP_ROWS
     tmp = path.with_name("." + path.name + ".tmp")
     try:
         pq.write_table(
@@ -138,30 +148,85 @@ def write(copy: pa.Table, path: Path) -> int:
             compression_level=3,
             use_dictionary=dict_cols,
             column_encoding=enc,
-            row_group_size=ROW_GROUP_ROWS,
+            row_group_size=rows,
             write_statistics=[c for c in (ID_COL, TIME_COL) if c in copy.column_names],
             data_page_size=64 * 1024,
         )
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        md = pq.read_metadata(tmp)
+        # the ranges are cut at every ``rows`` rows: only valid if the writer did the same
+        cut = md.num_row_groups == -(-copy.num_rows // rows) and all(
+            md.row_group(i).num_rows == min(rows, copy.num_rows - i * rows)
+            for i in range(md.num_row_groups)
+        )
+        ranges = key_ranges(copy, rows) if cut else None
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path.stat().st_size
+    return path.stat().st_size, ranges
 
 
-@dataclass(frozen=True)
+def key_ranges(copy: pa.Table, rows: int) -> bytes | None:
+    """The first and last id and time (epoch ms) of each ``rows``-row group of ``copy``, as
+    the Parquet statistics of the written copy give them (minimum and maximum of the
+    non-null values), encoded as one Arrow IPC stream; None when the copy has no ids or a
+    group has no non-null id (then the copy cannot be searched by id)."""
+    if ID_COL not in copy.column_names or copy.num_rows == 0:
+        return None
+    n = copy.num_rows
+    group = pa.array(np.arange(n, dtype=np.int64) // rows)
+    cols: dict[str, Any] = {"g": group, "id": copy[ID_COL]}
+    aggs: list[tuple[str, str]] = [("id", "min"), ("id", "max")]
+    if TIME_COL in copy.column_names:
+        typ = copy.schema.field(TIME_COL).type
+        if (pa.types.is_timestamp(typ) and typ.unit == "ms") or pa.types.is_integer(typ):
+            cols["t"] = copy[TIME_COL].cast(pa.int64())
+        else:  # other units: the footer path converts them
+            return None
+        aggs += [("t", "min"), ("t", "max")]
+    agg = pa.table(cols).group_by("g", use_threads=False).aggregate(aggs).sort_by("g")
+    if agg["id_min"].null_count:
+        return None
+    k = agg.num_rows
+    if "t_min" in agg.column_names:
+        # a group whose times are all null has no time statistics: it meets every window
+        t_min = agg["t_min"].fill_null(-_BIG)
+        t_max = agg["t_max"].fill_null(_BIG)
+    else:
+        t_min = pa.array(np.full(k, -_BIG, dtype=np.int64))
+        t_max = pa.array(np.full(k, _BIG, dtype=np.int64))
+    meta = (copy.schema.metadata or {}).get(_META)
+    out = pa.table(
+        {"id_min": agg["id_min"], "id_max": agg["id_max"], "t_min": t_min, "t_max": t_max}
+    )
+    out = out.replace_schema_metadata({_META: meta} if meta is not None else {})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, out.schema) as w:
+        w.write_table(out)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@dataclass
 class IdIndex:
-    """The row-group key ranges of one id-index copy (from its footer, read once)."""
+    """The row-group key ranges of one id-index copy (from the catalog, or from the copy's
+    footer), and the copy's footer, parsed when rows are first read."""
 
     path: str
-    metadata: pq.FileMetaData
     id_min: np.ndarray  # object arrays of ids (str or int), one per row group
     id_max: np.ndarray
     t_min: np.ndarray  # int64 ms (full range when the copy has no time)
     t_max: np.ndarray
     quantum: float | None  # None: coordinates stored as doubles
+    _metadata: pq.FileMetaData | None = None
+
+    @property
+    def metadata(self) -> pq.FileMetaData:
+        """The copy's parsed footer (read once; a data file and its copy never change)."""
+        if self._metadata is None:
+            self._metadata = pq.read_metadata(self.path)
+        return self._metadata
 
     def row_groups(self, ids: tuple[Any, ...], start: int | None, end: int | None) -> list[int]:
         """Row groups that may hold rows of ``ids`` in [start, end). The copy is sorted by
@@ -201,7 +266,34 @@ _lock = threading.Lock()
 _BIG = np.iinfo(np.int64).max
 
 
+def _quantum(meta: bytes) -> float | None:
+    text = meta.decode()
+    return float(text.split(":", 1)[1]) if text.startswith("grid:") else None
+
+
+def _from_ranges(path: str, blob: bytes) -> IdIndex | None:
+    """The index of the copy at ``path`` from the key ranges the catalog holds for it
+    (vectorised: no per-row-group Python); None when the copy is gone."""
+    if not os.path.exists(path):
+        return None
+    with pa.ipc.open_stream(pa.py_buffer(blob)) as r:
+        tbl = r.read_all()
+    meta = (tbl.schema.metadata or {}).get(_META)
+    if meta is None:
+        return None
+    return IdIndex(
+        path,
+        tbl["id_min"].to_numpy(zero_copy_only=False).astype(object),
+        tbl["id_max"].to_numpy(zero_copy_only=False).astype(object),
+        tbl["t_min"].to_numpy(),
+        tbl["t_max"].to_numpy(),
+        _quantum(meta),
+    )
+
+
 def _load(path: str) -> IdIndex | None:
+    """The index of the copy at ``path`` from its own footer statistics (copies registered
+    without key ranges)."""
     try:
         pf = pq.ParquetFile(path)
     except (FileNotFoundError, OSError, pa.ArrowInvalid):
@@ -231,9 +323,7 @@ def _load(path: str) -> IdIndex | None:
             if ts is not None and ts.has_min_max:
                 t_min[i] = _ms(ts.min)
                 t_max[i] = _ms(ts.max)
-    text = meta.decode()
-    q = float(text.split(":", 1)[1]) if text.startswith("grid:") else None
-    return IdIndex(path, md, id_min, id_max, t_min, t_max, q)
+    return IdIndex(path, id_min, id_max, t_min, t_max, _quantum(meta), md)
 
 
 def _ms(v: Any) -> int:
@@ -244,13 +334,14 @@ def _ms(v: Any) -> int:
     return int(v)
 
 
-def id_index(path: str) -> IdIndex | None:
-    """The id index of data file ``path`` (absolute), or None when it has none. Cached per
-    process: a data file and its copy never change."""
+def id_index(path: str, ranges: bytes | None = None) -> IdIndex | None:
+    """The id index of data file ``path`` (absolute), or None when it has none: from the
+    key ranges the catalog registered with the file (``ranges``) when given, else from the
+    copy's footer. Cached per process: a data file and its copy never change."""
     key = index_path(path)
     if key in _cache:
         return _cache[key]
-    idx = _load(key)
+    idx = _from_ranges(key, ranges) if ranges is not None else _load(key)
     with _lock:
         if len(_cache) > 4096:
             _cache.clear()

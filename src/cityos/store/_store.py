@@ -313,13 +313,13 @@ class Store:
         full = self.data_dir / rel
         full.parent.mkdir(parents=True, exist_ok=True)
         tmp = full.with_name("." + full.name + ".tmp")
-        extra = 0
+        extra, ranges = 0, None
         try:
             if idindex.applies(schema):
                 # the (id, t)-ordered copy first: a data file is never visible without it
                 copy = idindex.build(part.table, quantum(schema))
                 if copy is not None:
-                    extra = idindex.write(copy, self.data_dir / idindex.index_path(rel))
+                    extra, ranges = idindex.write(copy, self.data_dir / idindex.index_path(rel))
             pq.write_table(part.table, tmp, **layout.parquet_options(part.table))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -335,6 +335,7 @@ class Store:
             part.table.num_rows,
             full.stat().st_size + extra,
             tuple(part.row_groups),
+            ranges,
         )
 
     def _unlink(self, rels: list[str]) -> None:

@@ -17,6 +17,7 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_index_properties import _brute  # the brute-force filter of the stored rows
 
 from builders import make_points
 from cityos.model import DatasetSchema, Field, ModelKind
@@ -120,27 +121,6 @@ def _serially(fn: Any) -> Any:
         return fn()
     finally:
         eng.QUERY_THREADS = old
-
-
-def _brute(
-    stored: pd.DataFrame,
-    box: tuple[float, float, float, float] | None,
-    start: pd.Timestamp | None,
-    end: pd.Timestamp | None,
-) -> pd.DataFrame:
-    m = np.ones(len(stored), dtype=bool)
-    if box is not None:
-        m &= (
-            (stored.x >= box[0])
-            & (stored.x <= box[2])
-            & (stored.y >= box[1])
-            & (stored.y <= box[3])
-        )
-    if start is not None:
-        m &= stored.t >= start
-    if end is not None:
-        m &= stored.t < end
-    return stored[m].sort_values(["id", "t"]).reset_index(drop=True)
 
 
 @SETTINGS

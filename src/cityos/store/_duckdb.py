@@ -4,7 +4,7 @@ relational work (grouping, aggregation) in DuckDB over the Arrow data, in one pr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -15,11 +15,19 @@ from cityos.errors import QueryError
 from cityos.geo.distance import point_bbox_distance
 from cityos.model import GEOM_COL, ID_COL, TIME_COL
 from cityos.store import _idindex as idindex
-from cityos.store._engine import DatasetContext, QueryEngine, empty_table, read_plan
+from cityos.store._engine import (
+    DatasetContext,
+    QueryEngine,
+    empty_table,
+    parallel_map,
+    read_plan,
+    split_plan,
+)
 from cityos.store._kernels import (
     DIST_COL,
     EDGE_COL,
     REGION_COL,
+    LineIndex,
     aggregate_frame,
     aggregate_keys,
     bin_ms,
@@ -38,6 +46,8 @@ from cityos.store._spec import Aggregate
 from cityos.store._sql import SqlView
 
 __all__ = ["DuckDBEngine"]
+
+_P = TypeVar("_P")
 
 #: A clamped-point haversine distance to a box is a lower bound only up to the curvature
 #: of meridians and parallels; scaling it down keeps the bound safe at city scale.
@@ -61,6 +71,23 @@ class DuckDBEngine(QueryEngine):
         info: dict[str, Any],
         columns: list[str] | None = None,
     ) -> pa.Table:
+        parts = self._scan_parts(ctx, pred, info, columns, lambda t: t)
+        if len(parts) == 1:
+            return parts[0]
+        return pa.concat_tables(parts, promote_options="permissive")
+
+    def _scan_parts(
+        self,
+        ctx: DatasetContext,
+        pred: Predicate,
+        info: dict[str, Any],
+        columns: list[str] | None,
+        then: Callable[[pa.Table], _P],
+    ) -> list[_P]:
+        """``then`` applied to the rows matching ``pred``, part by part: a large plan is cut
+        into consecutive parts that are read, decoded, filtered and given to ``then`` on
+        the query threads at once. Concatenating the parts' rows gives exactly the rows,
+        in the same order, that one thread reading the whole plan would give."""
         plan = plan_scan(ctx.stats, pred)
         info["files_read"] = info.get("files_read", 0) + len(plan.files)
         by_id = (
@@ -69,11 +96,25 @@ class DuckDBEngine(QueryEngine):
             else None
         )
         if by_id is not None:
-            tbl = by_id
-        else:
-            info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
-            tbl = read_plan(ctx, plan, ctx.physical(columns), self.deadline)
-        info["rows_scanned"] = info.get("rows_scanned", 0) + tbl.num_rows
+            info["rows_scanned"] = info.get("rows_scanned", 0) + by_id.num_rows
+            return [then(self._keep(by_id, pred, columns))]
+        info["row_groups_read"] = info.get("row_groups_read", 0) + plan.row_groups
+        phys = ctx.physical(columns)
+        # a restriction counts the rows it removes on the context: keep that on one thread
+        plans = [plan] if ctx.restriction is not None else split_plan(plan)
+        threads = None if len(plans) == 1 else False
+
+        def part(p: ScanPlan) -> tuple[int, _P]:
+            tbl = read_plan(ctx, p, phys, self.deadline, use_threads=threads)
+            return tbl.num_rows, then(self._keep(tbl, pred, columns))
+
+        done = parallel_map(part, plans)
+        info["rows_scanned"] = info.get("rows_scanned", 0) + sum(n for n, _ in done)
+        return [r for _, r in done]
+
+    @staticmethod
+    def _keep(tbl: pa.Table, pred: Predicate, columns: list[str] | None) -> pa.Table:
+        """The rows of ``tbl`` matching ``pred`` exactly, with ``columns`` (all if None)."""
         m = pred.mask(tbl)
         out = tbl.filter(pa.array(m)) if not m.all() else tbl
         if columns is not None:
@@ -181,11 +222,14 @@ class DuckDBEngine(QueryEngine):
     def _join_regions(
         self, ctx: DatasetContext, regions: DatasetContext, pred: Predicate, info: dict[str, Any]
     ) -> pa.Table:
-        pts = self._scan(ctx, pred, info)
-        pi, rid = regions_containing(
-            pts["x"].to_numpy(), pts["y"].to_numpy(), None, self._regions_index(regions)
-        )
-        out = pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
+        index = self._regions_index(regions)  # built (or taken from the cache) once, here
+
+        def join(pts: pa.Table) -> pa.Table:
+            # every point's regions depend on that point alone: parts join independently
+            pi, rid = regions_containing(pts["x"].to_numpy(), pts["y"].to_numpy(), None, index)
+            return pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
+
+        out = _concat(self._scan_parts(ctx, pred, info, None, join))
         return out.sort_by(
             [(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
             if TIME_COL in out.column_names
@@ -200,7 +244,6 @@ class DuckDBEngine(QueryEngine):
         pred: Predicate,
         info: dict[str, Any],
     ) -> pa.Table:
-        pts = self._scan(ctx, pred, info)
         ref = reference_point(ctx.stats)
         crs, geo = ctx.schema.crs, ctx.schema.geographic
 
@@ -209,20 +252,20 @@ class DuckDBEngine(QueryEngine):
 
         # the metric frame depends on the points only through its UTM zone
         tree, lids = self._cached(lines, ("lines_index", crs, geo, geo and utm_crs(*ref)), build)
-        pi, eid, d = nearest_lines(
-            pts["x"].to_numpy(),
-            pts["y"].to_numpy(),
-            tree,
-            lids,
-            max_d,
-            ctx.schema.crs,
-            ctx.schema.geographic,
-            ref,
-        )
-        out = pts.take(pa.array(pi, pa.int64()))
-        out = out.append_column(EDGE_COL, pa.array(eid)).append_column(
-            DIST_COL, pa.array(d, pa.float64())
-        )
+        if isinstance(tree, LineIndex):
+            tree.grid(max_d)  # the search grid is built once, before the parts share it
+
+        def join(pts: pa.Table) -> pa.Table:
+            # every point's nearest line depends on that point alone: parts join independently
+            pi, eid, d = nearest_lines(
+                pts["x"].to_numpy(), pts["y"].to_numpy(), tree, lids, max_d, crs, geo, ref
+            )
+            out = pts.take(pa.array(pi, pa.int64()))
+            return out.append_column(EDGE_COL, pa.array(eid)).append_column(
+                DIST_COL, pa.array(d, pa.float64())
+            )
+
+        out = _concat(self._scan_parts(ctx, pred, info, None, join))
         keys = [(ID_COL, "ascending")] + (
             [(TIME_COL, "ascending")] if TIME_COL in out.column_names else []
         )
@@ -346,6 +389,10 @@ def _by_id(
     if extra is not None:
         tbl = pa.concat_tables([tbl, extra], promote_options="permissive")
     return tbl
+
+
+def _concat(parts: list[pa.Table]) -> pa.Table:
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="permissive")
 
 
 def _top_objects(best: pd.Series, k: int) -> pd.DataFrame:

@@ -15,14 +15,17 @@ subclasses :class:`QueryEngine` and calls :func:`register_engine`.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -71,9 +74,14 @@ __all__ = [
     "Restriction",
     "engine_class",
     "engine_names",
+    "parallel_map",
     "read_plan",
     "register_engine",
+    "split_plan",
 ]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -268,20 +276,125 @@ def parquet_file(path: str) -> pq.ParquetFile:
     return _parquet_file(path)
 
 
+#: Threads one query may use to read and decode row groups and to run its join kernels
+#: (Arrow, numpy, shapely and pyproj release the GIL in that work); 1 keeps it all on the
+#: calling thread.
+QUERY_THREADS = max(1, min(2, os.cpu_count() or 1))
+#: Fewest planned row groups worth splitting across the query threads.
+PARALLEL_MIN_ROW_GROUPS = 16
+#: Parts a plan is cut into per query thread (several, so a thread that runs late on a
+#: busy machine leaves its share to the others), and the fewest row groups in a part.
+PARTS_PER_THREAD = 4
+MIN_PART_ROW_GROUPS = 8
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, QUERY_THREADS - 1), thread_name_prefix="cityos-query"
+            )
+        return _pool
+
+
+def parallel_map(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``[fn(i) for i in items]`` on the calling thread and the query worker threads at
+    once, results in the order of ``items``. Threads take the next item as they come free,
+    so a thread the machine does not schedule delays the answer by one item at most. The
+    first error stops the other threads taking items and is raised once they stop. ``fn``
+    must not itself call :func:`parallel_map` (it would wait on its own pool).
+
+    Examples
+    --------
+    >>> parallel_map(lambda v: v * v, [1, 2, 3])
+    [1, 4, 9]
+    """
+    if len(items) <= 1 or QUERY_THREADS <= 1:
+        return [fn(i) for i in items]
+    results: list[Any] = [None] * len(items)
+    todo = iter(range(len(items)))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def drain() -> None:
+        while not failed.is_set():
+            with lock:
+                k = next(todo, None)
+            if k is None:
+                return
+            try:
+                results[k] = fn(items[k])
+            except BaseException:
+                failed.set()
+                raise
+
+    pool = _worker_pool()
+    helpers = [pool.submit(drain) for _ in range(min(QUERY_THREADS, len(items)) - 1)]
+    try:
+        drain()
+    finally:
+        wait(helpers)
+    for f in helpers:
+        f.result()  # a helper's error
+    return results
+
+
+def split_plan(plan: ScanPlan, parts: int = 0) -> list[ScanPlan]:
+    """The plan cut into ``parts`` (default: :data:`PARTS_PER_THREAD` per query thread, of
+    at least :data:`MIN_PART_ROW_GROUPS` row groups) consecutive plans of about equal
+    numbers of row groups, in the order :func:`read_plan` reads them, so
+    reading the parts one after the other gives the rows of the whole plan in the same
+    order. A plan with fewer than :data:`PARALLEL_MIN_ROW_GROUPS` row groups stays whole.
+
+    Examples
+    --------
+    >>> p = ScanPlan({"a": [5, 4, 3, 2, 1, 0], "b": list(range(10, 0, -1))}, 20, 2, 0)
+    >>> [q.files for q in split_plan(p, 2)]
+    [{'a': [0, 1, 2, 3, 4, 5], 'b': [1, 2]}, {'b': [3, 4, 5, 6, 7, 8, 9, 10]}]
+    >>> len(split_plan(ScanPlan({"a": [0, 1, 2]}, 3, 1, 0), 2))  # too small to split
+    1
+    """
+    items = [(rel, rg) for rel, rgs in plan.files.items() for rg in sorted(rgs)]
+    if not parts:
+        parts = (
+            1
+            if QUERY_THREADS <= 1
+            else min(QUERY_THREADS * PARTS_PER_THREAD, len(items) // MIN_PART_ROW_GROUPS)
+        )
+    if parts <= 1 or len(items) < max(2, PARALLEL_MIN_ROW_GROUPS):
+        return [plan]
+    parts = min(parts, len(items))
+    bounds = [round(k * len(items) / parts) for k in range(parts + 1)]
+    out = []
+    for a, b in pairwise(bounds):
+        files: dict[str, list[int]] = {}
+        for rel, rg in items[a:b]:
+            files.setdefault(rel, []).append(rg)
+        out.append(ScanPlan(files, plan.row_groups_total, plan.files_total, 0))
+    return out
+
+
 def read_plan(
     ctx: DatasetContext,
     plan: ScanPlan,
     columns: list[str] | None = None,
     deadline: Deadline | None = None,
+    use_threads: bool | None = None,
 ) -> pa.Table:
     """Read the planned row groups (stored ``columns``) and return them in canonical form,
-    with the context's restriction applied."""
+    with the context's restriction applied. ``use_threads``: whether Arrow decodes the
+    columns of one file on its own threads (default: when more than two row groups)."""
     parts = []
     for rel, rgs in plan.files.items():
         if deadline is not None:
             deadline.check()
         pf = _parquet_file(str(ctx.data_dir / rel))
-        parts.append(pf.read_row_groups(sorted(rgs), columns=columns, use_threads=len(rgs) > 2))
+        thr = len(rgs) > 2 if use_threads is None else use_threads
+        parts.append(pf.read_row_groups(sorted(rgs), columns=columns, use_threads=thr))
     if not parts:
         return empty_table(ctx, columns)
     tbl = pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]

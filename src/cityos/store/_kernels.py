@@ -231,13 +231,45 @@ def nearest_lines(
         )
     if len(pi) == 0:
         return np.array([], dtype=np.int64), ids[:0], np.array([], dtype="float64")
-    # per point the nearest line, ties to the smallest id: sort by (point, distance, id rank)
     rank = _id_rank(ids)
-    order = np.lexsort((rank[li], d, pi))
-    pi, li, d = pi[order], li[order], d[order]
-    first = np.ones(len(pi), dtype=bool)
-    first[1:] = pi[1:] != pi[:-1]
-    return pi[first].astype(np.int64), ids[li[first]], d[first]
+    if np.isnan(d).any():
+        # per point the nearest line, ties to the smallest id: sort by (point, distance, id rank)
+        order = np.lexsort((rank[li], d, pi))
+        pi, li, d = pi[order], li[order], d[order]
+        first = np.ones(len(pi), dtype=bool)
+        first[1:] = pi[1:] != pi[:-1]
+        return pi[first].astype(np.int64), ids[li[first]], d[first]
+    keep = _nearest_per_point(pi, d, rank[li])
+    return pi[keep].astype(np.int64), ids[li[keep]], d[keep]
+
+
+def _nearest_per_point(pi: np.ndarray, d: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Position of each point's pair with the smallest distance, then the smallest rank,
+    then the first such pair — the first pair of each point after a stable sort by
+    (point, distance, rank) — found in linear time with segmented minima (no NaN in ``d``).
+
+    Examples
+    --------
+    >>> pi, d = np.array([1, 1, 1, 4]), np.array([2.0, 1.0, 1.0, 3.0])
+    >>> _nearest_per_point(pi, d, np.array([0, 5, 2, 1]))
+    array([2, 3])
+    """
+    if len(pi) > 1 and bool((pi[1:] < pi[:-1]).any()):
+        # pairs grouped by point, keeping their order inside each point
+        order = np.argsort(pi, kind="stable")
+        back: np.ndarray = order[_nearest_per_point(pi[order], d[order], r[order])]
+        return back
+    start = np.flatnonzero(np.r_[True, pi[1:] != pi[:-1]])
+    cnt = np.diff(np.r_[start, len(pi)])
+    at = d == np.repeat(np.minimum.reduceat(d, start), cnt)
+    big = np.iinfo(np.int64).max
+    rr = np.where(at, r.astype(np.int64), big)
+    sel = np.flatnonzero(rr == np.repeat(np.minimum.reduceat(rr, start), cnt))
+    # the first selected pair of each point
+    grp = np.searchsorted(start, sel, side="right")
+    first = np.r_[True, grp[1:] != grp[:-1]]
+    out: np.ndarray = sel[first]
+    return out
 
 
 def _id_rank(ids: np.ndarray) -> np.ndarray:

@@ -433,11 +433,12 @@ class PointLayout(Layout):
     def decode(self, tbl: pa.Table) -> pa.Table:
         if GEOM_COL not in tbl.column_names:
             return tbl
-        g = tbl[GEOM_COL].combine_chunks()
+        # the struct's fields chunk by chunk (zero-copy), not a copy of every chunk first
+        g = tbl[GEOM_COL]
         i = tbl.column_names.index(GEOM_COL)
         tbl = tbl.remove_column(i)
-        tbl = tbl.add_column(i, Y_COL, g.field("y"))
-        return tbl.add_column(i, X_COL, g.field("x"))
+        tbl = tbl.add_column(i, Y_COL, pc.struct_field(g, "y"))
+        return tbl.add_column(i, X_COL, pc.struct_field(g, "x"))
 
 
 class ExtentLayout(Layout):

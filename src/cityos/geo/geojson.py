@@ -48,8 +48,8 @@ def geometries(table: pa.Table) -> list[dict[str, Any] | None]:
             # GEOS writes each coordinate with round-trip precision: parsing it back gives
             # the stored doubles exactly
             texts = shapely.to_geojson(shapely.from_wkb(wkb[todo]))
-            for i, text in zip(np.flatnonzero(todo), texts, strict=True):
-                out[i] = json.loads(text)
+            for k, text in zip(np.flatnonzero(todo).tolist(), texts, strict=True):
+                out[k] = json.loads(text)
     return out
 
 

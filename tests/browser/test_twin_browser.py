@@ -73,6 +73,7 @@ def test_login_every_layer_toggles_and_a_screenshot_per_view(
     for th in THEMES:
         d.page.click(f"#theme-{th}")
         d.settle(800)
+        d.js("window.twin.idle()")  # every basemap tile in view drawn
         d.page.screenshot(path=str(artifacts / f"view-{th}.png"))
     assert set(d.layer_ids()) >= {"districts", "roads", "labels", "trips"}  # the hazmat view
 

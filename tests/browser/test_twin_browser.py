@@ -1,6 +1,7 @@
-"""The dashboard in headless Chromium: log in, every layer, the time slider, trajectory
-playback, brushing, live positions, the citizen's narrower view, both languages, and acting
-on events from the map (when the governance routes are served)."""
+"""The dashboard in headless Chromium: log in, every layer, the basemap from the city's vector
+tiles (with the token), the water, the time slider, the station forecast from the deployed
+model, trajectory playback, brushing, live positions, the citizen's narrower view, both
+languages, and acting on events from the map (when the governance routes are served)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.browser
 
 LAYERS = [
     "districts",
+    "water",
     "flows",
     "roads",
     "speed",
@@ -31,6 +33,11 @@ LAYERS = [
 ]
 GOVERN = ("events", "warnings")
 THEMES = ("all", "traffic", "safety", "environment", "hazmat")
+#: the station chart has its forecast (from the predict endpoint or, failing that, a fallback)
+FORECAST_DONE = (
+    "['predict', 'dataset', 'none'].includes("
+    "document.querySelector('#chart-station').dataset.forecast)"
+)
 
 
 def wait_layer(d: Dashboard, layer: str, present: bool = True) -> None:
@@ -66,6 +73,7 @@ def test_login_every_layer_toggles_and_a_screenshot_per_view(
     for th in THEMES:
         d.page.click(f"#theme-{th}")
         d.settle(800)
+        d.js("window.twin.idle()")  # every basemap tile in view drawn
         d.page.screenshot(path=str(artifacts / f"view-{th}.png"))
     assert set(d.layer_ids()) >= {"districts", "roads", "labels", "trips"}  # the hazmat view
 
@@ -106,6 +114,7 @@ def test_time_slider_changes_sensor_colours(dashboard: Any, artifacts: Path) -> 
     d.page.wait_for_function(
         f"document.querySelector('#chart-station').dataset.station === '{sid}'"
     )
+    d.page.wait_for_function(FORECAST_DONE)
     assert "predicted" in d.page.locator("#chart-station").inner_text()
 
 
@@ -299,3 +308,134 @@ def test_dispatch_an_event_from_the_map_seen_on_a_second_page(
         f"window.twin.state.warnings.find(q => q.id === '{w['id']}').status === 'acknowledged'",
         timeout=20_000,
     )
+
+
+def _water_point(twin_city: TwinCity) -> tuple[float, float]:
+    """A point well inside the largest lake (nothing else is drawn there in the test)."""
+    import shapely
+
+    w = twin_city.store.scan("water").table.to_pandas()
+    lakes = w[w["kind"] == "lake"]
+    g = shapely.from_wkb(lakes.sort_values("area_m2")["geometry"].iloc[-1])
+    p = shapely.buffer(g, -0.0008).representative_point()
+    return (p.x, p.y)
+
+
+def test_water_from_vector_tiles_toggles_and_is_drawn(
+    dashboard: Any, twin_city: TwinCity, artifacts: Path
+) -> None:
+    d = dashboard().login("commander")
+    lon, lat = _water_point(twin_city)
+    d.js("window.twin.only(['water'])")
+    d.js("window.twin.idle()")
+    assert d.js("window.twin.rendered('water')") > 0
+    assert d.layer_ids() == ["water"]
+    on = d.pixel(lon, lat)
+    d.page.screenshot(path=str(artifacts / "water.png"))
+    assert on[2] > on[0] + 60 and on[2] > 140, on  # the lake's blue
+    d.page.locator("#layer-water").uncheck()
+    wait_layer(d, "water", False)
+    d.js("window.twin.idle()")
+    off = d.pixel(lon, lat)
+    assert off[2] < 60 and abs(off[2] - on[2]) > 80, (on, off)  # the dark background
+    assert d.js("window.twin.rendered('water')") == 0
+    d.page.locator("#layer-water").check()
+    wait_layer(d, "water")
+
+
+def test_basemap_tiles_are_requested_with_the_token(dashboard: Any, twin_city: TwinCity) -> None:
+    import httpx
+
+    d = dashboard()
+    tiles: list[tuple[str, str | None]] = []
+    d.page.on(
+        "request",
+        lambda r: (
+            tiles.append((r.url, r.headers.get("authorization"))) if "/tiles/" in r.url else None
+        ),
+    )
+    d.login("commander")
+    d.js("window.twin.idle()")
+    asked = {u.split("/tiles/")[1].split("/")[0] for u, _ in tiles}
+    assert {"districts", "water", "roads", "pois"} <= asked
+    # every tile request carried the logged-in user's own token
+    sent = {a for _, a in tiles}
+    assert len(sent) == 1 and None not in sent
+    auth = sent.pop()
+    assert auth is not None and auth.startswith("Bearer ")
+    me = httpx.get(f"{twin_city.url}/auth/me", headers={"Authorization": auth})
+    assert me.json()["username"] == "commander"
+    token = auth.removeprefix("Bearer ")
+    url = next(u for u, _ in tiles if "/tiles/water/" in u)
+    # the same tile: refused without the token, answered with it
+    assert httpx.get(url).status_code == 401
+    r = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and b"water" in r.content
+    # and a citizen may not read the fleet's tiles
+    z, x, y = url.split("/tiles/water/")[1].removesuffix(".mvt").split("/")
+    r = httpx.get(
+        f"{twin_city.url}/tiles/vehicles/{z}/{x}/{y}.mvt",
+        headers={"Authorization": f"Bearer {twin_city.token('citizen')}"},
+    )
+    assert r.status_code == 403
+
+
+def _click_station(d: Dashboard) -> str:
+    d.page.click("#theme-environment")
+    sid, lon, lat = d.js(
+        "(() => { const s = window.twin.state.series.stations[1]; return [String(s.id), s.x, s.y]; })()"
+    )
+    x, y = d.js("([a, b]) => window.twin.project(a, b)", [lon, lat])
+    d.page.mouse.click(x, y)
+    d.page.wait_for_function(
+        f"document.querySelector('#chart-station').dataset.station === '{sid}'"
+    )
+    return str(sid)
+
+
+def test_station_forecast_comes_from_the_predict_endpoint(
+    dashboard: Any, twin_city: TwinCity
+) -> None:
+    d = dashboard().login("commander")
+    d.page.locator("#time").fill("400")
+    asked: list[dict[str, Any]] = []
+    d.page.on(
+        "request",
+        lambda r: (
+            asked.append({"url": r.url, "body": r.post_data_json}) if "/predict" in r.url else None
+        ),
+    )
+    sid = _click_station(d)
+    d.page.wait_for_function(FORECAST_DONE)
+    box = d.page.locator("#chart-station")
+    assert box.get_attribute("data-forecast") == "predict", box.inner_text()
+    req = next(a for a in asked if a["body"] and a["body"].get("ids") == [sid])
+    # the chart holds exactly what the endpoint answers for that station and time
+    with twin_city.api("commander") as api:
+        r = api.post(req["url"].removeprefix(twin_city.url), json=req["body"])
+    assert r.status_code == 200
+    preds = [p for p in r.json()["predictions"] if p["id"] == sid]
+    assert preds and int(box.get_attribute("data-predicted") or -1) == len(preds)
+    assert "predicted" in box.inner_text() and r.json()["model"] in box.inner_text()
+
+
+def test_station_forecast_falls_back_clearly_without_a_deployed_model(
+    dashboard: Any, twin_city: TwinCity
+) -> None:
+    from cityos.ai._registry import ModelRegistry
+
+    reg = ModelRegistry.of(twin_city.store)
+    deployed = [v for v in reg.list_models() if v.stage == "production"]
+    assert deployed
+    for v in deployed:
+        reg.transition(v.name, v.version, "staging", actor="test", reason="fallback test")
+    try:
+        d = dashboard().login("commander")
+        _click_station(d)
+        d.page.wait_for_function(FORECAST_DONE)
+        box = d.page.locator("#chart-station")
+        assert box.get_attribute("data-forecast") in ("dataset", "none")
+        assert "no deployed model" in d.page.locator("#station-note").inner_text()
+    finally:
+        for v in deployed:
+            reg.transition(v.name, v.version, "production", actor="test", reason="restore")

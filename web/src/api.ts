@@ -26,6 +26,35 @@ export interface LayerInfo {
   fields: { name: string; type: string; unit: string | null; personal: string | null }[];
   masked_fields: string[];
   arrow: string;
+  /** the Mapbox Vector Tile template (``/tiles/{name}/{z}/{x}/{y}.mvt``), or null */
+  tiles: string | null;
+}
+
+export interface ModelInfo {
+  name: string;
+  version: number;
+  family: string;
+  stage: string | null;
+  datasets: Record<string, number>;
+  feature_spec: { dataset?: string; target?: string };
+}
+
+export interface Prediction {
+  id: string;
+  t: string;
+  horizon: number;
+  yhat: number;
+  lower: number | null;
+  upper: number | null;
+}
+
+export interface PredictAnswer {
+  model: string;
+  version: number;
+  family: string;
+  mode: string;
+  issued_at: string;
+  predictions: Prediction[];
 }
 
 export interface Me {
@@ -58,6 +87,14 @@ async function detail(r: Response): Promise<string> {
   } catch {
     return `${r.status} ${r.statusText}`;
   }
+}
+
+/** The bearer token on MapLibre's requests for this server's vector tiles (its
+ * ``transformRequest``): every tile is read with the user's rights, like every layer. */
+export function authorise(url: string): { url: string; headers?: Record<string, string> } {
+  const t = token();
+  const own = url.startsWith(`${location.origin}/tiles/`);
+  return own && t ? { url, headers: { Authorization: `Bearer ${t}` } } : { url };
 }
 
 function headers(extra?: Record<string, string>): Record<string, string> {

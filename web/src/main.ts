@@ -1,5 +1,7 @@
-// The CityOS digital twin: the city's own data as the basemap (districts, roads, POIs),
-// every layer fetched through the authorised API as Arrow IPC, deck.gl over MapLibre GL,
+// The CityOS digital twin: the city's own data as the basemap (districts, water, roads,
+// POIs as MapLibre vector sources from the city's own tile service, with the user's token),
+// every other layer fetched through the authorised API as Arrow IPC and drawn by deck.gl
+// over MapLibre GL, the station forecast from the deployed model's predict endpoint;
 // nothing loaded from any other host.
 import * as maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
@@ -11,7 +13,7 @@ import { TripsLayer } from "@deck.gl/geo-layers";
 import { HexagonLayer } from "@deck.gl/aggregation-layers";
 import type { Layer, PickingInfo } from "@deck.gl/core";
 import "./style.css";
-import { ApiError, col, f64, getArrow, getJSON, login, logout, paths, postJSON, query, token, type LayerInfo, type Me } from "./api";
+import { ApiError, authorise, col, f64, getArrow, getJSON, login, logout, paths, postJSON, query, token, type LayerInfo, type Me, type ModelInfo, type PredictAnswer } from "./api";
 import { barChart, lineChart, type Series } from "./charts";
 import { getLang, setLang, t, type Lang } from "./i18n";
 
@@ -22,7 +24,6 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getEleme
 // ---------------------------------------------------------------- state
 interface Poly { id: unknown; name: string; ring: [number, number][]; cx: number; cy: number }
 interface Road { id: number; path: Float64Array; cls: string }
-interface Poi { id: unknown; name: string; category: string; x: number; y: number }
 interface Station { id: unknown; x: number; y: number; rows: Int32Array }
 interface SeriesLayer { ds: string; field: string; unit: string; t: Float64Array; v: Float64Array; ids: unknown[]; stations: Station[]; win: [number, number] }
 interface Forecast { ds: string; byId: Map<string, { t: number[]; v: number[] }> }
@@ -40,7 +41,6 @@ const S = {
   infos: new Map<string, LayerInfo>(),
   districts: [] as Poly[],
   roads: [] as Road[],
-  pois: [] as Poi[],
   series: null as SeriesLayer | null,
   forecast: null as Forecast | null,
   moving: null as Moving | null,
@@ -62,16 +62,20 @@ const S = {
 };
 
 // the layers the user can toggle, in drawing order
-const LAYERS = ["districts", "flows", "roads", "speed", "labels", "pois", "hexagon", "od", "trips", "vehicles", "series", "forecast", "events", "warnings"] as const;
+const LAYERS = ["districts", "water", "flows", "roads", "speed", "labels", "pois", "hexagon", "od", "trips", "vehicles", "series", "forecast", "events", "warnings"] as const;
 type LayerKey = (typeof LAYERS)[number];
 const THEMES: Record<string, LayerKey[]> = {
-  all: ["districts", "roads", "labels", "pois", "vehicles", "series", "forecast", "events", "warnings"],
-  traffic: ["districts", "roads", "speed", "labels", "vehicles", "trips", "hexagon", "od"],
-  safety: ["districts", "roads", "labels", "pois", "events", "warnings", "hexagon"],
-  environment: ["districts", "roads", "labels", "series", "forecast", "warnings"],
-  hazmat: ["districts", "roads", "labels", "pois", "vehicles", "trips", "warnings", "events"],
+  all: ["districts", "water", "roads", "labels", "pois", "vehicles", "series", "forecast", "events", "warnings"],
+  traffic: ["districts", "water", "roads", "speed", "labels", "vehicles", "trips", "hexagon", "od"],
+  safety: ["districts", "water", "roads", "labels", "pois", "events", "warnings", "hexagon"],
+  environment: ["districts", "water", "roads", "labels", "series", "forecast", "warnings"],
+  hazmat: ["districts", "water", "roads", "labels", "pois", "vehicles", "trips", "warnings", "events"],
 };
-const HAZMAT_POI = /chem|fuel|gas|hazard|plant|factory/i;
+const HAZMAT_WORDS = ["chem", "fuel", "gas", "hazard", "plant", "factory"];
+// the same test as a MapLibre expression over a tile feature's category
+const HAZMAT_EXPR = ["any", ...HAZMAT_WORDS.map((w) => ["in", w, ["downcase", ["to-string", ["get", "category"]]]])] as unknown as maplibregl.ExpressionSpecification;
+// the basemap: MapLibre layers over the vector tiles of each dataset (toggle key -> layer ids)
+const BASEMAP: Record<string, string[]> = { districts: ["districts", "district-borders"], water: ["water", "water-edge"], roads: ["roads"], pois: ["pois"] };
 
 // ---------------------------------------------------------------- colours
 function ramp(v: number, lo: number, hi: number): RGBA {
@@ -125,41 +129,43 @@ function status(text: string): void {
 }
 
 async function loadBase(): Promise<void> {
+  // the basemap itself is drawn from vector tiles; districts also come as Arrow for what
+  // deck.gl draws over them (labels at their centres, the in/out flow fill)
+  for (const k of Object.keys(BASEMAP)) {
+    const i = S.infos.get(k);
+    note(k, i?.tiles ? `${i.rows} ${t("rows")}, ${t("tiles")}` : i ? t("unavailable") : t("forbidden"));
+  }
   const d = S.infos.get("districts");
-  if (d) {
-    const { table } = await getArrow(d.arrow);
-    const { flat, starts } = paths(table);
-    const ids = col(table, "id");
-    const names = col(table, "name");
-    S.districts = ids.map((id, i) => {
-      const ring: [number, number][] = [];
-      let sx = 0, sy = 0;
-      for (let k = starts[i]; k < starts[i + 1]; k++) {
-        ring.push([flat[2 * k], flat[2 * k + 1]]);
-        sx += flat[2 * k]; sy += flat[2 * k + 1];
-      }
-      const n = Math.max(ring.length, 1);
-      return { id, name: String(names[i] ?? id), ring, cx: sx / n, cy: sy / n };
-    });
-    note("districts", `${S.districts.length} ${t("rows")}`);
-  } else note("districts", t("forbidden"));
+  if (!d) return;
+  const { table } = await getArrow(d.arrow, { columns: "name" });
+  const { flat, starts } = paths(table);
+  const ids = col(table, "id");
+  const names = col(table, "name");
+  S.districts = ids.map((id, i) => {
+    const ring: [number, number][] = [];
+    let sx = 0, sy = 0;
+    for (let k = starts[i]; k < starts[i + 1]; k++) {
+      ring.push([flat[2 * k], flat[2 * k + 1]]);
+      sx += flat[2 * k]; sy += flat[2 * k + 1];
+    }
+    const n = Math.max(ring.length, 1);
+    return { id, name: String(names[i] ?? id), ring, cx: sx / n, cy: sy / n };
+  });
+}
+
+/** Road geometries by id, for the speed layer only (the roads themselves are tiles). */
+let roadsLoading: Promise<void> | null = null;
+function ensureRoads(): Promise<void> {
   const r = S.infos.get("roads");
-  if (r) {
+  if (!r || S.roads.length) return Promise.resolve();
+  roadsLoading ??= (async () => {
     const { table } = await getArrow(r.arrow, { columns: "road_class" });
     const { flat, starts } = paths(table);
     const ids = f64(table, "id");
     const cls = col(table, "road_class");
     S.roads = Array.from(ids, (id, i) => ({ id, path: flat.subarray(2 * starts[i], 2 * starts[i + 1]), cls: String(cls[i] ?? "") }));
-    note("roads", `${S.roads.length} ${t("rows")}`);
-  } else note("roads", t("forbidden"));
-  const p = S.infos.get("pois");
-  if (p) {
-    const { table } = await getArrow(p.arrow);
-    const x = f64(table, "x"), y = f64(table, "y");
-    const ids = col(table, "id"), names = col(table, "name"), cats = col(table, "category");
-    S.pois = ids.map((id, i) => ({ id, name: String(names[i] ?? ""), category: String(cats[i] ?? ""), x: x[i], y: y[i] }));
-    note("pois", `${S.pois.length} ${t("rows")}`);
-  } else note("pois", t("forbidden"));
+  })();
+  return roadsLoading;
 }
 
 function pickSeries(): { info: LayerInfo; field: string } | null {
@@ -427,13 +433,51 @@ function initialView(): { center: [number, number]; zoom: number } {
   return { center: [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2], zoom: Math.max(3, Math.min(16, Math.log2(360 / span) + 0.2)) };
 }
 
+function basemapStyle(): maplibregl.StyleSpecification {
+  const sources: Record<string, maplibregl.SourceSpecification> = {};
+  const layers: maplibregl.LayerSpecification[] = [{ id: "background", type: "background", paint: { "background-color": "#0d1726" } }];
+  const source = (name: string): boolean => {
+    const i = S.infos.get(name);
+    if (!i?.tiles) return false;
+    sources[name] = { type: "vector", tiles: [location.origin + i.tiles], minzoom: 0, maxzoom: 14, ...(i.bbox ? { bounds: i.bbox } : {}) };
+    return true;
+  };
+  if (source("districts"))
+    layers.push({ id: "districts", type: "fill", source: "districts", "source-layer": "districts", paint: { "fill-color": "#283e60", "fill-opacity": 0.5 } },
+      { id: "district-borders", type: "line", source: "districts", "source-layer": "districts", paint: { "line-color": "#7896c8", "line-width": 2, "line-opacity": 0.8 } });
+  if (source("water"))
+    layers.push({ id: "water", type: "fill", source: "water", "source-layer": "water", paint: { "fill-color": "#1d6fb8", "fill-opacity": 0.9 } },
+      { id: "water-edge", type: "line", source: "water", "source-layer": "water", paint: { "line-color": "#5ab0f0", "line-width": 1 } });
+  if (source("roads"))
+    layers.push({
+      id: "roads", type: "line", source: "roads", "source-layer": "roads", layout: { "line-cap": "round", "line-join": "round" },
+      paint: { "line-color": "#96a0b4", "line-opacity": 0.65, "line-width": ["match", ["get", "road_class"], "motorway", 4, "arterial", 3, "primary", 2.5, "secondary", 2, "tertiary", 1.5, 1] },
+    });
+  if (source("pois"))
+    layers.push({ id: "pois", type: "circle", source: "pois", "source-layer": "pois", paint: { "circle-radius": 5, "circle-color": ["case", HAZMAT_EXPR, "#ff5a28", "#c8c878"], "circle-opacity": 0.9 } });
+  return { version: 8, sources, layers };
+}
+
+/** Show the basemap layers the user enabled (and only hazardous POIs in that view). */
+function applyBasemap(): void {
+  if (!map) return;
+  for (const [k, ids] of Object.entries(BASEMAP))
+    for (const id of ids) if (map.getLayer(id)) map.setLayoutProperty(id, "visibility", S.enabled.has(k) ? "visible" : "none");
+  if (map.getLayer("pois")) map.setFilter("pois", hazmatOnly() ? (HAZMAT_EXPR as unknown as maplibregl.FilterSpecification) : null);
+}
+function basemapIds(): string[] {
+  return Object.entries(BASEMAP).filter(([k, ids]) => S.enabled.has(k) && map?.getLayer(ids[0])).map(([k]) => k);
+}
+
 function createMap(): void {
   maplibregl.setWorkerUrl(workerUrl);
   const v = initialView();
   map = new maplibregl.Map({
     container: "map",
-    // no sources, no glyphs, no sprites: the city's own data (drawn by deck.gl) is the basemap
-    style: { version: 8, sources: {}, layers: [{ id: "background", type: "background", paint: { "background-color": "#0d1726" } }] },
+    // the city's own vector tiles, no glyphs, no sprites: nothing from another host
+    style: basemapStyle(),
+    // the user's token on every tile request, so tiles are read under the user's rights
+    transformRequest: (url: string) => authorise(url),
     center: v.center,
     zoom: v.zoom,
     attributionControl: false,
@@ -463,7 +507,14 @@ let frames = 0;
 
 function tooltip(info: PickingInfo): string | null {
   const o = info.object as Record<string, unknown> | undefined;
-  if (!o) return null;
+  if (!o) {
+    // the basemap is MapLibre's: ask it what is drawn under the pointer
+    const ids = ["pois", "water", "districts"].filter((id) => map.getLayer(id) && S.enabled.has(id));
+    const f = ids.length ? map.queryRenderedFeatures([info.x, info.y], { layers: ids })[0] : undefined;
+    if (!f) return null;
+    const p = f.properties as Record<string, unknown>;
+    return f.layer.id === "pois" ? `${p.name} (${p.category})` : f.layer.id === "water" ? `${p.name} (${p.kind})` : String(p.name ?? "");
+  }
   if (info.layer?.id === "events") return `${o.id} · ${o.status} · ${o.title ?? ""}`;
   if (info.layer?.id === "warnings") return `${o.id} · ${o.severity} · ${o.status}`;
   if (info.layer?.id === "series" || info.layer?.id === "forecast") return `${o.id}: ${Number(o.value).toFixed(1)}`;
@@ -551,9 +602,7 @@ function buildLayers(): Layer[] {
   const L: Layer[] = [];
   const on = (k: LayerKey) => S.enabled.has(k);
   const tm = S.moving ? at(S.moving.win) : 0;
-  if (on("districts") && S.districts.length)
-    L.push(new SolidPolygonLayer<Poly>({ id: "districts", data: S.districts, getPolygon: (d) => d.ring, getFillColor: [40, 62, 96, 120], pickable: true }),
-      new PathLayer<Poly>({ id: "district-borders", data: S.districts, getPath: (d) => d.ring, getColor: [120, 150, 200, 200], getWidth: 2, widthUnits: "pixels" }));
+  // districts, water, roads and POIs are MapLibre's vector-tile basemap, under all of these
   if (on("flows") && S.flows) {
     const net = new Map(S.flows.regions.map((r) => [String(r.id), r.inflow - r.outflow]));
     const mx = Math.max(1, ...[...net.values()].map(Math.abs));
@@ -563,8 +612,6 @@ function buildLayers(): Layer[] {
       updateTriggers: { getFillColor: [S.flows] },
     }));
   }
-  if (on("roads") && S.roads.length)
-    L.push(new PathLayer<Road>({ id: "roads", data: S.roads, getPath: (d) => d.path, positionFormat: "XY", getColor: [150, 160, 180, 150], getWidth: (d) => CLASS_WIDTH[d.cls] ?? 1, widthUnits: "pixels", widthMinPixels: 1 }));
   if (on("speed") && S.roads.length && S.speeds) {
     const sp = speedAt(tm);
     L.push(new PathLayer<Road>({
@@ -576,10 +623,6 @@ function buildLayers(): Layer[] {
   }
   if (on("labels") && S.districts.length)
     L.push(new TextLayer<Poly>({ id: "labels", data: S.districts, getPosition: (d) => [d.cx, d.cy], getText: (d) => d.name, getSize: 13, getColor: [230, 236, 250, 255], fontFamily: "DejaVu Sans, WenQuanYi Micro Hei, Noto Sans CJK SC, sans-serif", characterSet: "auto", fontSettings: { buffer: 6, fontSize: 48 }, background: true, getBackgroundColor: [10, 18, 32, 150], backgroundPadding: [3, 1] }));
-  if (on("pois") && S.pois.length) {
-    const data = hazmatOnly() ? S.pois.filter((p) => HAZMAT_POI.test(p.category)) : S.pois;
-    L.push(new ScatterplotLayer<Poi>({ id: "pois", data, getPosition: (d) => [d.x, d.y], getRadius: 5, radiusUnits: "pixels", getFillColor: (d) => (HAZMAT_POI.test(d.category) ? [255, 90, 40, 240] : [200, 200, 120, 200]), pickable: true }));
-  }
   if (S.moving && S.moving.n) {
     const m = S.moving;
     if (on("hexagon")) {
@@ -625,6 +668,8 @@ function lowerWindow(x: number): number {
 
 function render(): void {
   S.version++;
+  applyBasemap();
+  if (S.enabled.has("speed") && S.speeds && !S.roads.length) void ensureRoads().then(render);
   if (overlay) overlay.setProps({ layers: buildLayers() });
   renderTime();
   renderKpis();
@@ -703,18 +748,68 @@ function renderTime(): void {
 }
 
 // ---------------------------------------------------------------- charts for the selection
-function stationChart(id: unknown): void {
+let modelsCache: ModelInfo[] | null = null;
+/** The deployed (production) model forecasting the sensor series, if the AI routes serve one. */
+async function stationModel(ds: string): Promise<ModelInfo | null> {
+  if (!modelsCache) {
+    try {
+      modelsCache = await getJSON<ModelInfo[]>("/ai/models");
+    } catch (e) {
+      if (e instanceof ApiError && [401, 403, 404].includes(e.status)) modelsCache = [];
+      else throw e;
+    }
+  }
+  const mine = modelsCache.filter((m) => (m.feature_spec?.dataset ?? "") === ds || ds in (m.datasets ?? {}));
+  return mine.find((m) => m.stage === "production") ?? null;
+}
+
+interface StationForecast { source: "predict" | "dataset" | "none"; t: number[]; v: number[]; label: string; note: string }
+
+/** The forecast for one station from the slider's time on: the deployed model's predict
+ * endpoint on demand; without a deployed model, the batch-scored forecast dataset, said so. */
+async function stationForecast(id: unknown, tm: number): Promise<StationForecast> {
+  const s = S.series!;
+  let why = t("no_model");
+  try {
+    const m = await stationModel(s.ds);
+    if (m) {
+      const a = await postJSON<PredictAnswer>(`/ai/models/${encodeURIComponent(m.name)}/predict`, { ids: [String(id)], at: new Date(tm).toISOString() });
+      const rows = a.predictions.filter((p) => p.id === String(id)).sort((x, y) => Date.parse(x.t) - Date.parse(y.t));
+      return { source: "predict", t: rows.map((p) => Date.parse(p.t)), v: rows.map((p) => p.yhat), label: `${t("predicted")} (${a.model} v${a.version}, ${a.family})`, note: `${t("predicted_by")} ${a.model} v${a.version} · ${fmt(tm)}` };
+    }
+  } catch (e) {
+    why = `${t("no_model")} (${failure(e)})`;
+  }
+  const f = S.forecast?.byId.get(String(id));
+  if (f) return { source: "dataset", t: f.t, v: f.v, label: `${t("predicted")} (${S.forecast!.ds})`, note: `${why}; ${t("scored_fallback")} ${S.forecast!.ds}` };
+  return { source: "none", t: [], v: [], label: t("predicted"), note: why };
+}
+
+let stationAsk = 0;
+async function stationChart(id: unknown): Promise<void> {
   const s = S.series;
   if (!s) return;
   const st = s.stations.find((q) => String(q.id) === String(id));
   if (!st) return;
+  const ask = ++stationAsk;
   const obs: Series = { name: `${t("observed")} ${s.field}`, color: "#6fd3ff", t: Array.from(st.rows, (r) => s.t[r]), v: Array.from(st.rows, (r) => s.v[r]) };
-  const series = [obs];
-  const f = S.forecast?.byId.get(String(id));
-  if (f) series.push({ name: t("predicted"), color: "#ff9f43", t: f.t, v: f.v, dashed: true });
   const box = $("chart-station");
+  const title = `${t("chart_station")} · ${id}`;
   box.dataset.station = String(id);
-  lineChart(box, `${t("chart_station")} · ${id}`, series);
+  box.dataset.forecast = "pending";
+  lineChart(box, title, [obs]);
+  const fc = await stationForecast(id, at(s.win));
+  if (ask !== stationAsk) return; // another station was clicked meanwhile
+  const series = [obs];
+  if (fc.v.length) series.push({ name: fc.label, color: "#ff9f43", t: fc.t, v: fc.v, dashed: true });
+  lineChart(box, title, series);
+  const p = document.createElement("p");
+  p.id = "station-note";
+  p.className = fc.source === "predict" ? "note" : "note warn";
+  p.textContent = fc.note;
+  box.appendChild(p);
+  box.dataset.forecast = fc.source;
+  box.dataset.predicted = String(fc.v.length);
 }
 
 async function regionCharts(bbox: [number, number, number, number]): Promise<void> {
@@ -801,7 +896,7 @@ function onPick(info: PickingInfo): void {
   else if (id === "warnings") openWarning(String(o.id));
   else if (id === "series" || id === "forecast") {
     S.selected = { kind: "station", id: String(o.id) };
-    stationChart(o.id);
+    void stationChart(o.id);
   }
 }
 
@@ -938,7 +1033,7 @@ async function start(): Promise<void> {
   try { await loadSpeeds(); } catch (e) { note("speed", failure(e)); }
   if (!S.kpi) renderKpis();
   render();
-  if (S.series?.stations.length) stationChart(S.series.stations[0].id);
+  if (S.series?.stations.length) void stationChart(S.series.stations[0].id);
   document.body.dataset.ready = "1";
   status(`${infos.length} layers`);
 }
@@ -973,7 +1068,13 @@ window.twin = {
   project: (lon: number, lat: number) => { const p = map.project([lon, lat]); const b = $("map").getBoundingClientRect(); return [p.x + b.left, p.y + b.top]; },
   pick: (x: number, y: number, layerIds?: string[]) => { const b = $("map").getBoundingClientRect(); const i = overlay.pickObject({ x: x - b.left, y: y - b.top, radius: 4, layerIds }); return i ? { layer: i.layer?.id, object: i.object } : null; },
   map: () => map,
-  layerIds: () => buildLayers().map((l) => l.id),
+  layerIds: () => [...basemapIds(), ...buildLayers().map((l) => l.id)],
+  /** resolves once MapLibre has drawn every tile in view */
+  idle: () => new Promise<boolean>((res) => { if (map.loaded() && map.areTilesLoaded()) res(true); else map.once("idle", () => res(true)); map.triggerRepaint(); }),
+  /** features of a basemap layer drawn on screen (from its vector tiles) */
+  rendered: (id: string) => (map.getLayer(id) ? map.queryRenderedFeatures({ layers: [id] }).length : 0),
+  /** only these layers on (for the tests' pixel checks) */
+  only: (keys: string[]) => { S.enabled = new Set(keys); renderLayerList(); render(); },
   trips: () => (S.moving ? (at(S.moving.win) - S.moving.win[0]) / 1000 : null),
   setTime: (f: number) => { S.frac = f; ($("time") as HTMLInputElement).value = String(Math.round(f * 1000)); render(); },
   reload: async () => { await loadGovern(); render(); },

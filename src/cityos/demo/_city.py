@@ -1,4 +1,4 @@
-"""Chapter 1 of the city story, *sense*: a synthetic city (roads, districts, POIs, a fleet
+"""Chapter 1 of the city story, *sense*: a synthetic city (roads, districts, POIs, water, a fleet
 moving for days) plus the real Beijing air-quality readings and NYC 311 requests when the
 public data is at hand, ingested through the shipped mappings."""
 
@@ -42,7 +42,7 @@ def build_demo_city(
     report = report or DemoReport(home=store.settings.home)
     report.home = store.settings.home
 
-    log("generating the city: road network, districts, POIs ...")
+    log("generating the city: road network, districts, POIs, water ...")
     city = make_city(seed=seed)
     roads = city.edges.rename(columns={"edge_id": "id"})
     store.create_dataset(
@@ -86,6 +86,24 @@ def build_demo_city(
         exist_ok=True,
     )
     store.append("pois", pois, source="cityos.synth")
+    water = city.water.rename(columns={"water_id": "id"})
+    store.create_dataset(
+        "water",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            geometry_type=GeometryType.REGION,
+            id_type="int64",
+            fields=(
+                Field("name"),
+                Field("kind"),
+                Field("width_m", "float64", unit="m"),
+                Field("area_m2", "float64", unit="m2"),
+            ),
+            description="Water: the river across the city, lakes and ponds",
+        ),
+        exist_ok=True,
+    )
+    store.append("water", water, source="cityos.synth")
 
     log(
         f"simulating {vehicles} vehicles for {days} days (taxis, buses, trucks, hazmat carriers) ..."

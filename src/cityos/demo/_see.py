@@ -25,6 +25,7 @@ ROLES = ("citizen", "dispatcher", "department_staff", "grid_worker", "supervisor
 PUBLIC = (
     "districts",
     "roads",
+    "water",
     "pois",
     "sensor_readings",
     "beijing_air_quality",

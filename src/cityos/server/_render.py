@@ -12,6 +12,7 @@ import pyarrow as pa
 from fastapi import Response
 
 from cityos.access import SecureResult
+from cityos.geo.geojson import features
 
 try:  # optional speed-up (the ``server`` extra): ~10x faster encoding of row pages
     import orjson
@@ -67,23 +68,6 @@ def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def _features(table: pa.Table) -> list[dict[str, Any]]:
-    import shapely
-
-    names = set(table.column_names)
-    out = []
-    for r in table.to_pylist():
-        geom: dict[str, Any] | None = None
-        if {"x", "y"} <= names and r.get("x") is not None and r.get("y") is not None:
-            geom = {"type": "Point", "coordinates": [r["x"], r["y"]]}
-        elif isinstance(r.get("geometry"), bytes):
-            geom = shapely.geometry.mapping(shapely.from_wkb(r["geometry"]))
-            geom = json.loads(json.dumps(geom))  # tuples to lists
-        props = {k: _jsonable(v) for k, v in r.items() if k not in ("x", "y", "geometry")}
-        out.append({"type": "Feature", "geometry": geom, "properties": props})
-    return out
-
-
 def render(
     result: SecureResult, *, fmt: str | None, accept: str | None, offset: int, limit: int | None
 ) -> Response:
@@ -110,7 +94,7 @@ def render(
     if fmt == "geojson":
         body: dict[str, Any] = {
             "type": "FeatureCollection",
-            "features": _features(page),
+            "features": features(page, _jsonable),
             "total": total,
             "offset": offset,
             "next_offset": nxt,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cityos.errors import EngineError, QueryError, QueryTimeout
@@ -416,6 +417,31 @@ def empty_table(ctx: DatasetContext, columns: list[str] | None = None) -> pa.Tab
     )
 
 
+def sort_table(tbl: pa.Table, keys: list[tuple[str, str]]) -> pa.Table:
+    """``tbl.sort_by(keys)``, faster when the first key is text (object ids): the text is
+    replaced by its rank among the distinct values (an integer sorts several times faster
+    than a string); ties keep their order, so the answer is exactly ``sort_by``'s.
+
+    Examples
+    --------
+    >>> t = pa.table({"id": ["b", "a", None, "b", "a"], "t": [2, 9, 0, 1, 3]})
+    >>> keys = [("id", "ascending"), ("t", "ascending")]
+    >>> sort_table(t, keys).equals(t.sort_by(keys))
+    True
+    """
+    if tbl.num_rows < 2 or not keys:
+        return tbl
+    first = tbl[keys[0][0]]
+    if not (pa.types.is_string(first.type) or pa.types.is_large_string(first.type)):
+        return tbl.sort_by(keys)
+    enc = pc.dictionary_encode(first).combine_chunks()
+    rank = pc.rank(enc.dictionary, sort_keys="ascending", tiebreaker="first")
+    code = pc.take(rank.cast(pa.int32()), enc.indices)
+    cols = {"_rank": code, **{k: tbl[k] for k, _ in keys[1:]}}
+    order = pc.sort_indices(pa.table(cols), [("_rank", keys[0][1]), *keys[1:]])
+    return tbl.take(order)
+
+
 def sort_keys(schema: DatasetSchema, tbl: pa.Table) -> list[tuple[str, str]]:
     keys = [k for k in schema.key if k in tbl.column_names]
     for extra in (ID_COL, TIME_COL, TRAJ_COL):
@@ -585,7 +611,7 @@ class QueryEngine(ABC):
             tbl = self._range(
                 ctx, pred, None if cols is None else list(dict.fromkeys([*cols, *extra])), info
             )
-            tbl = tbl.sort_by(sort_keys(s, tbl)) if tbl.num_rows else tbl
+            tbl = sort_table(tbl, sort_keys(s, tbl)) if tbl.num_rows else tbl
             drop = [c for c in extra if c in tbl.column_names]
             tbl = tbl.drop_columns(drop) if drop else tbl
         elif isinstance(spec, KNN):

@@ -1,5 +1,5 @@
 """Synthetic, deterministic city data in the style of BerlinMOD: a road network with districts,
-POIs and bus lines, a fleet's GPS feed with ground truth, sensor series and road speeds."""
+POIs, bus lines and water, a fleet's GPS feed with ground truth, sensor series and road speeds."""
 
 from cityos.synth._city import (
     POI_CATEGORIES,
@@ -17,6 +17,7 @@ from cityos.synth._vehicles import (
     iter_vehicle_points,
     simulate_vehicles,
 )
+from cityos.synth._water import WATER_KINDS, make_water
 
 __all__ = [
     "DEFAULT_MIX",
@@ -24,6 +25,7 @@ __all__ = [
     "ROAD_CLASSES",
     "SPEED_LIMITS_KMH",
     "VEHICLE_KINDS",
+    "WATER_KINDS",
     "Path",
     "RoadGraph",
     "SynthError",
@@ -32,5 +34,6 @@ __all__ = [
     "make_city",
     "make_road_speeds",
     "make_sensor_readings",
+    "make_water",
     "simulate_vehicles",
 ]

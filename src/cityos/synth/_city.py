@@ -16,6 +16,7 @@ from shapely.geometry import LineString, MultiPoint, box
 from cityos.geo.distance import EARTH_RADIUS_M, haversine
 from cityos.synth._errors import SynthError
 from cityos.synth._graph import RoadGraph
+from cityos.synth._water import make_water
 
 __all__ = [
     "POI_CATEGORIES",
@@ -80,6 +81,9 @@ class SyntheticCity:
         ``road_class``, ``speed_limit_kmh``, ``oneway`` (travel only from -> to).
     districts, pois, bus_lines : geopandas.GeoDataFrame
         See :func:`make_city`.
+    water : geopandas.GeoDataFrame
+        The river, lakes and ponds (:func:`cityos.synth.make_water`), drawn from their own
+        random stream: the rest of the city is the same with or without them.
     graph : RoadGraph
         Directed graph for shortest paths.
     center : tuple of float
@@ -97,6 +101,7 @@ class SyntheticCity:
     center: tuple[float, float]
     tz: str
     seed: int
+    water: gpd.GeoDataFrame
 
     @property
     def node_x(self) -> npt.NDArray[np.float64]:
@@ -172,7 +177,9 @@ def make_city(
         ``poi_id``, ``name``, ``category`` (one of :data:`POI_CATEGORIES`),
         ``district_id``, ``node_id`` (nearest road node), ``geometry``; ``bus_lines`` has
         ``line_id``, ``name``, ``edge_ids`` (ordered edge ids of one full round, out and
-        back), ``node_ids`` (nodes visited, first == last), ``stop_nodes``, ``geometry``.
+        back), ``node_ids`` (nodes visited, first == last), ``stop_nodes``, ``geometry``;
+        ``water`` has a river across the city and a few lakes and ponds
+        (:func:`cityos.synth.make_water`).
 
     Examples
     --------
@@ -299,6 +306,13 @@ def make_city(
     ).sort_values("node_id", ignore_index=True)
     pois = _make_pois(rng, nodes, mx, my, half, size_km, districts)
     bus_lines = _make_bus_lines(graph, nodes, n, n_bus_lines)
+    # last, and from a stream of its own: the water moves none of the draws above
+    water = make_water(
+        seed,
+        half,
+        lambda a, b: _to_lonlat(a, b, center),
+        avoid=(shapely.get_x(pois.geometry.values), shapely.get_y(pois.geometry.values)),
+    )
     return SyntheticCity(
         nodes=nodes,
         edges=edges,
@@ -309,6 +323,7 @@ def make_city(
         center=(float(center[0]), float(center[1])),
         tz=tz,
         seed=int(seed),
+        water=water,
     )
 
 

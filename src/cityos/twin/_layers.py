@@ -24,6 +24,7 @@ from cityos.twin.errors import TwinRequestError
 __all__ = [
     "ARROW",
     "LayerRequest",
+    "arrow_stream",
     "encode_arrow",
     "layer_kind",
     "layer_table",
@@ -162,24 +163,49 @@ class LayerRequest:
         return kw
 
 
+#: Columns every layer keeps, whatever ``columns`` asks for: identity, time and shape.
+_ALWAYS = ("id", "t", "x", "y", "geometry")
+
+
+def _projection(schema: Any, columns: tuple[str, ...] | None) -> list[str] | None:
+    """The stored columns a layer request needs, in the dataset's column order, or
+    ``None`` (read them all) when no projection was asked for or it names a column the
+    schema does not declare (then the answer keeps whatever the files hold, as before)."""
+    if not columns:
+        return None
+    known = list(dict.fromkeys([*schema.canonical_columns, *(f.name for f in schema.fields)]))
+    if any(c not in known for c in columns):
+        return None
+    return [c for c in known if c in columns or c in _ALWAYS]
+
+
 def layer_table(secure: Any, dataset: str, req: LayerRequest) -> tuple[pa.Table, list[str], int]:
     """The rows of ``dataset`` for ``req`` as the caller may see them.
 
     Returns ``(table, masked columns, total rows before the limit)``. Moving objects and
     series come sorted by ``(id, t)`` so each object's points are contiguous (a path).
     A network series without geometry is filtered to the segments of its network inside
-    the bbox.
+    the bbox. Only the asked-for columns (with id, time and shape) are read from the store.
     """
     info = secure.describe(dataset)
     schema = info.schema
     model = str(schema.model)
     has_time = schema.model.has_time
-    res = secure.scan(dataset, **req.scan_kwargs(schema.model.has_geometry, has_time))
+    kw = req.scan_kwargs(schema.model.has_geometry, has_time)
+    cols = _projection(schema, req.columns)
+    if cols is not None:
+        kw["columns"] = cols
+    res = secure.scan(dataset, **kw)
     table: pa.Table = res.table
     if req.bbox is not None and not schema.model.has_geometry and schema.network:
         net = secure.scan(schema.network, geometry=req.bbox, columns=["id"]).table
         table = table.filter(pc.is_in(table["id"], value_set=net["id"].cast(table["id"].type)))
-    if "t" in table.column_names and model in ("point_st", "point_series", "network_series"):
+    if (
+        "t" in table.column_names
+        and model in ("point_st", "point_series", "network_series")
+        and tuple(schema.key[:2]) != ("id", "t")
+    ):
+        # the store answers in key order: only a dataset keyed otherwise needs sorting
         table = table.sort_by([("id", "ascending"), ("t", "ascending")])
     total = table.num_rows
     if req.limit is not None and total > req.limit:
@@ -188,7 +214,17 @@ def layer_table(secure: Any, dataset: str, req: LayerRequest) -> tuple[pa.Table,
         keep = [c for c in table.column_names if c in req.columns or c in ("id", "t", "x", "y")]
         keep += [c for c in ("geometry",) if c in table.column_names and c not in keep]
         table = table.select(keep)
-    return table, list(res.masked), total
+    masked = list(res.masked)
+    if cols is not None:
+        # the columns left unread are masked for this caller all the same: say so, as the
+        # full layer would
+        dec = secure.can_read(dataset)
+        masked = [
+            f.name
+            for f in schema.fields
+            if f.personal and (f.name in masked or not dec.shows(f.personal))
+        ]
+    return table, masked, total
 
 
 def _flat_paths(wkb: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,6 +260,11 @@ def encode_arrow(table: pa.Table, *, metadata: dict[str, str] | None = None) -> 
     >>> r.column_names, r["path"][0].as_py()
     (['id', 'path'], [0.0, 0.0, 1.0, 2.0])
     """
+    return bytes(arrow_stream(table, metadata=metadata).to_pybytes())
+
+
+def arrow_stream(table: pa.Table, *, metadata: dict[str, str] | None = None) -> pa.Buffer:
+    """:func:`encode_arrow` as an Arrow buffer, which a response sends without copying."""
     cols: dict[str, pa.Array | pa.ChunkedArray] = {}
     rows: np.ndarray | None = None
     path: pa.Array | None = None
@@ -234,7 +275,9 @@ def encode_arrow(table: pa.Table, *, metadata: dict[str, str] | None = None) -> 
             path = pa.ListArray.from_arrays(pa.array(offsets * 2, pa.int32()), pa.array(flat))
             continue
         if pa.types.is_timestamp(col.type):
-            col = pc.cast(pc.cast(col, pa.timestamp("ms", tz="UTC")), pa.int64()).cast(pa.float64())
+            if col.type.unit != "ms":
+                col = pc.cast(col, pa.timestamp("ms", tz="UTC"))
+            col = pc.cast(col, pa.int64()).cast(pa.float64())
         elif pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
         cols[name] = col
@@ -246,4 +289,5 @@ def encode_arrow(table: pa.Table, *, metadata: dict[str, str] | None = None) -> 
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, out.schema) as writer:
         writer.write_table(out, max_chunksize=1 << 20)
-    return bytes(sink.getvalue().to_pybytes())
+    buf: pa.Buffer = sink.getvalue()
+    return buf

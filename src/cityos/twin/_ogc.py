@@ -4,7 +4,6 @@ conformance, collections with their extents, and pages of items with ``bbox``,
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date, datetime
 from typing import Any
@@ -111,22 +110,11 @@ def feature_id(row: dict[str, Any], key: tuple[str, ...]) -> str | int:
 
 
 def features(table: pa.Table, key: tuple[str, ...]) -> list[dict[str, Any]]:
-    """GeoJSON features: point datasets by ``x``/``y``, others by their WKB ``geometry``."""
-    import shapely
+    """GeoJSON features with their ids: point datasets by ``x``/``y``, others by their WKB
+    ``geometry`` (:func:`cityos.geo.geojson.features`)."""
+    from cityos.geo.geojson import features as _features
 
-    names = set(table.column_names)
-    out = []
-    for r in table.to_pylist():
-        geom: dict[str, Any] | None = None
-        if {"x", "y"} <= names and r.get("x") is not None and r.get("y") is not None:
-            geom = {"type": "Point", "coordinates": [r["x"], r["y"]]}
-        elif isinstance(r.get("geometry"), bytes):
-            geom = json.loads(shapely.to_geojson(shapely.from_wkb(r["geometry"])))
-        props = {k: _value(v) for k, v in r.items() if k not in ("x", "y", "geometry")}
-        out.append(
-            {"type": "Feature", "id": feature_id(r, key), "geometry": geom, "properties": props}
-        )
-    return out
+    return _features(table, _value, lambda r: feature_id(r, key))
 
 
 def feature_collection(

@@ -24,7 +24,7 @@ from cityos.twin._layers import (
     ARROW,
     MAX_ROWS,
     LayerRequest,
-    encode_arrow,
+    arrow_stream,
     layer_kind,
     layer_table,
     parse_bbox,
@@ -132,7 +132,8 @@ def routers(store_dep: Any) -> list[APIRouter]:
             "X-Truncated": "1" if table.num_rows < total else "0",
             "Cache-Control": "no-store",
         }
-        return Response(encode_arrow(table), media_type=ARROW, headers=headers)
+        # the IPC buffer goes out as it is, without a copy into a bytes object
+        return Response(memoryview(arrow_stream(table)), media_type=ARROW, headers=headers)
 
     @layers.get("/flows/{dataset}")
     def flows(

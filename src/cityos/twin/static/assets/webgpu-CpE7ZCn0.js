@@ -1,4 +1,4 @@
-import{c as N}from"./expression-Bl_GL2tO.js";import{i as f,j as v,r as m,h as k,A as M,k as V,l as L,e as S,c as z,m as y,n as R,C as $,o as _}from"./index-CgmyCl5S.js";import{p as fe}from"./index-CgmyCl5S.js";const B=`fn arithmetic_add(x: {TYPE}, y: {TYPE}) -> {TYPE} {
+import{c as N}from"./expression-Bl_GL2tO.js";import{i as f,j as v,r as m,h as k,A as M,k as V,l as L,e as S,c as z,m as y,n as R,C as $,o as _}from"./index-DWYsY1_q.js";import{p as fe}from"./index-DWYsY1_q.js";const B=`fn arithmetic_add(x: {TYPE}, y: {TYPE}) -> {TYPE} {
   return x + y;
 }
 

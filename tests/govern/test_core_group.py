@@ -67,9 +67,7 @@ def test_one_key_posted_concurrently_makes_one_event(tmp_path: Path, db_url: str
     g = c.gov
     out = _parallel(
         16,
-        lambda i: g.intake(
-            "garbage", x=0.4, y=0.4, description="bins", idempotency_key="same-key"
-        ),
+        lambda i: g.intake("garbage", x=0.4, y=0.4, description="bins", idempotency_key="same-key"),
     )
     assert all(isinstance(r, Intake) for r in out), out
     assert sum(r.created for r in out) == 1
@@ -318,6 +316,6 @@ def test_group_commit_hands_the_lead_on() -> None:
     gate.set()
     for t in [t0, *rest]:
         t.join(5)
-    assert seen[0] == [0] and sorted(sum(seen[1:], [])) == [1, 2, 3, 4, 5]
+    assert seen[0] == [0] and sorted(v for s in seen[1:] for v in s) == [1, 2, 3, 4, 5]
     assert all(len(s) <= 3 for s in seen) and len(seen) == 3
     assert {i: out[i][0].result for i in out} == {i: i for i in range(6)}

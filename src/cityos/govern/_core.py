@@ -3,19 +3,23 @@ warnings, evaluation. See :class:`Governance`."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
+import inspect
 import json
 import math
 import re
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from cityos.access import Principal
@@ -175,6 +179,15 @@ _NEW_BASE = 1 << 62
 _DEDUP_CANDIDATES = 200
 
 
+def _close_at_exit(ref: weakref.ref[Governance]) -> Callable[[], None]:
+    def close() -> None:
+        gov = ref()
+        if gov is not None:
+            gov.close()
+
+    return close
+
+
 def _match_parent(m: Any) -> str | None:
     """The parent a duplicate detector's answer names (a match object, an id or None)."""
     if m is None:
@@ -304,6 +317,9 @@ class Governance:
                 target=self._flush_loop, name="cityos-govern-mirror", daemon=True
             )
             self._flusher.start()
+            # a process that exits without close() still writes what it gathered
+            self._at_exit: Callable[[], None] | None = _close_at_exit(weakref.ref(self))
+            atexit.register(self._at_exit)
 
     # -- organisation ------------------------------------------------------------------
     def reload(self) -> None:
@@ -467,6 +483,28 @@ class Governance:
             raise EventNotFound(f"no event {format_event_id(n)}")
         return row
 
+    def _new_ids(self, s: Session, table: Any, n: int) -> list[int] | None:
+        """``n`` ids from ``table``'s sequence (PostgreSQL), ascending, so that a group's
+        rows insert in one batch without returning their ids; None elsewhere (the
+        database assigns them on flush)."""
+        if self.db.dialect != "postgresql" or n == 0:
+            return None
+        got = s.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.__tablename__, "n": n},
+        )
+        return sorted(int(v) for v in got.scalars())
+
+    def _rows(self, s: Session, numbers: Sequence[int]) -> list[EventRow]:
+        """The events numbered ``numbers``, locked for update (PostgreSQL), in id order."""
+        if not numbers:
+            return []
+        stmt = select(EventRow).where(EventRow.id.in_(list(numbers))).order_by(EventRow.id)
+        if self.db.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        with s.no_autoflush:
+            return list(s.scalars(stmt))
+
     # -- store mirror and notifications ------------------------------------------------
     @contextmanager
     def batch(self, actor: str = "govern") -> Iterator[None]:
@@ -496,9 +534,21 @@ class Governance:
                 self._dirty_warnings.clear()
                 self._new_warnings.clear()
                 actor = self._batch_actor
-            if self._mirror is not None:
+            if self._mirror is None:
+                return
+            try:
                 self._mirror.events(events, new=new_e, actor=actor)
+                events, new_e = [], set()
                 self._mirror.warnings(warns, new=new_w, actor=actor)
+            except BaseException:  # keep what was not written for the next flush
+                with self._lock:
+                    for e in events:  # a newer state gathered meanwhile wins
+                        self._dirty_events.setdefault(e.id, e)
+                    self._new_events |= new_e
+                    for w in warns:
+                        self._dirty_warnings.setdefault(w.id, w)
+                    self._new_warnings |= new_w
+                raise
 
     def _flush_loop(self) -> None:
         assert self.mirror_every_s is not None
@@ -512,6 +562,10 @@ class Governance:
 
     def close(self) -> None:
         """Stop the write-behind thread (flushing what it gathered) and the webhooks."""
+        at_exit = getattr(self, "_at_exit", None)
+        if at_exit is not None:
+            atexit.unregister(at_exit)
+            self._at_exit = None
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(timeout=30)
@@ -534,7 +588,8 @@ class Governance:
             self.flush()
         for i, (e, new) in enumerate(events):
             kind = kinds[i] if i < len(kinds) else ("event.created" if new else "event.updated")
-            self.hub.publish(kind, e.to_dict())
+            if self.hub.active:
+                self.hub.publish(kind, e.to_dict())
             self._notify_department(e, kind)
 
     def _warning_changed(self, w: Warning, new: bool, actor: str) -> None:
@@ -998,11 +1053,20 @@ class Governance:
         changed: list[tuple[Event, bool]] = []
         entries: list[dict[str, Any]] = []
         with audit_transaction(self.db) as s:
+            ids = self._new_ids(s, EventRow, len(rows))
+            for row, n in zip(rows, ids or (), strict=False):
+                row.id = n
             s.add_all(rows)
-            s.flush()
-            for parent in parents:  # lock the stored parents (and know they exist)
-                if parent is not None and parent[0] == "db":
-                    self._row(s, parent[1], lock=True)
+            if ids is None:
+                s.flush()
+            # the stored parents, locked in one query (in id order: no deadlock with
+            # another process's group) and known to exist
+            stored = sorted({pa[1] for pa in parents if pa is not None and pa[0] == "db"})
+            prows = {r.id: r for r in self._rows(s, stored)}
+            for n in stored:
+                if n not in prows:
+                    raise EventNotFound(f"no event {format_event_id(n)}")
+            prows.update((r.id, r) for r in rows)
             reps: list[ReportRow] = []
             for p, row, parent in zip(pend, rows, parents, strict=True):
                 c = p.candidate
@@ -1024,8 +1088,12 @@ class Governance:
                         received_at=c.received_at,
                     )
                 )
+            rep_ids = self._new_ids(s, ReportRow, len(reps))
+            for rep, n in zip(reps, rep_ids or (), strict=False):
+                rep.id = n
             s.add_all(reps)
-            s.flush()
+            if rep_ids is None:
+                s.flush()
             done: list[tuple[list[EventRow], bool]] = []
             for p, row, rep, parent, sug in zip(
                 pend, rows, reps, parents, suggestions, strict=True
@@ -1034,7 +1102,7 @@ class Governance:
                 self._record(s, row, "receive", None, p.actor, f"via {row.channel}")
                 dispatched = False
                 if parent is not None:
-                    prow = self._row(s, rep.event_id, lock=True)
+                    prow = prows[rep.event_id]
                     self._apply(
                         s,
                         row,
@@ -1093,6 +1161,9 @@ class Governance:
                     }
                 )
                 done.append((mine, dispatched))
+            trans = [o for o in s.new if isinstance(o, TransitionRow) and o.id is None]
+            for t, n in zip(trans, self._new_ids(s, TransitionRow, len(trans)) or (), strict=False):
+                t.id = n
             append_audits(s, entries)
             s.flush()
             for (mine, dispatched), rep in zip(done, reps, strict=True):
@@ -1200,15 +1271,16 @@ class Governance:
             ]
 
         find_many = getattr(det, "find_many", None)
+        memo: dict[Any, Any] | None = None
+        if find_many is not None and "memo" in inspect.signature(find_many).parameters:
+            memo = {}
+            find_many = functools.partial(find_many, memo=memo)
+        recs = [hook_record(pend[i].candidate) for i in todo]
         first: list[Any] | None = None
         if find_many is not None:
             lists = [listed(k, set()) for k in range(len(todo))]
             busy = [k for k in range(len(todo)) if lists[k]]
-            got = list(
-                find_many(
-                    [hook_record(pend[todo[k]].candidate) for k in busy], [lists[k] for k in busy]
-                )
-            )
+            got = list(find_many([recs[k] for k in busy], [lists[k] for k in busy]))
             first = [None] * len(todo)
             for k, m in zip(busy, got, strict=True):
                 first[k] = m
@@ -1220,8 +1292,10 @@ class Governance:
                 n >= _NEW_BASE and (n - _NEW_BASE) in merged for _, n, _r in full[k]
             ):
                 m = first[k]
+            elif memo is not None and find_many is not None:
+                m = find_many([recs[k]], [lst])[0]  # its pairs are scored: no model call
             else:
-                m = det.find(hook_record(pend[i].candidate), lst)
+                m = det.find(recs[k], lst)
             pid = _match_parent(m)
             if pid is None:
                 continue
@@ -1239,9 +1313,10 @@ class Governance:
     def _dedup_candidates(
         self, cands: Sequence[Event]
     ) -> list[list[tuple[datetime, int, dict[str, Any]]]]:
-        """Per report, the stored open events without a parent in its place and time
-        window, newest first, as ``(received_at, number, hook record)``: one query for
-        the group, reading only the columns the hooks see."""
+        """Per report, the newest :data:`_DEDUP_CANDIDATES` stored open events without a
+        parent in its place and time window, newest first, as ``(received_at, number,
+        hook record)``, reading only the columns the hooks see: on PostgreSQL one query
+        for the group (a lateral join over the reports' windows), elsewhere one per report."""
         win, ahead = self.dedup_window, timedelta(hours=1)
         boxes = []
         for c in cands:
@@ -1256,71 +1331,70 @@ class Governance:
                     c.y + dlat,
                 )
             )
-        E = EventRow
-        cols = (
-            E.id,
-            E.received_at,
-            E.x,
-            E.y,
-            E.service_code,
-            E.category,
-            E.title,
-            E.description,
-            E.status,
-            E.department,
-            E.level,
-            E.channel,
+        names = (
+            "id",
+            "received_at",
+            "x",
+            "y",
+            "service_code",
+            "category",
+            "title",
+            "description",
+            "status",
+            "department",
+            "level",
+            "channel",
         )
+        out: list[list[tuple[datetime, int, dict[str, Any]]]] = [[] for _ in cands]
         with self.db.session() as s:
-            rows = list(
-                s.execute(
-                    select(*cols).where(
-                        E.parent_id.is_(None),
-                        E.status != "closed",
-                        or_(
-                            *(
-                                and_(
-                                    E.received_at >= t0,
-                                    E.received_at <= t1,
-                                    E.x.between(x0, x1),
-                                    E.y.between(y0, y1),
-                                )
-                                for t0, t1, x0, x1, y0, y1 in boxes
-                            )
-                        ),
-                    )
+            if self.db.dialect == "postgresql":
+                cols = ", ".join(f"e.{n}" for n in names)
+                sql = text(
+                    f"SELECT b.k, {cols} FROM unnest(CAST(:k AS int[]), "
+                    "CAST(:t0 AS timestamptz[]), CAST(:t1 AS timestamptz[]), "
+                    "CAST(:x0 AS float8[]), CAST(:x1 AS float8[]), CAST(:y0 AS float8[]), "
+                    "CAST(:y1 AS float8[])) AS b(k, t0, t1, x0, x1, y0, y1) "
+                    f"CROSS JOIN LATERAL (SELECT {', '.join(names)} FROM {EventRow.__tablename__} "
+                    "WHERE parent_id IS NULL AND status <> 'closed' "
+                    "AND received_at >= b.t0 AND received_at <= b.t1 "
+                    "AND x BETWEEN b.x0 AND b.x1 AND y BETWEEN b.y0 AND b.y1 "
+                    f"ORDER BY received_at DESC, id DESC LIMIT {_DEDUP_CANDIDATES}) AS e "
+                    "ORDER BY b.k, e.received_at DESC, e.id DESC"
                 )
-            )
-        recs = []
-        for r in rows:
-            t = utc(r.received_at)
+                cols6 = list(zip(*boxes, strict=True))
+                params = {"k": list(range(len(boxes)))}
+                params.update(
+                    {
+                        n: list(v)
+                        for n, v in zip(("t0", "t1", "x0", "x1", "y0", "y1"), cols6, strict=True)
+                    }
+                )
+                rows = [(int(r[0]), r[1:]) for r in s.execute(sql, params)]
+            else:
+                E = EventRow
+                q = select(*(getattr(E, n) for n in names))
+                rows = []
+                for k, (t0, t1, x0, x1, y0, y1) in enumerate(boxes):
+                    stmt = (
+                        q.where(
+                            E.parent_id.is_(None),
+                            E.status != "closed",
+                            E.received_at >= t0,
+                            E.received_at <= t1,
+                            E.x.between(x0, x1),
+                            E.y.between(y0, y1),
+                        )
+                        .order_by(E.received_at.desc(), E.id.desc())
+                        .limit(_DEDUP_CANDIDATES)
+                    )
+                    rows.extend((k, tuple(r)) for r in s.execute(stmt))
+        for k, r in rows:
+            rec = dict(zip(names, r, strict=True))
+            n = int(rec["id"])
+            t = utc(rec.pop("received_at"))
             assert t is not None
-            rec = {
-                "id": format_event_id(r.id),
-                "t": t,
-                "x": r.x,
-                "y": r.y,
-                "service_code": r.service_code,
-                "category": r.category,
-                "title": r.title,
-                "description": r.description,
-                "status": r.status,
-                "parent_id": None,
-                "department": r.department,
-                "level": r.level,
-                "channel": r.channel,
-            }
-            recs.append((t, int(r.id), rec))
-        recs.sort(key=lambda e: (e[0], e[1]), reverse=True)
-        out = []
-        for t0, t1, x0, x1, y0, y1 in boxes:
-            out.append(
-                [
-                    e
-                    for e in recs
-                    if t0 <= e[0] <= t1 and x0 <= e[2]["x"] <= x1 and y0 <= e[2]["y"] <= y1
-                ]
-            )
+            rec.update(id=format_event_id(n), t=t, parent_id=None)
+            out[k].append((t, n, rec))
         return out
 
     def _suggest_many(

@@ -304,10 +304,20 @@ class DuplicateDetector:
         ``received_at`` is the time) or a DataFrame."""
         return self.find_many([event], [candidates])[0]
 
-    def find_many(self, events: Sequence[Any], candidates: Sequence[Any]) -> list[Match | None]:
+    def find_many(
+        self,
+        events: Sequence[Any],
+        candidates: Sequence[Any],
+        *,
+        memo: dict[tuple[Any, ...], float] | None = None,
+    ) -> list[Match | None]:
         """:meth:`find` for each ``(event, candidates)`` pair, scored in one pass (one text
         transform and one classifier call for all pairs): the same answers as calling
-        :meth:`find` on each, at a fraction of the cost (governance's group commit)."""
+        :meth:`find` on each, at a fraction of the cost (governance's group commit).
+
+        A pair's score depends only on the two reports, so ``memo`` (a dict the caller
+        keeps, keyed by both reports' place, time and text) saves scoring a pair twice:
+        asking again with fewer candidates costs no model call."""
         self._require()
         xs: list[float] = []
         ys: list[float] = []
@@ -315,6 +325,8 @@ class DuplicateDetector:
         texts: list[str] = []
         pi: list[int] = []
         pj: list[int] = []
+        todo: list[tuple[int, tuple[Any, ...]]] = []  # (pair, key) to score
+        pair_scores: list[float] = []
         keep_of: list[tuple[list[dict[Any, Any]], Any, Any, Any, float, int, int]] = []
         for event, cands in zip(events, candidates, strict=True):
             ev = as_record(event)
@@ -324,7 +336,7 @@ class DuplicateDetector:
                 else [as_record(c) for c in cands]
             )
             recs = [r for r in recs if r.get("status") not in ("closed", "verified")]
-            start = len(pi)
+            start = len(pair_scores)
             if not recs:
                 keep_of.append((recs, None, None, None, 0.0, start, start))
                 continue
@@ -343,21 +355,31 @@ class DuplicateDetector:
             if ev.get("id") is not None:
                 keep &= np.array([str(r.get("id")) != str(ev["id"]) for r in recs])
             idx = np.flatnonzero(keep)
-            base = len(texts)
+            ev_text = _text(ev)
+            ev_node = -1
             for k in idx:
+                c_text = _text(recs[k])
+                key = (float(ev["x"]), float(ev["y"]), t_new, ev_text, cx[k], cy[k], ct[k], c_text)
+                if memo is not None and key in memo:
+                    pair_scores.append(memo[key])
+                    continue
+                if ev_node < 0:
+                    ev_node = len(texts)
+                    xs.append(float(ev["x"]))
+                    ys.append(float(ev["y"]))
+                    ts.append(t_new)
+                    texts.append(ev_text)
                 xs.append(cx[k])
                 ys.append(cy[k])
                 ts.append(ct[k])
-                texts.append(_text(recs[k]))
-            xs.append(float(ev["x"]))
-            ys.append(float(ev["y"]))
-            ts.append(t_new)
-            texts.append(_text(ev))
-            pi.extend([base + len(idx)] * len(idx))
-            pj.extend(range(base, base + len(idx)))
-            keep_of.append((recs, idx, d, ct, t_new, start, len(pi)))
-        scores = np.zeros(0)
-        if pi:
+                texts.append(c_text)
+                pi.append(ev_node)
+                pj.append(len(texts) - 1)
+                todo.append((len(pair_scores), key))
+                pair_scores.append(math.nan)
+            keep_of.append((recs, idx, d, ct, t_new, start, len(pair_scores)))
+        scores = np.array(pair_scores, dtype=np.float64)
+        if todo:
             feats = self._features_of(
                 np.array(xs, dtype=np.float64),
                 np.array(ys, dtype=np.float64),
@@ -367,7 +389,11 @@ class DuplicateDetector:
                 np.array(pj, dtype=np.int64),
             )
             with _one_thread():
-                scores = np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
+                got = np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
+            for (pos, key), v in zip(todo, got, strict=True):
+                scores[pos] = v
+                if memo is not None:
+                    memo[key] = float(v)
         out: list[Match | None] = []
         for recs, idx, d, ct, t_new, a, b in keep_of:
             if a == b:

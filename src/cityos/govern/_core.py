@@ -1285,17 +1285,17 @@ class Governance:
             for k, m in zip(busy, got, strict=True):
                 first[k] = m
         for k, i in enumerate(todo):
-            lst = listed(k, merged)
-            if not lst:
+            cl = listed(k, merged)
+            if not cl:
                 continue
             if first is not None and not any(
                 n >= _NEW_BASE and (n - _NEW_BASE) in merged for _, n, _r in full[k]
             ):
                 m = first[k]
             elif memo is not None and find_many is not None:
-                m = find_many([recs[k]], [lst])[0]  # its pairs are scored: no model call
+                m = find_many([recs[k]], [cl])[0]  # its pairs are scored: no model call
             else:
-                m = det.find(recs[k], lst)
+                m = det.find(recs[k], cl)
             pid = _match_parent(m)
             if pid is None:
                 continue
@@ -1405,8 +1405,8 @@ class Governance:
         preds: list[tuple[str | None, str | None, float] | None] = [None] * len(cands)
         if self.dispatcher is not None and cands:
             got = list(self.dispatcher.predict([hook_record(c) for c in cands]))
-            for i, pr in enumerate(got[: len(cands)]):
-                preds[i] = (pr[0], pr[1], float(pr[2]))
+            for i, q in enumerate(got[: len(cands)]):
+                preds[i] = (q[0], q[1], float(q[2]))
         out: list[tuple[str, str | None, float | None] | None] = []
         for c, pr in zip(cands, preds, strict=True):
             if pr is not None:

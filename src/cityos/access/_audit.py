@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ __all__ = [
     "AuditReport",
     "anchor_audit",
     "append_audit",
+    "append_audits",
     "audit_transaction",
     "canonical_json",
     "entry_hash",
@@ -144,40 +145,74 @@ def append_audit(
     detail:
         JSON-serialisable context (query kind, row count, role, ...).
     """
+    return append_audits(
+        session, [{"actor": actor, "action": action, "dataset": dataset, "detail": detail}]
+    )[0]
+
+
+def append_audits(session: Session, entries: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
+    """Append several entries, in order, inside ``session``'s transaction with one lock
+    of the chain's head and one insert: each entry is chained and hashed individually
+    exactly as :func:`append_audit` would (a group commit of many changes).
+
+    Parameters
+    ----------
+    session:
+        Open session (see :func:`audit_transaction`).
+    entries:
+        Mappings with ``actor``, ``action`` and optionally ``dataset`` and ``detail``.
+
+    Examples
+    --------
+    >>> from cityos.db import Database
+    >>> db = Database("sqlite://"); db.migrate()
+    >>> with audit_transaction(db) as s:
+    ...     out = append_audits(s, [{"actor": "a", "action": "x"}, {"actor": "b", "action": "y"}])
+    >>> [e.seq for e in out], out[1].prev_hash == out[0].hash, verify_audit(db).ok
+    ([1, 2], True, True)
+    """
+    if not entries:
+        return []
     head = session.execute(
         select(AuditHeadRow).where(AuditHeadRow.id == _HEAD_ID).with_for_update()
     ).scalar_one_or_none()
-    prev_seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
-    detail_obj = json.loads(canonical_json(dict(detail or {})))
-    entry = AuditEntry(
-        seq=prev_seq + 1,
-        ts=utcnow().isoformat(timespec="microseconds"),
-        actor=actor,
-        action=action,
-        dataset=dataset,
-        detail=detail_obj,
-        prev_hash=prev_hash,
-        hash="",
-    )
-    digest = entry_hash(prev_hash, entry.payload())
-    session.add(
-        AuditRow(
-            seq=entry.seq,
-            ts=entry.ts,
-            actor=actor,
-            action=action,
-            dataset=dataset,
-            detail=canonical_json(detail_obj),
+    seq, prev_hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+    out: list[AuditEntry] = []
+    rows: list[AuditRow] = []
+    for e in entries:
+        detail_json = canonical_json(dict(e.get("detail") or {}))
+        entry = AuditEntry(
+            seq=seq + 1,
+            ts=utcnow().isoformat(timespec="microseconds"),
+            actor=str(e["actor"]),
+            action=str(e["action"]),
+            dataset=e.get("dataset"),
+            detail=json.loads(detail_json),
             prev_hash=prev_hash,
-            hash=digest,
+            hash="",
         )
-    )
+        digest = entry_hash(prev_hash, entry.payload())
+        rows.append(
+            AuditRow(
+                seq=entry.seq,
+                ts=entry.ts,
+                actor=entry.actor,
+                action=entry.action,
+                dataset=entry.dataset,
+                detail=detail_json,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        out.append(AuditEntry(**{**entry.__dict__, "hash": digest}))
+        seq, prev_hash = entry.seq, digest
+    session.add_all(rows)
     if head is None:
-        session.add(AuditHeadRow(id=_HEAD_ID, seq=entry.seq, hash=digest))
+        session.add(AuditHeadRow(id=_HEAD_ID, seq=seq, hash=prev_hash))
     else:
-        head.seq, head.hash = entry.seq, digest
+        head.seq, head.hash = seq, prev_hash
     session.flush()
-    return AuditEntry(**{**entry.__dict__, "hash": digest})
+    return out
 
 
 def record(

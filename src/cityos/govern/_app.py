@@ -27,4 +27,6 @@ def governance(request: Request) -> Governance:
                 # the store's events dataset follows within a second (write-behind)
                 gov = Governance(city.db, city.store, mirror_every_s=1.0)
                 state.governance = gov
+                # the write-behind rows reach the store before the server exits
+                request.app.router.add_event_handler("shutdown", gov.close)
     return gov

@@ -3,25 +3,30 @@ warnings, evaluation. See :class:`Governance`."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
+import inspect
 import json
 import math
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from cityos.access import Principal
-from cityos.access._audit import append_audit, audit_transaction
+from cityos.access._audit import append_audit, append_audits, audit_transaction
 from cityos.access.errors import PermissionDenied
 from cityos.db import Database
+from cityos.govern._group import GroupCommit, Job
 from cityos.govern._mirror import Mirror
 from cityos.govern._model import (
     ACTIONS,
@@ -54,6 +59,7 @@ from cityos.govern._tables import (
 )
 from cityos.govern.errors import (
     EventNotFound,
+    GovernError,
     IdempotencyConflict,
     IllegalTransition,
     IntakeError,
@@ -166,6 +172,57 @@ def _fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(dumps(payload).encode()).hexdigest()
 
 
+#: how the group's own reports are named among dedup candidates (before they have ids)
+_NEW = "new:"
+_NEW_BASE = 1 << 62
+#: the newest open events near a report that the duplicate detector sees
+_DEDUP_CANDIDATES = 200
+
+
+def _close_at_exit(ref: weakref.ref[Governance]) -> Callable[[], None]:
+    def close() -> None:
+        gov = ref()
+        if gov is not None:
+            gov.close()
+
+    return close
+
+
+def _match_parent(m: Any) -> str | None:
+    """The parent a duplicate detector's answer names (a match object, an id or None)."""
+    if m is None:
+        return None
+    pid = next(
+        (getattr(m, a) for a in ("parent", "parent_id", "event_id") if getattr(m, a, None)),
+        None,
+    )
+    if pid is None and isinstance(m, str | int) and not isinstance(m, bool):
+        pid = m
+    if pid is None:
+        return None
+    return format_event_id(pid) if isinstance(pid, int) else str(pid)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A validated report waiting for its group's commit."""
+
+    svc: ServiceRow
+    wf: Workflow
+    candidate: Event
+    now: datetime
+    key: str | None
+    fingerprint: str
+    from_source: bool
+    reporter: str | None
+    contact: dict[str, Any]
+    attachments: list[Any]
+    actor: str
+    warning_id: int | None
+    dedup: bool
+    auto_dispatch: bool
+
+
 class Governance:
     """The city-governance platform over one city's database and store.
 
@@ -184,6 +241,12 @@ class Governance:
     auto_dispatch_threshold:
         A dispatcher's suggestion at or above this confidence dispatches automatically;
         below it the event waits in the dispatcher queue with the suggestion.
+    mirror_every_s:
+        Write-behind: gather the store's ``events``/``warnings`` writes and flush them
+        every so many seconds on a background thread (``close()`` flushes the rest).
+    group_max, group_wait_s:
+        Group commit of concurrent intakes: at most ``group_max`` reports per
+        transaction; a group waits up to ``group_wait_s`` for callers still validating.
 
     Examples
     --------
@@ -218,6 +281,8 @@ class Governance:
         dedup_radius_m: float = 500.0,
         webhooks: bool = True,
         mirror_every_s: float | None = None,
+        group_max: int = 64,
+        group_wait_s: float = 0.002,
     ) -> None:
         self.db = db
         self.store = store
@@ -230,6 +295,8 @@ class Governance:
         self.hub = Hub()
         self.webhooks = Webhooks(db) if webhooks else None
         self._mirror = Mirror(store) if store is not None else None
+        #: intakes that arrive together commit together (see :meth:`intake`)
+        self._group = GroupCommit(self._run_group, max_size=group_max, wait_s=group_wait_s)
         self._jur: Jurisdictions | None = None
         self._services: dict[str, ServiceRow] | None = None
         self._lock = threading.RLock()
@@ -250,6 +317,9 @@ class Governance:
                 target=self._flush_loop, name="cityos-govern-mirror", daemon=True
             )
             self._flusher.start()
+            # a process that exits without close() still writes what it gathered
+            self._at_exit: Callable[[], None] | None = _close_at_exit(weakref.ref(self))
+            atexit.register(self._at_exit)
 
     # -- organisation ------------------------------------------------------------------
     def reload(self) -> None:
@@ -413,6 +483,28 @@ class Governance:
             raise EventNotFound(f"no event {format_event_id(n)}")
         return row
 
+    def _new_ids(self, s: Session, table: Any, n: int) -> list[int] | None:
+        """``n`` ids from ``table``'s sequence (PostgreSQL), ascending, so that a group's
+        rows insert in one batch without returning their ids; None elsewhere (the
+        database assigns them on flush)."""
+        if self.db.dialect != "postgresql" or n == 0:
+            return None
+        got = s.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.__tablename__, "n": n},
+        )
+        return sorted(int(v) for v in got.scalars())
+
+    def _rows(self, s: Session, numbers: Sequence[int]) -> list[EventRow]:
+        """The events numbered ``numbers``, locked for update (PostgreSQL), in id order."""
+        if not numbers:
+            return []
+        stmt = select(EventRow).where(EventRow.id.in_(list(numbers))).order_by(EventRow.id)
+        if self.db.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        with s.no_autoflush:
+            return list(s.scalars(stmt))
+
     # -- store mirror and notifications ------------------------------------------------
     @contextmanager
     def batch(self, actor: str = "govern") -> Iterator[None]:
@@ -442,9 +534,21 @@ class Governance:
                 self._dirty_warnings.clear()
                 self._new_warnings.clear()
                 actor = self._batch_actor
-            if self._mirror is not None:
+            if self._mirror is None:
+                return
+            try:
                 self._mirror.events(events, new=new_e, actor=actor)
+                events, new_e = [], set()
                 self._mirror.warnings(warns, new=new_w, actor=actor)
+            except BaseException:  # keep what was not written for the next flush
+                with self._lock:
+                    for e in events:  # a newer state gathered meanwhile wins
+                        self._dirty_events.setdefault(e.id, e)
+                    self._new_events |= new_e
+                    for w in warns:
+                        self._dirty_warnings.setdefault(w.id, w)
+                    self._new_warnings |= new_w
+                raise
 
     def _flush_loop(self) -> None:
         assert self.mirror_every_s is not None
@@ -458,6 +562,10 @@ class Governance:
 
     def close(self) -> None:
         """Stop the write-behind thread (flushing what it gathered) and the webhooks."""
+        at_exit = getattr(self, "_at_exit", None)
+        if at_exit is not None:
+            atexit.unregister(at_exit)
+            self._at_exit = None
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(timeout=30)
@@ -480,7 +588,8 @@ class Governance:
             self.flush()
         for i, (e, new) in enumerate(events):
             kind = kinds[i] if i < len(kinds) else ("event.created" if new else "event.updated")
-            self.hub.publish(kind, e.to_dict())
+            if self.hub.active:
+                self.hub.publish(kind, e.to_dict())
             self._notify_department(e, kind)
 
     def _warning_changed(self, w: Warning, new: bool, actor: str) -> None:
@@ -643,7 +752,115 @@ class Governance:
         nothing stored), idempotent (the same ``idempotency_key``, or the same
         ``channel`` + ``source_id``, answers the event it created the first time),
         checked for duplicates (merged into the parent, which keeps every report), and
-        dispatched automatically when the dispatcher is confident enough."""
+        dispatched automatically when the dispatcher is confident enough.
+
+        Concurrent calls (the server's requests) are committed in groups: one transaction
+        and one audit-chain append (an entry per intake) for the reports that arrived
+        together; each call returns once its own report is committed."""
+        with self._group.preparing():
+            p = self._prepare(
+                service_code,
+                x=x,
+                y=y,
+                description=description,
+                title=title,
+                channel=channel,
+                source_id=source_id,
+                idempotency_key=idempotency_key,
+                reporter=reporter,
+                contact=contact,
+                attributes=attributes,
+                media_url=media_url,
+                attachments=attachments,
+                address=address,
+                priority=priority,
+                received_at=received_at,
+                actor=actor,
+                warning_id=warning_id,
+                dedup=dedup,
+                auto_dispatch=auto_dispatch,
+            )
+        (job,) = self._group.submit([Job(p)])
+        if job.error is not None:
+            raise job.error
+        assert isinstance(job.result, Intake)
+        return job.result
+
+    def intake_many(self, reports: Iterable[Mapping[str, Any]]) -> list[Intake | GovernError]:
+        """Take in many reports (each a mapping of :meth:`intake`'s keyword arguments, with
+        ``service_code``) in groups of one transaction and one audit append each, with the
+        results of taking them in one at a time, in order: an :class:`Intake` per report,
+        or the :class:`~cityos.govern.errors.GovernError` that report alone raised (a bad
+        report never fails another).
+
+        Examples
+        --------
+        >>> import tempfile, cityos
+        >>> from cityos.govern import Governance, load_organisation
+        >>> store = cityos.open_city(tempfile.mkdtemp())
+        >>> _ = load_organisation(store.db, {
+        ...     "city": {"code": "city", "name": "C", "bbox": [0, 0, 1, 1]},
+        ...     "services": [{"code": "pothole", "name": "Pothole"}]})
+        >>> out = Governance(store.db, store).intake_many([
+        ...     {"service_code": "pothole", "x": 0.5, "y": 0.5, "source_id": "a"},
+        ...     {"service_code": "pothole", "x": 5.0, "y": 0.5},
+        ...     {"service_code": "pothole", "x": 0.5, "y": 0.5, "source_id": "a"}])
+        >>> [getattr(r, "id", type(r).__name__) for r in out]
+        ['E-000001', 'OutsideJurisdiction', 'E-000001']
+        """
+        out: list[Intake | GovernError | None] = []
+        jobs: list[Job] = []
+        where: list[int] = []
+        with self._group.preparing():
+            for r in reports:
+                kw = dict(r)
+                try:
+                    code = kw.pop("service_code")
+                except KeyError:
+                    out.append(IntakeError("service_code: required", field="service_code"))
+                    continue
+                try:
+                    p = self._prepare(code, **kw)
+                except GovernError as exc:
+                    out.append(exc)
+                    continue
+                where.append(len(out))
+                out.append(None)
+                jobs.append(Job(p))
+        for i, job in zip(where, self._group.submit(jobs), strict=True):
+            if isinstance(job.error, GovernError):
+                out[i] = job.error
+            elif job.error is not None:
+                raise job.error
+            else:
+                out[i] = job.result
+        return [r for r in out if r is not None]
+
+    def _prepare(
+        self,
+        service_code: str,
+        *,
+        x: float | None = None,
+        y: float | None = None,
+        description: str = "",
+        title: str = "",
+        channel: str = "native",
+        source_id: str | None = None,
+        idempotency_key: str | None = None,
+        reporter: str | Principal | None = None,
+        contact: dict[str, Any] | None = None,
+        attributes: dict[str, Any] | None = None,
+        media_url: str | None = None,
+        attachments: list[Any] | None = None,
+        address: str = "",
+        priority: int = 3,
+        received_at: datetime | str | None = None,
+        actor: str | Principal = "system",
+        warning_id: str | int | None = None,
+        dedup: bool = True,
+        auto_dispatch: bool = True,
+    ) -> _Pending:
+        """Validate one report into what a group commits (nothing stored yet)."""
         attributes = dict(attributes or {})
         contact = {k: v for k, v in dict(contact or {}).items() if v not in (None, "")}
         svc, fx, fy, where = self._validate(
@@ -684,11 +901,6 @@ class Governance:
                 "r": rep_name,
             }
         )
-        if key is not None:
-            found = self._replay(key, fp, from_source=idempotency_key is None)
-            if found is not None:
-                return found
-        wf = Workflow.from_dict(json.loads(svc.workflow or "{}"))
         candidate = Event(
             id="",
             service_code=svc.code,
@@ -725,140 +937,261 @@ class Governance:
             satisfaction=None,
             version=1,
         )
-        parent: int | None = None
-        if dedup and self.deduplicator is not None:
-            parent = self._find_duplicate(candidate)
-        suggestion: tuple[str, str | None, float | None] | None = None
-        if parent is None:
-            suggestion = self._suggest(candidate)
-        actor_name = _actor_name(actor)
-        dispatched = False
-        with audit_transaction(self.db) as s:
+        return _Pending(
+            svc=svc,
+            wf=Workflow.from_dict(json.loads(svc.workflow or "{}")),
+            candidate=candidate,
+            now=now,
+            key=key,
+            fingerprint=fp,
+            from_source=idempotency_key is None,
+            reporter=rep_name,
+            contact=contact,
+            attachments=list(attachments or []),
+            actor=_actor_name(actor),
+            warning_id=warning_number(warning_id) if warning_id is not None else None,
+            dedup=dedup,
+            auto_dispatch=auto_dispatch,
+        )
+
+    # -- the group commit of intakes ----------------------------------------------------
+    def _run_group(self, jobs: list[Job]) -> None:
+        """Commit one group of prepared intakes (see :class:`~cityos.govern._group.GroupCommit`):
+        replays answer known keys, the rest are created together; if the group's
+        transaction fails (a key another process took meanwhile, a database error), each
+        report is retried alone so that one report's failure never fails another."""
+        self._process(jobs, retry=len(jobs) > 1)
+
+    def _process(self, jobs: list[Job], *, retry: bool) -> None:
+        pend: list[_Pending] = [j.value for j in jobs]
+        keys = sorted({p.key for p in pend if p.key is not None})
+        known: set[str] = set()
+        if keys:
+            with self.db.session() as s:
+                known = set(
+                    s.scalars(select(IdempotencyRow.key).where(IdempotencyRow.key.in_(keys)))
+                )
+        fresh: list[Job] = []
+        later: list[Job] = []
+        first: set[str] = set()
+        for j, p in zip(jobs, pend, strict=True):
+            if p.key is not None and (p.key in known or p.key in first):
+                later.append(j)  # answered by the event its key made (now or before)
+                continue
+            if p.key is not None:
+                first.add(p.key)
+            fresh.append(j)
+        if fresh:
+            try:
+                results = self._create([j.value for j in fresh])
+            except Exception as exc:
+                if not retry:
+                    for j in fresh:
+                        j.error = exc
+                else:
+                    for j in fresh:
+                        self._process([j], retry=False)
+            else:
+                for j, r in zip(fresh, results, strict=True):
+                    j.result = r
+        for j in later:
+            p = j.value
+            assert p.key is not None
+            try:
+                found = self._replay(p.key, p.fingerprint, from_source=p.from_source)
+            except GovernError as exc:
+                j.error = exc
+                continue
+            if found is not None:
+                j.result = found
+            elif retry:  # the report that was to make the key failed: this one tries alone
+                self._process([j], retry=False)
+            else:
+                j.error = RuntimeError(f"intake with key {p.key!r} failed")
+
+    def _create(self, pend: list[_Pending]) -> list[Intake]:
+        """Create the events of ``pend`` (keys not yet used) in one transaction."""
+        suggestions = self._suggest_many([p.candidate for p in pend])
+        parents = self._find_duplicates(pend, suggestions)
+        rows: list[EventRow] = []
+        for p, parent, sug in zip(pend, parents, suggestions, strict=True):
+            c = p.candidate
             row = EventRow(
-                service_code=svc.code,
-                category=svc.group,
-                title=(title or svc.name)[:500],
-                description=description,
+                service_code=c.service_code,
+                category=c.category,
+                title=c.title[:500],
+                description=c.description,
                 status="received",
                 department=None,
                 assisting="[]",
                 level=None,
-                unit=candidate.unit,
-                district=candidate.district,
-                priority=priority,
-                channel=channel,
+                unit=c.unit,
+                district=c.district,
+                priority=c.priority,
+                channel=c.channel,
                 parent_id=None,
-                source_id=source_id,
-                warning_id=warning_number(warning_id) if warning_id is not None else None,
-                x=fx,
-                y=fy,
-                address=address,
-                attributes=dumps(attributes),
-                media_url=media_url,
-                received_at=rtime,
-                updated_at=now,
-                due_at=now + wf.deadlines["dispatch"],
-                resolve_by=rtime + wf.resolve_within,
+                source_id=c.source_id,
+                warning_id=p.warning_id,
+                x=c.x,
+                y=c.y,
+                address=c.address,
+                attributes=dumps(c.attributes),
+                media_url=c.media_url,
+                received_at=c.received_at,
+                updated_at=p.now,
+                due_at=p.now + p.wf.deadlines["dispatch"],
+                resolve_by=c.received_at + p.wf.resolve_within,
                 overdue=False,
                 escalations=0,
                 reopens=0,
                 version=1,
             )
-            if suggestion is not None:
-                row.suggested_department, row.suggested_level, row.dispatch_confidence = suggestion
-            s.add(row)
-            s.flush()
-            rep = ReportRow(
-                event_id=parent if parent is not None else row.id,
-                first_event=row.id,
-                channel=channel,
-                source_id=source_id,
-                token=secrets.token_hex(16),
-                reporter=rep_name,
-                contact=dumps(contact),
-                description=description,
-                media_url=media_url,
-                attachments=dumps(list(attachments or [])),
-                x=fx,
-                y=fy,
-                received_at=rtime,
-            )
-            s.add(rep)
-            s.flush()
-            self._record(s, row, "receive", None, actor_name, f"via {channel}")
-            changed: list[tuple[EventRow, bool]] = [(row, True)]
-            if parent is not None:
-                prow = self._row(s, parent, lock=True)
-                self._apply(
-                    s,
-                    row,
-                    "merge",
-                    actor_name,
-                    f"duplicate of {format_event_id(prow.id)}",
-                    now,
-                    parent=prow.id,
-                )
-                prow.version += 1
-                prow.updated_at = now
-                self._record(
-                    s,
-                    prow,
-                    "note",
-                    prow.status,
-                    actor_name,
-                    f"report {rep.id} merged from duplicate {format_event_id(row.id)}",
-                )
-                changed.append((prow, False))
-            elif (
-                auto_dispatch
-                and suggestion is not None
-                and suggestion[2] is not None
-                and self.dispatcher is not None
-                and suggestion[2] >= self.auto_dispatch_threshold
-            ):
-                self._apply(
-                    s,
-                    row,
-                    "dispatch",
-                    "system:auto-dispatch",
-                    f"automatic: confidence {suggestion[2]:.2f}",
-                    now,
-                    department=suggestion[0],
-                )
-                row.dispatch_mode = "auto"
-                dispatched = True
-            if key is not None:
-                s.add(
-                    IdempotencyRow(
-                        key=key, fingerprint=fp, event_id=row.id, report_id=rep.id, created_at=now
+            if parent is None and sug is not None:
+                row.suggested_department, row.suggested_level, row.dispatch_confidence = sug
+            rows.append(row)
+        out: list[Intake] = []
+        changed: list[tuple[Event, bool]] = []
+        entries: list[dict[str, Any]] = []
+        with audit_transaction(self.db) as s:
+            ids = self._new_ids(s, EventRow, len(rows))
+            for row, n in zip(rows, ids or (), strict=False):
+                row.id = n
+            s.add_all(rows)
+            if ids is None:
+                s.flush()
+            # the stored parents, locked in one query (in id order: no deadlock with
+            # another process's group) and known to exist
+            stored = sorted({pa[1] for pa in parents if pa is not None and pa[0] == "db"})
+            prows = {r.id: r for r in self._rows(s, stored)}
+            for n in stored:
+                if n not in prows:
+                    raise EventNotFound(f"no event {format_event_id(n)}")
+            prows.update((r.id, r) for r in rows)
+            reps: list[ReportRow] = []
+            for p, row, parent in zip(pend, rows, parents, strict=True):
+                c = p.candidate
+                pid = rows[parent[1]].id if parent is not None and parent[0] == "new" else None
+                reps.append(
+                    ReportRow(
+                        event_id=(parent[1] if pid is None else pid) if parent else row.id,
+                        first_event=row.id,
+                        channel=c.channel,
+                        source_id=c.source_id,
+                        token=secrets.token_hex(16),
+                        reporter=p.reporter,
+                        contact=dumps(p.contact),
+                        description=c.description,
+                        media_url=c.media_url,
+                        attachments=dumps(p.attachments),
+                        x=c.x,
+                        y=c.y,
+                        received_at=c.received_at,
                     )
                 )
-            append_audit(
-                s,
-                actor=actor_name,
-                action="govern.intake",
-                dataset="events",
-                detail={
-                    "event": format_event_id(row.id),
-                    "service": svc.code,
-                    "channel": channel,
-                    "merged_into": format_event_id(parent) if parent else None,
-                    "dispatched": dispatched,
-                },
-            )
+            rep_ids = self._new_ids(s, ReportRow, len(reps))
+            for rep, n in zip(reps, rep_ids or (), strict=False):
+                rep.id = n
+            s.add_all(reps)
+            if rep_ids is None:
+                s.flush()
+            done: list[tuple[list[EventRow], bool]] = []
+            for p, row, rep, parent, sug in zip(
+                pend, rows, reps, parents, suggestions, strict=True
+            ):
+                mine: list[EventRow] = [row]
+                self._record(s, row, "receive", None, p.actor, f"via {row.channel}")
+                dispatched = False
+                if parent is not None:
+                    prow = prows[rep.event_id]
+                    self._apply(
+                        s,
+                        row,
+                        "merge",
+                        p.actor,
+                        f"duplicate of {format_event_id(prow.id)}",
+                        p.now,
+                        parent=prow.id,
+                    )
+                    prow.version += 1
+                    prow.updated_at = p.now
+                    self._record(
+                        s,
+                        prow,
+                        "note",
+                        prow.status,
+                        p.actor,
+                        f"report {rep.id} merged from duplicate {format_event_id(row.id)}",
+                    )
+                    mine.append(prow)
+                elif self._auto(p, sug):
+                    assert sug is not None and sug[2] is not None
+                    self._apply(
+                        s,
+                        row,
+                        "dispatch",
+                        "system:auto-dispatch",
+                        f"automatic: confidence {sug[2]:.2f}",
+                        p.now,
+                        department=sug[0],
+                    )
+                    row.dispatch_mode = "auto"
+                    dispatched = True
+                if p.key is not None:
+                    s.add(
+                        IdempotencyRow(
+                            key=p.key,
+                            fingerprint=p.fingerprint,
+                            event_id=row.id,
+                            report_id=rep.id,
+                            created_at=p.now,
+                        )
+                    )
+                entries.append(
+                    {
+                        "actor": p.actor,
+                        "action": "govern.intake",
+                        "dataset": "events",
+                        "detail": {
+                            "event": format_event_id(row.id),
+                            "service": row.service_code,
+                            "channel": row.channel,
+                            "merged_into": format_event_id(rep.event_id) if parent else None,
+                            "dispatched": dispatched,
+                        },
+                    }
+                )
+                done.append((mine, dispatched))
+            trans = [o for o in s.new if isinstance(o, TransitionRow) and o.id is None]
+            for t, n in zip(trans, self._new_ids(s, TransitionRow, len(trans)) or (), strict=False):
+                t.id = n
+            append_audits(s, entries)
             s.flush()
-            objs = [(self._event_obj(r), new) for r, new in changed]
-            report = self._report_obj(rep)
-        self._changed(objs, actor_name)
-        own = objs[0][0]
-        top = objs[1][0] if parent is not None else own
-        return Intake(
-            event=top,
-            report=report,
-            created=True,
-            merged_into=top.id if parent is not None else None,
-            dispatched=dispatched,
-            own_event=own.id,
+            for (mine, dispatched), rep in zip(done, reps, strict=True):
+                objs = [self._event_obj(r) for r in mine]
+                changed.extend((o, k == 0) for k, o in enumerate(objs))
+                top = objs[-1]
+                out.append(
+                    Intake(
+                        event=top,
+                        report=self._report_obj(rep),
+                        created=True,
+                        merged_into=top.id if len(objs) > 1 else None,
+                        dispatched=dispatched,
+                        own_event=objs[0].id,
+                    )
+                )
+        actors = {p.actor for p in pend}
+        self._changed(changed, actors.pop() if len(actors) == 1 else "govern")
+        return out
+
+    def _auto(self, p: _Pending, sug: tuple[str, str | None, float | None] | None) -> bool:
+        """Whether a report that is not a duplicate dispatches automatically."""
+        return (
+            p.auto_dispatch
+            and sug is not None
+            and sug[2] is not None
+            and self.dispatcher is not None
+            and sug[2] >= self.auto_dispatch_threshold
         )
 
     def _replay(self, key: str, fp: str, *, from_source: bool) -> Intake | None:
@@ -883,54 +1216,209 @@ class Governance:
                 own_event=format_event_id(own.id),
             )
 
-    def _find_duplicate(self, cand: Event) -> int | None:
-        assert self.deduplicator is not None
+    def _find_duplicates(
+        self,
+        pend: Sequence[_Pending],
+        suggestions: Sequence[tuple[str, str | None, float | None] | None],
+    ) -> list[tuple[str, int] | None]:
+        """The parent of each report of a group, as taking them in one at a time in order
+        would find it: ``("db", event number)``, ``("new", index in the group)`` or None.
+
+        Candidates are the open events without a parent near each report in place and
+        time (the newest 200), plus the group's earlier reports that were not merged,
+        as they will be stored. With a detector that has ``find_many`` the whole group
+        is scored in one call; a report whose candidates included an earlier report of
+        the group that turned out to be a duplicate is scored again without it."""
+        out: list[tuple[str, int] | None] = [None] * len(pend)
+        todo = [i for i, p in enumerate(pend) if p.dedup and self.deduplicator is not None]
+        if not todo:
+            return out
+        det = self.deduplicator
+        assert det is not None
+        stored = self._dedup_candidates([pend[i].candidate for i in todo])
+        win, ahead = self.dedup_window, timedelta(hours=1)
+        # each earlier report of the group as a candidate record, as it will be stored
+        mine: dict[int, dict[str, Any]] = {}
+        for i in todo:
+            c, sug = pend[i].candidate, suggestions[i]
+            rec = hook_record(c)
+            rec["id"] = f"{_NEW}{i}"
+            if self._auto(pend[i], sug):
+                assert sug is not None
+                rec["status"], rec["department"] = "dispatched", sug[0]
+                rec["level"] = self.jurisdictions.level_of(self._department(sug[0]).unit)
+            mine[i] = rec
+        full: list[list[tuple[datetime, int, dict[str, Any]]]] = []
+        for k, i in enumerate(todo):
+            c = pend[i].candidate
+            dlat, dlon = self._dedup_box(c)
+            lst = list(stored[k])
+            for j in todo[:k]:
+                o = pend[j].candidate
+                if (
+                    c.received_at - win <= o.received_at <= c.received_at + ahead
+                    and c.x - dlon <= o.x <= c.x + dlon
+                    and c.y - dlat <= o.y <= c.y + dlat
+                ):
+                    lst.append((o.received_at, _NEW_BASE + j, mine[j]))
+            lst.sort(key=lambda e: (e[0], e[1]), reverse=True)
+            full.append(lst)
+        merged: set[int] = set()
+
+        def listed(k: int, skip: set[int]) -> list[dict[str, Any]]:
+            return [r for _, n, r in full[k] if n < _NEW_BASE or (n - _NEW_BASE) not in skip][
+                :_DEDUP_CANDIDATES
+            ]
+
+        find_many = getattr(det, "find_many", None)
+        memo: dict[Any, Any] | None = None
+        if find_many is not None and "memo" in inspect.signature(find_many).parameters:
+            memo = {}
+            find_many = functools.partial(find_many, memo=memo)
+        recs = [hook_record(pend[i].candidate) for i in todo]
+        first: list[Any] | None = None
+        if find_many is not None:
+            lists = [listed(k, set()) for k in range(len(todo))]
+            busy = [k for k in range(len(todo)) if lists[k]]
+            got = list(find_many([recs[k] for k in busy], [lists[k] for k in busy]))
+            first = [None] * len(todo)
+            for k, m in zip(busy, got, strict=True):
+                first[k] = m
+        for k, i in enumerate(todo):
+            cl = listed(k, merged)
+            if not cl:
+                continue
+            if first is not None and not any(
+                n >= _NEW_BASE and (n - _NEW_BASE) in merged for _, n, _r in full[k]
+            ):
+                m = first[k]
+            elif memo is not None and find_many is not None:
+                m = find_many([recs[k]], [cl])[0]  # its pairs are scored: no model call
+            else:
+                m = det.find(recs[k], cl)
+            pid = _match_parent(m)
+            if pid is None:
+                continue
+            if pid.startswith(_NEW):
+                out[i] = ("new", int(pid[len(_NEW) :]))
+            else:
+                out[i] = ("db", event_number(pid))
+            merged.add(i)
+        return out
+
+    def _dedup_box(self, c: Event) -> tuple[float, float]:
         dlat = self.dedup_radius_m / 111_320.0
-        dlon = dlat / max(math.cos(math.radians(cand.y)), 0.01)
-        with self.db.session() as s:
-            rows = list(
-                s.scalars(
-                    select(EventRow)
-                    .where(
-                        EventRow.parent_id.is_(None),
-                        EventRow.status != "closed",
-                        EventRow.received_at >= cand.received_at - self.dedup_window,
-                        EventRow.received_at <= cand.received_at + timedelta(hours=1),
-                        EventRow.x.between(cand.x - dlon, cand.x + dlon),
-                        EventRow.y.between(cand.y - dlat, cand.y + dlat),
-                    )
-                    .order_by(EventRow.received_at.desc())
-                    .limit(200)
+        return dlat, dlat / max(math.cos(math.radians(c.y)), 0.01)
+
+    def _dedup_candidates(
+        self, cands: Sequence[Event]
+    ) -> list[list[tuple[datetime, int, dict[str, Any]]]]:
+        """Per report, the newest :data:`_DEDUP_CANDIDATES` stored open events without a
+        parent in its place and time window, newest first, as ``(received_at, number,
+        hook record)``, reading only the columns the hooks see: on PostgreSQL one query
+        for the group (a lateral join over the reports' windows), elsewhere one per report."""
+        win, ahead = self.dedup_window, timedelta(hours=1)
+        boxes = []
+        for c in cands:
+            dlat, dlon = self._dedup_box(c)
+            boxes.append(
+                (
+                    c.received_at - win,
+                    c.received_at + ahead,
+                    c.x - dlon,
+                    c.x + dlon,
+                    c.y - dlat,
+                    c.y + dlat,
                 )
             )
-            cands = [self._event_obj(r) for r in rows]
-        if not cands:
-            return None
-        m = self.deduplicator.find(hook_record(cand), [hook_record(c) for c in cands])
-        if m is None:
-            return None
-        pid = next(
-            (getattr(m, a) for a in ("parent", "parent_id", "event_id") if getattr(m, a, None)),
-            None,
+        names = (
+            "id",
+            "received_at",
+            "x",
+            "y",
+            "service_code",
+            "category",
+            "title",
+            "description",
+            "status",
+            "department",
+            "level",
+            "channel",
         )
-        if pid is None and isinstance(m, str | int):
-            pid = m
-        if pid is None:
-            return None
-        return event_number(pid)
+        out: list[list[tuple[datetime, int, dict[str, Any]]]] = [[] for _ in cands]
+        with self.db.session() as s:
+            if self.db.dialect == "postgresql":
+                cols = ", ".join(f"e.{n}" for n in names)
+                sql = text(
+                    f"SELECT b.k, {cols} FROM unnest(CAST(:k AS int[]), "
+                    "CAST(:t0 AS timestamptz[]), CAST(:t1 AS timestamptz[]), "
+                    "CAST(:x0 AS float8[]), CAST(:x1 AS float8[]), CAST(:y0 AS float8[]), "
+                    "CAST(:y1 AS float8[])) AS b(k, t0, t1, x0, x1, y0, y1) "
+                    f"CROSS JOIN LATERAL (SELECT {', '.join(names)} FROM {EventRow.__tablename__} "
+                    "WHERE parent_id IS NULL AND status <> 'closed' "
+                    "AND received_at >= b.t0 AND received_at <= b.t1 "
+                    "AND x BETWEEN b.x0 AND b.x1 AND y BETWEEN b.y0 AND b.y1 "
+                    f"ORDER BY received_at DESC, id DESC LIMIT {_DEDUP_CANDIDATES}) AS e "
+                    "ORDER BY b.k, e.received_at DESC, e.id DESC"
+                )
+                cols6 = list(zip(*boxes, strict=True))
+                params = {"k": list(range(len(boxes)))}
+                params.update(
+                    {
+                        n: list(v)
+                        for n, v in zip(("t0", "t1", "x0", "x1", "y0", "y1"), cols6, strict=True)
+                    }
+                )
+                rows = [(int(r[0]), r[1:]) for r in s.execute(sql, params)]
+            else:
+                E = EventRow
+                q = select(*(getattr(E, n) for n in names))
+                rows = []
+                for k, (t0, t1, x0, x1, y0, y1) in enumerate(boxes):
+                    stmt = (
+                        q.where(
+                            E.parent_id.is_(None),
+                            E.status != "closed",
+                            E.received_at >= t0,
+                            E.received_at <= t1,
+                            E.x.between(x0, x1),
+                            E.y.between(y0, y1),
+                        )
+                        .order_by(E.received_at.desc(), E.id.desc())
+                        .limit(_DEDUP_CANDIDATES)
+                    )
+                    rows.extend((k, tuple(r)) for r in s.execute(stmt))
+        for k, r in rows:
+            rec = dict(zip(names, r, strict=True))
+            n = int(rec["id"])
+            t = utc(rec.pop("received_at"))
+            assert t is not None
+            rec.update(id=format_event_id(n), t=t, parent_id=None)
+            out[k].append((t, n, rec))
+        return out
 
-    def _suggest(self, cand: Event) -> tuple[str, str | None, float | None] | None:
-        if self.dispatcher is not None:
-            out = list(self.dispatcher.predict([hook_record(cand)]))
-            if out:
-                label, _level, conf = out[0]
-                dept = self.jurisdictions.resolve(label)
-                if dept is not None and self.jurisdictions.holds(dept, cand.x, cand.y):
-                    return dept, self.jurisdictions.department_level(dept), float(conf)
-        resp = self.jurisdictions.responsible(self.service(cand.service_code), cand.x, cand.y)
-        if resp:
-            return resp[0], self.jurisdictions.department_level(resp[0]), None
-        return None
+    def _suggest_many(
+        self, cands: Sequence[Event]
+    ) -> list[tuple[str, str | None, float | None] | None]:
+        """The dispatcher's suggestion for each report (one model call for the group), or
+        the routing table's responsible department."""
+        preds: list[tuple[str | None, str | None, float] | None] = [None] * len(cands)
+        if self.dispatcher is not None and cands:
+            got = list(self.dispatcher.predict([hook_record(c) for c in cands]))
+            for i, q in enumerate(got[: len(cands)]):
+                preds[i] = (q[0], q[1], float(q[2]))
+        out: list[tuple[str, str | None, float | None] | None] = []
+        for c, pr in zip(cands, preds, strict=True):
+            if pr is not None:
+                dept = self.jurisdictions.resolve(pr[0])
+                if dept is not None and self.jurisdictions.holds(dept, c.x, c.y):
+                    out.append((dept, self.jurisdictions.department_level(dept), pr[2]))
+                    continue
+            resp = self.jurisdictions.responsible(self.service(c.service_code), c.x, c.y)
+            out.append(
+                (resp[0], self.jurisdictions.department_level(resp[0]), None) if resp else None
+            )
+        return out
 
     # -- workflow ----------------------------------------------------------------------
     def _record(

@@ -42,6 +42,11 @@ class Hub:
 
         return unsubscribe
 
+    @property
+    def active(self) -> bool:
+        """Whether anyone listens (a publisher may skip building the payload)."""
+        return bool(self._subs)
+
     def publish(self, kind: str, payload: dict[str, Any]) -> None:
         with self._lock:
             subs = list(self._subs)

@@ -302,54 +302,120 @@ class DuplicateDetector:
         and ``status``; a duplicate row stands for its parent), or None. Rows may be
         mappings, objects with those attributes (governance's ``Event``, whose
         ``received_at`` is the time) or a DataFrame."""
+        return self.find_many([event], [candidates])[0]
+
+    def find_many(
+        self,
+        events: Sequence[Any],
+        candidates: Sequence[Any],
+        *,
+        memo: dict[tuple[Any, ...], float] | None = None,
+    ) -> list[Match | None]:
+        """:meth:`find` for each ``(event, candidates)`` pair, scored in one pass (one text
+        transform and one classifier call for all pairs): the same answers as calling
+        :meth:`find` on each, at a fraction of the cost (governance's group commit).
+
+        A pair's score depends only on the two reports, so ``memo`` (a dict the caller
+        keeps, keyed by both reports' place, time and text) saves scoring a pair twice:
+        asking again with fewer candidates costs no model call."""
         self._require()
-        ev = as_record(event)
-        recs: list[dict[Any, Any]] = (
-            candidates.to_dict("records")
-            if isinstance(candidates, pd.DataFrame)
-            else [as_record(c) for c in candidates]
-        )
-        recs = [r for r in recs if r.get("status") not in ("closed", "verified")]
-        if not recs:
-            return None
-        t_new = _ts(ev["t"])
-        ct = np.array([_ts(r["t"]) for r in recs])
-        cx = np.array([float(r["x"]) for r in recs])
-        cy = np.array([float(r["y"]) for r in recs])
-        d = _hav(float(ev["x"]), float(ev["y"]), cx, cy)
-        cat = str(ev.get("category"))
-        keep = (
-            np.array([str(r.get("category")) == cat for r in recs])
-            & (d <= self.radius_m)
-            & (t_new - ct <= self.window_h * 3600.0)
-            & (t_new - ct >= -3600.0)
-        )
-        if ev.get("id") is not None:
-            keep &= np.array([str(r.get("id")) != str(ev["id"]) for r in recs])
-        if not keep.any():
-            return None
-        idx = np.flatnonzero(keep)
-        n = len(idx)
-        texts = [_text(recs[k]) for k in idx] + [_text(ev)]
-        feats = self._features_of(
-            np.append(cx[idx], float(ev["x"])),
-            np.append(cy[idx], float(ev["y"])),
-            np.append(ct[idx], t_new),
-            texts,
-            np.full(n, n, dtype=np.int64),
-            np.arange(n, dtype=np.int64),
-        )
-        with _one_thread():
-            scores = np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
-        best = int(np.argmax(scores))
-        if scores[best] < self.threshold:
-            return None
-        row = recs[int(idx[best])]
-        pid = row.get("parent_id")
-        parent = str(pid) if isinstance(pid, str) and pid else str(row["id"])
-        return Match(
-            parent, float(scores[best]), float(d[idx[best]]), (t_new - ct[idx[best]]) / 3600.0
-        )
+        xs: list[float] = []
+        ys: list[float] = []
+        ts: list[float] = []
+        texts: list[str] = []
+        pi: list[int] = []
+        pj: list[int] = []
+        todo: list[tuple[int, tuple[Any, ...]]] = []  # (pair, key) to score
+        pair_scores: list[float] = []
+        keep_of: list[tuple[list[dict[Any, Any]], Any, Any, Any, float, int, int]] = []
+        for event, cands in zip(events, candidates, strict=True):
+            ev = as_record(event)
+            recs: list[dict[Any, Any]] = (
+                cands.to_dict("records")
+                if isinstance(cands, pd.DataFrame)
+                else [as_record(c) for c in cands]
+            )
+            recs = [r for r in recs if r.get("status") not in ("closed", "verified")]
+            start = len(pair_scores)
+            if not recs:
+                keep_of.append((recs, None, None, None, 0.0, start, start))
+                continue
+            t_new = _ts(ev["t"])
+            ct = np.array([_ts(r["t"]) for r in recs])
+            cx = np.array([float(r["x"]) for r in recs])
+            cy = np.array([float(r["y"]) for r in recs])
+            d = _hav(float(ev["x"]), float(ev["y"]), cx, cy)
+            cat = str(ev.get("category"))
+            keep = (
+                np.array([str(r.get("category")) == cat for r in recs])
+                & (d <= self.radius_m)
+                & (t_new - ct <= self.window_h * 3600.0)
+                & (t_new - ct >= -3600.0)
+            )
+            if ev.get("id") is not None:
+                keep &= np.array([str(r.get("id")) != str(ev["id"]) for r in recs])
+            idx = np.flatnonzero(keep)
+            ev_text = _text(ev)
+            ev_node = -1
+            for k in idx:
+                c_text = _text(recs[k])
+                key = (float(ev["x"]), float(ev["y"]), t_new, ev_text, cx[k], cy[k], ct[k], c_text)
+                if memo is not None and key in memo:
+                    pair_scores.append(memo[key])
+                    continue
+                if ev_node < 0:
+                    ev_node = len(texts)
+                    xs.append(float(ev["x"]))
+                    ys.append(float(ev["y"]))
+                    ts.append(t_new)
+                    texts.append(ev_text)
+                xs.append(cx[k])
+                ys.append(cy[k])
+                ts.append(ct[k])
+                texts.append(c_text)
+                pi.append(ev_node)
+                pj.append(len(texts) - 1)
+                todo.append((len(pair_scores), key))
+                pair_scores.append(math.nan)
+            keep_of.append((recs, idx, d, ct, t_new, start, len(pair_scores)))
+        scores = np.array(pair_scores, dtype=np.float64)
+        if todo:
+            feats = self._features_of(
+                np.array(xs, dtype=np.float64),
+                np.array(ys, dtype=np.float64),
+                np.array(ts, dtype=np.float64),
+                texts,
+                np.array(pi, dtype=np.int64),
+                np.array(pj, dtype=np.int64),
+            )
+            with _one_thread():
+                got = np.asarray(self._clf.predict_proba(feats)[:, 1], dtype=np.float64)
+            for (pos, key), v in zip(todo, got, strict=True):
+                scores[pos] = v
+                if memo is not None:
+                    memo[key] = float(v)
+        out: list[Match | None] = []
+        for recs, idx, d, ct, t_new, a, b in keep_of:
+            if a == b:
+                out.append(None)
+                continue
+            sc = scores[a:b]
+            best = int(np.argmax(sc))
+            if sc[best] < self.threshold:
+                out.append(None)
+                continue
+            row = recs[int(idx[best])]
+            pid = row.get("parent_id")
+            parent = str(pid) if isinstance(pid, str) and pid else str(row["id"])
+            out.append(
+                Match(
+                    parent,
+                    float(sc[best]),
+                    float(d[idx[best]]),
+                    (t_new - ct[idx[best]]) / 3600.0,
+                )
+            )
+        return out
 
     def run(self, reports: pd.DataFrame) -> pd.DataFrame:
         """Online duplicate detection over ``reports`` in time order (as intake would):

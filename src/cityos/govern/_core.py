@@ -693,9 +693,16 @@ class Governance:
         nothing stored), idempotent (the same ``idempotency_key``, or the same
         ``channel`` + ``source_id``, answers the event it created the first time),
         checked for duplicates (merged into the parent, which keeps every report), and
-        dispatched automatically when the dispatcher is confident enough."""
+        dispatched automatically when the dispatcher is confident enough. Without ``x``
+        and ``y`` an ``address`` is located in the city's gazetteer (refused, naming
+        ``address``, below the geocoder's confidence threshold)."""
         attributes = dict(attributes or {})
         contact = {k: v for k, v in dict(contact or {}).items() if v not in (None, "")}
+        if (x is None or y is None) and address.strip():
+            from cityos.govern._geocode import locate  # the city's own gazetteer
+
+            hit = locate(self, address, field="address")
+            x, y = hit.x, hit.y
         svc, fx, fy, where = self._validate(
             service_code, x, y, channel, priority, attributes, contact, media_url, description
         )

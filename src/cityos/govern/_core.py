@@ -168,6 +168,7 @@ def hook_record(e: Event) -> dict[str, Any]:
         "department": e.department,
         "level": e.level,
         "channel": e.channel,
+        "address": e.address,
     }
 
 

@@ -1392,7 +1392,8 @@ class Governance:
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
         """The timer: mark every event past a deadline overdue (once per step) and escalate
-        overdue work one level up where the service's workflow says so."""
+        overdue work one level up where the service's workflow says so. Imported history
+        (``dispatch_mode == "imported"``) is judged by its own dates, not by the timer."""
         now = utc(now) if now is not None else self.now()
         assert now is not None
         overdue: list[str] = []
@@ -1404,6 +1405,8 @@ class Governance:
                     select(EventRow)
                     .where(
                         EventRow.status != "closed",
+                        # imported history keeps its own clock (see _bulk)
+                        or_(EventRow.dispatch_mode.is_(None), EventRow.dispatch_mode != "imported"),
                         or_(
                             EventRow.due_at < now,
                             and_(
@@ -1867,12 +1870,14 @@ class Governance:
         start: datetime | None = None,
         end: datetime | None = None,
         min_sample: int = 20,
+        scope: str = "all",
     ) -> list[dict[str, Any]]:
-        """行政问效: per department, per administrative level or per district. See
+        """行政问效: per department, administrative level, district, service or source
+        (live or imported history); ``scope`` ``"live"`` or ``"history"`` keeps one. See
         :func:`cityos.govern._evaluate.evaluate`."""
         from cityos.govern._evaluate import evaluate
 
-        return evaluate(self, level, start=start, end=end, min_sample=min_sample)
+        return evaluate(self, level, start=start, end=end, min_sample=min_sample, scope=scope)
 
     def kpi(self) -> dict[str, Any]:
         from cityos.govern._evaluate import kpi

@@ -283,11 +283,15 @@ def import_(
 
 @govern_app.command("evaluate")
 def evaluate(
-    level: str = "department", min_sample: int = 20, home: HomeOpt = None, as_json: JsonOpt = False
+    level: str = "department",
+    min_sample: int = 20,
+    scope: Annotated[str, typer.Option(help="all | live | history (imported)")] = "all",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """On-time rate (open overdue work counted), handling-time percentiles, reopen rate,
-    satisfaction per department, level, district or service."""
-    rows = _gov(home).evaluate(level, min_sample=min_sample)
+    satisfaction per department, level, district, service or source."""
+    rows = _gov(home).evaluate(level, min_sample=min_sample, scope=scope)
     if as_json:
         _print(rows, True)
         return

@@ -505,7 +505,8 @@ async def outcome(request: Request, user: CurrentUser, warning_id: str, body: Ou
 # -- figures -----------------------------------------------------------------------------
 @native.get("/kpi")
 async def kpi(request: Request, user: CurrentUser) -> Any:
-    """events_today, open_events, overdue, open_warnings, on_time_rate."""
+    """events_today, open_events, overdue, open_warnings, on_time_rate of live intake;
+    imported history apart under ``history``."""
 
     def run() -> dict[str, Any]:
         _need(user, _DISPATCH | {"department_staff"}, "read the KPI")
@@ -522,10 +523,16 @@ async def evaluation(
     start: datetime | None = None,
     end: datetime | None = None,
     min_sample: Annotated[int, Query(ge=1, le=100_000)] = 20,
+    scope: str = "all",
 ) -> Any:
+    """Per ``level`` (department, level, district, service, source); ``scope`` all, live
+    or history (imported requests, judged by their own dates)."""
+
     def run() -> list[dict[str, Any]]:
         _need(user, _DISPATCH, "read the evaluation")
-        return governance(request).evaluate(level, start=start, end=end, min_sample=min_sample)
+        return governance(request).evaluate(
+            level, start=start, end=end, min_sample=min_sample, scope=scope
+        )
 
     return await _run(run)
 

@@ -28,6 +28,15 @@ def _ctx(tmp_path: Path) -> DemoContext:
         ),
     )
     store.append("districts", city.districts.rename(columns={"district_id": "id"}))
+    store.create_dataset(  # the city's named places, as the Sense chapter stores them
+        "pois",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            id_type="int64",
+            fields=(Field("name"), Field("category"), Field("district_id", "int64")),
+        ),
+    )
+    store.append("pois", city.pois.rename(columns={"poi_id": "id"}))
     return DemoContext(
         home=tmp_path / "city",
         report=DemoReport(home=tmp_path),
@@ -83,7 +92,8 @@ def test_govern_chapter_plain_workflow(tmp_path: Path) -> None:
         2,
         1,
     )  # one station is outside
-    assert f["govern.events"] == f["govern.reports"] - f["govern.outside"] + 1
+    # + the warning's event and the address-only report of the grid worker's scene
+    assert f["govern.events"] == f["govern.reports"] - f["govern.outside"] + 2
     assert f["govern.reports"] > 30
     assert f["govern.dedup_merged"] == 0 and f["govern.auto_dispatched_share"] == 0
     assert f["govern.escalated"] >= 0 and 0 <= f["govern.on_time_rate"] <= 1
@@ -94,6 +104,14 @@ def test_govern_chapter_plain_workflow(tmp_path: Path) -> None:
     day = next(s for s in ctx.report.sections if s.title.startswith("Governance: one day"))
     assert "open311" in day.rows[1][1]
     assert "Warnings → events → outcomes: each rule's measured precision" in titles
+    # an address-only Open311 report, geocoded, reaches its grid worker on both channels
+    grid = next(s for s in ctx.report.sections if s.title.startswith("A grid worker's event"))
+    what = dict(grid.rows)
+    assert "located at" in what["address-only Open311 report"]
+    assert what["assigned to"].startswith("grid-")
+    assert "signature verified" in what["webhook to the worker"]
+    assert f["govern.grid_webhook_delivered"] == 1 and f["govern.grid_stream_received"] == 1
+    assert what["the worker's live stream"].startswith("event.assigned E-")
     gov = ctx.state["governance"]
     assert all(
         e.status

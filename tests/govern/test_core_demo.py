@@ -9,8 +9,9 @@ import pytest
 
 from cityos.demo._govern import run_govern
 from cityos.demo._story import DemoContext, DemoReport
-from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 from cityos.store import Store
+
+from .conftest import add_places
 
 
 def _ctx(tmp_path: Path) -> DemoContext:
@@ -18,25 +19,7 @@ def _ctx(tmp_path: Path) -> DemoContext:
 
     city = make_city(seed=7, size_km=8, spacing_m=800)
     store = Store(tmp_path / "city")
-    store.create_dataset(
-        "districts",
-        DatasetSchema(
-            ModelKind.POINT_STATIC,
-            geometry_type=GeometryType.REGION,
-            id_type="int64",
-            fields=(Field("name"),),
-        ),
-    )
-    store.append("districts", city.districts.rename(columns={"district_id": "id"}))
-    store.create_dataset(  # the city's named places, as the Sense chapter stores them
-        "pois",
-        DatasetSchema(
-            ModelKind.POINT_STATIC,
-            id_type="int64",
-            fields=(Field("name"), Field("category"), Field("district_id", "int64")),
-        ),
-    )
-    store.append("pois", city.pois.rename(columns={"poi_id": "id"}))
+    add_places(store, city)
     return DemoContext(
         home=tmp_path / "city",
         report=DemoReport(home=tmp_path),

@@ -22,14 +22,13 @@ from cityos.govern import Governance, IntakeError, generate_organisation
 from cityos.govern._geocode import Geocoder, geocoder_for, parse, reverse_geocode, to_zh
 from cityos.govern._tables import EventRow
 from cityos.govern.hazchem import load_world
-from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 from cityos.store import Store
 from cityos.synth import make_city
 from cityos.synth._hazchem import make_hazchem
 from cityos.synth._reports import _EN_LANDMARK, _ZH_LANDMARK
 from cityos.testing.postgres import fresh_database
 
-from .conftest import SECRET
+from .conftest import SECRET, add_places
 
 
 @dataclass
@@ -50,25 +49,7 @@ def _build(home: Path, url: str) -> Named:
     settings = Settings(home=home, database_url=url, secret_key=SECRET)
     store = Store(settings=settings)
     city = make_city(seed=7, size_km=8.0, n_districts=6)
-    store.create_dataset(
-        "districts",
-        DatasetSchema(
-            ModelKind.POINT_STATIC,
-            geometry_type=GeometryType.REGION,
-            id_type="int64",
-            fields=(Field("name"),),
-        ),
-    )
-    store.append("districts", city.districts.rename(columns={"district_id": "id"}))
-    store.create_dataset(
-        "pois",
-        DatasetSchema(
-            ModelKind.POINT_STATIC,
-            id_type="int64",
-            fields=(Field("name"), Field("category"), Field("district_id", "int64")),
-        ),
-    )
-    store.append("pois", city.pois.rename(columns={"poi_id": "id"}))
+    add_places(store, city)
     load_world(store, make_hazchem(city, 6, days=1, seed=1))  # enterprises
     generate_organisation(store.db, store, streets_per_district=2, grids_per_street=4)
     gov = Governance(store.db, store, webhooks=False)

@@ -302,3 +302,28 @@ def served(
     live.stop()
     s.client.close()
     s.city.store.close()
+
+
+def add_places(store: Store, city: Any) -> None:
+    """The generated city's districts and POIs as the demo's Sense chapter stores them."""
+    from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
+
+    store.create_dataset(
+        "districts",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            geometry_type=GeometryType.REGION,
+            id_type="int64",
+            fields=(Field("name"),),
+        ),
+    )
+    store.append("districts", city.districts.rename(columns={"district_id": "id"}))
+    store.create_dataset(
+        "pois",
+        DatasetSchema(
+            ModelKind.POINT_STATIC,
+            id_type="int64",
+            fields=(Field("name"), Field("category"), Field("district_id", "int64")),
+        ),
+    )
+    store.append("pois", city.pois.rename(columns={"poi_id": "id"}))

@@ -9,8 +9,9 @@ import pytest
 
 from cityos.demo._govern import run_govern
 from cityos.demo._story import DemoContext, DemoReport
-from cityos.model import DatasetSchema, Field, GeometryType, ModelKind
 from cityos.store import Store
+
+from .conftest import add_places
 
 
 def _ctx(tmp_path: Path) -> DemoContext:
@@ -18,16 +19,7 @@ def _ctx(tmp_path: Path) -> DemoContext:
 
     city = make_city(seed=7, size_km=8, spacing_m=800)
     store = Store(tmp_path / "city")
-    store.create_dataset(
-        "districts",
-        DatasetSchema(
-            ModelKind.POINT_STATIC,
-            geometry_type=GeometryType.REGION,
-            id_type="int64",
-            fields=(Field("name"),),
-        ),
-    )
-    store.append("districts", city.districts.rename(columns={"district_id": "id"}))
+    add_places(store, city)
     return DemoContext(
         home=tmp_path / "city",
         report=DemoReport(home=tmp_path),
@@ -83,7 +75,8 @@ def test_govern_chapter_plain_workflow(tmp_path: Path) -> None:
         2,
         1,
     )  # one station is outside
-    assert f["govern.events"] == f["govern.reports"] - f["govern.outside"] + 1
+    # + the warning's event and the address-only report of the grid worker's scene
+    assert f["govern.events"] == f["govern.reports"] - f["govern.outside"] + 2
     assert f["govern.reports"] > 30
     assert f["govern.dedup_merged"] == 0 and f["govern.auto_dispatched_share"] == 0
     assert f["govern.escalated"] >= 0 and 0 <= f["govern.on_time_rate"] <= 1
@@ -94,6 +87,14 @@ def test_govern_chapter_plain_workflow(tmp_path: Path) -> None:
     day = next(s for s in ctx.report.sections if s.title.startswith("Governance: one day"))
     assert "open311" in day.rows[1][1]
     assert "Warnings → events → outcomes: each rule's measured precision" in titles
+    # an address-only Open311 report, geocoded, reaches its grid worker on both channels
+    grid = next(s for s in ctx.report.sections if s.title.startswith("A grid worker's event"))
+    what = dict(grid.rows)
+    assert "located at" in what["address-only Open311 report"]
+    assert what["assigned to"].startswith("grid-")
+    assert "signature verified" in what["webhook to the worker"]
+    assert f["govern.grid_webhook_delivered"] == 1 and f["govern.grid_stream_received"] == 1
+    assert what["the worker's live stream"].startswith("event.assigned E-")
     gov = ctx.state["governance"]
     assert all(
         e.status

@@ -14,6 +14,7 @@ from cityos.govern.dedup import (
     evaluate,
     evaluate_flags,
     fixmystreet_rule,
+    house_key,
     nyc_311_reports,
 )
 from cityos.synth import make_city
@@ -133,3 +134,37 @@ def test_nyc_311_ground_truth_and_figures(shared_data: Path, detector: Duplicate
     fms = evaluate_flags(fixmystreet_rule(n), n)
     # real figures are reported as they are; here only that both flag something real
     assert ours.correct > 0 and fms.correct > 0
+
+
+def test_different_house_addresses_are_different_places(detector: DuplicateDetector) -> None:
+    t = pd.Timestamp("2025-03-24T06:00Z")
+    heat = {
+        "category": "HEAT/HOT WATER",
+        "title": "HEAT/HOT WATER",
+        "description": "ENTIRE BUILDING RESIDENTIAL BUILDING",
+    }
+    parent = {**heat, "id": "NYC-1", "t": t, "x": -73.9606, "y": 40.8105, "status": "received"}
+    new = {**heat, "t": t + pd.Timedelta("8h"), "x": -73.9611, "y": 40.8120}  # 170 m north
+    assert detector.find(new, [parent]) is not None  # by place, time and text: one incident
+    a = {**parent, "address": "192 CLAREMONT AVENUE"}
+    assert detector.find({**new, "address": "160 CLAREMONT AVENUE"}, [a]) is None
+    assert detector.find({**new, "address": "192 Claremont Ave."}, [a]) is not None
+    # a street alone or free text says nothing about the building
+    assert detector.find({**new, "address": "CLAREMONT AVENUE"}, [a]) is not None
+    assert detector.find({**new, "address": "near the school"}, [a]) is not None
+
+
+def test_nyc_311_merges_never_cross_house_addresses(
+    shared_data: Path, detector: DuplicateDetector
+) -> None:
+    f = shared_data / "nyc-311" / "nyc311_2025-03-24_sample.csv"
+    if not f.exists():
+        pytest.skip("NYC 311 sample not present")
+    n = nyc_311_reports(f)
+    res = detector.run(n)
+    addr = dict(zip(n["id"], n["address"], strict=True))
+    merged = res[res["parent_id"].notna()]
+    assert len(merged) > 0
+    for rid, pid in zip(merged["id"], merged["parent_id"], strict=True):
+        a, b = house_key(addr[rid]), house_key(addr[pid])
+        assert a is None or b is None or a == b, (rid, addr[rid], pid, addr[pid])

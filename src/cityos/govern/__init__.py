@@ -19,6 +19,7 @@ from cityos.govern._core import (
     SystemClock,
 )
 from cityos.govern._evaluate import breakdown, evaluate, hotspots, kpi, trends
+from cityos.govern._geocode import Geocoded, Geocoder, geocode, reverse_geocode
 from cityos.govern._mirror import EVENTS, EVENTS_SCHEMA, WARNINGS, WARNINGS_SCHEMA
 from cityos.govern._model import (
     ACTIONS,
@@ -34,6 +35,7 @@ from cityos.govern._model import (
     format_event_id,
     parse_duration,
 )
+from cityos.govern._notify import Subscription, verify_signature
 from cityos.govern._org import (
     DEFAULT_SERVICES,
     Jurisdictions,
@@ -71,6 +73,8 @@ __all__ = [
     "DispatchPredictor",
     "Event",
     "EventNotFound",
+    "Geocoded",
+    "Geocoder",
     "GovernError",
     "Governance",
     "IdempotencyConflict",
@@ -82,6 +86,7 @@ __all__ = [
     "OutsideJurisdiction",
     "Report",
     "StaleVersion",
+    "Subscription",
     "SweepResult",
     "SystemClock",
     "Transition",
@@ -93,9 +98,12 @@ __all__ = [
     "evaluate",
     "format_event_id",
     "generate_organisation",
+    "geocode",
     "hotspots",
     "kpi",
     "load_organisation",
     "parse_duration",
+    "reverse_geocode",
     "trends",
+    "verify_signature",
 ]

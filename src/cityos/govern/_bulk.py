@@ -3,6 +3,17 @@
 files, and each mapped row becomes an event in its historical state (received, in
 progress or closed, with its department, its closing time and its deadline).
 
+History keeps its own clock. An imported request keeps its source status and dates, and
+its deadline (the source's due date, or the service's resolution deadline from its
+creation) is judged against the source's own dates: a closed request by when it closed,
+a request still open in the export by the export's time (the latest time the file
+records, ``as of``) — not by today, when every open request of a years-old export would
+be overdue. Such events are ``dispatch_mode == "imported"``; the live timer
+(:meth:`Governance.sweep`) leaves them alone and the KPI counts them apart from live
+intake (:func:`cityos.govern._evaluate.kpi`). ``history=False`` takes open rows in as
+live work instead (a city moving its own backlog onto the platform): they get step
+deadlines, the timer marks and escalates them, and they count as live.
+
 Idempotent: a row's source id (``<mapping>:<id>``) never creates a second event. Rows the
 mapping rejects, and rows outside every jurisdiction, are reported, not stored. Unknown
 services and departments are created on the fly in the data's own jurisdiction (a
@@ -115,12 +126,15 @@ def bulk_import(
     jurisdiction: str | None = None,
     actor: str = "bulk-import",
     limit: int | None = None,
+    history: bool = True,
 ) -> BulkResult:
     """Import historical requests from ``source`` (a file, a folder or an http(s) URL)
     through the ingest ``mapping`` (default: the shipped NYC 311 mapping).
 
     ``jurisdiction`` names the city-level unit the rows belong to; by default one is made
-    (or reused) over the rows' extent, named after the mapping's dataset.
+    (or reused) over the rows' extent, named after the mapping's dataset. ``history``
+    (the default) judges the rows by their own dates and keeps them out of the live
+    workflow; ``history=False`` makes open rows live work (see the module docstring).
     """
     from cityos.ingest import load_mapping, read_file
 
@@ -153,6 +167,7 @@ def bulk_import(
                 break
     if not rows:
         return res
+    as_of = _as_of(rows)
     unit = jurisdiction or _jurisdiction_for(gov, name, rows)
     j = gov.jurisdictions
     ugeom = j.geoms.get(unit)
@@ -239,6 +254,8 @@ def bulk_import(
                 closed = None
             due = utc(rec.get("due_date"))
             resolve_by = due if due is not None and due > t else t + Workflow().resolve_within
+            # history is judged at its own export time; live work at today's
+            judged_at = as_of[rec["_file"]] if history else now
             attrs = {
                 k: rec.get(k)
                 for k in ("descriptor", "location_type", "zipcode", "borough")
@@ -267,15 +284,16 @@ def bulk_import(
                 attributes=dumps(attrs),
                 media_url=None,
                 received_at=t,
-                updated_at=closed or t,
-                due_at=None if done else resolve_by,
+                # an open history row's last known state is the export's
+                updated_at=closed or (judged_at if history else t),
+                due_at=None if done or history else resolve_by,
                 resolve_by=resolve_by,
                 resolved_at=closed,
                 closed_at=closed if status == "closed" else None,
-                overdue=bool(not done and resolve_by < now),
+                overdue=bool(not done and resolve_by < judged_at),
                 escalations=0,
                 reopens=0,
-                dispatch_mode="imported",
+                dispatch_mode="imported" if history else "migrated",
                 version=1,
             )
             s.add(row)
@@ -344,6 +362,18 @@ def bulk_import(
     if objs:
         gov._changed([(e, True) for e in objs], actor)
     return res
+
+
+def _as_of(rows: list[dict[str, Any]]) -> dict[str, datetime]:
+    """Per file, the latest time it records (created, closed or resolution updated): the
+    moment its export shows the requests' state."""
+    out: dict[str, datetime] = {}
+    for r in rows:
+        for k in ("t", "closed_at", "resolution_updated"):
+            v = utc(r.get(k))
+            if v is not None and (r["_file"] not in out or v > out[r["_file"]]):
+                out[r["_file"]] = v
+    return out
 
 
 def _token() -> str:

@@ -43,7 +43,7 @@ from cityos.govern._model import (
     utc,
     warning_number,
 )
-from cityos.govern._notify import Hub, Webhooks
+from cityos.govern._notify import ASSIGNED, Hub, Subscription, Webhooks, notify
 from cityos.govern._org import Jurisdictions
 from cityos.govern._tables import (
     DepartmentRow,
@@ -86,13 +86,26 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: actions each role may take (supervisors and admins may take every action)
 _ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "dispatcher": frozenset(
-        {"dispatch", "reassign", "escalate", "return", "verify", "close", "reopen", "merge", "note"}
+        {
+            "dispatch",
+            "reassign",
+            "escalate",
+            "return",
+            "verify",
+            "close",
+            "reopen",
+            "merge",
+            "note",
+            "assign",
+        }
     ),
-    "department_staff": frozenset({"accept", "start", "resolve", "return", "escalate", "note"}),
+    "department_staff": frozenset(
+        {"accept", "start", "resolve", "return", "escalate", "note", "assign"}
+    ),
     "grid_worker": frozenset({"accept", "start", "resolve", "verify", "note"}),
     "citizen": frozenset({"reopen"}),
 }
-_DEPT_BOUND = frozenset({"accept", "start", "resolve", "return", "escalate", "note"})
+_DEPT_BOUND = frozenset({"accept", "start", "resolve", "return", "escalate", "note", "assign"})
 
 
 class Clock(Protocol):
@@ -161,6 +174,7 @@ def hook_record(e: Event) -> dict[str, Any]:
         "department": e.department,
         "level": e.level,
         "channel": e.channel,
+        "address": e.address,
     }
 
 
@@ -432,6 +446,7 @@ class Governance:
             dispatch_confidence=r.dispatch_confidence,
             satisfaction=r.satisfaction,
             version=r.version,
+            assignee=r.assignee,
         )
 
     @staticmethod
@@ -605,20 +620,56 @@ class Governance:
         self.hub.publish("warning.raised" if new else "warning.updated", w.to_dict())
 
     def _notify_department(self, e: Event, kind: str) -> None:
-        if self.webhooks is None or not e.department or e.status not in ("dispatched", "reopened"):
-            return
-        d = self.jurisdictions.departments.get(e.department)
-        if d is not None and d.webhook_url:
-            self.webhooks.send(d.code, d.webhook_url, kind, e.to_dict())
-        for a in e.assisting:
-            ad = self.jurisdictions.departments.get(a)
-            if ad is not None and ad.webhook_url:
-                self.webhooks.send(ad.code, ad.webhook_url, kind, e.to_dict())
+        notify(self, e, kind)  # departments' and grid workers' webhooks (see _notify)
 
     def subscribe(self, fn: Callable[[str, dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``fn(kind, object)`` on every change (``event.created``, ``event.updated``,
         ``warning.raised``, ``warning.updated``); returns the unsubscribe function."""
         return self.hub.subscribe(fn)
+
+    # -- grid workers: assignment and their webhooks (see _notify) -----------------------
+    def _assign(self, row: EventRow, assignee: str) -> None:
+        from cityos.govern._notify import check_assignee
+
+        if row.status not in ("dispatched", "accepted", "in_progress"):
+            raise IllegalTransition(
+                f"event {format_event_id(row.id)} is {row.status!r}: only an event with a "
+                "department (dispatched, accepted, in progress) is assigned to a grid worker"
+            )
+        check_assignee(self, row.unit, assignee, format_event_id(row.id))
+        row.assignee = assignee
+
+    def assign(
+        self,
+        event_id: str | int,
+        assignee: str,
+        actor: str | Principal,
+        version: int,
+        note: str = "",
+    ) -> Event:
+        """Assign an event to a grid worker of its grid (a dispatcher, or staff of the
+        department holding it); the worker's webhooks and live stream receive it as
+        ``event.assigned``. Another grid's worker is refused (``assignee``)."""
+        return self.transition(event_id, "assign", actor, version, note, assignee=assignee)
+
+    def add_subscription(self, username: str, url: str, actor: str | Principal) -> Subscription:
+        """A grid worker's webhook: events assigned to them, and their grid's, are posted
+        to ``url`` signed with the returned ``secret`` (shown once)."""
+        from cityos.govern._notify import add_subscription
+
+        return add_subscription(self, username, url, actor)
+
+    def subscriptions(
+        self, username: str | None = None, actor: str | Principal = "system"
+    ) -> list[Subscription]:
+        from cityos.govern._notify import subscriptions
+
+        return subscriptions(self, username, actor)
+
+    def remove_subscription(self, subscription_id: int, actor: str | Principal) -> Subscription:
+        from cityos.govern._notify import remove_subscription
+
+        return remove_subscription(self, subscription_id, actor)
 
     def resync(self) -> int:
         """Rewrite the store's ``events`` and ``warnings`` from the relational state."""
@@ -752,7 +803,9 @@ class Governance:
         nothing stored), idempotent (the same ``idempotency_key``, or the same
         ``channel`` + ``source_id``, answers the event it created the first time),
         checked for duplicates (merged into the parent, which keeps every report), and
-        dispatched automatically when the dispatcher is confident enough.
+        dispatched automatically when the dispatcher is confident enough. Without ``x``
+        and ``y`` an ``address`` is located in the city's gazetteer (refused, naming
+        ``address``, below the geocoder's confidence threshold).
 
         Concurrent calls (the server's requests) are committed in groups: one transaction
         and one audit-chain append (an entry per intake) for the reports that arrived
@@ -863,6 +916,11 @@ class Governance:
         """Validate one report into what a group commits (nothing stored yet)."""
         attributes = dict(attributes or {})
         contact = {k: v for k, v in dict(contact or {}).items() if v not in (None, "")}
+        if (x is None or y is None) and address.strip():
+            from cityos.govern._geocode import locate  # the city's own gazetteer
+
+            hit = locate(self, address, field="address")
+            x, y = hit.x, hit.y
         svc, fx, fy, where = self._validate(
             service_code, x, y, channel, priority, attributes, contact, media_url, description
         )
@@ -1498,6 +1556,8 @@ class Governance:
                 row.assisting = dumps([a for a in assisting if a != d.code])
             if action == "escalate":
                 row.escalations += 1
+        if action in ("return", "reassign", "escalate", "merge"):
+            row.assignee = None  # the event changes hands: the new holder assigns it again
         if action == "return":
             row.department = None
             row.level = None
@@ -1595,17 +1655,21 @@ class Governance:
         assisting: Sequence[str] | None = None,
         outcome: str | None = None,
         parent: str | int | None = None,
+        assignee: str | None = None,
     ) -> Event:
         """Take ``action`` on an event at ``version``: :class:`StaleVersion` if it changed
         since, :class:`IllegalTransition` if the action does not apply to its state.
         Recorded with who, when and why, and audited. ``outcome`` (``confirmed`` or
         ``false_alarm``) on ``resolve``/``close`` of an event opened from a warning gives
-        that warning its outcome."""
-        if action not in ACTIONS and action != "note":
+        that warning its outcome. ``assign`` (with ``assignee``) hands the event of a
+        department to a grid worker of its grid, without changing its state."""
+        if action not in ACTIONS and action not in ("note", "assign"):
             raise IntakeError(
-                f"action: {action!r} is not one of {', '.join(sorted([*ACTIONS, 'note']))}",
+                f"action: {action!r} is not one of {', '.join(sorted([*ACTIONS, 'note', 'assign']))}",
                 field="action",
             )
+        if action == "assign" and not assignee:
+            raise IntakeError("assignee: required to assign", field="assignee")
         if isinstance(version, bool) or not isinstance(version, int):
             raise IntakeError(f"version: {version!r} is not an integer", field="version")
         if outcome is not None and outcome not in ("confirmed", "false_alarm"):
@@ -1635,10 +1699,13 @@ class Governance:
                 s.refresh(row)
                 raise StaleVersion(format_event_id(row.id), version, row.version)
             extra: list[tuple[EventRow, bool]] = []
-            if action == "note":
+            if action in ("note", "assign"):
+                if action == "assign":
+                    assert assignee is not None
+                    self._assign(row, assignee)
                 row.version += 1
                 row.updated_at = now
-                self._record(s, row, "note", row.status, name, note)
+                self._record(s, row, action, row.status, name, note)
             else:
                 pnum = None
                 if action == "merge":
@@ -1709,6 +1776,7 @@ class Governance:
                     "from_version": version,
                     "status": row.status,
                     "department": row.department,
+                    "assignee": row.assignee,
                     "note": note[:500],
                 },
             )
@@ -1721,7 +1789,7 @@ class Governance:
             s.flush()
             out = self._event_obj(row)
             others = [(self._event_obj(r), n) for r, n in extra]
-        self._changed([(out, False), *others], name)
+        self._changed([(out, False), *others], name, [ASSIGNED] if action == "assign" else ())
         if warn_obj is not None:
             self._warning_changed(warn_obj, False, name)
         return out
@@ -1812,7 +1880,8 @@ class Governance:
 
     def sweep(self, now: datetime | None = None) -> SweepResult:
         """The timer: mark every event past a deadline overdue (once per step) and escalate
-        overdue work one level up where the service's workflow says so."""
+        overdue work one level up where the service's workflow says so. Imported history
+        (``dispatch_mode == "imported"``) is judged by its own dates, not by the timer."""
         now = utc(now) if now is not None else self.now()
         assert now is not None
         overdue: list[str] = []
@@ -1824,6 +1893,8 @@ class Governance:
                     select(EventRow)
                     .where(
                         EventRow.status != "closed",
+                        # imported history keeps its own clock (see _bulk)
+                        or_(EventRow.dispatch_mode.is_(None), EventRow.dispatch_mode != "imported"),
                         or_(
                             EventRow.due_at < now,
                             and_(
@@ -2287,12 +2358,14 @@ class Governance:
         start: datetime | None = None,
         end: datetime | None = None,
         min_sample: int = 20,
+        scope: str = "all",
     ) -> list[dict[str, Any]]:
-        """行政问效: per department, per administrative level or per district. See
+        """行政问效: per department, administrative level, district, service or source
+        (live or imported history); ``scope`` ``"live"`` or ``"history"`` keeps one. See
         :func:`cityos.govern._evaluate.evaluate`."""
         from cityos.govern._evaluate import evaluate
 
-        return evaluate(self, level, start=start, end=end, min_sample=min_sample)
+        return evaluate(self, level, start=start, end=end, min_sample=min_sample, scope=scope)
 
     def kpi(self) -> dict[str, Any]:
         from cityos.govern._evaluate import kpi

@@ -1,7 +1,11 @@
 """行政问效 (evaluation) and 分析研判 (analysis): on-time rates that count open overdue
 work, handling-time percentiles, reopen rates and satisfaction per department, level or
 district; hot spots by grid or region and time bin through the store's aggregation;
-trends and breakdowns."""
+trends and breakdowns.
+
+Imported history (``dispatch_mode == "imported"``, see :mod:`cityos.govern._bulk`) keeps
+its own clock: a request still open in its export is judged at the export's time, not
+today's, and the KPI counts it apart from live intake."""
 
 from __future__ import annotations
 
@@ -16,9 +20,26 @@ from cityos.govern._model import Event
 if TYPE_CHECKING:
     from cityos.govern._core import Governance
 
-__all__ = ["breakdown", "evaluate", "hotspots", "kpi", "trends"]
+__all__ = ["breakdown", "evaluate", "hotspots", "is_history", "kpi", "trends"]
 
-_GROUPS = ("department", "level", "district", "service")
+_GROUPS = ("department", "level", "district", "service", "source")
+_SCOPES = ("all", "live", "history")
+
+
+def is_history(e: Event) -> bool:
+    """Whether ``e`` is imported history (judged by its own dates, not the live timer)."""
+    return e.dispatch_mode == "imported"
+
+
+def _source(e: Event) -> str:
+    if not is_history(e):
+        return "live"
+    return "history:" + (e.source_id or "").split(":")[0]
+
+
+def _judged_at(e: Event, now: datetime) -> datetime:
+    """When an open event's deadline is judged: now, or for history its export's time."""
+    return e.updated_at if is_history(e) else now
 
 
 def _key(e: Event, level: str) -> str | None:
@@ -28,6 +49,8 @@ def _key(e: Event, level: str) -> str | None:
         return e.level
     if level == "district":
         return e.district
+    if level == "source":
+        return _source(e)
     return e.service_code
 
 
@@ -35,7 +58,9 @@ def _figures(evs: list[Event], now: datetime, min_sample: int) -> dict[str, Any]
     resolved = [e for e in evs if e.resolved_at is not None]
     on_time = [e for e in resolved if e.resolve_by is None or e.resolved_at <= e.resolve_by]  # type: ignore[operator]
     open_overdue = [
-        e for e in evs if e.resolved_at is None and e.resolve_by is not None and e.resolve_by < now
+        e
+        for e in evs
+        if e.resolved_at is None and e.resolve_by is not None and e.resolve_by < _judged_at(e, now)
     ]
     judged = len(resolved) + len(open_overdue)
     hours = np.array([(e.resolved_at - e.received_at).total_seconds() / 3600 for e in resolved])  # type: ignore[operator]
@@ -71,10 +96,13 @@ def evaluate(
     start: datetime | None = None,
     end: datetime | None = None,
     min_sample: int = 20,
+    scope: str = "all",
 ) -> list[dict[str, Any]]:
     """One row per department (``level="department"``), administrative level
-    (``"level"``), district (``"district"``) or service (``"service"``) over the events
-    received in [start, end), merged duplicates left out.
+    (``"level"``), district (``"district"``), service (``"service"``) or source
+    (``"source"``: live intake, or each imported history) over the events received in
+    [start, end), merged duplicates left out; ``scope`` keeps ``"live"`` events or
+    imported ``"history"`` only.
 
     ``on_time_rate`` = resolved by the deadline / (resolved + open past the deadline):
     open overdue work counts against the rate, open work not yet due is not judged.
@@ -85,8 +113,14 @@ def evaluate(
         from cityos.govern.errors import IntakeError
 
         raise IntakeError(f"level: {level!r} is not one of {', '.join(_GROUPS)}", field="level")
+    if scope not in _SCOPES:
+        from cityos.govern.errors import IntakeError
+
+        raise IntakeError(f"scope: {scope!r} is not one of {', '.join(_SCOPES)}", field="scope")
     now = gov.now()
     evs = gov.events(start=start, end=end, include_merged=False, limit=None)
+    if scope != "all":
+        evs = [e for e in evs if is_history(e) == (scope == "history")]
     groups: dict[str, list[Event]] = defaultdict(list)
     for e in evs:
         k = _key(e, level)
@@ -98,14 +132,21 @@ def evaluate(
 
 
 def kpi(gov: Governance) -> dict[str, Any]:
-    """The dashboard's headline figures."""
+    """The dashboard's headline figures, for live intake: events today, open events,
+    overdue work (past its step or resolution deadline), open warnings, the on-time rate.
+    Imported history is counted apart under ``history`` (events, open and overdue as of
+    their export, on-time rate), so a years-old export never shows as today's overdue
+    work, and no live overdue event is hidden by it."""
     now = gov.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     evs = gov.events(include_merged=False, limit=None)
-    open_evs = [e for e in evs if e.status not in ("resolved", "verified", "closed")]
-    overall = _figures(evs, now, 1)
+    live = [e for e in evs if not is_history(e)]
+    hist = [e for e in evs if is_history(e)]
+    open_evs = [e for e in live if e.is_open]
+    overall = _figures(live, now, 1)
+    old = _figures(hist, now, 1)
     return {
-        "events_today": sum(1 for e in evs if e.received_at >= midnight),
+        "events_today": sum(1 for e in live if e.received_at >= midnight),
         "open_events": len(open_evs),
         "overdue": sum(
             1 for e in open_evs if e.overdue or (e.due_at is not None and e.due_at < now)
@@ -113,6 +154,13 @@ def kpi(gov: Governance) -> dict[str, Any]:
         "open_warnings": len(gov.warnings(status=["open", "acknowledged"])),
         "on_time_rate": overall["on_time_rate"],
         "at": now.isoformat(),
+        "history": {
+            "events": len(hist),
+            "open_at_export": sum(1 for e in hist if e.is_open),
+            "overdue_at_export": old["open_overdue"],
+            "on_time_rate": old["on_time_rate"],
+            "sources": sorted({_source(e)[len("history:") :] for e in hist}),
+        },
     }
 
 

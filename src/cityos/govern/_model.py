@@ -252,6 +252,8 @@ class Event:
     dispatch_confidence: float | None
     satisfaction: int | None
     version: int
+    #: the grid worker the event is assigned to (``Governance.assign``)
+    assignee: str | None = None
 
     @property
     def number(self) -> int:

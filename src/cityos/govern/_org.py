@@ -434,6 +434,7 @@ def load_organisation(
                 function=str(d["function"]),
                 services=dumps(list(d.get("services") or [])),
                 webhook_url=d.get("webhook_url"),
+                webhook_secret=d.get("webhook_secret"),
                 geometry=wkb,
             )
         )

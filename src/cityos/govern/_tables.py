@@ -33,6 +33,7 @@ __all__ = [
     "ReportRow",
     "ServiceRow",
     "StaffRow",
+    "SubscriptionRow",
     "TransitionRow",
     "UnitRow",
     "WarningRow",
@@ -70,6 +71,8 @@ class DepartmentRow(Base):
     function: Mapped[str] = mapped_column(String(100), index=True)
     services: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of service codes
     webhook_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    #: the key its webhook deliveries are signed with (HMAC-SHA256), if it has one
+    webhook_secret: Mapped[str | None] = mapped_column(String(200), nullable=True)
     geometry: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
@@ -150,6 +153,8 @@ class EventRow(Base):
     satisfaction: Mapped[int | None] = mapped_column(Integer, nullable=True)
     feedback: Mapped[str | None] = mapped_column(Text, nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    #: the grid worker the event is assigned to (``assign``), cleared when it changes hands
+    assignee: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
 
 
 class ReportRow(Base):
@@ -237,12 +242,31 @@ class OverrideRow(Base):
     at: Mapped[datetime] = mapped_column(TZ)
 
 
+class SubscriptionRow(Base):
+    """A person's webhook: assignments to them (a grid worker: also to their grid) are
+    posted to ``url``, signed with ``secret``."""
+
+    __tablename__ = "govern_subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TZ)
+
+
 class WebhookDeliveryRow(Base):
-    """One webhook notification to a department and how it went."""
+    """One webhook notification (to a department, or to a person's subscription), after
+    its retries, and how it went."""
 
     __tablename__ = "govern_webhook_deliveries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    department: Mapped[str] = mapped_column(String(100))
+    department: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    username: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    subscription_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    delivery_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     url: Mapped[str] = mapped_column(String(2000))
     kind: Mapped[str] = mapped_column(String(40))
     event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -21,6 +21,11 @@ org_app = typer.Typer(
     help="The organisation: units, departments, staff, services.", no_args_is_help=True
 )
 govern_app.add_typer(org_app, name="org")
+hooks_app = typer.Typer(
+    help="Grid workers' webhook subscriptions (signed deliveries of their events).",
+    no_args_is_help=True,
+)
+govern_app.add_typer(hooks_app, name="webhooks")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="City folder (default: $CITYOS_HOME or ./city)")
@@ -31,14 +36,14 @@ ActorOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
 
 
-def _gov(home: Path | None) -> Any:
+def _gov(home: Path | None, *, webhooks: bool = False) -> Any:
     from cityos.config import get_settings
     from cityos.govern import Governance
     from cityos.store import Store
 
     settings = get_settings(**({"home": home} if home is not None else {}))
     store = Store(settings=settings)
-    return Governance(store.db, store, webhooks=False)
+    return Governance(store.db, store, webhooks=webhooks)
 
 
 def _print(obj: Any, as_json: bool) -> None:
@@ -59,6 +64,7 @@ def _brief(e: Any) -> dict[str, Any]:
         "status": e.status,
         "service": e.service_code,
         "department": e.department,
+        "assignee": e.assignee,
         "due_at": e.due_at,
         "version": e.version,
         "overdue": e.overdue,
@@ -200,6 +206,62 @@ def act(
     _print(_brief(e), as_json)
 
 
+@govern_app.command("assign")
+def assign(
+    event_id: str,
+    assignee: Annotated[str, typer.Argument(help="A grid worker of the event's grid")],
+    version: Annotated[int, typer.Option(help="The version you read (optimistic lock)")],
+    note: str = "",
+    actor: ActorOpt = "cli",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assign a dispatched event to a grid worker (their webhooks are sent before exit)."""
+    gov = _gov(home, webhooks=True)
+    try:
+        e = gov.assign(event_id, assignee, actor, version, note)
+    finally:
+        gov.close()
+    _print(_brief(e), as_json)
+
+
+@hooks_app.command("add")
+def hooks_add(
+    username: str,
+    url: str,
+    allow_private: Annotated[
+        bool, typer.Option(help="Allow a loopback or private address (a local receiver)")
+    ] = False,
+    actor: ActorOpt = "cli",
+    home: HomeOpt = None,
+) -> None:
+    """Subscribe a grid worker's webhook; prints the signing secret (shown only now)."""
+    gov = _gov(home, webhooks=True)
+    try:
+        gov.webhooks.allow_private = allow_private
+        sub = gov.add_subscription(username, url, actor)
+    finally:
+        gov.close()
+    _print(sub.to_dict(), False)
+
+
+@hooks_app.command("list")
+def hooks_list(
+    username: Annotated[str | None, typer.Option(help="Only this person's")] = None,
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Active subscriptions (secrets are not shown)."""
+    _print([x.to_dict() for x in _gov(home).subscriptions(username)], as_json)
+
+
+@hooks_app.command("remove")
+def hooks_remove(subscription_id: int, actor: ActorOpt = "cli", home: HomeOpt = None) -> None:
+    """End a subscription."""
+    sub = _gov(home).remove_subscription(subscription_id, actor)
+    typer.echo(f"removed subscription {sub.id} of {sub.username}")
+
+
 @govern_app.command("sweep")
 def sweep(home: HomeOpt = None) -> None:
     """Run the timer once: mark overdue work and escalate it."""
@@ -221,11 +283,15 @@ def import_(
 
 @govern_app.command("evaluate")
 def evaluate(
-    level: str = "department", min_sample: int = 20, home: HomeOpt = None, as_json: JsonOpt = False
+    level: str = "department",
+    min_sample: int = 20,
+    scope: Annotated[str, typer.Option(help="all | live | history (imported)")] = "all",
+    home: HomeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """On-time rate (open overdue work counted), handling-time percentiles, reopen rate,
-    satisfaction per department, level, district or service."""
-    rows = _gov(home).evaluate(level, min_sample=min_sample)
+    satisfaction per department, level, district, service or source."""
+    rows = _gov(home).evaluate(level, min_sample=min_sample, scope=scope)
     if as_json:
         _print(rows, True)
         return

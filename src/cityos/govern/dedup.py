@@ -11,6 +11,12 @@ pairs, gives the probability that they report one incident. The best candidate a
 ``threshold`` becomes the parent; the report is merged into it (governance keeps every
 report and reporter on the parent).
 
+Where both reports carry a structured house address (a house number and a street, such
+as NYC 311's ``Incident Address``; free-text places like "near the school" are not one),
+two different addresses are two places, whatever the coordinates say: a heating failure
+at 160 Claremont Avenue is not one at 192 Claremont Avenue 170 m away, and two hydrants
+on a block are two hydrants (:func:`house_key`). Such a pair is never merged.
+
 The baseline is FixMyStreet's rule: an open report of the same category within 250 m, no
 time window, no text (:func:`fixmystreet_rule`).
 
@@ -27,6 +33,7 @@ True
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +53,7 @@ __all__ = [
     "as_record",
     "evaluate",
     "fixmystreet_rule",
+    "house_key",
     "nyc_311_reports",
 ]
 
@@ -98,6 +106,49 @@ def _hav(x1: Any, y1: Any, x2: Any, y2: Any) -> FloatArray:
     return np.asarray(2 * _R_EARTH * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))), dtype=np.float64)
 
 
+_STREET_WORDS = {
+    "ST": "STREET",
+    "STR": "STREET",
+    "AVE": "AVENUE",
+    "AV": "AVENUE",
+    "BLVD": "BOULEVARD",
+    "RD": "ROAD",
+    "PL": "PLACE",
+    "DR": "DRIVE",
+    "W": "WEST",
+    "E": "EAST",
+    "N": "NORTH",
+    "S": "SOUTH",
+    "PKWY": "PARKWAY",
+}
+_HOUSE = re.compile(r"^(\d+[A-Z]?(?:-\d+)?)\s+(.+)$")
+
+
+def house_key(address: Any) -> str | None:
+    """A canonical house address (number and street, abbreviations spelt out), or None
+    when ``address`` is not one (empty, a street alone, free text).
+
+    >>> house_key("330 WEST   95 STREET"), house_key("330 W 95th St.")
+    ('330 WEST 95 STREET', '330 WEST 95 STREET')
+    >>> house_key("CLAREMONT AVENUE"), house_key("near the school"), house_key(None)
+    (None, None, None)
+    """
+    if not isinstance(address, str):
+        return None
+    a = re.sub(r"[.,#]", " ", address.upper())
+    a = re.sub(r"\b(\d+)(?:ST|ND|RD|TH)\b", r"\1", a)
+    m = _HOUSE.match(" ".join(a.split()))
+    if m is None or not re.search(r"[A-Z]", m.group(2)):
+        return None
+    street = " ".join(_STREET_WORDS.get(w, w) for w in m.group(2).split())
+    return f"{m.group(1)} {street}"
+
+
+def _other_house(a: Any, b: Any) -> bool:
+    ka, kb = house_key(a), house_key(b)
+    return ka is not None and kb is not None and ka != kb
+
+
 def _text(row: Mapping[Any, Any]) -> str:
     return f"{row.get('title') or ''} {row.get('description') or ''}"
 
@@ -115,6 +166,7 @@ _FIELDS = (
     "status",
     "department",
     "level",
+    "address",
 )
 
 
@@ -354,6 +406,10 @@ class DuplicateDetector:
             )
             if ev.get("id") is not None:
                 keep &= np.array([str(r.get("id")) != str(ev["id"]) for r in recs])
+            if house_key(ev.get("address")) is not None:
+                keep &= np.array(
+                    [not _other_house(ev.get("address"), r.get("address")) for r in recs]
+                )
             idx = np.flatnonzero(keep)
             ev_text = _text(ev)
             ev_node = -1
@@ -426,6 +482,15 @@ class DuplicateDetector:
         df = reports.reset_index(drop=True)
         i, j = self._candidate_pairs(df)
         s = self.pair_scores(df, i, j)
+        if "address" in df.columns and len(i):
+            keys = np.array([house_key(a) for a in df["address"]], dtype=object)
+            other = np.array(
+                [
+                    keys[a] is not None and keys[b] is not None and keys[a] != keys[b]
+                    for a, b in zip(i, j, strict=True)
+                ]
+            )
+            s = np.where(other, 0.0, s)
         t = np.array([_ts(v) for v in df["t"]])
         if "closed_at" in df.columns:
             closed = np.array([_ts(v) if pd.notna(v) else math.inf for v in df["closed_at"]])

@@ -37,6 +37,7 @@ from cityos.govern._app import governance
 from cityos.govern._core import Governance
 from cityos.govern._evaluate import breakdown, hotspots, trends
 from cityos.govern._model import Event
+from cityos.govern._notify import stream_filter
 from cityos.govern.errors import GovernError, http_status
 from cityos.server._errors import ERRORS
 from cityos.server.deps import CurrentUser
@@ -156,6 +157,20 @@ class TransitionBody(BaseModel):
     assisting: list[str] | None = Field(None, max_length=20)
     outcome: str | None = Field(None, description="confirmed | false_alarm (events from warnings)")
     parent: str | None = Field(None, description="merge: the parent event")
+    assignee: str | None = Field(None, max_length=100, description="assign: the grid worker")
+
+
+class AssignBody(BaseModel):
+    assignee: str = Field(max_length=100, description="a grid worker of the event's grid")
+    version: int
+    note: str = Field("", max_length=5000)
+
+
+class SubscriptionBody(BaseModel):
+    url: str = Field(max_length=2000, description="http(s) URL the deliveries are posted to")
+    username: str | None = Field(
+        None, max_length=100, description="the grid worker (default: you; supervisors: anyone)"
+    )
 
 
 class FeedbackBody(BaseModel):
@@ -340,8 +355,58 @@ async def transition_event(
             assisting=body.assisting,
             outcome=body.outcome,
             parent=body.parent,
+            assignee=body.assignee,
         )
         return _event_out(gov, user, e)
+
+    return await _run(run)
+
+
+@native.post("/events/{event_id}/assign")
+async def assign_event(request: Request, user: CurrentUser, event_id: str, body: AssignBody) -> Any:
+    """Assign an event to a grid worker of its grid (dispatchers, or staff of the
+    department holding it); the worker's webhooks and stream receive ``event.assigned``."""
+
+    def run() -> dict[str, Any]:
+        gov = governance(request)
+        e = gov.assign(event_id, body.assignee, user, body.version, body.note)
+        return _event_out(gov, user, e)
+
+    return await _run(run)
+
+
+# -- grid workers' webhooks --------------------------------------------------------------
+@native.get("/subscriptions")
+async def list_subscriptions(
+    request: Request, user: CurrentUser, username: str | None = None
+) -> Any:
+    """Your webhook subscriptions (supervisors: anyone's, or all); secrets are not shown."""
+
+    def run() -> list[dict[str, Any]]:
+        _need(user, frozenset({"grid_worker"}) | _ALL, "read webhook subscriptions")
+        return [x.to_dict() for x in governance(request).subscriptions(username, user)]
+
+    return await _run(run)
+
+
+@native.post("/subscriptions", status_code=201)
+async def post_subscription(request: Request, user: CurrentUser, body: SubscriptionBody) -> Any:
+    """Subscribe a webhook for a grid worker (yourself, or anyone for supervisors); the
+    answer carries the signing ``secret``, shown only here."""
+
+    def run() -> Any:
+        _need(user, frozenset({"grid_worker"}) | _ALL, "subscribe webhooks")
+        sub = governance(request).add_subscription(body.username or user.username, body.url, user)
+        return JSONResponse(sub.to_dict(), status_code=201)
+
+    return await _run(run)
+
+
+@native.delete("/subscriptions/{subscription_id}")
+async def delete_subscription(request: Request, user: CurrentUser, subscription_id: int) -> Any:
+    def run() -> dict[str, Any]:
+        _need(user, frozenset({"grid_worker"}) | _ALL, "remove webhook subscriptions")
+        return governance(request).remove_subscription(subscription_id, user).to_dict()
 
     return await _run(run)
 
@@ -440,7 +505,8 @@ async def outcome(request: Request, user: CurrentUser, warning_id: str, body: Ou
 # -- figures -----------------------------------------------------------------------------
 @native.get("/kpi")
 async def kpi(request: Request, user: CurrentUser) -> Any:
-    """events_today, open_events, overdue, open_warnings, on_time_rate."""
+    """events_today, open_events, overdue, open_warnings, on_time_rate of live intake;
+    imported history apart under ``history``."""
 
     def run() -> dict[str, Any]:
         _need(user, _DISPATCH | {"department_staff"}, "read the KPI")
@@ -457,10 +523,16 @@ async def evaluation(
     start: datetime | None = None,
     end: datetime | None = None,
     min_sample: Annotated[int, Query(ge=1, le=100_000)] = 20,
+    scope: str = "all",
 ) -> Any:
+    """Per ``level`` (department, level, district, service, source); ``scope`` all, live
+    or history (imported requests, judged by their own dates)."""
+
     def run() -> list[dict[str, Any]]:
         _need(user, _DISPATCH, "read the evaluation")
-        return governance(request).evaluate(level, start=start, end=end, min_sample=min_sample)
+        return governance(request).evaluate(
+            level, start=start, end=end, min_sample=min_sample, scope=scope
+        )
 
     return await _run(run)
 
@@ -568,26 +640,24 @@ async def stream(
     max_events: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     heartbeat_s: Annotated[float, Query(ge=0.05, le=300)] = 15.0,
 ) -> Any:
-    """Server-sent events: ``event.created``, ``event.updated``, ``warning.raised``,
-    ``warning.updated`` with the object as JSON ``data``. Department staff receive their
-    department's events only. ``max_events`` ends the stream after that many."""
+    """Server-sent events: ``event.created``, ``event.updated``, ``event.assigned``,
+    ``warning.raised``, ``warning.updated`` with the object as JSON ``data``. Department
+    staff receive their department's events only; grid workers the events of their grid
+    and those assigned to them. ``max_events`` ends the stream after that many."""
     try:
         user = await run_in_threadpool(_stream_principal, request, access_token)
-        _need(user, _DISPATCH | {"department_staff"}, "follow the live stream")
+        _need(user, _DISPATCH | {"department_staff", "grid_worker"}, "follow the live stream")
     except (AuthenticationError, PermissionDenied) as exc:
         return _error(exc)
     gov = await run_in_threadpool(governance, request)
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=10_000)
     dept_only = None if user.roles & _DISPATCH else user.department
+    allowed = await run_in_threadpool(stream_filter, gov, user)
 
     def on_change(kind: str, obj: dict[str, Any]) -> None:
-        if dept_only is not None and (
-            kind.startswith("warning.")
-            or (obj.get("department") != dept_only and dept_only not in obj.get("assisting", []))
-        ):
-            return
-        loop.call_soon_threadsafe(_put, q, (kind, obj))
+        if allowed(kind, obj):
+            loop.call_soon_threadsafe(_put, q, (kind, obj))
 
     unsubscribe = gov.subscribe(on_change)
     await run_in_threadpool(

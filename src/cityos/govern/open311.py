@@ -18,6 +18,7 @@ key of an ``access`` user with a governance role (or admin), and are audited.
 
 # no `from __future__ import annotations`: FastAPI reads the annotations at runtime
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from cityos.access import AuthenticationError, PermissionDenied, Principal, prin
 from cityos.errors import CityOSError
 from cityos.govern._app import governance
 from cityos.govern._core import Governance
+from cityos.govern._geocode import Geocoded, geocoder_for, reverse_geocode
 from cityos.govern._model import Event
 from cityos.govern.errors import EventNotFound, GovernError, IntakeError, http_status
 
@@ -380,6 +382,29 @@ async def _form(request: Request) -> dict[str, Any]:
     return out
 
 
+def _geocode(gov: Governance, address: str, address_id: str) -> Geocoded:
+    """Where an address-only request is: its ``address_id`` (``<dataset>:<id>`` of the
+    gazetteer) or its ``address_string`` in the city's gazetteer, or the spec's 400
+    naming the field."""
+    if not address and not address_id:
+        raise Open311Error(
+            400, "location: one of lat & long, address_string or address_id is required"
+        )
+    g = geocoder_for(gov)
+    if address_id:
+        hit = g.by_id(address_id)
+        if hit is not None:
+            return hit
+        if not address:
+            raise Open311Error(
+                400, f"address_id: {address_id!r} is no place of this city's gazetteer"
+            )
+    try:
+        return g.locate(address, field="address_string")
+    except IntakeError as exc:
+        raise Open311Error(400, str(exc)) from exc
+
+
 @router.post("/requests.{fmt}", summary="POST Service Request")
 async def post_request(request: Request, fmt: str) -> Response:
     try:
@@ -399,23 +424,20 @@ async def post_request(request: Request, fmt: str) -> Response:
         if code not in gov.services:
             raise Open311Error(400, f"service_code: {code!r} is not a service of this city")
         lat, lon = params.get("lat"), params.get("long")
-        addr = params.get("address_string") or ""
+        addr = str(params.get("address_string") or "")
         if (lat in (None, "")) != (lon in (None, "")):
             raise Open311Error(400, "lat and long: give both, or address_string / address_id")
+        located: Geocoded | None = None
         if lat in (None, ""):
-            if addr or params.get("address_id"):
-                raise Open311Error(
-                    400,
-                    "lat/long: this city locates requests by lat and long; "
-                    "address_string alone cannot be geocoded here",
-                )
-            raise Open311Error(
-                400, "location: one of lat & long, address_string or address_id is required"
-            )
-        try:
-            x, y = float(lon), float(lat)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise Open311Error(400, f"lat/long: {lat!r}, {lon!r} are not numbers") from exc
+            located = _geocode(gov, addr, str(params.get("address_id") or ""))
+            x, y = located.x, located.y
+        else:
+            try:
+                x, y = float(lon), float(lat)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise Open311Error(400, f"lat/long: {lat!r}, {lon!r} are not numbers") from exc
+            if not addr and math.isfinite(x) and math.isfinite(y):
+                addr = reverse_geocode(gov, x, y)  # the address of the position, for the reader
         attributes: dict[str, Any] = {}
         for k, v in params.items():
             if k.startswith("attribute[") and k.endswith("]"):
@@ -445,6 +467,9 @@ async def post_request(request: Request, fmt: str) -> Response:
             if res.merged_into
             else ""
         )
+        if located is not None:
+            where = f"located at {located.feature.name} (confidence {located.confidence:.2f})"
+            notice = f"{where}; {notice}" if notice else where
         row: dict[str, Any] = {
             "service_notice": notice or None,
             "account_id": contact.get("account_id"),

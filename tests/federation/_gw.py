@@ -72,3 +72,39 @@ class SumAlgorithm:
             return total
         ch.send(guest, "partial", {"sums": np.nansum(X, axis=1)})
         return None
+
+
+def make_user(
+    home: Path,
+    username: str = "op",
+    roles: Sequence[str] = ("federation_operator",),
+    *,
+    read: Sequence[str] = ("*",),
+    write: Sequence[str] = (),
+) -> str:
+    """A user of the city in ``home`` with ``roles`` and a role of its own granted read on
+    ``read`` and write on ``write`` (dataset names, ``*`` for all); returns an API key."""
+    from cityos.access import create_api_key, create_role, create_user, grant, list_roles
+
+    store = Store(home)
+    try:
+        db = store.db
+        have = set(list_roles(db))
+        data_role = f"{username}_data"
+        for r in {*roles, data_role} - have:
+            create_role(db, r)
+        create_user(db, username, None, roles=[*roles, data_role])
+        for d in read:
+            grant(db, data_role, d, "read")
+        for d in write:
+            grant(db, data_role, d, "write")
+        return create_api_key(db, username)[1]
+    finally:
+        store.close()
+
+
+def op(gw: Any, username: str = "op") -> Any:
+    """The principal of ``username`` in gateway ``gw``'s city (the Python API's caller)."""
+    from cityos.access import principal_for
+
+    return principal_for(gw.store.db, username)

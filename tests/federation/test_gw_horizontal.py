@@ -92,7 +92,7 @@ def _horizontal_project(gws: dict[str, Gateway]) -> str:
     for d in ("haidian", "chaoyang"):
         assert gws[d].book.get(p["id"])["kind"] == "horizontal"
         gws[d].answer(p["id"], accept=True, user=op(gws[d]))
-    for d, gw in gws.items():
+    for gw in gws.values():
         gw.bind(
             p["id"], "sensors", id_field="id", fields=["temp", "wind"], label="pm25", user=op(gw)
         )
@@ -256,6 +256,21 @@ def test_three_district_gateway_processes(tmp_path: Path) -> None:
         assert model["registry_name"] == "pm25-districts"
         (Xtr, ytr), (Xte, yte), own = split(data)
         pooled = hfl.train_linear(Xtr, ytr, PARAMS["rounds"], PARAMS["epochs"], lr=PARAMS["lr"])
+        local = [
+            hfl.train_linear(X, y, PARAMS["rounds"], PARAMS["epochs"], lr=PARAMS["lr"])
+            for X, y in own.values()
+        ]
+        # the global model, as registered in the guest's AI registry (what it serves)
+        from cityos.ai._registry import ModelRegistry
+        from cityos.federation._jobs import read_part
+
+        store = Store(homes["dongcheng"])
+        folder = ModelRegistry.of(store).artefact("pm25-districts", 1)
+        part = read_part(folder / "dongcheng.part", model["sha256"])
+        store.close()
+        fed = [part["weights"], np.array([part["bias"]])]
+        assert rmse(fed, Xte, yte) <= 1.2 * rmse(pooled, Xte, yte) + 0.05
+        assert rmse(fed, Xte, yte) < 0.5 * min(rmse(w, Xte, yte) for w in local)
         ids = [i for i in data["dongcheng"]["ids"] if _held_out(i)]
         got = c["dongcheng"].call("POST", "models/pm25-districts/predict", {"ids": ids})["scores"]
         v = data["dongcheng"]

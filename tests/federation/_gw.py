@@ -84,21 +84,11 @@ def make_user(
 ) -> str:
     """A user of the city in ``home`` with ``roles`` and a role of its own granted read on
     ``read`` and write on ``write`` (dataset names, ``*`` for all); returns an API key."""
-    from cityos.access import create_api_key, create_role, create_user, grant, list_roles
+    from cityos.federation.gateway import make_operator
 
     store = Store(home)
     try:
-        db = store.db
-        have = set(list_roles(db))
-        data_role = f"{username}_data"
-        for r in {*roles, data_role} - have:
-            create_role(db, r)
-        create_user(db, username, None, roles=[*roles, data_role])
-        for d in read:
-            grant(db, data_role, d, "read")
-        for d in write:
-            grant(db, data_role, d, "write")
-        return create_api_key(db, username)[1]
+        return make_operator(store.db, username, roles=roles, read=read, write=write)
     finally:
         store.close()
 

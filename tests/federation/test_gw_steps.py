@@ -17,7 +17,7 @@ import pytest
 from cityos.access import PermissionDenied, read_audit, verify_audit
 from cityos.errors import DatasetNotFound, ValidationError
 from cityos.federation._certs import create_federation, load_identity
-from cityos.federation.gateway import Gateway
+from cityos.federation.gateway import Gateway, make_operator
 from cityos.federation.gateway_errors import NotPublished, ProjectConflict, UnboundDataset
 from cityos.model import PlainTable
 from cityos.store import Store
@@ -319,7 +319,7 @@ def test_a_party_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     weather = Gateway("weather", tmp_path / "weather", tmp_path / "certs", algorithms=ALGOS).start()
     try:
         assert env.store.db.dialect == "postgresql"
-        _operator_in(env.store.db)
+        make_operator(env.store.db, "op", read=["*"])
         env.peers["weather"], weather.peers["env"] = weather.url, env.url
         p = env.create_project("pg", ["weather"], user=op(env))
         weather.answer(p["id"], accept=True, user=op(weather))
@@ -616,14 +616,6 @@ def test_jobs_read_a_dataset_as_the_user_who_bound_it(parties: tuple[Gateway, Ga
     make_user(env.home, "lin", read=())
     with pytest.raises(PermissionDenied, match="readings"):
         env.train(pid, algorithm="sum", user=op(env, "lin"))
-
-
-def _operator_in(db: Any) -> None:
-    from cityos.access import create_role, create_user, grant
-
-    create_role(db, "op_data")
-    create_user(db, "op", None, roles=["federation_operator", "op_data"])
-    grant(db, "op_data", "*", "read")
 
 
 def _req(c: Any, method: str, path: str, payload: Any = None) -> tuple[int, bytes]:

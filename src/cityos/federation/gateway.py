@@ -68,6 +68,7 @@ __all__ = [
     "OPERATOR_ROLE",
     "VIEWER_ROLE",
     "Gateway",
+    "make_operator",
 ]
 
 log = logging.getLogger("cityos.federation.gateway")
@@ -98,6 +99,42 @@ ACTIONS: dict[str, frozenset[str]] = {
 #: Seconds a bound dataset's version is trusted before it is looked up again.
 VERSION_TTL_S = 1.0
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def make_operator(
+    db: Any,
+    username: str,
+    *,
+    roles: Sequence[str] = (OPERATOR_ROLE,),
+    read: Sequence[str] = (),
+    write: Sequence[str] = (),
+) -> str:
+    """Make (or reuse) user ``username`` of a party's city with gateway ``roles`` and a role
+    ``<username>_data`` granted read on ``read`` and write on ``write`` (dataset names);
+    return a new API key for it. The same as ``cityos user role/create/api-key`` and
+    ``cityos policy grant``, for scripts, the demo and tests.
+
+    >>> from cityos.db import Database
+    >>> db = Database("sqlite://"); db.migrate()
+    >>> key = make_operator(db, "zhang", read=["air_daily"])
+    >>> from cityos.access import principal_from_api_key
+    >>> sorted(principal_from_api_key(db, key).roles)
+    ['federation_operator', 'zhang_data']
+    """
+    from cityos.access import create_api_key, create_role, create_user, grant, list_roles
+    from cityos.access import list_users as users
+
+    data_role = f"{username}_data"
+    have = set(list_roles(db))
+    for r in sorted({*roles, data_role} - have):
+        create_role(db, r, actor="make_operator")
+    if username not in {u.username for u in users(db)}:
+        create_user(db, username, None, roles=[*roles, data_role], actor="make_operator")
+    for d in read:
+        grant(db, data_role, d, "read", actor="make_operator")
+    for d in write:
+        grant(db, data_role, d, "write", actor="make_operator")
+    return create_api_key(db, username, actor="make_operator")[1]
 
 
 def _status_of(exc: BaseException) -> int:

@@ -128,7 +128,8 @@ def test_two_gateway_processes(tmp_path: Path) -> None:
         (listed,) = cli("models", "fed-pm25", "--json", "--home", e, key=None, layer="ai")
         assert listed["family"] == "federated-secureboost" and listed["version"] == 1
         assert listed["lineage"]["job"] == job["id"] and listed["lineage"]["project"] == pid
-        assert listed["datasets"] == {"env/readings": 1, "weather/meteo": 1}
+        assert listed["datasets"] == {"readings": 1}
+        assert listed["lineage"]["parties"]["weather"]["dataset"] == "meteo"
         cli("deploy", "fed-pm25", "--home", e, key=None, layer="ai", ok=None)
         assert set(model["data_versions"]) == {"env", "weather"}
         inf = cli("infer", model["id"], "--output", "pm25_scores", "--home", e, key=ek)

@@ -50,7 +50,8 @@ def test_share_chapter_on_generated_data(tmp_path: Path) -> None:
             store.close()
         assert v.family == "federated-secureboost" and v.lineage is not None
         assert v.lineage["part"] == part and v.lineage["job"].startswith("j-")
-        assert set(v.datasets) == {"environment/air_daily", "weather/meteo_daily"}
+        assert set(v.datasets) == {"air_daily" if bureau == "environment" else "meteo_daily"}
+        assert {x["dataset"] for x in v.lineage["parties"].values()} == {"air_daily", "meteo_daily"}
 
 
 @pytest.mark.slow

@@ -230,10 +230,19 @@ def models(
             v.family,
             v.stage,
             ", ".join(f"{d}@{n}" for d, n in v.datasets.items()),
-            " ".join(f"{k}={lineage[k]}" for k in ("federation", "project", "job") if k in lineage),
+            _lineage(lineage),
             v.created_by,
         )
     console.print(t)
+
+
+def _lineage(lineage: dict[str, Any]) -> str:
+    """One line of a version's lineage: a federated model's federation, project, job and
+    every party's data versions."""
+    out = [f"{k}={lineage[k]}" for k in ("federation", "project", "job") if k in lineage]
+    parties = lineage.get("parties") or {}
+    out += [f"{p}:{v['dataset']}@{v['version']}" for p, v in sorted(parties.items())]
+    return " ".join(out)
 
 
 @ai_app.command()

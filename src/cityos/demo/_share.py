@@ -293,7 +293,10 @@ def run_share_story(
                 "version": v.version,
                 "family": v.family,
                 "stage": v.stage,
-                "datasets": v.datasets,
+                "datasets": {  # every bureau's data version, from the lineage
+                    f"{party}:{x['dataset']}": x["version"]
+                    for party, x in sorted((v.lineage or {}).get("parties", {}).items())
+                },
                 "project": (v.lineage or {}).get("project"),
                 "job": (v.lineage or {}).get("job"),
                 "home": str(env_home),

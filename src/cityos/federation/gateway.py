@@ -1032,10 +1032,9 @@ class Gateway:
             family=f"federated-{record['algorithm']}",
             params=dict(record.get("params") or {}),
             metrics={"federated": kept},
-            datasets={
-                f"{party}/{v['dataset']}": int(v["version"])
-                for party, v in record["data_versions"].items()
-            },
+            # this party's own dataset (so the registry's and the HTTP API's access checks
+            # apply to it); every party's data versions are in the lineage
+            datasets={str(mine["dataset"]): int(mine["version"])},
             feature_spec={"binding": self.book.binding(p["id"])},
             lineage=lineage,
             actor=actor,

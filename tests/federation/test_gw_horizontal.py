@@ -241,13 +241,7 @@ def test_three_district_gateway_processes(tmp_path: Path) -> None:
         job = c["dongcheng"].call(
             "POST", f"projects/{pid}/train", {"algorithm": "flower-linear", "params": PARAMS}
         )
-        deadline = time.monotonic() + 120
-        while (job := c["dongcheng"].call("GET", f"jobs/{job['id']}"))["state"] in (
-            "waiting",
-            "running",
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        job = _ended(c["dongcheng"], job["id"], 120)
         assert job["state"] == "succeeded", job["error"]
         for d in DISTRICTS:  # each district's own comparison, on its own held-out rows
             r = job["result"]["parties"][d]
@@ -294,12 +288,15 @@ def test_three_district_gateway_processes(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         procs["haidian"].kill()
-        deadline = time.monotonic() + 60
-        while (st := c["dongcheng"].call("GET", f"jobs/{job2['id']}"))["state"] in (
-            "running",
-            "waiting",
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        st = _ended(c["dongcheng"], job2["id"], 60)
         assert st["state"] == "failed" and "haidian" in st["error"], st["error"]
         assert c["chaoyang"].call("GET", f"jobs/{job2['id']}")["state"] in ("failed", "cancelled")
+
+
+def _ended(client: Any, job_id: str, timeout: float) -> Any:
+    """The job once it left waiting and running (through the operator API)."""
+    deadline = time.monotonic() + timeout
+    while (job := client.call("GET", f"jobs/{job_id}"))["state"] in ("waiting", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    return job

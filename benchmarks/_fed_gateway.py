@@ -35,6 +35,18 @@ def _home(home: Path, name: str, df: pd.DataFrame) -> None:
         store.close()
 
 
+def _operator(home: Path, dataset: str) -> str:
+    """An API key of a federation operator of ``home`` who may read ``dataset``."""
+    from cityos.federation.gateway import make_operator
+    from cityos.store import Store
+
+    store = Store(home)
+    try:
+        return make_operator(store.db, "bench", read=[dataset])
+    finally:
+        store.close()
+
+
 def run_gateway(args: argparse.Namespace) -> dict[str, Any]:
     from cityos.federation import secureboost as sb
     from cityos.federation._certs import create_federation
@@ -61,8 +73,10 @@ def run_gateway(args: argparse.Namespace) -> dict[str, Any]:
         create_federation(root / "certs", "bench", ["guest", "host"])
         _home(root / "guest", "g", guest)
         _home(root / "host", "h", host)
+        keys = {p: _operator(root / p, d) for p, d in (("guest", "g"), ("host", "h"))}
         with gateway_processes(root / "certs", {"guest": root / "guest", "host": root / "host"}):
-            gc, hc = GatewayClient(root / "guest"), GatewayClient(root / "host")
+            gc = GatewayClient(root / "guest", api_key=keys["guest"])
+            hc = GatewayClient(root / "host", api_key=keys["host"])
             pid = gc.call("POST", "projects", {"name": "bench", "hosts": ["host"]})["id"]
             hc.call("POST", f"projects/{pid}/accept")
             gc.call(

@@ -158,3 +158,39 @@ def test_fresh_window_cache_follows_the_data(city: Store) -> None:
     city.append("air", rows[late].assign(pm25=500.0))
     after = predict_fresh(city, "pm", at=at, ids=["s0"])
     assert not np.allclose(after["yhat"].to_numpy(), first["yhat"].to_numpy())
+
+
+def test_external_versions_keep_their_files_lineage_and_lifecycle(any_city: Store) -> None:
+    """A model that is not a zoo model (a party's part of a federated model) is registered
+    as its files, checked by SHA-256, with its lineage; stages apply; it is not loaded as a
+    zoo model; a wrong family or a tampered artefact is refused."""
+    reg = ModelRegistry.of(any_city)
+    with pytest.raises(RegistryError, match="not external"):
+        reg.register_files("joint", {"part": b"x"}, family="lightgbm")
+    assert reg.names() == []
+    lineage = {"federation": "beijing", "project": "p-1", "job": "j-1"}
+    v = reg.register_files(
+        "joint",
+        {"env.part": b"\x00\x01", "federated.json": b"{}"},
+        family="federated-secureboost",
+        datasets={"air_daily": 3},
+        lineage=lineage,
+        actor="user:zhang",
+    )
+    assert (v.version, v.stage, v.external, v.lineage, v.datasets) == (
+        1,
+        "none",
+        True,
+        lineage,
+        {"air_daily": 3},
+    )
+    assert reg.get("joint", 1).to_dict()["lineage"] == lineage
+    assert (reg.artefact("joint", 1) / "env.part").read_bytes() == b"\x00\x01"
+    assert reg.deploy("joint").stage == "production"
+    assert reg.transition("joint", 1, "archived").stage == "archived"
+    with pytest.raises(RegistryError, match="gateway"):
+        reg.load("joint", 1)
+    (reg.artefact("joint", 1) / "env.part").write_bytes(b"changed")
+    with pytest.raises(RegistryError, match="SHA-256"):
+        reg.artefact("joint", 1)
+    assert reg.register_files("joint", {"p": b"y"}, family="federated-vlr").version == 2

@@ -72,3 +72,29 @@ class SumAlgorithm:
             return total
         ch.send(guest, "partial", {"sums": np.nansum(X, axis=1)})
         return None
+
+
+def make_user(
+    home: Path,
+    username: str = "op",
+    roles: Sequence[str] = ("federation_operator",),
+    *,
+    read: Sequence[str] = ("*",),
+    write: Sequence[str] = (),
+) -> str:
+    """A user of the city in ``home`` with ``roles`` and a role of its own granted read on
+    ``read`` and write on ``write`` (dataset names, ``*`` for all); returns an API key."""
+    from cityos.federation.gateway import make_operator
+
+    store = Store(home)
+    try:
+        return make_operator(store.db, username, roles=roles, read=read, write=write)
+    finally:
+        store.close()
+
+
+def op(gw: Any, username: str = "op") -> Any:
+    """The principal of ``username`` in gateway ``gw``'s city (the Python API's caller)."""
+    from cityos.access import principal_for
+
+    return principal_for(gw.store.db, username)

@@ -34,6 +34,24 @@ def test_share_chapter_on_generated_data(tmp_path: Path) -> None:
     assert f["share.identical_to_pooled"] == 1.0
     assert f["share.rmse_federated"] == f["share.rmse_pooled"]
     assert f["share.rmse_federated"] < f["share.rmse_env_alone"]
+    # the joint model is the environment bureau's registry version in production, with
+    # both bureaus' data versions and the project and job as lineage; the weather
+    # bureau's part is in its own registry
+    from cityos.ai._registry import ModelRegistry
+    from cityos.store import Store
+
+    (sec,) = [x for x in report.sections if "AI registry" in x.title]
+    assert sec.rows[0][0] == "pm25-tomorrow" and sec.rows[0][3] == "production"
+    for bureau, part in (("environment", "joint model (guest)"), ("weather", "host part")):
+        store = Store(tmp_path / "federation" / bureau)
+        try:
+            v = ModelRegistry.of(store).get("pm25-tomorrow")
+        finally:
+            store.close()
+        assert v.family == "federated-secureboost" and v.lineage is not None
+        assert v.lineage["part"] == part and v.lineage["job"].startswith("j-")
+        assert set(v.datasets) == {"air_daily" if bureau == "environment" else "meteo_daily"}
+        assert {x["dataset"] for x in v.lineage["parties"].values()} == {"air_daily", "meteo_daily"}
 
 
 @pytest.mark.slow

@@ -32,9 +32,12 @@ from cityos.ai._tables import ModelVersionRow, StageEventRow
 from cityos.ai._zoo import Forecaster, load_model
 from cityos.db import Database
 
-__all__ = ["STAGES", "ModelRegistry", "ModelVersion", "code_version"]
+__all__ = ["EXTERNAL_PREFIXES", "STAGES", "ModelRegistry", "ModelVersion", "code_version"]
 
 STAGES = ("none", "staging", "production", "archived")
+#: Families whose artefacts are files registered as they are (:meth:`ModelRegistry.register_files`),
+#: not zoo models: ``federated-<algorithm>`` (a party's part of a federated model).
+EXTERNAL_PREFIXES = ("federated-",)
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -95,6 +98,13 @@ class ModelVersion:
     created_at: datetime | None
     study: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
+    lineage: dict[str, Any] | None = None
+
+    @property
+    def external(self) -> bool:
+        """Whether the artefact is not a zoo model (e.g. a federated model's part, served
+        by the federation gateway rather than :meth:`ModelRegistry.load`)."""
+        return self.family.startswith(EXTERNAL_PREFIXES)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +123,7 @@ class ModelVersion:
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "has_study": self.study is not None,
+            "lineage": self.lineage,
         }
 
 
@@ -134,6 +145,7 @@ def _row_to(v: ModelVersionRow) -> ModelVersion:
         v.created_at,
         json.loads(v.study) if v.study else None,
         json.loads(v.reference) if v.reference else None,
+        json.loads(v.lineage) if v.lineage else None,
     )
 
 
@@ -203,6 +215,99 @@ class ModelRegistry:
             raise RegistryError(f"cannot register an unfitted {model.family} model as {name!r}")
         tmp = self.root / name / f".tmp-{uuid.uuid4().hex}"
         model.save(tmp)
+        return self._commit(
+            name,
+            tmp,
+            family=model.family,
+            horizon=model.horizon,
+            params=model.params,
+            metrics=metrics,
+            datasets=model.meta.get("datasets", {}),
+            feature_spec=feature_spec,
+            study=study,
+            reference=reference,
+            lineage=None,
+            actor=actor,
+        )
+
+    def register_files(
+        self,
+        name: str,
+        files: dict[str, bytes],
+        *,
+        family: str,
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        datasets: dict[str, int] | None = None,
+        feature_spec: dict[str, Any] | None = None,
+        lineage: dict[str, Any] | None = None,
+        horizon: int = 0,
+        actor: str = "",
+    ) -> ModelVersion:
+        """Add a model that is not a zoo model as the next version of ``name`` (stage
+        ``none``): its artefact is ``files`` (file name -> bytes), kept and checked by
+        SHA-256 like any other; ``family`` must start with one of
+        :data:`EXTERNAL_PREFIXES`. The whole lifecycle (stages, deploy, rollback) applies;
+        :meth:`artefact` hands the verified folder to whoever serves it.
+
+        >>> import tempfile
+        >>> db = Database("sqlite://"); db.migrate()
+        >>> reg = ModelRegistry(db, tempfile.mkdtemp())
+        >>> v = reg.register_files("joint", {"part.bin": b"x"}, family="federated-secureboost",
+        ...                        datasets={"env/air": 3}, lineage={"project": "p-1"})
+        >>> v.version, v.external, v.lineage, (reg.artefact("joint", 1) / "part.bin").read_bytes()
+        (1, True, {'project': 'p-1'}, b'x')
+        """
+        _check_name(name)
+        if not family.startswith(EXTERNAL_PREFIXES):
+            raise RegistryError(
+                f"family {family!r} of {name!r} is not external (it should start with one of "
+                f"{list(EXTERNAL_PREFIXES)}); register zoo models with register()"
+            )
+        if not files:
+            raise RegistryError(f"no artefact files for {name!r}")
+        tmp = self.root / name / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir(parents=True)
+        try:
+            for fname, data in files.items():
+                if "/" in fname or fname.startswith("."):
+                    raise RegistryError(f"invalid artefact file name {fname!r}")
+                (tmp / fname).write_bytes(data)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self._commit(
+            name,
+            tmp,
+            family=family,
+            horizon=horizon,
+            params=params or {},
+            metrics=metrics,
+            datasets=datasets or {},
+            feature_spec=feature_spec,
+            study=None,
+            reference=None,
+            lineage=lineage,
+            actor=actor,
+        )
+
+    def _commit(
+        self,
+        name: str,
+        tmp: Path,
+        *,
+        family: str,
+        horizon: int,
+        params: dict[str, Any],
+        metrics: dict[str, Any] | None,
+        datasets: dict[str, Any],
+        feature_spec: dict[str, Any] | None,
+        study: dict[str, Any] | None,
+        reference: dict[str, Any] | None,
+        lineage: dict[str, Any] | None,
+        actor: str,
+    ) -> ModelVersion:
+        """Register the artefact folder ``tmp`` as the next version of ``name``."""
         sha = _digest(tmp)
         for _ in range(5):
             with self.db.session() as s:
@@ -217,11 +322,11 @@ class ModelRegistry:
                         ModelVersionRow(
                             name=name,
                             version=version,
-                            family=model.family,
-                            horizon=model.horizon,
-                            params=json.dumps(model.params, default=str),
+                            family=family,
+                            horizon=horizon,
+                            params=json.dumps(params, default=str),
                             metrics=json.dumps(metrics or {}, default=_num),
-                            datasets=json.dumps(model.meta.get("datasets", {})),
+                            datasets=json.dumps(datasets),
                             feature_spec=json.dumps(feature_spec or {}, default=str),
                             code_version=code_version(),
                             artefact=str(final.relative_to(self.root.parent.parent)),
@@ -229,6 +334,9 @@ class ModelRegistry:
                             stage="none",
                             study=json.dumps(study, default=_num) if study is not None else None,
                             reference=json.dumps(reference) if reference is not None else None,
+                            lineage=json.dumps(lineage, default=str)
+                            if lineage is not None
+                            else None,
                             created_by=actor,
                         )
                     )
@@ -387,22 +495,34 @@ class ModelRegistry:
     def load(self, name: str, version: int | str | None = None) -> tuple[Forecaster, ModelVersion]:
         """The model object of a version (cached; its artefact checked against its SHA-256)."""
         v = self.get(name, version)
+        if v.external:
+            raise RegistryError(
+                f"{name!r} v{v.version} is a {v.family} model: it is served by its owner "
+                "(a federated model by the federation gateway: `cityos gateway predict`), "
+                "not loaded as a zoo model"
+            )
         key = (v.name, v.version, v.sha256)
         with self._lock:
             m = self._cache.get(key)
             if m is None:
-                folder = self.root.parent.parent / v.artefact
-                if not folder.is_dir() or _digest(folder) != v.sha256:
-                    raise RegistryError(
-                        f"artefact of {name!r} v{v.version} at {folder} is missing or changed "
-                        "(SHA-256 mismatch); re-register the model"
-                    )
+                folder = self.artefact(name, v.version)
                 m = load_model(folder)
                 onnx = folder / "model.onnx"
                 if onnx.is_file() and hasattr(m, "use_onnx"):
                     m.use_onnx(onnx)
                 self._cache[key] = m
         return m, v
+
+    def artefact(self, name: str, version: int) -> Path:
+        """The folder of a version's artefact, checked against its SHA-256."""
+        v = self.get(name, version)
+        folder = self.root.parent.parent / v.artefact
+        if not folder.is_dir() or _digest(folder) != v.sha256:
+            raise RegistryError(
+                f"artefact of {name!r} v{v.version} at {folder} is missing or changed "
+                "(SHA-256 mismatch); re-register the model"
+            )
+        return folder
 
     def add_file(self, name: str, version: int, filename: str, data: bytes) -> ModelVersion:
         """Attach a file (e.g. an ONNX export) to a version's artefact, updating its SHA-256."""

@@ -32,6 +32,7 @@ class ModelVersionRow(Base):
     stage: Mapped[str] = mapped_column(String(20), default="none", index=True)
     study: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON (AutoML)
     reference: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON drift reference
+    lineage: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON (e.g. federation)
     created_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

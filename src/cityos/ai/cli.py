@@ -1,4 +1,5 @@
-"""``cityos ai ...``: features, train, evaluate, automl, deploy, predict, monitor. Loaded
+"""``cityos ai ...``: features, train, evaluate, automl, models, stage, deploy, predict,
+monitor. Loaded
 only when an ``ai`` command runs; each command imports what it needs."""
 
 from __future__ import annotations
@@ -195,6 +196,73 @@ def automl(
         f"best: {r.best_family} {r.best_params} (validation MAE {r.best_value:.3f}) "
         f"after {len(r.trials)} trials; registered v{r.version.version if r.version else '?'}"
     )
+
+
+@ai_app.command()
+def models(
+    name: Annotated[str | None, typer.Argument(help="one model: all its versions")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    home: HomeOpt = _HOME,
+) -> None:
+    """The registry: per model its production (else latest) version, or one model's
+    versions, with family, stage, dataset versions and lineage (e.g. a federated model's
+    federation, project and job)."""
+    from cityos.ai import AIError
+    from cityos.ai._registry import ModelRegistry
+    from cityos.store import Store
+
+    reg = ModelRegistry.of(Store(home))
+    try:
+        vs = reg.versions(name) if name else reg.list_models()
+        if name and not vs:
+            reg.get(name)  # raises VersionNotFound naming the registered models
+    except AIError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps([v.to_dict() for v in vs], indent=2, default=str))
+        return
+    t = Table("model", "version", "family", "stage", "datasets", "lineage", "by")
+    for v in vs:
+        lineage = v.lineage or {}
+        t.add_row(
+            v.name,
+            str(v.version),
+            v.family,
+            v.stage,
+            ", ".join(f"{d}@{n}" for d, n in v.datasets.items()),
+            _lineage(lineage),
+            v.created_by,
+        )
+    console.print(t)
+
+
+def _lineage(lineage: dict[str, Any]) -> str:
+    """One line of a version's lineage: a federated model's federation, project, job and
+    every party's data versions."""
+    out = [f"{k}={lineage[k]}" for k in ("federation", "project", "job") if k in lineage]
+    parties = lineage.get("parties") or {}
+    out += [f"{p}:{v['dataset']}@{v['version']}" for p, v in sorted(parties.items())]
+    return " ".join(out)
+
+
+@ai_app.command()
+def stage(
+    name: str,
+    version: int,
+    to: Annotated[str, typer.Argument(help="none | staging | production | archived (retired)")],
+    reason: str = "",
+    home: HomeOpt = _HOME,
+) -> None:
+    """Move a version to a stage; ``archived`` retires it (it is no longer served)."""
+    from cityos.ai import AIError
+    from cityos.ai._registry import ModelRegistry
+    from cityos.store import Store
+
+    try:
+        v = ModelRegistry.of(Store(home)).transition(name, version, to, reason=reason)
+    except AIError as exc:
+        _fail(exc)
+    console.print(f"{v.name} v{v.version} is in stage {v.stage}")
 
 
 @ai_app.command()

@@ -1,8 +1,12 @@
 """Chapter 6 of the city story, *share*: the environment bureau (pollutant readings and the
 PM2.5 label) and the weather bureau (meteorology) of Beijing forecast tomorrow's PM2.5
 together without pooling their data — two ``cityos gateway serve`` processes, each over its
-own city home, talking mutual TLS; entity alignment by private set intersection, SecureBoost
-with Paillier-encrypted gradients, publishing, batch inference and online serving.
+own city home, talking mutual TLS, each driven by an operator of its own city (an access
+API key; each action authorised for that user, each dataset by the user's rights); entity
+alignment by private set intersection, SecureBoost with Paillier-encrypted gradients,
+publishing the joint model to the environment bureau's AI registry (``cityos ai models``
+lists it, with every party's data versions and the project and job as lineage), deploying
+it there, batch inference and online serving through the registry's production version.
 
 The figures it reports: the federated model's error equals pooled training's (the same
 trees: SecureBoost is lossless), and beats the environment bureau alone (what federation is
@@ -54,6 +58,8 @@ DEMO_PARAMS = {
     "min_child_samples": 20,
     "key_bits": 512,
 }
+#: The joint model's name in the environment bureau's AI registry.
+MODEL_NAME = "pm25-tomorrow"
 
 
 def _daily(df: pd.DataFrame) -> pd.DataFrame:
@@ -189,9 +195,11 @@ def run_share_story(
     online_requests: int = 30,
 ) -> dict[str, Any]:
     """Run the Beijing story between two gateway processes under ``root``; the figures."""
+    from cityos.ai._registry import ModelRegistry
     from cityos.federation import secureboost as sb
     from cityos.federation._certs import create_federation
     from cityos.federation.cli import GatewayClient
+    from cityos.federation.gateway import make_operator
     from cityos.federation.gateway_procs import gateway_processes
     from cityos.store import Store
 
@@ -204,6 +212,18 @@ def run_share_story(
         env_home, "air_daily", env, "daily pollutant means per station; label: tomorrow's PM2.5"
     )
     _make_home(w_home, "meteo_daily", weather, "daily meteorology per station, and tomorrow's")
+    keys = {}
+    # each bureau's operator may read its own bound dataset (and the environment bureau's
+    # write the scores); nothing else, and no machine user reads on anyone's behalf
+    for home, user, read, write in (
+        (env_home, "zhang", ["air_daily"], ["pm25_tomorrow"]),
+        (w_home, "wang", ["meteo_daily"], []),
+    ):
+        store = Store(home)
+        try:
+            keys[home] = make_operator(store.db, user, read=read, write=write)
+        finally:
+            store.close()
     log(f"two bureaus' homes from {source}: {len(env)} and {len(weather)} station-days")
     out: dict[str, Any] = {
         "source": source,
@@ -214,7 +234,8 @@ def run_share_story(
     t0 = time.perf_counter()
     with gateway_processes(certs, {"environment": env_home, "weather": w_home}):
         out["start_s"] = time.perf_counter() - t0
-        ec, wc = GatewayClient(env_home), GatewayClient(w_home)
+        ec = GatewayClient(env_home, api_key=keys[env_home])
+        wc = GatewayClient(w_home, api_key=keys[w_home])
         proj = ec.call(
             "POST",
             "projects",
@@ -260,9 +281,36 @@ def run_share_story(
         out["train_s"] = time.perf_counter() - t
         out["train_rows"] = job["result"]["rows"]
         out["guest_bytes_sent"] = job["result"].get("bytes_sent", 0)
-        model = ec.call("POST", f"jobs/{job['id']}/publish")
+        model = ec.call("POST", f"jobs/{job['id']}/publish", {"name": MODEL_NAME})
+        # the joint model is a version of the environment bureau's AI registry: deploy it
+        # there; serving below goes through its production version
+        store = Store(env_home)
+        try:
+            reg = ModelRegistry.of(store)
+            v = reg.deploy(MODEL_NAME, int(model["registry_version"]), actor="user:zhang")
+            out["registry"] = {
+                "name": v.name,
+                "version": v.version,
+                "family": v.family,
+                "stage": v.stage,
+                "datasets": {  # every bureau's data version, from the lineage
+                    f"{party}:{x['dataset']}": x["version"]
+                    for party, x in sorted((v.lineage or {}).get("parties", {}).items())
+                },
+                "project": (v.lineage or {}).get("project"),
+                "job": (v.lineage or {}).get("job"),
+                "home": str(env_home),
+            }
+        finally:
+            store.close()
+        store = Store(w_home)
+        try:  # the weather bureau's own part, in its own registry
+            out["host_registry"] = ModelRegistry.of(store).get(MODEL_NAME).to_dict()
+        finally:
+            store.close()
+        served = f"{MODEL_NAME}:production"
         t = time.perf_counter()
-        inf = ec.call("POST", f"models/{model['id']}/infer", {"output": "pm25_tomorrow"})
+        inf = ec.call("POST", f"models/{served}/infer", {"output": "pm25_tomorrow"})
         while inf["state"] not in ("succeeded", "failed", "cancelled"):
             time.sleep(0.2)
             inf = ec.call("GET", f"jobs/{inf['id']}")
@@ -274,7 +322,7 @@ def run_share_story(
         for i in range(online_requests):
             t = time.perf_counter()
             ans = ec.call(
-                "POST", f"models/{model['id']}/predict", {"ids": [test_ids[i % len(test_ids)]]}
+                "POST", f"models/{served}/predict", {"ids": [test_ids[i % len(test_ids)]]}
             )
             lat.append((time.perf_counter() - t) * 1000)
         out["online_p50_ms"] = float(np.percentile(lat, 50))
@@ -369,6 +417,23 @@ class Share(Chapter):
             ),
         ]
         r.sections.append(sec)
+        g = f["registry"]
+        reg = Section(
+            f"The joint model in the environment bureau's AI registry "
+            f"(`cityos ai models {g['name']} --home {g['home']}`)",
+            ("model", "version", "family", "stage", "data versions", "lineage"),
+        )
+        reg.rows.append(
+            (
+                g["name"],
+                str(g["version"]),
+                g["family"],
+                g["stage"],
+                ", ".join(f"{d}@{n}" for d, n in g["datasets"].items()),
+                f"project {g['project']}, job {g['job']}",
+            )
+        )
+        r.sections.append(reg)
         r.notes.append(
             f"Share: federated = pooled predictions {'exactly' if f['identical_to_pooled'] else 'NOT exactly'} "
             f"(max |diff| {f['max_abs_diff_pooled']:.3g}); training {f['train_s']:.1f} s on "

@@ -2,9 +2,9 @@
 algorithm's party role over the job's :class:`~cityos.federation._channel.Channel`.
 
 Algorithms are adapters (:class:`Algorithm`) over the party roles of
-:mod:`cityos.federation` (fed-algo's SecureBoost and vertical logistic regression), looked
-up by name in :data:`ALGORITHMS`; a model part is a codec payload (a dict), stored by its
-party only.
+:mod:`cityos.federation` (fed-algo's SecureBoost and vertical logistic regression; Flower
+horizontal training, whose adapters say ``horizontal = True``), looked up by name in
+:data:`ALGORITHMS`; a model part is a codec payload (a dict), stored by its party only.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
 ALGORITHMS: dict[str, str] = {
     "secureboost": "cityos.federation._jobs:SecureBoostAlgorithm",
     "vlr": "cityos.federation._jobs:VerticalLRAlgorithm",
+    "flower-linear": "cityos.federation._jobs:FlowerLinearAlgorithm",
 }
 
 
@@ -381,3 +382,106 @@ class VerticalLRAlgorithm:
             return np.asarray(v.predict_guest(ch, g, X), dtype="float64")
         v.predict_host(ch, v.VLRHostModel(np.asarray(part["weights"]), sc, str(part["guest"])), X)
         return None
+
+
+# -- horizontal: Flower ------------------------------------------------------------------------
+_FLOWER_PARAMS = {"strategy", "rounds", "epochs", "lr", "beta", "num_malicious"}
+
+
+class FlowerLinearAlgorithm:
+    """Horizontal linear regression through Flower (:mod:`cityos.federation.horizontal`):
+    the guest runs Flower's server round loop with a Flower strategy (``strategy``:
+    ``fedavg``, or a robust one: ``fedmedian``, ``fedtrimmedavg``, ``krum``) and takes part
+    with its own rows; every host runs a Flower ``NumPyClient`` on its own rows. Only
+    parameters and aggregate metrics cross. ``params``: ``strategy``, ``rounds`` (20),
+    ``epochs`` (5 local gradient steps per round), ``lr`` (0.1), and the strategy's
+    ``beta`` / ``num_malicious``. Every party's part is the global model.
+    """
+
+    horizontal = True
+
+    @staticmethod
+    def _params(params: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(params) - _FLOWER_PARAMS)
+        if unknown:
+            raise FederationError(
+                f"unknown flower-linear parameters {unknown}; known: {sorted(_FLOWER_PARAMS)}"
+            )
+        return {"strategy": "fedavg", "rounds": 20, "epochs": 5, "lr": 0.1, **params}
+
+    def train(
+        self,
+        ch: Channel,
+        role: str,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        params: Mapping[str, Any],
+        *,
+        guest: str,
+        hosts: Sequence[str],
+        schema: list[list[str]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        hfl = importlib.import_module("cityos.federation.horizontal")
+        p = self._params(params)
+        assert y is not None
+        client = hfl.LinearClient(X, y, epochs=int(p["epochs"]), lr=float(p["lr"]))
+        metrics: dict[str, Any] = {}
+        if role == "guest":
+            extra = {k: p[k] for k in ("beta", "num_malicious") if k in p}
+            res = hfl.run_server(
+                ch,
+                list(hosts),
+                [np.zeros(X.shape[1]), np.zeros(1)],
+                strategy=str(p["strategy"]),
+                rounds=int(p["rounds"]),
+                epochs=int(p["epochs"]),
+                local=(guest, client, schema),
+                **extra,
+            )
+            final = res.parameters
+            metrics = {
+                "strategy": str(p["strategy"]),
+                "rounds": int(p["rounds"]),
+                "last_round_loss": float(res.losses[-1][1]) if res.losses else float("nan"),
+            }
+        else:
+            final = hfl.run_client(ch, guest, client, schema)["parameters"]
+            if not final:
+                raise FederationError(f"the aggregator {guest!r} ended the rounds without a model")
+        part = {
+            "role": role,
+            "model": "linear",
+            "strategy": str(p["strategy"]),
+            "weights": np.asarray(final[0], dtype="float64"),
+            "bias": float(np.asarray(final[1], dtype="float64")[0]),
+            "schema": [list(c) for c in schema],
+        }
+        return part, metrics
+
+    def train_local(
+        self, X: np.ndarray, y: np.ndarray, params: Mapping[str, Any]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """The same model trained on this party's rows alone (the local-only baseline):
+        as many local gradient steps as the federation ran."""
+        hfl = importlib.import_module("cityos.federation.horizontal")
+        p = self._params(params)
+        w = hfl.train_linear(X, y, int(p["rounds"]), int(p["epochs"]), lr=float(p["lr"]))
+        return lambda Z: np.asarray(hfl.predict_linear(w, Z), dtype="float64")
+
+    def predict_local(self, X: np.ndarray, part: Mapping[str, Any]) -> np.ndarray:
+        """Scores of this party's rows with the global model (no messages)."""
+        w = np.asarray(part["weights"], dtype="float64")
+        return np.asarray(np.asarray(X, dtype="float64") @ w + float(part["bias"]))
+
+    def predict(
+        self,
+        ch: Channel,
+        role: str,
+        X: np.ndarray,
+        part: Mapping[str, Any],
+        *,
+        guest: str,
+        hosts: Sequence[str],
+    ) -> np.ndarray | None:
+        """A horizontal model scores locally at every party."""
+        return self.predict_local(X, part)

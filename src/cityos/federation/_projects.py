@@ -92,6 +92,15 @@ def coarse_stats(col: pa.ChunkedArray | pa.Array) -> dict[str, Any]:
     return out
 
 
+#: Kinds of project: vertical (columns split between parties) or horizontal (rows).
+KINDS = ("vertical", "horizontal")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValidationError(f"unknown project kind {kind!r}; kinds: {list(KINDS)}", field="kind")
+
+
 class ProjectBook:
     """The projects of party ``me`` in federation ``federation``, in database ``db``."""
 
@@ -121,6 +130,7 @@ class ProjectBook:
             "federation": p.federation,
             "guest": p.guest,
             "status": p.status,
+            "kind": p.kind,
             "description": p.description,
             "my_role": me.role if me else None,
             "created_at": _iso(p.created_at),
@@ -159,9 +169,12 @@ class ProjectBook:
         actor: str,
         description: str = "",
         my_url: str = "",
+        kind: str = "vertical",
     ) -> dict[str, Any]:
         """Create a project with this party as the guest (it holds the label) and invite
-        ``hosts`` (party name -> gateway address)."""
+        ``hosts`` (party name -> gateway address); ``kind`` is ``vertical`` or
+        ``horizontal``."""
+        _check_kind(kind)
         if not name or len(name) > 200:
             raise ValidationError("a project needs a name of 1-200 characters", field="name")
         if not hosts:
@@ -179,6 +192,7 @@ class ProjectBook:
                     federation=self.federation,
                     guest=self.me,
                     status="proposed",
+                    kind=kind,
                     description=description,
                 )
             )
@@ -194,7 +208,7 @@ class ProjectBook:
                 s,
                 actor=actor,
                 action="federation.project.create",
-                detail={"project": pid, "name": name, "hosts": sorted(hosts)},
+                detail={"project": pid, "name": name, "hosts": sorted(hosts), "kind": kind},
             )
             return self._as_dict(s, self._project(s, pid))
 
@@ -228,6 +242,8 @@ class ProjectBook:
                 f"invitation {pid!r} names guest {invitation.get('guest')!r} but came from {frm!r}",
                 field="guest",
             )
+        kind = str(invitation.get("kind", "vertical"))
+        _check_kind(kind)
         with audit_transaction(self.db) as s:
             if s.get(ProjectRow, pid) is not None:
                 return self._as_dict(s, self._project(s, pid))
@@ -238,6 +254,7 @@ class ProjectBook:
                     federation=self.federation,
                     guest=frm,
                     status="proposed",
+                    kind=kind,
                     description=str(invitation.get("description", "")),
                 )
             )
@@ -331,16 +348,23 @@ class ProjectBook:
         schema_fields: Mapping[str, str],
         version: int,
         actor: str,
+        bound_by: str,
     ) -> dict[str, Any]:
-        """Bind a local dataset (already checked to exist and be readable) to a project."""
+        """Bind a local dataset (already checked to exist and be readable by user
+        ``bound_by``, as whom jobs read it) to a project."""
         p = self.get(project_id)
         role = p["my_role"]
+        if p["kind"] == "horizontal" and not label:
+            raise ValidationError(
+                f"project {project_id!r} is horizontal: every party binds its label field too",
+                field="label",
+            )
         if role == "guest" and not label:
             raise ValidationError(
                 f"party {self.me!r} is the guest of {project_id!r}: bind the label field too",
                 field="label",
             )
-        if role == "host" and label:
+        if role == "host" and label and p["kind"] == "vertical":
             raise ValidationError(
                 f"party {self.me!r} is a host of {project_id!r}: hosts hold features, not the "
                 "label",
@@ -372,6 +396,7 @@ class ProjectBook:
                 s.add(row)
             row.dataset, row.id_field, row.fields = dataset, id_field, json.dumps(list(fields))
             row.label, row.dataset_version, row.created_at = label, version, utcnow()
+            row.bound_by = bound_by
             s.flush()
             append_audit(
                 s,
@@ -384,6 +409,7 @@ class ProjectBook:
                     "label": label,
                     "id_field": id_field,
                     "version": version,
+                    "read_as": bound_by,
                 },
             )
         return self.binding(project_id)
@@ -404,6 +430,7 @@ class ProjectBook:
                 "fields": json.loads(row.fields),
                 "label": row.label,
                 "version": row.dataset_version,
+                "bound_by": row.bound_by,
             }
 
     # -- step 3: field metadata ----------------------------------------------------------------
@@ -580,8 +607,12 @@ class ProjectBook:
         part_path: str,
         sha256: str,
         data_versions: Mapping[str, Any],
+        registry_name: str,
+        registry_version: int,
         actor: str,
     ) -> dict[str, Any]:
+        """Record a model this party registered (``registry_name`` v``registry_version``
+        of its AI registry, the source of truth) as published."""
         with audit_transaction(self.db) as s:
             self._project(s, project_id)
             if s.get(ModelRow, model_id) is not None:
@@ -595,6 +626,8 @@ class ProjectBook:
                     part_path=part_path,
                     sha256=sha256,
                     data_versions=json.dumps(dict(data_versions)),
+                    registry_name=registry_name,
+                    registry_version=registry_version,
                 )
             )
             s.flush()
@@ -608,6 +641,7 @@ class ProjectBook:
                     "job": job_id,
                     "sha256": sha256,
                     "data_versions": dict(data_versions),
+                    "registry": f"{registry_name} v{registry_version}",
                 },
             )
         return self.model(model_id)
@@ -628,6 +662,8 @@ class ProjectBook:
                 "part_path": m.part_path,
                 "sha256": m.sha256,
                 "data_versions": json.loads(m.data_versions),
+                "registry_name": m.registry_name,
+                "registry_version": m.registry_version,
                 "published_at": _iso(m.published_at),
             }
 

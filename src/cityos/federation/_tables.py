@@ -29,6 +29,7 @@ class ProjectRow(Base):
     federation: Mapped[str] = mapped_column(String(63))
     guest: Mapped[str] = mapped_column(String(63))
     status: Mapped[str] = mapped_column(String(20))  # proposed | active | declined
+    kind: Mapped[str] = mapped_column(String(20), default="vertical")  # vertical | horizontal
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -54,6 +55,7 @@ class BindingRow(Base):
     fields: Mapped[str] = mapped_column(Text)  # JSON list of feature fields
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     dataset_version: Mapped[int] = mapped_column(Integer)
+    bound_by: Mapped[str] = mapped_column(String(200), default="")  # rows are read as this user
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -95,4 +97,6 @@ class ModelRow(Base):
     part_path: Mapped[str] = mapped_column(String(2000))  # this party's own part
     sha256: Mapped[str] = mapped_column(String(64))
     data_versions: Mapped[str] = mapped_column(Text)  # JSON {party: {dataset, version}}
+    registry_name: Mapped[str] = mapped_column(String(200), default="")  # the AI registry's
+    registry_version: Mapped[int] = mapped_column(Integer, default=0)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -32,7 +32,9 @@ def _print(obj: Any) -> None:
 
 class GatewayClient:
     """The operator's client of the gateway serving city ``home`` (its address and
-    certificate folder are in ``home/federation/gateway.json``)."""
+    certificate folder are in ``home/federation/gateway.json``), authenticated by the
+    party's certificate and by ``api_key`` (default ``CITYOS_API_KEY``): an access API key or
+    token of a user of that city, as whom every request is authorised."""
 
     def __init__(self, home: str | Path, *, api_key: str | None = None) -> None:
         from cityos.errors import ConfigError
@@ -50,8 +52,15 @@ class GatewayClient:
         ident = load_identity(info["certs"], self.party)
         self._client = PeerClient(ident, self.party, str(info["url"]), retry_s=3.0)
         key = api_key or os.environ.get("CITYOS_API_KEY")
-        if key:
-            self._client.auth = f"Bearer {key}"
+        if not key:
+            from cityos.access import AuthenticationError
+
+            raise AuthenticationError(
+                f"the gateway of {self.party!r} needs an access API key or token of a user of "
+                f"its city: set CITYOS_API_KEY (make one with `cityos user api-key USER "
+                f"--home {home}`)"
+            )
+        self._client.auth = f"Bearer {key}"
 
     def call(self, method: str, path: str, body: Any = None, *, timeout: float = 300.0) -> Any:
         from cityos.errors import ConflictError, ValidationError
@@ -115,14 +124,13 @@ def serve(
     recv_timeout: Annotated[
         float, typer.Option(help="Longest wait (s) for one message of a live peer.")
     ] = 3600.0,
-    require_api_key: Annotated[
-        bool,
-        typer.Option(
-            help="Operator requests must carry an API key of an admin or federation_operator."
-        ),
-    ] = False,
 ) -> None:
-    """Serve PARTY's gateway over its city HOME until interrupted (SIGINT/SIGTERM)."""
+    """Serve PARTY's gateway over its city HOME until interrupted (SIGINT/SIGTERM).
+
+    Operator requests need the party's certificate and an access API key or token of a
+    user of HOME's city; each action is authorised for that user (roles
+    federation_operator, federation_viewer, federation_client, or admin) and every dataset
+    it touches by the user's data rights."""
     from cityos.errors import ValidationError
     from cityos.federation.gateway import Gateway
 
@@ -140,7 +148,6 @@ def serve(
         port=port,
         peers=peers,
         recv_timeout=recv_timeout,
-        require_api_key=require_api_key,
     ).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,11 +169,21 @@ def project_create(
     host: Annotated[list[str], typer.Option("--host", help="A host party to invite (repeat).")],
     home: HomeOpt,
     description: Annotated[str, typer.Option(help="What the project is for.")] = "",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="vertical (parties hold columns of the same entities) or horizontal "
+            "(they share a schema over different entities)."
+        ),
+    ] = "vertical",
 ) -> None:
-    """Create a project with this party as the guest (label holder) and invite hosts."""
+    """Create a project with this party as the guest (label holder / aggregator) and invite
+    hosts."""
     _print(
         GatewayClient(home).call(
-            "POST", "projects", {"name": name, "hosts": host, "description": description}
+            "POST",
+            "projects",
+            {"name": name, "hosts": host, "description": description, "kind": kind},
         )
     )
 
@@ -238,7 +255,9 @@ def metadata(
 def train(
     project: Annotated[str, typer.Argument()],
     home: HomeOpt,
-    algorithm: Annotated[str, typer.Option(help="secureboost")] = "secureboost",
+    algorithm: Annotated[
+        str, typer.Option(help="secureboost or vlr (vertical); flower-linear (horizontal)")
+    ] = "secureboost",
     params: Annotated[str, typer.Option(help="Algorithm parameters as JSON.")] = "{}",
     retries: Annotated[int, typer.Option(help="Attempts after a lost peer.")] = 1,
     wait: Annotated[bool, typer.Option(help="Wait until the job ends.")] = True,
@@ -287,15 +306,20 @@ def cancel(job: Annotated[str, typer.Argument()], home: HomeOpt) -> None:
 
 @gateway_app.command()
 def publish(
-    job: Annotated[str, typer.Argument(help="A succeeded training job.")], home: HomeOpt
+    job: Annotated[str, typer.Argument(help="A succeeded training job.")],
+    home: HomeOpt,
+    name: Annotated[
+        str | None, typer.Option(help="AI-registry model name (default: fed-<project>).")
+    ] = None,
 ) -> None:
-    """Publish a trained model: every party registers its own part."""
-    _print(GatewayClient(home).call("POST", f"jobs/{job}/publish"))
+    """Publish a trained model: every party registers its own part in its own AI registry
+    (`cityos ai models` lists it; `cityos ai stage ... archived` retires it)."""
+    _print(GatewayClient(home).call("POST", f"jobs/{job}/publish", {"name": name}))
 
 
 @gateway_app.command()
 def infer(
-    model: Annotated[str, typer.Argument()],
+    model: Annotated[str, typer.Argument(help="m-... or a registry NAME[:VERSION|STAGE].")],
     home: HomeOpt,
     output: Annotated[str, typer.Option(help="Dataset of the guest's store for the scores.")] = "",
     wait: Annotated[bool, typer.Option(help="Wait until the job ends.")] = True,
@@ -308,7 +332,7 @@ def infer(
 
 @gateway_app.command()
 def predict(
-    model: Annotated[str, typer.Argument()],
+    model: Annotated[str, typer.Argument(help="m-... or a registry NAME[:VERSION|STAGE].")],
     ids: Annotated[list[str], typer.Argument(help="Entity ids to score.")],
     home: HomeOpt,
 ) -> None:

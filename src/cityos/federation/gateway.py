@@ -4,11 +4,15 @@ publish, batch inference, online serving).
 
 One process per party (``cityos gateway serve --party NAME --home DIR``). Peers talk to
 ``/fed/v1/...`` (job messages and project RPCs, the caller identified by its certificate);
-the party's own operator talks to ``/gw/v1/...`` with the party's own certificate (only a
-client presenting the certificate of this very party may use it). Every project action is
-written to the party's audit chain. Raw rows never leave: a gateway reads its bound dataset
-through :class:`~cityos.access.SecureStore` as its machine user ``gateway`` and sends only
-what the algorithms send (blinded ids, ciphertexts, split decisions).
+the party's own operators talk to ``/gw/v1/...`` with the party's own certificate (only a
+client presenting the certificate of this very party may use it) *and* an access API key or
+token of a user of the party's city: every operator action is authorised for that user by
+role (:data:`ACTIONS`), and every dataset it touches by the user's data rights. Every
+project action is written to the party's audit chain. Raw rows never leave: a bound dataset
+is read through :class:`~cityos.access.SecureStore` as the user who bound it (row filters,
+masking and read audit apply), never as an all-powerful machine user; a gateway sends only
+what the algorithms send (blinded ids, ciphertexts, split decisions, model parameters).
+Published models are versions of the party's AI registry (:mod:`cityos.ai._registry`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from cityos.access import Principal
 from cityos.errors import CityOSError, ValidationError, exit_code
 from cityos.federation._certs import Identity, load_identity
 from cityos.federation._channel import PeerLost
@@ -56,18 +61,80 @@ from cityos.federation.gateway_errors import (
     UnboundDataset,
 )
 
-__all__ = ["GATEWAY_FILE", "GATEWAY_USER", "Gateway"]
+__all__ = [
+    "ACTIONS",
+    "CLIENT_ROLE",
+    "GATEWAY_FILE",
+    "OPERATOR_ROLE",
+    "VIEWER_ROLE",
+    "Gateway",
+    "make_operator",
+]
 
 log = logging.getLogger("cityos.federation.gateway")
 
-#: The machine user a gateway reads bound datasets as.
-GATEWAY_USER = "gateway"
-GATEWAY_ROLE = "federation_gateway"
-#: The access role that may drive a gateway through its operator API (besides ``admin``).
+#: Access roles of a party's city that may drive its gateway (besides ``admin``): operators
+#: run projects, viewers read their state, clients (applications) only score online.
 OPERATOR_ROLE = "federation_operator"
+VIEWER_ROLE = "federation_viewer"
+CLIENT_ROLE = "federation_client"
+_READ = frozenset({OPERATOR_ROLE, VIEWER_ROLE})
+_OPERATE = frozenset({OPERATOR_ROLE})
+#: Operator action -> the roles that may perform it (``admin`` may perform every one).
+ACTIONS: dict[str, frozenset[str]] = {
+    "status": _READ,
+    "project.show": _READ,
+    "job.show": _READ,
+    "project.create": _OPERATE,
+    "project.answer": _OPERATE,
+    "bind": _OPERATE,
+    "metadata.share": _OPERATE,
+    "job.train": _OPERATE,
+    "job.cancel": _OPERATE,
+    "model.publish": _OPERATE,
+    "model.infer": _OPERATE,
+    "model.contributions": _OPERATE,
+    "model.serve": frozenset({OPERATOR_ROLE, CLIENT_ROLE}),
+}
 #: Seconds a bound dataset's version is trusted before it is looked up again.
 VERSION_TTL_S = 1.0
 _DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def make_operator(
+    db: Any,
+    username: str,
+    *,
+    roles: Sequence[str] = (OPERATOR_ROLE,),
+    read: Sequence[str] = (),
+    write: Sequence[str] = (),
+) -> str:
+    """Make (or reuse) user ``username`` of a party's city with gateway ``roles`` and a role
+    ``<username>_data`` granted read on ``read`` and write on ``write`` (dataset names);
+    return a new API key for it. The same as ``cityos user role/create/api-key`` and
+    ``cityos policy grant``, for scripts, the demo and tests.
+
+    >>> from cityos.db import Database
+    >>> db = Database("sqlite://"); db.migrate()
+    >>> key = make_operator(db, "zhang", read=["air_daily"])
+    >>> from cityos.access import principal_from_api_key
+    >>> sorted(principal_from_api_key(db, key).roles)
+    ['federation_operator', 'zhang_data']
+    """
+    from cityos.access import create_api_key, create_role, create_user, grant, list_roles
+    from cityos.access import list_users as users
+
+    data_role = f"{username}_data"
+    have = set(list_roles(db))
+    for r in sorted({*roles, data_role} - have):
+        create_role(db, r, actor="make_operator")
+    if username not in {u.username for u in users(db)}:
+        create_user(db, username, None, roles=[*roles, data_role], actor="make_operator")
+    for d in read:
+        grant(db, data_role, d, "read", actor="make_operator")
+    for d in write:
+        grant(db, data_role, d, "write", actor="make_operator")
+    return create_api_key(db, username, actor="make_operator")[1]
 
 
 def _status_of(exc: BaseException) -> int:
@@ -75,6 +142,29 @@ def _status_of(exc: BaseException) -> int:
     return {3: 404, 4: 422, 5: 403, 6: 409}.get(
         code, 500 if not isinstance(exc, CityOSError) else 400
     )
+
+
+#: What each party reports of its own held-out rows (horizontal jobs).
+_PARTY_METRICS = ("holdout_rows", "holdout_rmse", "local_only_rmse")
+_REGISTRY_NAME = re.compile(r"[^a-z0-9_-]+")
+
+
+def _registry_name(project_name: str) -> str:
+    """The default AI-registry name of a project's models.
+
+    >>> _registry_name("PM2.5 tomorrow")
+    'fed-pm2-5-tomorrow'
+    """
+    return ("fed-" + _REGISTRY_NAME.sub("-", project_name.lower()).strip("-"))[:100].rstrip("-")
+
+
+def _check_registry_name(name: str) -> None:
+    from cityos.ai._registry import _check_name
+
+    try:
+        _check_name(name)
+    except CityOSError as exc:
+        raise ValidationError(str(exc), field="name") from None
 
 
 def _held_out(entity: str) -> bool:
@@ -101,10 +191,6 @@ class Gateway:
     recv_timeout:
         Longest wait for one message of a peer that is still alive (a peer that drops out,
         or no longer runs the job, is detected within seconds by liveness checks).
-    require_api_key:
-        Whether operator requests must also carry an access API key (``Authorization:
-        Bearer <key>``) of a user of this city with the ``admin`` or ``federation_operator``
-        role; with a key, actions are audited as that user either way.
     database_url:
         The party's relational database (default: ``cityos.db`` in ``home``, or
         ``CITYOS_DATABASE_URL``), e.g. PostgreSQL.
@@ -124,7 +210,6 @@ class Gateway:
         retry_delay: float = 1.0,
         peer_retry_s: float = 10.0,
         database_url: str | None = None,
-        require_api_key: bool = False,
         on_message: Callable[[str, str, str, bytes], None] | None = None,
     ) -> None:
         from cityos.store import Store
@@ -139,7 +224,6 @@ class Gateway:
         self.algorithms = dict(algorithms or {})
         self.recv_timeout, self.retry_delay = recv_timeout, retry_delay
         self.peer_retry_s = peer_retry_s
-        self.require_api_key = require_api_key
         self.server = TransportServer(self.identity, host, port, on_message=on_message)
         self.server.routes["/fed/v1/rpc/"] = self._peer_route
         self.server.routes["/gw/v1/"] = self._operator_route
@@ -147,7 +231,7 @@ class Gateway:
         self._clients_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._cancel: set[str] = set()
-        self._data_cache: dict[tuple[str, int], PartyData] = {}
+        self._data_cache: dict[tuple[str, int, int], PartyData] = {}
         self._fresh: dict[str, tuple[float, dict[str, Any], PartyData]] = {}
         self._serving: dict[str, tuple[dict[str, Any], dict[str, Any], Algorithm]] = {}
         self._audit_q: queue.SimpleQueue[tuple[str, str, dict[str, Any]] | None] = (
@@ -156,7 +240,8 @@ class Gateway:
         self._audit_thread = threading.Thread(target=self._audit_writer, daemon=True)
         self._audit_thread.start()
         self._parts: dict[str, dict[str, Any]] = {}
-        self._ensure_user()
+        self._mask_key: bytes | None = None
+        self._ensure_roles()
         self._stopping = False
         self._resume, failed = self.book.interrupted()
         if failed:
@@ -244,28 +329,58 @@ class Gateway:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _ensure_user(self) -> None:
-        from cityos.access import create_role, create_user, list_roles, list_users
+    def _ensure_roles(self) -> None:
+        from cityos.access import create_role, list_roles
 
         db = self.store.db
         roles = list_roles(db)
-        for role in (GATEWAY_ROLE, OPERATOR_ROLE):
+        for role in (OPERATOR_ROLE, VIEWER_ROLE, CLIENT_ROLE):
             if role not in roles:
                 create_role(db, role, actor=f"gateway:{self.party}")
-        if GATEWAY_USER not in {u.username for u in list_users(db)}:
-            create_user(
-                db,
-                GATEWAY_USER,
-                None,
-                full_name=f"federation gateway of {self.party}",
-                roles=[GATEWAY_ROLE],
-                actor=f"gateway:{self.party}",
-            )
 
-    def _secure(self) -> Any:
+    # -- who may do what ---------------------------------------------------------------------
+    def authorise(self, user: Principal, action: str) -> Principal:
+        """``user`` as it is now (current roles; a disabled user is refused) if it may
+        perform operator ``action`` (:data:`ACTIONS`); a refusal is audited and raises
+        :class:`~cityos.access.PermissionDenied` naming the user, the action and the roles
+        that may."""
+        from cityos.access import ADMIN_ROLE, PermissionDenied, current_principal
+
+        allowed = ACTIONS[action]
+        p = current_principal(self.store.db, user)
+        if p.is_admin or p.roles & allowed:
+            return p
+        self.book.audit(f"user:{p.username}", "federation.denied", operation=action)
+        raise PermissionDenied(
+            f"user {p.username!r} may not {action} at the gateway of {self.party!r}: "
+            f"it needs one of the roles {', '.join(sorted(allowed | {ADMIN_ROLE}))}"
+        )
+
+    def _secure(self, user: Principal | str) -> Any:
+        """The store as ``user`` (a principal, or the name of the user who bound a
+        dataset) may see it: row filters, masking and read audit as in the HTTP API."""
         from cityos.access import SecureStore, principal_for
+        from cityos.config import city_secret
 
-        return SecureStore(self.store, principal_for(self.store.db, GATEWAY_USER))
+        if isinstance(user, str):
+            if not user:
+                raise FederationError(
+                    f"a binding at {self.party!r} names no user to read its dataset as: "
+                    "bind the dataset again"
+                )
+            user = principal_for(self.store.db, user)
+        if self._mask_key is None:
+            self._mask_key = city_secret(self.store.settings)[0].encode()
+        return SecureStore(self.store, user, mask_key=self._mask_key)
+
+    def _require_read(self, user: Principal | str, dataset: str) -> None:
+        """Raise :class:`~cityos.access.PermissionDenied` (naming ``dataset``) unless
+        ``user`` (a principal, or the name of the user who bound it) may read it."""
+        from cityos.access import PermissionDenied
+
+        dec = self._secure(user).can_read(dataset)
+        if not dec.allowed:
+            raise PermissionDenied(f"{dec.reason} (at the gateway of {self.party!r})")
 
     def client(self, party: str, url: str | None = None) -> PeerClient:
         with self._clients_lock:
@@ -292,10 +407,16 @@ class Gateway:
         name: str,
         hosts: Sequence[str] | Mapping[str, str],
         *,
+        user: Principal,
         description: str = "",
-        actor: str | None = None,
+        kind: str = "vertical",
     ) -> dict[str, Any]:
-        """Create a project with this party as guest and invite ``hosts``."""
+        """Create a project with this party as guest and invite ``hosts``. ``kind`` is
+        ``vertical`` (the parties hold different columns of the same entities; the guest
+        holds the label) or ``horizontal`` (they share one schema, label included, over
+        different entities, e.g. districts each with their own sensors; the guest
+        aggregates)."""
+        user = self.authorise(user, "project.create")
         addrs = (
             dict(hosts) if isinstance(hosts, Mapping) else {h: self.peers.get(h, "") for h in hosts}
         )
@@ -304,12 +425,12 @@ class Gateway:
                 raise ValidationError(
                     f"no gateway address for host {h!r}: pass --peer {h}=URL", field="hosts"
                 )
-        actor = actor or f"operator:{self.party}"
+        actor = f"user:{user.username}"
         p = self.book.create(
-            name, hosts=addrs, actor=actor, description=description, my_url=self.url
+            name, hosts=addrs, actor=actor, description=description, my_url=self.url, kind=kind
         )
         invitation = {
-            k: p[k] for k in ("id", "name", "federation", "guest", "description", "members")
+            k: p[k] for k in ("id", "name", "federation", "guest", "description", "members", "kind")
         }
         for h in addrs:
             try:
@@ -321,8 +442,10 @@ class Gateway:
                 ) from exc
         return p
 
-    def answer(self, project_id: str, *, accept: bool, actor: str | None = None) -> dict[str, Any]:
-        p = self.book.answer(project_id, accept=accept, actor=actor or f"operator:{self.party}")
+    def answer(self, project_id: str, *, accept: bool, user: Principal) -> dict[str, Any]:
+        """Accept or decline an invitation of this party to ``project_id``."""
+        user = self.authorise(user, "project.answer")
+        p = self.book.answer(project_id, accept=accept, actor=f"user:{user.username}")
         status = "accepted" if accept else "declined"
         for m in p["members"]:
             if m["party"] != self.party:
@@ -340,16 +463,16 @@ class Gateway:
         id_field: str,
         fields: Sequence[str],
         label: str | None = None,
-        actor: str | None = None,
+        user: Principal,
     ) -> dict[str, Any]:
-        """Bind local dataset ``dataset`` to a project; the gateway may read it from now on."""
-        from cityos.access import grant
-
-        actor = actor or f"operator:{self.party}"
+        """Bind local dataset ``dataset`` to a project. ``user`` must be allowed to read
+        it (else :class:`~cityos.access.PermissionDenied` naming the dataset); jobs read its
+        rows as ``user`` from now on, under the user's row filters and masking."""
+        user = self.authorise(user, "bind")
         self.book.get(project_id)
-        info = self.store.describe(dataset)  # DatasetNotFound names the dataset
+        # DatasetNotFound or PermissionDenied, each naming the dataset
+        info = self._secure(user).describe(dataset)
         schema_fields = {"id": "string", **{f.name: str(f.type) for f in info.schema.fields}}
-        grant(self.store.db, GATEWAY_ROLE, dataset, "read", actor=actor)
         return self.book.bind(
             project_id,
             dataset=dataset,
@@ -358,21 +481,30 @@ class Gateway:
             label=label,
             schema_fields=schema_fields,
             version=info.version,
-            actor=actor,
+            actor=f"user:{user.username}",
+            bound_by=user.username,
         )
 
-    def _data(self, project_id: str) -> tuple[dict[str, Any], PartyData]:
-        """The bound rows (read once per dataset version; the version is looked up again
-        at most every ``VERSION_TTL_S`` seconds)."""
+    def _data(self, project_id: str, *, serving: bool = False) -> tuple[dict[str, Any], PartyData]:
+        """The bound rows as the user who bound them may see them (read again when the
+        dataset's version or the city's access generation changed). Jobs look both up
+        every time; online requests (``serving``) at most every ``VERSION_TTL_S`` seconds."""
         hit = self._fresh.get(project_id)
-        if hit is not None and time.monotonic() - hit[0] < VERSION_TTL_S:
+        if serving and hit is not None and time.monotonic() - hit[0] < VERSION_TTL_S:
             return hit[1], hit[2]
+        from cityos.access._generation import read_generation
+
         b = self.book.binding(project_id)
         version = int(self.store.describe(b["dataset"]).version)
-        key = (f"{project_id}:{b['dataset']}", version)
+        # rights change without the data changing: the access generation is in the key
+        key = (
+            f"{project_id}:{b['dataset']}:{b['bound_by']}",
+            version,
+            read_generation(self.store.db),
+        )
         d = self._data_cache.get(key)
         if d is None:
-            table = self._secure().read(b["dataset"]).table
+            table = self._secure(str(b["bound_by"])).read(b["dataset"]).table
             d = PartyData.from_table(
                 table, id_field=b["id_field"], fields=b["fields"], label=b["label"]
             )
@@ -387,12 +519,14 @@ class Gateway:
         project_id: str,
         fields: Mapping[str, Mapping[str, str]] | Sequence[str],
         *,
-        actor: str | None = None,
+        user: Principal,
     ) -> list[dict[str, Any]]:
         """Publish the chosen fields' names (or aliases), types, descriptions and coarse
         statistics to every member. ``fields`` maps a bound field to ``{"as": public name,
-        "description": ...}`` or lists field names."""
-        actor = actor or f"operator:{self.party}"
+        "description": ...}`` or lists field names. The statistics are of the rows
+        ``user`` may see (it must be allowed to read the bound dataset)."""
+        user = self.authorise(user, "metadata.share")
+        actor = f"user:{user.username}"
         b = self.book.binding(project_id)
         chosen = {f: {} for f in fields} if not isinstance(fields, Mapping) else dict(fields)
         bound = set(b["fields"]) | ({b["label"]} if b["label"] else set())
@@ -403,8 +537,9 @@ class Gateway:
                 f"(bound: {sorted(bound)})",
                 field="fields",
             )
-        table = self._secure().read(b["dataset"]).table
-        schema = {f.name: f for f in self.store.describe(b["dataset"]).schema.fields}
+        secure = self._secure(user)
+        table = secure.read(b["dataset"]).table
+        schema = {f.name: f for f in secure.describe(b["dataset"]).schema.fields}
         out = []
         for f, opt in chosen.items():
             out.append(
@@ -432,17 +567,12 @@ class Gateway:
         algorithm: str = "secureboost",
         params: Mapping[str, Any] | None = None,
         max_retries: int = 1,
-        actor: str | None = None,
+        user: Principal,
     ) -> dict[str, Any]:
-        """Launch a training job (guest only); returns the job in state ``waiting``."""
-        return self._launch(
-            project_id,
-            "train",
-            algorithm,
-            dict(params or {}),
-            max_retries,
-            actor or f"operator:{self.party}",
-        )
+        """Launch a training job (guest only); returns the job in state ``waiting``.
+        ``user`` must be allowed to read the guest's bound dataset."""
+        user = self.authorise(user, "job.train")
+        return self._launch(project_id, "train", algorithm, dict(params or {}), max_retries, user)
 
     def _launch(
         self,
@@ -451,13 +581,23 @@ class Gateway:
         algorithm: str,
         params: dict[str, Any],
         max_retries: int,
-        actor: str,
+        user: Principal,
     ) -> dict[str, Any]:
+        actor = f"user:{user.username}"
         p = self.book.require_active(project_id)
         if p["guest"] != self.party:
             raise ProjectConflict(f"only the guest {p['guest']!r} launches jobs of {project_id!r}")
-        load_algorithm(algorithm, self.algorithms)  # unknown names fail here, nothing created
-        self.book.binding(project_id)  # the guest's own data must be bound
+        algo = load_algorithm(algorithm, self.algorithms)  # unknown: fails, nothing created
+        if bool(getattr(algo, "horizontal", False)) != (p["kind"] == "horizontal"):
+            raise ValidationError(
+                f"algorithm {algorithm!r} is "
+                f"{'horizontal' if getattr(algo, 'horizontal', False) else 'vertical'}; "
+                f"project {project_id!r} is {p['kind']}",
+                field="algorithm",
+            )
+        b = self.book.binding(project_id)  # the guest's own data must be bound
+        self._require_read(user, str(b["dataset"]))
+        params = {**params, "_user": user.username}  # the launcher (never sent to peers)
         job_id = f"j-{uuid.uuid4().hex[:12]}"
         job = self.book.job_create(
             project_id,
@@ -484,7 +624,9 @@ class Gateway:
                 return j
             time.sleep(0.05)
 
-    def cancel(self, job_id: str, *, actor: str | None = None) -> dict[str, Any]:
+    def cancel(self, job_id: str, *, user: Principal) -> dict[str, Any]:
+        """Cancel a waiting or running job at every party."""
+        user = self.authorise(user, "job.cancel")
         j = self.book.job(job_id)
         if j["state"] in TERMINAL:
             raise ProjectConflict(f"job {job_id!r} is already {j['state']}")
@@ -503,7 +645,7 @@ class Gateway:
         while self.book.job(job_id)["state"] not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.05)
         if self.book.job(job_id)["state"] not in TERMINAL:
-            self.book.job_update(job_id, state="cancelled", actor=actor or f"operator:{self.party}")
+            self.book.job_update(job_id, state="cancelled", actor=f"user:{user.username}")
         return self.book.job(job_id)
 
     def _hosts(self, p: Mapping[str, Any]) -> list[str]:
@@ -533,7 +675,7 @@ class Gateway:
                         "project": p["id"],
                         "kind": job["kind"],
                         "algorithm": job["algorithm"],
-                        "params": job["params"],
+                        "params": {k: v for k, v in job["params"].items() if k != "_user"},
                         "attempt": attempt,
                         "max_retries": job["max_retries"],
                     }
@@ -553,6 +695,7 @@ class Gateway:
                                 "rows",
                                 "bytes_sent",
                                 "align_bytes",
+                                *_PARTY_METRICS,
                             )
                             if k in done
                         }
@@ -606,6 +749,8 @@ class Gateway:
         params = {k: v for k, v in job["params"].items() if not k.startswith("_")}
         if role == "host":
             hosts = list(job["params"].get("_hosts") or hosts)
+        if getattr(algo, "horizontal", False):
+            return self._work_horizontal(ch, role, job, p, hosts, algo, params)
         t0 = time.perf_counter()
         if job["kind"] == "train":
             binding, data = self._data(p["id"])
@@ -635,27 +780,7 @@ class Gateway:
                     assert pred is not None and yh is not None
                     metrics["holdout_rows"] = len(held)
                     metrics["holdout_rmse"] = float(np.sqrt(np.mean((pred - yh) ** 2)))
-            path = self.home / "federation" / "models" / str(job["id"]) / f"{self.party}.part"
-            sha = write_part(path, part)
-            out = {
-                "dataset": binding["dataset"],
-                "version": binding["version"],
-                "sha256": sha,
-                "rows": len(ids),
-                "seconds": round(time.perf_counter() - t0, 3),
-                "bytes_sent": ch.bytes_sent,
-                "align_bytes": align_bytes,
-                "messages_sent": ch.messages_sent,
-                **metrics,
-            }
-            if role == "guest":
-                return {
-                    "parties": {
-                        self.party: {k: out[k] for k in ("dataset", "version", "sha256", "rows")}
-                    },
-                    **{k: v for k, v in out.items() if k not in ("dataset", "version", "sha256")},
-                }
-            return out
+            return self._trained(role, job, binding, part, len(ids), t0, ch, align_bytes, metrics)
         # batch inference over the aligned ids of the bound datasets as they are now
         model = self.book.model(str(params["model"]))
         part = self._part(model)
@@ -663,31 +788,149 @@ class Gateway:
         ids = align(ch, role, data.ids.tolist(), guest=guest, hosts=hosts)
         X, _ = data.rows(ids)
         scores = algo.predict(ch, role, X, part, guest=guest, hosts=hosts)
-        out = {"dataset": binding["dataset"], "version": binding["version"], "rows": len(ids)}
+        return self._inferred(role, job, binding, model, ids, scores, t0)
+
+    def _trained(
+        self,
+        role: str,
+        job: Mapping[str, Any],
+        binding: Mapping[str, Any],
+        part: Mapping[str, Any],
+        rows: int,
+        t0: float,
+        ch: GatewayChannel,
+        align_bytes: int,
+        metrics: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """Write this party's part of a trained model; the summary a party reports."""
+        path = self.home / "federation" / "models" / str(job["id"]) / f"{self.party}.part"
+        sha = write_part(path, part)
+        out = {
+            "dataset": binding["dataset"],
+            "version": binding["version"],
+            "sha256": sha,
+            "rows": rows,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "bytes_sent": ch.bytes_sent,
+            "align_bytes": align_bytes,
+            "messages_sent": ch.messages_sent,
+            **metrics,
+        }
+        if role == "guest":
+            return {
+                "parties": {
+                    self.party: {
+                        k: out[k]
+                        for k in ("dataset", "version", "sha256", "rows", *_PARTY_METRICS)
+                        if k in out
+                    }
+                },
+                **{k: v for k, v in out.items() if k not in ("dataset", "version", "sha256")},
+            }
+        return out
+
+    def _inferred(
+        self,
+        role: str,
+        job: Mapping[str, Any],
+        binding: Mapping[str, Any],
+        model: Mapping[str, Any],
+        ids: Sequence[str],
+        scores: np.ndarray | None,
+        t0: float,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "dataset": binding["dataset"],
+            "version": binding["version"],
+            "rows": len(ids),
+        }
         if role == "guest":
             assert scores is not None
-            out["output"] = self._write_scores(str(params.get("output") or ""), model, ids, scores)
+            out["output"] = self._write_scores(
+                str(job["params"].get("output") or ""),
+                model,
+                ids,
+                scores,
+                user=str(job["params"].get("_user") or ""),
+            )
             out["seconds"] = round(time.perf_counter() - t0, 3)
         return out
 
+    def _work_horizontal(
+        self,
+        ch: GatewayChannel,
+        role: str,
+        job: Mapping[str, Any],
+        p: Mapping[str, Any],
+        hosts: Sequence[str],
+        algo: Any,
+        params: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """A horizontal job: every party uses its own complete rows (no alignment: the
+        parties hold different entities); the guest aggregates the rounds and trains on
+        its own rows too. One row in five (by id) is held out at every party, which reports
+        the federated model's and its local-only model's error on its own held-out rows."""
+        t0 = time.perf_counter()
+        binding, data = self._data(p["id"])
+        complete = np.isfinite(data.X).all(axis=1)
+        if data.y is not None:
+            complete &= np.isfinite(data.y)
+        ids = [str(v) for v in data.ids[complete].tolist()]
+        if job["kind"] == "infer":
+            model = self.book.model(str(job["params"]["model"]))
+            if role != "guest":
+                return self._inferred(role, job, binding, model, [], None, t0)
+            X, _ = data.rows(ids)
+            return self._inferred(
+                role, job, binding, model, ids, algo.predict_local(X, self._part(model)), t0
+            )
+        types = {f.name: str(f.type) for f in self.store.describe(binding["dataset"]).schema.fields}
+        label = str(binding["label"])
+        schema = [[f, types[f]] for f in binding["fields"]] + [[f"label:{label}", types[label]]]
+        train_ids = [i for i in ids if not _held_out(i)]
+        held = [i for i in ids if _held_out(i)]
+        X, y = data.rows(train_ids)
+        assert y is not None
+        part, metrics = algo.train(
+            ch, role, X, y, params, guest=str(p["guest"]), hosts=hosts, schema=schema
+        )
+        metrics = dict(metrics)
+        if held:
+            Xh, yh = data.rows(held)
+            assert yh is not None
+            local = algo.train_local(X, y, params)
+            metrics["holdout_rows"] = len(held)
+            metrics["holdout_rmse"] = float(
+                np.sqrt(np.mean((algo.predict_local(Xh, part) - yh) ** 2))
+            )
+            metrics["local_only_rmse"] = float(np.sqrt(np.mean((local(Xh) - yh) ** 2)))
+        return self._trained(role, job, binding, part, len(train_ids), t0, ch, 0, metrics)
+
     def _write_scores(
-        self, output: str, model: Mapping[str, Any], ids: Sequence[str], scores: np.ndarray
+        self,
+        output: str,
+        model: Mapping[str, Any],
+        ids: Sequence[str],
+        scores: np.ndarray,
+        *,
+        user: str,
     ) -> str:
+        """Write the scores to dataset ``output`` as ``user`` (who launched the job: it
+        needs write on ``output``)."""
         import pandas as pd
 
-        from cityos.access import grant
         from cityos.model import Field, PlainTable
 
         name = output or f"fed_scores_{str(model['id']).replace('-', '_')}"[:63]
         if not _DATASET_NAME.match(name):
             raise ValidationError(f"invalid output dataset name {name!r}", field="output")
+        secure = self._secure(user)
         if name not in {d.name for d in self.store.list_datasets()}:
-            self.store.create_dataset(
+            secure.create_dataset(
                 name,
                 PlainTable.schema("score", Field("model", "string")),
                 description=f"federated scores of model {model['id']}",
             )
-            grant(self.store.db, GATEWAY_ROLE, name, "write", actor=f"gateway:{self.party}")
         df = pd.DataFrame(
             {
                 "id": list(ids),
@@ -695,22 +938,35 @@ class Gateway:
                 "model": str(model["id"]),
             }
         )
-        with self._secure().acting():
-            self.store.append(name, df, source=f"federation:{model['id']}")
+        secure.append(name, df)
         return name
 
     def _part(self, model: Mapping[str, Any]) -> dict[str, Any]:
+        """This party's part of a published model, from its registry version's artefact
+        (checked against the artefact's and the part's SHA-256)."""
         part = self._parts.get(str(model["id"]))
         if part is None:
-            part = read_part(Path(model["part_path"]), str(model["sha256"]))
+            folder = self.registry.artefact(
+                str(model["registry_name"]), int(model["registry_version"])
+            )
+            part = read_part(folder / f"{self.party}.part", str(model["sha256"]))
             self._parts[str(model["id"])] = part
         return part
 
+    @property
+    def registry(self) -> Any:
+        """This party's AI registry (the source of truth of its published models)."""
+        from cityos.ai._registry import ModelRegistry
+
+        return ModelRegistry.of(self.store)
+
     # -- step 5: publishing ----------------------------------------------------------------------------
-    def publish(self, job_id: str, *, actor: str | None = None) -> dict[str, Any]:
-        """Publish a succeeded training job's model: every party registers its own part
-        with the data versions of every party."""
-        actor = actor or f"operator:{self.party}"
+    def publish(self, job_id: str, *, user: Principal, name: str | None = None) -> dict[str, Any]:
+        """Publish a succeeded training job's model: every party registers its own part in
+        its own AI registry, as a version of model ``name`` (default ``fed-<project
+        name>``), with the data versions of every party and the federation, project and job
+        as lineage; the guest's version is the joint model."""
+        user = self.authorise(user, "model.publish")
         j = self.book.job(job_id)
         if j["kind"] != "train" or j["state"] != "succeeded":
             raise ProjectConflict(
@@ -720,53 +976,127 @@ class Gateway:
         p = self.book.get(j["project"])
         if p["guest"] != self.party:
             raise ProjectConflict(f"only the guest {p['guest']!r} publishes models of {p['id']!r}")
+        reg_name = name or _registry_name(str(p["name"]))
+        _check_registry_name(reg_name)
         parties = j["result"]["parties"]
         versions = {
             k: {"dataset": v["dataset"], "version": v["version"], "sha256": v["sha256"]}
             for k, v in parties.items()
         }
-        model_id = f"m-{job_id[2:]}"
         record = {
-            "model": model_id,
+            "model": f"m-{job_id[2:]}",
             "project": p["id"],
             "job": job_id,
             "algorithm": j["algorithm"],
             "data_versions": versions,
+            "name": reg_name,
+            "params": {k: v for k, v in j["params"].items() if not k.startswith("_")},
         }
         for h in self._hosts(p):  # hosts first: they check their own part is intact
             self._member_client(p["id"], h).call("POST", "/fed/v1/rpc/publish", record)
-        return self._publish_local(record, actor)
+        return self._publish_local(record, f"user:{user.username}", metrics=j["result"])
 
-    def _publish_local(self, record: Mapping[str, Any], actor: str) -> dict[str, Any]:
+    def _publish_local(
+        self, record: Mapping[str, Any], actor: str, *, metrics: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Register this party's part in its AI registry, then record the publication."""
         job_id = str(record["job"])
         mine = record["data_versions"][self.party]
         path = self.home / "federation" / "models" / job_id / f"{self.party}.part"
         read_part(path, str(mine["sha256"]))  # the part on disk is the one trained
+        p = self.book.get(str(record["project"]))
+        lineage = {
+            "federation": self.federation,
+            "project": p["id"],
+            "project_name": p["name"],
+            "project_kind": p["kind"],
+            "job": job_id,
+            "model": str(record["model"]),
+            "guest": p["guest"],
+            "party": self.party,
+            "part": "joint model (guest)" if p["guest"] == self.party else "host part",
+            "parties": dict(record["data_versions"]),
+        }
+        manifest = {k: lineage[k] for k in ("federation", "project", "job", "model", "party")}
+        kept = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float | str) and k not in ("seconds",)
+        }
+        version = self.registry.register_files(
+            str(record["name"]),
+            {
+                f"{self.party}.part": path.read_bytes(),
+                "federated.json": json.dumps(manifest, sort_keys=True).encode(),
+            },
+            family=f"federated-{record['algorithm']}",
+            params=dict(record.get("params") or {}),
+            metrics={"federated": kept},
+            # this party's own dataset (so the registry's and the HTTP API's access checks
+            # apply to it); every party's data versions are in the lineage
+            datasets={str(mine["dataset"]): int(mine["version"])},
+            feature_spec={"binding": self.book.binding(p["id"])},
+            lineage=lineage,
+            actor=actor,
+        )
         return self.book.publish(
             model_id=str(record["model"]),
             project_id=str(record["project"]),
             job_id=job_id,
             algorithm=str(record["algorithm"]),
-            part_path=str(path),
+            part_path=str(self.registry.root.parent.parent / version.artefact / path.name),
             sha256=str(mine["sha256"]),
             data_versions=record["data_versions"],
+            registry_name=version.name,
+            registry_version=version.version,
             actor=actor,
         )
 
+    def resolve_model(self, ref: str) -> dict[str, Any]:
+        """A published model by its id (``m-...``) or by its AI-registry name, optionally
+        with ``:VERSION`` or ``:STAGE`` (default: the production version, else the latest).
+        A retired (``archived``) version is not served: :class:`NotPublished`."""
+        if ref.startswith("m-"):
+            m = self.book.model(ref)  # NotPublished if not
+            v = self.registry.get(str(m["registry_name"]), int(m["registry_version"]))
+        else:
+            from cityos.ai import AIError
+
+            name, _, which = ref.partition(":")
+            try:
+                v = self.registry.get(name, which or None)
+            except AIError as exc:
+                raise NotPublished(
+                    f"no published model {ref!r} at party {self.party!r}: {exc}"
+                ) from None
+            if not v.lineage or "model" not in v.lineage:
+                raise NotPublished(
+                    f"{name!r} v{v.version} at party {self.party!r} is not a federated model"
+                )
+            m = self.book.model(str(v.lineage["model"]))
+        if v.stage == "archived":
+            raise NotPublished(
+                f"model {v.name!r} v{v.version} ({m['id']}) is retired (archived) in the "
+                f"registry of party {self.party!r}: stage it again to serve it"
+            )
+        return {**m, "stage": v.stage}
+
     # -- step 6: batch inference -----------------------------------------------------------------------
     def infer(
-        self, model_id: str, *, output: str = "", max_retries: int = 1, actor: str | None = None
+        self, model: str, *, output: str = "", max_retries: int = 1, user: Principal
     ) -> dict[str, Any]:
-        """Score the aligned ids of the bound datasets with a published model; the scores
-        are written to dataset ``output`` of the guest's store."""
-        m = self.book.model(model_id)  # NotPublished if not
+        """Score the aligned ids of the bound datasets with a published model (its id or
+        registry name); the scores are written, as ``user`` (it needs write on
+        ``output``), to dataset ``output`` of the guest's store."""
+        user = self.authorise(user, "model.infer")
+        m = self.resolve_model(model)  # NotPublished if not, or retired
         return self._launch(
             m["project"],
             "infer",
             m["algorithm"],
-            {"model": model_id, "output": output},
+            {"model": m["id"], "output": output},
             max_retries,
-            actor or f"operator:{self.party}",
+            user,
         )
 
     # -- contributions (the basis of profit sharing) ---------------------------------------------
@@ -777,7 +1107,7 @@ class Gateway:
         return [i for i in f.read_text().split("\n") if i]
 
     def contributions(
-        self, model_id: str, *, actor: str | None = None, timeout: float = 3600.0
+        self, model: str, *, user: Principal, timeout: float = 3600.0
     ) -> dict[str, Any]:
         """Each host's contribution to a published model's quality: exact Shapley values
         over the hosts (the guest, holding the label, is in every coalition), the value of a
@@ -786,9 +1116,12 @@ class Gateway:
         every party's audit chain."""
         from cityos.federation import shapley
 
-        actor = actor or f"operator:{self.party}"
-        m = self.book.model(model_id)
+        user = self.authorise(user, "model.contributions")
+        actor = f"user:{user.username}"
+        m = self.resolve_model(model)
+        model_id = str(m["id"])
         p = self.book.get(m["project"])
+        self._require_read(user, str(self.book.binding(p["id"])["dataset"]))
         if p["guest"] != self.party:
             raise ProjectConflict(f"only the guest {p['guest']!r} accounts contributions")
         j = self.book.job(m["job"])
@@ -815,7 +1148,7 @@ class Gateway:
                 j["algorithm"],
                 {**params, "_hosts": hs, "_holdout": True, "_universe": j["id"]},
                 1,
-                actor,
+                user,
             )
             done = self.wait(sub["id"], timeout)
             if done["state"] != "succeeded":
@@ -845,23 +1178,28 @@ class Gateway:
         return record
 
     # -- step 7: online serving --------------------------------------------------------------------------
-    def _served(self, model_id: str) -> tuple[dict[str, Any], dict[str, Any], Algorithm]:
-        """A published model, its project and algorithm (cached: published models do not
-        change, nor do the members of an active project)."""
-        hit = self._serving.get(model_id)
+    def _served(self, model: str) -> tuple[dict[str, Any], dict[str, Any], Algorithm]:
+        """A published, not retired model, its project and algorithm (the project and
+        algorithm cached: the members of an active project do not change; the registry
+        stage is looked up on every request, so retiring a version stops its serving)."""
+        m = self.resolve_model(model)
+        hit = self._serving.get(str(m["id"]))
         if hit is None:
-            m = self.book.model(model_id)  # NotPublished if not
             p = self.book.get(m["project"])
             hit = (m, p, load_algorithm(m["algorithm"], self.algorithms))
-            self._serving[model_id] = hit
-        return hit
+            self._serving[str(m["id"])] = hit
+        return m, hit[1], hit[2]
 
     def predict(
-        self, model_id: str, ids: Sequence[str], *, actor: str | None = None, audit: bool = True
+        self, model: str, ids: Sequence[str], *, user: Principal, audit: bool = True
     ) -> list[float]:
-        """Score ``ids`` online: the guest's rows and each host's partial results. The
-        request's audit entry is written by a background writer, in order."""
-        m, p, algo = self._served(model_id)
+        """Score ``ids`` online with a published model (its id or registry name): the
+        guest's rows and each host's partial results (a horizontal model scores the
+        guest's rows alone). ``user`` must be allowed to read the guest's bound dataset.
+        The request's audit entry is written by a background writer, in order."""
+        user = self.authorise(user, "model.serve")
+        m, p, algo = self._served(model)
+        model_id = str(m["id"])
         if p["guest"] != self.party:
             raise ProjectConflict(
                 f"online serving of {model_id!r} is asked of the guest "
@@ -870,23 +1208,29 @@ class Gateway:
         ids = [str(i) for i in ids]
         if not ids:
             raise ValidationError("give at least one id to score", field="ids")
-        _, data = self._data(p["id"])
+        b, data = self._data(p["id"], serving=True)
+        self._require_read(user, str(b["dataset"]))
         X, _ = data.rows(ids)
-        hosts = self._hosts(p)
-        channel = f"serve/{uuid.uuid4().hex}"
-        urls = {mm["party"]: mm["url"] for mm in p["members"]}
-        clients = {h: self.client(h, urls.get(h) or None) for h in hosts}
-        with GatewayChannel(self.server, clients, channel, timeout=self.recv_timeout) as ch:
-            for h in hosts:
-                clients[h].call(
-                    "POST", "/fed/v1/rpc/serve", {"model": model_id, "channel": channel, "ids": ids}
-                )
-            scores = algo.predict(ch, "guest", X, self._part(m), guest=self.party, hosts=hosts)
+        if getattr(algo, "horizontal", False):
+            scores = algo.predict_local(X, self._part(m))  # type: ignore[attr-defined]
+        else:
+            hosts = self._hosts(p)
+            channel = f"serve/{uuid.uuid4().hex}"
+            urls = {mm["party"]: mm["url"] for mm in p["members"]}
+            clients = {h: self.client(h, urls.get(h) or None) for h in hosts}
+            with GatewayChannel(self.server, clients, channel, timeout=self.recv_timeout) as ch:
+                for h in hosts:
+                    clients[h].call(
+                        "POST",
+                        "/fed/v1/rpc/serve",
+                        {"model": model_id, "channel": channel, "ids": ids},
+                    )
+                scores = algo.predict(ch, "guest", X, self._part(m), guest=self.party, hosts=hosts)
         assert scores is not None
         if audit:
             self._audit_q.put(
                 (
-                    actor or f"operator:{self.party}",
+                    f"user:{user.username}",
                     "federation.serve",
                     {"project": p["id"], "model": model_id, "rows": len(ids)},
                 )
@@ -955,7 +1299,8 @@ class Gateway:
         p = self.book.require_active(str(req["project"]))
         if p["guest"] != peer:
             raise ProjectConflict(f"only the guest {p['guest']!r} starts jobs of {p['id']!r}")
-        self.book.binding(p["id"])  # UnboundDataset: the guest learns it before any message
+        b = self.book.binding(p["id"])  # UnboundDataset: the guest learns it before any message
+        self._require_read(str(b["bound_by"]), str(b["dataset"]))  # and a revoked right
         job_id, attempt = str(req["job"]), int(req["attempt"])
         if job_id in self._cancel:
             raise ProjectConflict(f"job {job_id!r} was cancelled")
@@ -1034,7 +1379,7 @@ class Gateway:
         j = self.book.job(str(req["job"]))
         if j["state"] != "succeeded":
             raise ProjectConflict(f"job {j['id']!r} is {j['state']} at {self.party!r}")
-        return self._publish_local(req, f"gateway:{peer}")
+        return self._publish_local(req, f"gateway:{peer}", metrics=j["result"])
 
     def _rpc_contributions(self, peer: str, req: Mapping[str, Any]) -> Any:
         from cityos.federation import shapley
@@ -1064,7 +1409,7 @@ class Gateway:
         if p["guest"] != peer:
             raise ProjectConflict(f"only the guest {p['guest']!r} serves {m['id']!r}")
         ids = [str(i) for i in req["ids"]]
-        _, data = self._data(p["id"])
+        _, data = self._data(p["id"], serving=True)
         X, _ = data.rows(ids)
         part = self._part(m)
         url = next((mm["url"] for mm in p["members"] if mm["party"] == peer), "")
@@ -1093,11 +1438,10 @@ class Gateway:
         return {"ok": True}
 
     # -- the operator's side -------------------------------------------------------------------------------
-    def _operator_actor(self) -> str:
-        """Who is asking: the holder of this party's certificate, and the access user whose
-        API key or token the request carries (required with ``require_api_key``)."""
+    def _operator_principal(self) -> Principal:
+        """The access user whose API key or token the request carries (always required,
+        besides this party's own certificate)."""
         from cityos.access import (
-            ADMIN_ROLE,
             AuthenticationError,
             principal_from_api_key,
             principal_from_token,
@@ -1106,30 +1450,22 @@ class Gateway:
 
         auth = request_authorization()
         if not auth:
-            if self.require_api_key:
-                raise AuthenticationError(
-                    f"the operator API of {self.party!r} needs an API key "
-                    "(Authorization: Bearer <key>; set CITYOS_API_KEY for the client commands)"
-                )
-            return f"operator:{self.party}"
+            raise AuthenticationError(
+                f"the operator API of {self.party!r} needs an access API key or token of a "
+                "user of this party's city (Authorization: Bearer <key>; set CITYOS_API_KEY "
+                "for the client commands)"
+            )
         scheme, _, cred = auth.partition(" ")
         if scheme.lower() != "bearer" or not cred:
             raise AuthenticationError("use Authorization: Bearer <API key or token>")
         db = self.store.db
         if cred.count(".") == 2:
-            principal = principal_from_token(db, cred, city_secret(self.store.settings)[0])
-        else:
-            principal = principal_from_api_key(db, cred)
-        if not principal.roles & {ADMIN_ROLE, OPERATOR_ROLE}:
-            from cityos.access import PermissionDenied
-
-            raise PermissionDenied(
-                f"user {principal.username!r} may not operate the gateway of {self.party!r}: "
-                f"it needs the {OPERATOR_ROLE!r} or {ADMIN_ROLE!r} role"
-            )
-        return f"user:{principal.username}"
+            return principal_from_token(db, cred, city_secret(self.store.settings)[0])
+        return principal_from_api_key(db, cred)
 
     def _operator_route(self, peer: str, what: str, body: bytes) -> tuple[int, bytes]:
+        from cityos.access import AuthenticationError
+
         if peer != self.party:
             return 403, json.dumps(
                 {
@@ -1138,24 +1474,22 @@ class Gateway:
                 }
             ).encode()
         try:
-            actor = self._operator_actor()
+            user = self._operator_principal()
             req = json.loads(body) if body else {}
-            return 200, json.dumps(self.operate(what, req, actor=actor)).encode()
+            return 200, json.dumps(self.operate(what, req, user=user)).encode()
         except Exception as exc:
-            status = _status_of(exc)
-            if type(exc).__name__ == "AuthenticationError" or "Invalid" in type(exc).__name__:
-                status = 401
+            status = 401 if isinstance(exc, AuthenticationError) else _status_of(exc)
             if status == 500:
                 log.exception("operator route %s", what)
             return status, json.dumps({"error": str(exc), "kind": type(exc).__name__}).encode()
 
-    def operate(self, what: str, req: Mapping[str, Any], *, actor: str | None = None) -> Any:
-        """One operator request (``"METHOD /gw/v1/..."`` and its JSON body)."""
+    def operate(self, what: str, req: Mapping[str, Any], *, user: Principal) -> Any:
+        """One operator request (``"METHOD /gw/v1/..."`` and its JSON body) by ``user``."""
         method, _, path = what.partition(" ")
         parts = path[len("/gw/v1/") :].strip("/").split("/")
-        a = actor or f"operator:{self.party}"
         match (method, parts):
             case ("GET", ["status"]):
+                self.authorise(user, "status")
                 return {
                     "party": self.party,
                     "federation": self.federation,
@@ -1169,9 +1503,11 @@ class Gateway:
                     str(req["name"]),
                     list(req["hosts"]),
                     description=str(req.get("description", "")),
-                    actor=a,
+                    kind=str(req.get("kind", "vertical")),
+                    user=user,
                 )
             case ("GET", ["projects", pid]):
+                self.authorise(user, "project.show")
                 return {
                     **self.book.get(pid),
                     "metadata": self.book.metadata(pid),
@@ -1179,9 +1515,9 @@ class Gateway:
                     "models": self.book.models(pid),
                 }
             case ("POST", ["projects", pid, "accept"]):
-                return self.answer(pid, accept=True, actor=a)
+                return self.answer(pid, accept=True, user=user)
             case ("POST", ["projects", pid, "decline"]):
-                return self.answer(pid, accept=False, actor=a)
+                return self.answer(pid, accept=False, user=user)
             case ("POST", ["projects", pid, "bind"]):
                 return self.bind(
                     pid,
@@ -1189,11 +1525,12 @@ class Gateway:
                     id_field=str(req.get("id_field", "id")),
                     fields=list(req["fields"]),
                     label=req.get("label"),
-                    actor=a,
+                    user=user,
                 )
             case ("POST", ["projects", pid, "metadata"]):
-                return self.share_metadata(pid, req["fields"], actor=a)
+                return self.share_metadata(pid, req["fields"], user=user)
             case ("GET", ["projects", pid, "metadata"]):
+                self.authorise(user, "project.show")
                 return self.book.metadata(pid)
             case ("POST", ["projects", pid, "train"]):
                 return self.train(
@@ -1201,23 +1538,24 @@ class Gateway:
                     algorithm=str(req.get("algorithm", "secureboost")),
                     params=req.get("params") or {},
                     max_retries=int(req.get("max_retries", 1)),
-                    actor=a,
+                    user=user,
                 )
             case ("GET", ["jobs", jid]):
+                self.authorise(user, "job.show")
                 return self.book.job(jid)
             case ("POST", ["jobs", jid, "cancel"]):
-                return self.cancel(jid, actor=a)
+                return self.cancel(jid, user=user)
             case ("POST", ["jobs", jid, "publish"]):
-                return self.publish(jid, actor=a)
+                return self.publish(jid, user=user, name=req.get("name") or None)
             case ("POST", ["models", mid, "infer"]):
-                return self.infer(mid, output=str(req.get("output", "")), actor=a)
+                return self.infer(mid, output=str(req.get("output", "")), user=user)
             case ("POST", ["models", mid, "contributions"]):
-                return self.contributions(mid, actor=a)
+                return self.contributions(mid, user=user)
             case ("POST", ["models", mid, "predict"]):
                 return {
                     "model": mid,
                     "ids": list(req["ids"]),
-                    "scores": self.predict(mid, list(req["ids"]), actor=a),
+                    "scores": self.predict(mid, list(req["ids"]), user=user),
                 }
         raise ProjectNotFoundRoute(f"no operator route {method} {path}")
 

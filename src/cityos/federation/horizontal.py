@@ -20,6 +20,7 @@ with the installed versions (``tests/federation/test_algo_horizontal.py``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "ChannelClientProxy",
     "HorizontalError",
     "LinearClient",
+    "LocalClientProxy",
     "SchemaMismatch",
     "predict_linear",
     "run_client",
@@ -240,6 +242,72 @@ def ChannelClientProxy(ch: Channel, party: str, lock: threading.Lock) -> Any:
     return _Proxy(party)
 
 
+def LocalClientProxy(party: str, client: Any, schema: list[list[str]]) -> Any:
+    """Flower's ``ClientProxy`` for the aggregator's own client (a party that aggregates
+    and also trains on its own rows): the calls are made in process, nothing is sent."""
+    flwr = _flwr()
+    c = flwr.common
+    ok = c.Status(code=c.Code.OK, message="")
+
+    class _Local(flwr.server.client_proxy.ClientProxy):  # type: ignore[misc,name-defined]
+        def get_properties(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            n = int(getattr(client, "y", np.empty(0)).size)
+            return c.GetPropertiesRes(status=ok, properties={"schema": json.dumps(schema), "n": n})
+
+        def get_parameters(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            return c.GetParametersRes(
+                status=ok, parameters=c.ndarrays_to_parameters(client.get_parameters({}))
+            )
+
+        def fit(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            params, n, metrics = client.fit(
+                c.parameters_to_ndarrays(ins.parameters), dict(ins.config)
+            )
+            return c.FitRes(
+                status=ok,
+                parameters=c.ndarrays_to_parameters([np.asarray(p) for p in params]),
+                num_examples=int(n),
+                metrics=dict(metrics),
+            )
+
+        def evaluate(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            loss, n, metrics = client.evaluate(
+                c.parameters_to_ndarrays(ins.parameters), dict(ins.config)
+            )
+            return c.EvaluateRes(
+                status=ok, loss=float(loss), num_examples=int(n), metrics=dict(metrics)
+            )
+
+        def reconnect(self, ins: Any, timeout: float | None, group_id: int | None) -> Any:
+            return c.DisconnectRes(reason="")
+
+    return _Local(party)
+
+
+def _fail_on_failures(strategy: Any) -> Any:
+    """Make a strategy raise the first failure of a round (e.g. the :class:`PeerLost` of a
+    party that dropped out) instead of skipping the round as Flower does: a horizontal job
+    whose party is gone fails, naming it."""
+    fit, evaluate = strategy.aggregate_fit, strategy.aggregate_evaluate
+
+    def _raise(failures: Sequence[Any]) -> None:
+        for f in failures:
+            if isinstance(f, BaseException):
+                raise f
+            raise HorizontalError(f"party {f[0].cid!r} failed a round: {f[1].status.message}")
+
+    def aggregate_fit(rnd: int, results: Any, failures: Any) -> Any:
+        _raise(failures)
+        return fit(rnd, results, failures)
+
+    def aggregate_evaluate(rnd: int, results: Any, failures: Any) -> Any:
+        _raise(failures)
+        return evaluate(rnd, results, failures)
+
+    strategy.aggregate_fit, strategy.aggregate_evaluate = aggregate_fit, aggregate_evaluate
+    return strategy
+
+
 def _strategy(name: str, n_clients: int, initial: list[F64], epochs: int, **kw: Any) -> Any:
     flwr = _flwr()
     s = flwr.server.strategy
@@ -277,13 +345,19 @@ def run_server(
     strategy: str = "fedavg",
     rounds: int = 10,
     epochs: int = 5,
+    local: tuple[str, Any, list[list[str]]] | None = None,
     **strategy_args: Any,
 ) -> HorizontalResult:
-    """The aggregator's role: check schemas, then run Flower's server loop for ``rounds``."""
+    """The aggregator's role: check schemas, then run Flower's server loop for ``rounds``.
+
+    ``local`` is ``(party, client, schema)`` of the aggregator's own client when it also
+    trains on its own rows. A party that fails a round (e.g. drops out) fails the run."""
     flwr = _flwr()
     c = flwr.common
     locks = {p: threading.Lock() for p in clients}
     proxies = [ChannelClientProxy(ch, p, locks[p]) for p in clients]
+    if local is not None:
+        proxies.append(LocalClientProxy(*local))
     try:
         schemas = {
             p.cid: json.loads(
@@ -297,13 +371,17 @@ def run_server(
             manager.register(p)
         server = flwr.server.Server(
             client_manager=manager,
-            strategy=_strategy(strategy, len(clients), initial, epochs, **strategy_args),
+            strategy=_fail_on_failures(
+                _strategy(strategy, len(proxies), initial, epochs, **strategy_args)
+            ),
         )
         history, _ = server.fit(num_rounds=rounds, timeout=None)
         final = c.parameters_to_ndarrays(server.parameters)
     except BaseException:
         for p in clients:
-            ch.send(p, "hfl/call", {"kind": "done", "parameters": []})
+            # tell those still there; a party that is gone is the error raised
+            with contextlib.suppress(Exception):
+                ch.send(p, "hfl/call", {"kind": "done", "parameters": []})
         raise
     for p in clients:
         ch.send(p, "hfl/call", {"kind": "done", "parameters": final})

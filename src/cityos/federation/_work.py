@@ -52,10 +52,15 @@ def _private(n: int, hs: int, p: int, q: int) -> PrivateKey:
     return sk
 
 
-def encrypt_chunk(n: int, hs: int, plain: Sequence[int], p: int = 0, q: int = 0) -> bytes:
-    """Encryptions of ``plain`` (through the CRT when the key holder passes ``p, q``)."""
-    enc = _private(n, hs, p, q).encrypt if p else _public(n, hs).encrypt
+def encrypt_chunk(
+    n: int, hs: int, plain: Sequence[int], p: int = 0, q: int = 0, window: int = 8
+) -> bytes:
+    """Encryptions of ``plain`` (through the CRT, with ``window``-bit fixed-base tables kept
+    by this process, when the key holder passes ``p, q``)."""
     width = (_public(n, hs).nsq.bit_length() + 7) // 8
+    if p:
+        return to_blob(_private(n, hs, p, q).encrypt_many(plain, window), width)
+    enc = _public(n, hs).encrypt
     return to_blob([enc(m) for m in plain], width)
 
 

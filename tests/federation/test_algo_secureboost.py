@@ -187,7 +187,9 @@ def test_packed_candidate_sums_are_exact_at_the_fixed_point_extremes(sign: int) 
     g = np.array([sign * top if sign else (top if i % 2 else -top) for i in range(n)])
     h = np.full(n, top)
     nsq, width = int(pk.nsq), (int(pk.nsq).bit_length() + 7) // 8
-    rows = sk.encrypt_many([lay.pack((int(a) + offset, int(b))) for a, b in zip(g, h)], 4)
+    rows = sk.encrypt_many(
+        [lay.pack((int(a) + offset, int(b))) for a, b in zip(g, h, strict=True)], 4
+    )
     cands = []
     acc = pk.encrypt(0)
     for c in range(1, n):  # left sums over the first c rows, rebased from c to n rows

@@ -729,89 +729,105 @@ def train_host(
                     f"{guest} sent {len(blob)} bytes of ciphertexts for {Xa.shape[0]} rows"
                 )
             prev: dict[int, bytes] = {}
-            while True:
-                kind, msg = _recv_any(ch, guest, ("level", "tree_end"))
-                if kind == "tree_end":
-                    break
-                assign = np.asarray(msg["assign"])
-                plan = {int(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in msg["plan"].items()}
-                hists: dict[int, bytes] = {}
-                counts: dict[int, I64] = {}
-                for k, (mode, _, _) in sorted(plan.items()):
-                    rows = np.flatnonzero(assign == k)
-                    counts[k] = (
-                        np.stack(
-                            [np.bincount(bins[rows, f], minlength=n_bins) for f in range(n_feat)]
-                        )
-                        if n_feat
-                        else np.zeros((0, n_bins), dtype=np.int64)
-                    )
-                    if mode == "compute":
-                        t0 = time.perf_counter()
-                        rb = b"".join(blob[r * width : (r + 1) * width] for r in rows.tolist())
-                        chunks = _feature_chunks(n_feat, pool.workers)
-                        parts = pool.map(
-                            _work.accumulate,
-                            [
-                                (nsq, np.ascontiguousarray(bins[rows, a:b]), rb, n_bins)
-                                for a, b in chunks
-                            ],
-                        )
-                        hists[k] = b"".join(parts)
-                        _add(timings, "accumulate", t0)
-                t0 = time.perf_counter()
-                for k, (mode, parent, sib) in plan.items():
-                    if mode == "subtract":
-                        hists[k] = _parallel_subtract(pool, nsq, prev[parent], hists[sib], width)
-                _add(timings, "subtract", t0)
-                prev = hists
-                nodes: dict[str, Any] = {}
-                ids: dict[int, list[tuple[int, int]]] = {}
-                for k in plan:
-                    t0 = time.perf_counter()
-                    cts = _work.from_blob(hists[k], width)
-                    total_c = int(counts[k][0].sum()) if n_feat else 0
-                    left_c = np.cumsum(counts[k], axis=1)
-                    cand = (
-                        _candidates(counts[k], total_c)
-                        & _enough_rows(left_c, total_c, min_rows)
-                        if n_feat
-                        else np.zeros((0, n_bins), dtype=bool)
-                    )
-                    prefix: list[int] = []
-                    keys: list[tuple[int, int]] = []
-                    for f in range(n_feat):
-                        acc = 1
-                        for t in range(n_bins):
-                            c = cts[f * n_bins + t]
-                            if c != 1:
-                                acc = acc * c % nsq
-                            if cand[f, t]:
-                                missing = (total_c - int(left_c[f, t])) * offset
-                                prefix.append(_rebase(acc, missing << offset_at, n_key, nsq))
-                                keys.append((f, t))
-                    order = list(range(len(keys)))
-                    rng.shuffle(order)
-                    keys = [keys[i] for i in order]
-                    shuffled = [prefix[i] for i in order]
-                    ids[k] = keys
-                    t0 = _add(timings, "prefix sums", t0)
-                    nodes[str(k)] = {
-                        "count": len(keys),
-                        "cts": _parallel_pack(pool, nsq, shuffled, per_ct, slot_bits, width),
+            with _work.CipherFile(blob, width) as tree_cts:
+                while True:
+                    kind, msg = _recv_any(ch, guest, ("level", "tree_end"))
+                    if kind == "tree_end":
+                        break
+                    assign = np.asarray(msg["assign"])
+                    plan = {
+                        int(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in msg["plan"].items()
                     }
-                    _add(timings, "pack", t0)
-                ch.send(guest, "sb/candidates", {"nodes": nodes})
-                decide = ch.recv(guest, "sb/decide")["splits"]
-                out: dict[str, Any] = {}
-                for ks, tied in decide.items():
-                    k = int(ks)
-                    f, t = min(ids[k][int(i)] for i in tied)
-                    rows = np.flatnonzero(assign == k)
-                    left = bins[rows, f] <= t
-                    records.append((f, t, binner.threshold(f, t)))
-                    out[ks] = {"record": len(records) - 1, "left": np.packbits(left)}
-                ch.send(guest, "sb/partition", {"splits": out})
+                    hists: dict[int, bytes] = {}
+                    counts: dict[int, I64] = {}
+                    for k, (mode, _, _) in sorted(plan.items()):
+                        rows = np.flatnonzero(assign == k)
+                        counts[k] = (
+                            np.stack(
+                                [
+                                    np.bincount(bins[rows, f], minlength=n_bins)
+                                    for f in range(n_feat)
+                                ]
+                            )
+                            if n_feat
+                            else np.zeros((0, n_bins), dtype=np.int64)
+                        )
+                        if mode == "compute":
+                            t0 = time.perf_counter()
+                            # two feature ranges per worker: a busy core does not hold up the other
+                            chunks = _feature_chunks(
+                                n_feat, 2 * pool.workers if pool.workers > 1 else 1
+                            )
+                            parts = pool.map(
+                                _work.accumulate_rows,
+                                [
+                                    (
+                                        nsq,
+                                        tree_cts.path,
+                                        rows,
+                                        np.ascontiguousarray(bins[rows, a:b]),
+                                        n_bins,
+                                    )
+                                    for a, b in chunks
+                                ],
+                            )
+                            hists[k] = b"".join(parts)
+                            _add(timings, "accumulate", t0)
+                    t0 = time.perf_counter()
+                    for k, (mode, parent, sib) in plan.items():
+                        if mode == "subtract":
+                            hists[k] = _parallel_subtract(
+                                pool, nsq, prev[parent], hists[sib], width
+                            )
+                    _add(timings, "subtract", t0)
+                    prev = hists
+                    nodes: dict[str, Any] = {}
+                    ids: dict[int, list[tuple[int, int]]] = {}
+                    for k in plan:
+                        t0 = time.perf_counter()
+                        cts = _work.from_blob(hists[k], width)
+                        total_c = int(counts[k][0].sum()) if n_feat else 0
+                        left_c = np.cumsum(counts[k], axis=1)
+                        cand = (
+                            _candidates(counts[k], total_c)
+                            & _enough_rows(left_c, total_c, min_rows)
+                            if n_feat
+                            else np.zeros((0, n_bins), dtype=bool)
+                        )
+                        prefix: list[int] = []
+                        keys: list[tuple[int, int]] = []
+                        for f in range(n_feat):
+                            acc = 1
+                            for t in range(n_bins):
+                                c = cts[f * n_bins + t]
+                                if c != 1:
+                                    acc = acc * c % nsq
+                                if cand[f, t]:
+                                    missing = (total_c - int(left_c[f, t])) * offset
+                                    prefix.append(_rebase(acc, missing << offset_at, n_key, nsq))
+                                    keys.append((f, t))
+                        order = list(range(len(keys)))
+                        rng.shuffle(order)
+                        keys = [keys[i] for i in order]
+                        shuffled = [prefix[i] for i in order]
+                        ids[k] = keys
+                        t0 = _add(timings, "prefix sums", t0)
+                        nodes[str(k)] = {
+                            "count": len(keys),
+                            "cts": _parallel_pack(pool, nsq, shuffled, per_ct, slot_bits, width),
+                        }
+                        _add(timings, "pack", t0)
+                    ch.send(guest, "sb/candidates", {"nodes": nodes})
+                    decide = ch.recv(guest, "sb/decide")["splits"]
+                    out: dict[str, Any] = {}
+                    for ks, tied in decide.items():
+                        k = int(ks)
+                        f, t = min(ids[k][int(i)] for i in tied)
+                        rows = np.flatnonzero(assign == k)
+                        left = bins[rows, f] <= t
+                        records.append((f, t, binner.threshold(f, t)))
+                        out[ks] = {"record": len(records) - 1, "left": np.packbits(left)}
+                    ch.send(guest, "sb/partition", {"splits": out})
     finally:
         pool.close()
     return HostModel(binner, records, guest, timings)

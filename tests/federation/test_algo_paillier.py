@@ -51,3 +51,30 @@ def test_key_holder_crt_encryption_decrypts_and_adds() -> None:
     a, b = sk.encrypt(123456789), pk.encrypt(11)
     assert sk.decrypt(a) == 123456789 and sk.decrypt(pk.add(a, b)) == 123456800
     assert sk.encrypt(5) != sk.encrypt(5)
+
+
+def test_windowed_crt_encryption_decrypts_adds_and_is_randomised() -> None:
+    pk, sk = generate_keypair(1024)
+    ms = [0, 1, 2**90 + 3, int(pk.n) - 1]
+    for w in (1, 5, 8, 11):
+        cts = sk.encrypt_many(ms, window=w)
+        assert [sk.decrypt(c) for c in cts] == ms
+        assert sk.decrypt(pk.add(cts[1], cts[2])) == 2**90 + 4
+        again = sk.encrypt_many(ms, window=w)
+        assert all(a != b for a, b in zip(cts, again, strict=True))
+    # the obfuscator hs^α has α of at least half the modulus' bits, whatever the window
+    assert all(len(t) * w >= pk.bits // 2 for w in (5, 11) for t in sk._crt_tables(w))
+    # through a worker process' entry point, as the guest calls it
+    width = (int(pk.nsq).bit_length() + 7) // 8
+    blob = _work.encrypt_chunk(int(pk.n), int(pk.hs), ms, int(sk.p), int(sk.q), 6)
+    assert [sk.decrypt(c) for c in _work.from_blob(blob, width)] == ms
+
+
+def test_windowed_encryption_refuses_out_of_range() -> None:
+    import pytest
+
+    pk, sk = generate_keypair(512)
+    with pytest.raises(ValueError, match="out of range"):
+        sk.encrypt_many([int(pk.n)], window=4)
+    with pytest.raises(ValueError, match="window"):
+        sk.encrypt_many([1], window=13)

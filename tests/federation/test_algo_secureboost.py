@@ -169,3 +169,35 @@ def test_two_hosts_are_lossless_too() -> None:
         }
     )["env"]
     assert np.array_equal(pred, sb.predict_pooled(ref, pooled_x))
+
+
+@pytest.mark.parametrize("sign", [-1, 1, 0])
+def test_packed_candidate_sums_are_exact_at_the_fixed_point_extremes(sign: int) -> None:
+    """Rows at ±(2^grad_bits - 1) (or alternating), every left count from 1 to T - 1, packed
+    as many to a ciphertext as fit: no slot borrows from or carries into its neighbours."""
+    from cityos.federation import _work
+    from cityos.federation.paillier import generate_keypair
+
+    p = sb.BoostParams(objective="squared", key_bits=1024)
+    n = 37  # rows of the whole training set; this node holds all of them
+    lay, offset = sb._layout(n, p)
+    pk, sk = generate_keypair(p.key_bits)
+    per_ct = (pk.bits - 1) // lay.bits
+    top = (1 << p.grad_bits) - 1
+    g = np.array([sign * top if sign else (top if i % 2 else -top) for i in range(n)])
+    h = np.full(n, top)
+    nsq, width = int(pk.nsq), (int(pk.nsq).bit_length() + 7) // 8
+    rows = sk.encrypt_many(
+        [lay.pack((int(a) + offset, int(b))) for a, b in zip(g, h, strict=True)], 4
+    )
+    cands = []
+    acc = pk.encrypt(0)
+    for c in range(1, n):  # left sums over the first c rows, rebased from c to n rows
+        acc = pk.add(acc, rows[c - 1])
+        cands.append(sb._rebase(acc, ((n - c) * offset) << lay.widths[1], int(pk.n), nsq))
+    packed = _work.pack(nsq, _work.to_blob(cands, width), per_ct, lay.bits)
+    plains = [sk.decrypt(c) for c in _work.from_blob(packed, width)]
+    assert len(plains) == -(-len(cands) // per_ct) and per_ct > 1
+    gl, hl = sb._unpack_candidates(plains, len(cands), per_ct, lay, offset, n)
+    assert gl.tolist() == np.cumsum(g)[:-1].tolist()
+    assert hl.tolist() == np.cumsum(h)[:-1].tolist()

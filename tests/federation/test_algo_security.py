@@ -64,6 +64,7 @@ def test_a_whole_vertical_job_leaks_nothing_in_the_clear() -> None:
     for ident in set(guest_ids) | set(host_ids):  # no id crosses in the clear, not even shared ones
         assert ident.encode() not in everything
         assert psi.hash_to_group(ident) not in everything
+        assert psi._hash_u(ident) not in everything
     for enc in _encodings(y) | _encodings(xg):
         assert enc not in to_host, "a label or guest feature value reached the host"
     g0 = np.full(n, y.mean()) - y  # the first tree's gradients

@@ -2,13 +2,19 @@
 
 Each function is pure over its arguments (big ints travel between a party and its own
 workers as fixed-width bytes), so the same function runs in-process when ``workers == 1``.
+A host's row ciphertexts of one tree are written once to a :class:`CipherFile` (a private
+file in shared memory when there is one); workers read and parse it once per tree and then
+get only row indices per node, instead of tens of megabytes of pickled ciphertexts per task.
 Nothing here crosses between parties.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -20,11 +26,50 @@ from gmpy2 import mpz
 
 from cityos.federation.paillier import PrivateKey, PublicKey
 
-__all__ = ["Pool", "from_blob", "to_blob"]
+__all__ = ["CipherFile", "Pool", "from_blob", "to_blob"]
 
 T = TypeVar("T")
 _KEYS: dict[tuple[int, int], PublicKey] = {}
 _SKEYS: dict[tuple[int, int], PrivateKey] = {}
+_FILES: dict[str, list[mpz]] = {}  # this process' parsed copy of the current CipherFile
+
+
+class CipherFile:
+    """One tree's row ciphertexts in a file private to this user, for the party's workers.
+
+    >>> with CipherFile([5, 7, 9], 2) as f:
+    ...     [int(c) for c in rows_of(f.path, 2, [2, 0])]
+    [9, 5]
+    """
+
+    def __init__(self, cts: Sequence[int] | bytes, width: int) -> None:
+        blob = cts if isinstance(cts, bytes) else to_blob(cts, width)
+        shm = "/dev/shm"
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        fd, self.path = tempfile.mkstemp(prefix="cityos-fed-", suffix=".ct", dir=where)
+        with os.fdopen(fd, "wb") as f:  # mkstemp: mode 0600
+            f.write(blob)
+
+    def close(self) -> None:
+        _FILES.pop(self.path, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def __enter__(self) -> CipherFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def rows_of(path: str, width: int, rows: Sequence[int]) -> list[mpz]:
+    """The ciphertexts of ``rows`` from the :class:`CipherFile` at ``path`` (parsed once)."""
+    cts = _FILES.get(path)
+    if cts is None:
+        _FILES.clear()  # one tree at a time
+        with open(path, "rb") as f:
+            cts = _FILES[path] = from_blob(f.read(), width)
+    return [cts[r] for r in rows]
 
 
 def to_blob(values: Sequence[int], width: int) -> bytes:
@@ -52,10 +97,15 @@ def _private(n: int, hs: int, p: int, q: int) -> PrivateKey:
     return sk
 
 
-def encrypt_chunk(n: int, hs: int, plain: Sequence[int], p: int = 0, q: int = 0) -> bytes:
-    """Encryptions of ``plain`` (through the CRT when the key holder passes ``p, q``)."""
-    enc = _private(n, hs, p, q).encrypt if p else _public(n, hs).encrypt
+def encrypt_chunk(
+    n: int, hs: int, plain: Sequence[int], p: int = 0, q: int = 0, window: int = 8
+) -> bytes:
+    """Encryptions of ``plain`` (through the CRT, with ``window``-bit fixed-base tables kept
+    by this process, when the key holder passes ``p, q``)."""
     width = (_public(n, hs).nsq.bit_length() + 7) // 8
+    if p:
+        return to_blob(_private(n, hs, p, q).encrypt_many(plain, window), width)
+    enc = _public(n, hs).encrypt
     return to_blob([enc(m) for m in plain], width)
 
 
@@ -72,7 +122,21 @@ def accumulate(nsq: int, bins: npt.NDArray[np.uint8], blob: bytes, n_bins: int) 
     bins ciphertexts as a blob of the same width.
     """
     width = (int(nsq).bit_length() + 7) // 8
-    cts = from_blob(blob, width)
+    return _accumulate(nsq, bins, from_blob(blob, width), n_bins, width)
+
+
+def accumulate_rows(
+    nsq: int, path: str, rows: npt.NDArray[np.int64], bins: npt.NDArray[np.uint8], n_bins: int
+) -> bytes:
+    """:func:`accumulate` over the ciphertexts of ``rows`` of the :class:`CipherFile` ``path``
+    (``bins`` holds those rows' bins, in the same order)."""
+    width = (int(nsq).bit_length() + 7) // 8
+    return _accumulate(nsq, bins, rows_of(path, width, rows.tolist()), n_bins, width)
+
+
+def _accumulate(
+    nsq: int, bins: npt.NDArray[np.uint8], cts: list[mpz], n_bins: int, width: int
+) -> bytes:
     m = mpz(nsq)
     out: list[mpz] = []
     one = mpz(1)

@@ -1,4 +1,4 @@
-"""Entity alignment by ECDH private set intersection (DH-PSI over edwards25519).
+"""Entity alignment by ECDH private set intersection (DH-PSI over Curve25519).
 
 Each party hashes its ids to the prime-order group of edwards25519 and blinds them with a
 secret scalar; a point blinded by both secrets is equal for equal ids, and under the DDH
@@ -11,9 +11,18 @@ so ids are hashed to edwards25519 the way RFC 9380 ``hash_to_curve`` (and ristre
 ``from_hash``) does: SHA-512 of a domain-separated id gives two 32-byte field strings, each
 is mapped by Elligator 2 (libsodium's ``crypto_core_ed25519_from_uniform``, which clears the
 cofactor so the point lies in the prime-order subgroup) and the two points are added. A
-single Elligator map would not be a random oracle into the group; the sum of two is. Scalars
-are uniform modulo the group order ``L`` and multiplication is ``noclamp``, so the blinding
-is a permutation of the subgroup.
+single Elligator map would not be a random oracle into the group; the sum of two is.
+
+Blinding runs on the birationally equivalent Montgomery curve (Curve25519): a hashed point is
+sent and multiplied as its ``u``-coordinate ``(1 + y) / (1 - y)`` with X25519
+(libsodium's ``crypto_scalarmult``, RFC 7748), which is about three times cheaper than an
+edwards25519 scalar multiplication and needs no subgroup check: X25519 scalars are clamped to
+multiples of the cofactor, so a point with a small-order component is mapped into the
+prime-order subgroup and a small-order point is refused (its product is the identity).
+Multiplication by clamped scalars commutes, and ``u`` identifies a point up to its sign, so
+equal doubly-blinded ``u`` mean equal ids (a hash collision up to sign is as unlikely as any).
+A value from a peer must be a canonical ``u`` (below ``2^255 - 19``) of a point on the curve
+itself, not on its twist.
 
 Protocol (guest G with ids X, host H with ids Y; secrets a, b):
 1. G → H: ``[a·h(x) for x in X]`` (in G's order).
@@ -31,6 +40,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import gmpy2
 import nacl.bindings as nb
 
 from cityos.errors import CityOSError
@@ -40,6 +50,9 @@ __all__ = ["NoOverlap", "PSIError", "hash_to_group", "run_guest", "run_host"]
 
 _DOMAIN = b"cityos-psi-v1:edwards25519_XMD:SHA-512_ELL2_RO_:"
 _CHUNK = 4096
+_P = (1 << 255) - 19  # the field of Curve25519 / edwards25519
+_A = 486662  # Curve25519: v² = u³ + A·u² + u
+_MPZ_P = gmpy2.mpz(_P)
 
 
 class PSIError(CityOSError):
@@ -66,22 +79,50 @@ def hash_to_group(ident: str) -> bytes:
 
 
 def _scalar() -> bytes:
-    return bytes(nb.crypto_core_ed25519_scalar_reduce(os.urandom(64)))
+    # X25519 clamps it: 2^254 + 8·(251 random bits), a permutation of the prime-order group
+    return os.urandom(32)
+
+
+def _montgomery_u(point: bytes) -> bytes:
+    """The Curve25519 ``u`` of an edwards25519 point: ``(1 + y) / (1 - y)`` (RFC 7748)."""
+    y = int.from_bytes(point, "little") & ((1 << 255) - 1)
+    u = (1 + y) * int(gmpy2.invert(_MPZ_P - y + 1, _MPZ_P)) % _P
+    return u.to_bytes(32, "little")
+
+
+def _hash_u(ident: str) -> bytes:
+    """The ``u``-coordinate of :func:`hash_to_group` ``(ident)``, the value X25519 blinds."""
+    return _montgomery_u(hash_to_group(ident))
+
+
+def _on_curve(u_bytes: bytes) -> bool:
+    """``u_bytes`` is a canonical ``u`` of a point of Curve25519 (not of its quadratic twist)."""
+    if len(u_bytes) != 32:
+        return False
+    u = int.from_bytes(u_bytes, "little")
+    if u >= _P:
+        return False
+    rhs = (u * (u * (u + _A) + 1)) % _P
+    return rhs != 0 and gmpy2.jacobi(rhs, _MPZ_P) == 1
+
+
+def _x25519(k: bytes, u: bytes) -> bytes:
+    try:
+        return nb.crypto_scalarmult(k, u)
+    except RuntimeError:  # libsodium refuses a product that is the identity
+        raise PSIError("a peer sent a point of small order") from None
 
 
 def _hash_blind(ids: Sequence[str], k: bytes) -> list[bytes]:
-    mul = nb.crypto_scalarmult_ed25519_noclamp
-    return [bytes(mul(k, hash_to_group(i))) for i in ids]
+    return [_x25519(k, _hash_u(i)) for i in ids]
 
 
 def _blind(points: Sequence[bytes], k: bytes) -> list[bytes]:
-    mul = nb.crypto_scalarmult_ed25519_noclamp
-    valid = nb.crypto_core_ed25519_is_valid_point
     out = []
     for p in points:
-        if len(p) != 32 or not valid(p):
-            raise PSIError("a peer sent a value that is not a point of the prime-order group")
-        out.append(bytes(mul(k, p)))
+        if not _on_curve(p):
+            raise PSIError("a peer sent a value that is not a point of the curve")
+        out.append(_x25519(k, p))
     return out
 
 

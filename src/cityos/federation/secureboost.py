@@ -2,11 +2,12 @@
 
 The guest holds the label and some feature columns; each host holds other columns of the
 same (aligned) rows. Per tree the guest encrypts every row's gradient and hessian with
-Paillier, packed with a row count into one ciphertext; hosts sum ciphertexts per feature bin
-(building only the smaller child of each split and deriving its sibling by histogram
-subtraction), turn them into the left sums of every candidate split, shuffle the candidates
-under anonymous ids and pack several per ciphertext. The guest decrypts only these sums,
-computes the gains, and learns which party owns the best split; the owning host alone knows
+Paillier, packed into one ciphertext; hosts sum ciphertexts per feature bin (building only the
+smaller child of each split and deriving its sibling by histogram subtraction), turn them into
+the left sums of every candidate split that leaves ``min_child_samples`` rows on both sides
+(hosts count their own rows in the clear), shuffle the candidates under anonymous ids and pack
+several per ciphertext. The guest decrypts only these gradient and hessian sums (no row
+counts), computes the gains, and learns which party owns the best split; the owning host alone knows
 its feature and threshold and returns the rows going left. Each party keeps its own part of
 the model; prediction routes each row through the parties' decisions.
 
@@ -36,7 +37,7 @@ from cityos.errors import CityOSError
 from cityos.federation import _work
 from cityos.federation._binning import Binner
 from cityos.federation._channel import Channel
-from cityos.federation.paillier import SlotLayout, generate_keypair
+from cityos.federation.paillier import SlotLayout, best_window, generate_keypair
 
 __all__ = [
     "BoostParams",
@@ -183,23 +184,27 @@ def _candidates(cnt: I64, total_c: int) -> npt.NDArray[np.bool_]:
     return (cnt > 0) & (cl < total_c)
 
 
-def _gains(gl: I64, hl: I64, cl: I64, tot: Totals, p: BoostParams) -> F64:
-    """LightGBM's split gain for left sums (any shape); ``-inf`` where not allowed."""
+def _gains(gl: I64, hl: I64, cl: I64 | None, tot: Totals, p: BoostParams) -> F64:
+    """LightGBM's split gain for left sums (any shape); ``-inf`` where not allowed.
+
+    ``cl=None``: the left counts are not known here, and the party holding the feature has
+    already kept only candidates with ``min_child_samples`` rows on each side.
+    """
     s = float(1 << p.frac_bits)
     lam = p.reg_lambda
-    gr, hr, cr = tot.g - gl, tot.h - hl, tot.c - cl
+    gr, hr = tot.g - gl, tot.h - hl
     glf, hlf, grf, hrf = gl / s, hl / s, gr / s, hr / s
     parent = (tot.g / s) ** 2 / (tot.h / s + lam)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = glf * glf / (hlf + lam) + grf * grf / (hrf + lam) - parent
-    ok = (
-        (cl >= p.min_child_samples)
-        & (cr >= p.min_child_samples)
-        & (hlf >= p.min_child_weight)
-        & (hrf >= p.min_child_weight)
-        & (gain > p.min_split_gain)
-    )
+    ok = (hlf >= p.min_child_weight) & (hrf >= p.min_child_weight) & (gain > p.min_split_gain)
+    if cl is not None:
+        ok &= _enough_rows(cl, tot.c, p.min_child_samples)
     return np.where(ok, gain, -np.inf)
+
+
+def _enough_rows(cl: I64, total_c: int, min_rows: int) -> npt.NDArray[np.bool_]:
+    return (cl >= min_rows) & (total_c - cl >= min_rows)
 
 
 def _leaf(tot: Totals, p: BoostParams) -> float:
@@ -459,10 +464,42 @@ class HostModel:
 
 
 def _layout(n: int, p: BoostParams) -> tuple[SlotLayout, int]:
-    """Slots of a packed row (gradient + offset, hessian, count) and their offset."""
+    """Slots of a packed row (gradient + offset, hessian) and the offset.
+
+    Each row's gradient ``|g| < offset = 2^grad_bits`` travels as ``g + offset > 0``. A sum
+    over ``c`` of a node's ``T <= n`` rows holds ``G + c·offset``; the host, which knows
+    ``c``, adds ``(T - c)·offset`` (:func:`_rebase`), so every candidate's gradient slot
+    holds ``G + T·offset``, in ``[0, 2·n·offset)`` whatever the signs, and the guest, which
+    knows ``T``, subtracts it. Hessians are non-negative, below ``n·2^grad_bits`` in sum.
+    """
     nb = max(1, n.bit_length())
-    lay = SlotLayout((p.grad_bits + 1 + nb, p.grad_bits + nb, nb))
+    lay = SlotLayout((p.grad_bits + 1 + nb, p.grad_bits + nb))
     return lay, 1 << p.grad_bits
+
+
+def _rebase(ct: Any, shift: int, n: int, nsq: int) -> Any:
+    """``ct`` with ``shift`` added to its plaintext: times the trivial encryption ``1 + shift·n``.
+
+    ``ct`` is already randomised (a product of fresh encryptions), so the result is too.
+    """
+    return ct * (1 + shift * n) % nsq
+
+
+def _unpack_candidates(
+    plains: Sequence[int], count: int, per_ct: int, layout: SlotLayout, offset: int, total_c: int
+) -> tuple[I64, I64]:
+    """Gradient and hessian sums of ``count`` candidates packed ``per_ct`` to a plaintext
+    (the first most significant) by a host, rebased by it to ``total_c`` rows (:func:`_layout`)."""
+    bits = layout.bits
+    mask = (1 << bits) - 1
+    vals: list[tuple[int, ...]] = []
+    for i, x in enumerate(plains):
+        k = min(per_ct, count - i * per_ct)
+        for j in range(k):
+            vals.append(layout.unpack((int(x) >> (bits * (k - 1 - j))) & mask))
+    a = np.array(vals, dtype=object).reshape(-1, 2)
+    g = (a[:, 0] - total_c * offset).astype(np.int64)
+    return g, a[:, 1].astype(np.int64)
 
 
 class _GuestFinder(_Finder):
@@ -488,6 +525,9 @@ class _GuestFinder(_Finder):
                     "n": n,
                     "max_bins": p.max_bins,
                     "slot_bits": self.layout.bits,
+                    "offset": self.offset,
+                    "offset_at": self.layout.widths[1],
+                    "min_child_samples": p.min_child_samples,
                     "per_ct": self.per_ct,
                     "workers": p.workers,
                 },
@@ -499,11 +539,13 @@ class _GuestFinder(_Finder):
                     f"{h} holds {reply['n']} aligned rows, {ch.me} holds {n}: align them with psi first"
                 )
         self.pool = _work.Pool(p.workers)  # after the handshake: nothing to clean up on refusal
+        # every worker keeps its fixed-base tables for the whole training
+        self.window = best_window(n * p.n_trees // self.pool.workers, self.pk.bits)
 
     def start_tree(self, gq: I64, hq: I64) -> None:
         self.gq, self.hq = gq, hq
         plain = [
-            self.layout.pack((int(g) + self.offset, int(h), 1))
+            self.layout.pack((int(g) + self.offset, int(h)))
             for g, h in zip(gq.tolist(), hq.tolist(), strict=True)
         ]
         n, hs = int(self.pk.n), int(self.pk.hs)
@@ -512,7 +554,7 @@ class _GuestFinder(_Finder):
                 self.pool.map(
                     _work.encrypt_chunk,
                     [
-                        (n, hs, plain[a:b], int(self.sk.p), int(self.sk.q))
+                        (n, hs, plain[a:b], int(self.sk.p), int(self.sk.q), self.window)
                         for a, b in self.pool.split(len(plain), 256)
                     ],
                 )
@@ -563,8 +605,8 @@ class _GuestFinder(_Finder):
                 count = int(packed["count"])
                 if count == 0:
                     continue
-                gl, hl, cl = self._open(packed["cts"], count)
-                gains = _gains(gl, hl, cl, totals[k], p)
+                gl, hl = self._open(packed["cts"], count, totals[k].c)
+                gains = _gains(gl, hl, None, totals[k], p)
                 top = float(gains.max())
                 if top > best[k][0]:  # strictly better: earlier parties win ties
                     best[k] = (top, h, [int(i) for i in np.flatnonzero(gains == top)])
@@ -575,7 +617,9 @@ class _GuestFinder(_Finder):
             out[k] = None if gain == -math.inf else Choice(party, key, gain)
         return out
 
-    def _open(self, blob: bytes, count: int) -> tuple[I64, I64, I64]:
+    def _open(self, blob: bytes, count: int, total_c: int) -> tuple[I64, I64]:
+        """The left gradient and hessian sums of ``count`` packed candidates of a node of
+        ``total_c`` rows."""
         n, hs = int(self.pk.n), int(self.pk.hs)
         p_, q_ = int(self.sk.p), int(self.sk.q)
         w = self.width
@@ -588,17 +632,7 @@ class _GuestFinder(_Finder):
             )
             for x in part
         ]
-        bits = self.layout.bits
-        mask = (1 << bits) - 1
-        vals: list[tuple[int, ...]] = []
-        for i, x in enumerate(plains):
-            k = min(self.per_ct, count - i * self.per_ct)
-            for j in range(k):
-                vals.append(self.layout.unpack((x >> (bits * (k - 1 - j))) & mask))
-        a = np.array(vals, dtype=object).reshape(-1, 3)
-        c = a[:, 2].astype(np.int64)
-        g = (a[:, 0] - c * self.offset).astype(np.int64)
-        return g, a[:, 1].astype(np.int64), c
+        return _unpack_candidates(plains, count, self.per_ct, self.layout, self.offset, total_c)
 
     def partition(
         self, choices: dict[int, Choice], rows: dict[int, npt.NDArray[np.intp]]
@@ -665,6 +699,12 @@ def train_host(
         int(setup["slot_bits"]),
         int(setup["per_ct"]),
     )
+    offset, offset_at, min_rows = (
+        int(setup["offset"]),
+        int(setup["offset_at"]),
+        int(setup["min_child_samples"]),
+    )
+    n_key = int(key["n"])
     ch.send(guest, "sb/ready", {"n": Xa.shape[0]})
     if int(setup["n"]) != Xa.shape[0]:
         raise SecureBoostError(
@@ -689,86 +729,105 @@ def train_host(
                     f"{guest} sent {len(blob)} bytes of ciphertexts for {Xa.shape[0]} rows"
                 )
             prev: dict[int, bytes] = {}
-            while True:
-                kind, msg = _recv_any(ch, guest, ("level", "tree_end"))
-                if kind == "tree_end":
-                    break
-                assign = np.asarray(msg["assign"])
-                plan = {int(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in msg["plan"].items()}
-                hists: dict[int, bytes] = {}
-                counts: dict[int, I64] = {}
-                for k, (mode, _, _) in sorted(plan.items()):
-                    rows = np.flatnonzero(assign == k)
-                    counts[k] = (
-                        np.stack(
-                            [np.bincount(bins[rows, f], minlength=n_bins) for f in range(n_feat)]
-                        )
-                        if n_feat
-                        else np.zeros((0, n_bins), dtype=np.int64)
-                    )
-                    if mode == "compute":
-                        t0 = time.perf_counter()
-                        rb = b"".join(blob[r * width : (r + 1) * width] for r in rows.tolist())
-                        chunks = _feature_chunks(n_feat, pool.workers)
-                        parts = pool.map(
-                            _work.accumulate,
-                            [
-                                (nsq, np.ascontiguousarray(bins[rows, a:b]), rb, n_bins)
-                                for a, b in chunks
-                            ],
-                        )
-                        hists[k] = b"".join(parts)
-                        _add(timings, "accumulate", t0)
-                t0 = time.perf_counter()
-                for k, (mode, parent, sib) in plan.items():
-                    if mode == "subtract":
-                        hists[k] = _parallel_subtract(pool, nsq, prev[parent], hists[sib], width)
-                _add(timings, "subtract", t0)
-                prev = hists
-                nodes: dict[str, Any] = {}
-                ids: dict[int, list[tuple[int, int]]] = {}
-                for k in plan:
-                    t0 = time.perf_counter()
-                    cts = _work.from_blob(hists[k], width)
-                    total_c = int(counts[k][0].sum()) if n_feat else 0
-                    cand = (
-                        _candidates(counts[k], total_c)
-                        if n_feat
-                        else np.zeros((0, n_bins), dtype=bool)
-                    )
-                    prefix: list[int] = []
-                    keys: list[tuple[int, int]] = []
-                    for f in range(n_feat):
-                        acc = 1
-                        for t in range(n_bins):
-                            c = cts[f * n_bins + t]
-                            if c != 1:
-                                acc = acc * c % nsq
-                            if cand[f, t]:
-                                prefix.append(acc)
-                                keys.append((f, t))
-                    order = list(range(len(keys)))
-                    rng.shuffle(order)
-                    keys = [keys[i] for i in order]
-                    shuffled = [prefix[i] for i in order]
-                    ids[k] = keys
-                    t0 = _add(timings, "prefix sums", t0)
-                    nodes[str(k)] = {
-                        "count": len(keys),
-                        "cts": _parallel_pack(pool, nsq, shuffled, per_ct, slot_bits, width),
+            with _work.CipherFile(blob, width) as tree_cts:
+                while True:
+                    kind, msg = _recv_any(ch, guest, ("level", "tree_end"))
+                    if kind == "tree_end":
+                        break
+                    assign = np.asarray(msg["assign"])
+                    plan = {
+                        int(k): (str(v[0]), int(v[1]), int(v[2])) for k, v in msg["plan"].items()
                     }
-                    _add(timings, "pack", t0)
-                ch.send(guest, "sb/candidates", {"nodes": nodes})
-                decide = ch.recv(guest, "sb/decide")["splits"]
-                out: dict[str, Any] = {}
-                for ks, tied in decide.items():
-                    k = int(ks)
-                    f, t = min(ids[k][int(i)] for i in tied)
-                    rows = np.flatnonzero(assign == k)
-                    left = bins[rows, f] <= t
-                    records.append((f, t, binner.threshold(f, t)))
-                    out[ks] = {"record": len(records) - 1, "left": np.packbits(left)}
-                ch.send(guest, "sb/partition", {"splits": out})
+                    hists: dict[int, bytes] = {}
+                    counts: dict[int, I64] = {}
+                    for k, (mode, _, _) in sorted(plan.items()):
+                        rows = np.flatnonzero(assign == k)
+                        counts[k] = (
+                            np.stack(
+                                [
+                                    np.bincount(bins[rows, f], minlength=n_bins)
+                                    for f in range(n_feat)
+                                ]
+                            )
+                            if n_feat
+                            else np.zeros((0, n_bins), dtype=np.int64)
+                        )
+                        if mode == "compute":
+                            t0 = time.perf_counter()
+                            # two feature ranges per worker: a busy core does not hold up the other
+                            chunks = _feature_chunks(
+                                n_feat, 2 * pool.workers if pool.workers > 1 else 1
+                            )
+                            parts = pool.map(
+                                _work.accumulate_rows,
+                                [
+                                    (
+                                        nsq,
+                                        tree_cts.path,
+                                        rows,
+                                        np.ascontiguousarray(bins[rows, a:b]),
+                                        n_bins,
+                                    )
+                                    for a, b in chunks
+                                ],
+                            )
+                            hists[k] = b"".join(parts)
+                            _add(timings, "accumulate", t0)
+                    t0 = time.perf_counter()
+                    for k, (mode, parent, sib) in plan.items():
+                        if mode == "subtract":
+                            hists[k] = _parallel_subtract(
+                                pool, nsq, prev[parent], hists[sib], width
+                            )
+                    _add(timings, "subtract", t0)
+                    prev = hists
+                    nodes: dict[str, Any] = {}
+                    ids: dict[int, list[tuple[int, int]]] = {}
+                    for k in plan:
+                        t0 = time.perf_counter()
+                        cts = _work.from_blob(hists[k], width)
+                        total_c = int(counts[k][0].sum()) if n_feat else 0
+                        left_c = np.cumsum(counts[k], axis=1)
+                        cand = (
+                            _candidates(counts[k], total_c)
+                            & _enough_rows(left_c, total_c, min_rows)
+                            if n_feat
+                            else np.zeros((0, n_bins), dtype=bool)
+                        )
+                        prefix: list[int] = []
+                        keys: list[tuple[int, int]] = []
+                        for f in range(n_feat):
+                            acc = 1
+                            for t in range(n_bins):
+                                c = cts[f * n_bins + t]
+                                if c != 1:
+                                    acc = acc * c % nsq
+                                if cand[f, t]:
+                                    missing = (total_c - int(left_c[f, t])) * offset
+                                    prefix.append(_rebase(acc, missing << offset_at, n_key, nsq))
+                                    keys.append((f, t))
+                        order = list(range(len(keys)))
+                        rng.shuffle(order)
+                        keys = [keys[i] for i in order]
+                        shuffled = [prefix[i] for i in order]
+                        ids[k] = keys
+                        t0 = _add(timings, "prefix sums", t0)
+                        nodes[str(k)] = {
+                            "count": len(keys),
+                            "cts": _parallel_pack(pool, nsq, shuffled, per_ct, slot_bits, width),
+                        }
+                        _add(timings, "pack", t0)
+                    ch.send(guest, "sb/candidates", {"nodes": nodes})
+                    decide = ch.recv(guest, "sb/decide")["splits"]
+                    out: dict[str, Any] = {}
+                    for ks, tied in decide.items():
+                        k = int(ks)
+                        f, t = min(ids[k][int(i)] for i in tied)
+                        rows = np.flatnonzero(assign == k)
+                        left = bins[rows, f] <= t
+                        records.append((f, t, binner.threshold(f, t)))
+                        out[ks] = {"record": len(records) - 1, "left": np.packbits(left)}
+                    ch.send(guest, "sb/partition", {"splits": out})
     finally:
         pool.close()
     return HostModel(binner, records, guest, timings)

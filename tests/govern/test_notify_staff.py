@@ -20,7 +20,7 @@ from cityos.access import read_audit
 from cityos.access.errors import PermissionDenied
 from cityos.govern import IntakeError, load_organisation
 from cityos.govern._notify import deliveries, verify_signature
-from cityos.govern.errors import IllegalTransition
+from cityos.govern.errors import EventNotFound, IllegalTransition
 
 from .conftest import SECRET, GovCity, Served, make_city
 
@@ -173,6 +173,10 @@ def test_assignment_rights_and_bad_input_change_nothing(city: GovCity) -> None:
         g.add_subscription("grid1", "http://127.0.0.1:9/x", "boss")
     assert bad.value.field == "url"
     assert g.subscriptions("grid1") == []
+    # an id no database can hold is simply not there (it overflowed SQLite's INTEGER: a 500)
+    for sub_id in (2**63, -1, 0):
+        with pytest.raises(EventNotFound, match="no webhook subscription"):
+            g.remove_subscription(sub_id, "boss")
 
 
 def test_dispatch_to_a_grid_office_notifies_its_workers_and_retries(

@@ -473,6 +473,8 @@ def subscriptions(
 
 
 def remove_subscription(gov: Governance, sub_id: int, actor: str | Principal) -> Subscription:
+    if not 0 < int(sub_id) < 2**63:  # no such row can exist; the databases' ids are 64-bit
+        raise EventNotFound(f"no webhook subscription {sub_id}")
     with audit_transaction(gov.db) as s:
         row = s.get(SubscriptionRow, int(sub_id))
         if row is None or not row.active:

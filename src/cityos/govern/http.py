@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -403,7 +403,11 @@ async def post_subscription(request: Request, user: CurrentUser, body: Subscript
 
 
 @native.delete("/subscriptions/{subscription_id}")
-async def delete_subscription(request: Request, user: CurrentUser, subscription_id: int) -> Any:
+async def delete_subscription(
+    request: Request,
+    user: CurrentUser,
+    subscription_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+) -> Any:
     def run() -> dict[str, Any]:
         _need(user, frozenset({"grid_worker"}) | _ALL, "remove webhook subscriptions")
         return governance(request).remove_subscription(subscription_id, user).to_dict()

@@ -14,6 +14,7 @@ load throughput, and one ratio line per baseline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -874,33 +875,73 @@ def cityos_storage(store: Store, name: str = "v") -> list[list[Any]]:
 # -- the run ----------------------------------------------------------------------------------
 
 
+def profile_cityos(sys_: Any, queries: dict[str, list[Any]], out: Path) -> None:
+    """One untimed pass of ``sys_``'s queries per set under cProfile, in this process after
+    the timed runs: ``out/<set>.prof`` (for ``pstats`` / snakeviz) and ``out/<set>.txt``
+    (the 25 entries with the most cumulative time), with each query's wall time beside."""
+    import cProfile
+    import io
+    import pstats
+    import time
+
+    out.mkdir(parents=True, exist_ok=True)
+    for qname, qs in queries.items():
+        fn = getattr(sys_, kind_of(qname), None)
+        if fn is None:
+            continue
+        prof = cProfile.Profile()
+        walls = []
+        for q in qs:
+            t0 = time.perf_counter()
+            prof.runcall(fn, q)
+            walls.append((time.perf_counter() - t0) * 1000)
+        slug = "".join(c if c.isalnum() else "_" for c in qname)
+        prof.dump_stats(out / f"{slug}.prof")
+        buf = io.StringIO()
+        buf.write(f"{qname}: wall ms under the profiler " + ", ".join(f"{w:.1f}" for w in walls))
+        buf.write("\n")
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
+        (out / f"{slug}.txt").write_text(buf.getvalue())
+    print(f"  CityOS profiles (cProfile, one untimed pass per set) in {out}")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith(field + ":"))
+
+
 def memory_probe(home: Path, qfile: Path) -> None:
     """Run the CityOS query workload in a fresh process and print its peak resident memory
-    (the CityOS side alone: the baselines live in the benchmark's own process)."""
+    (the CityOS side alone: the baselines live in the benchmark's own process), overall and
+    per query set: the high-water mark is reset before each set (``/proc/self/clear_refs``),
+    so each set's figure is the most the process held while that set ran."""
     import json
-    import resource
 
     queries = json.loads(qfile.read_text())
     sys_ = CityOS.__new__(CityOS)
     sys_.store, sys_.engine = Store(home), "duckdb"
+    # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the high-water mark
+    # of the mm replaced at exec into it, and subprocess's vfork child execs from the
+    # benchmark's own mm, so ru_maxrss reported the benchmark's peak (every system's data).
+    overall = _status_kib("VmHWM")
+    per_set: dict[str, int] = {}
     for qname, qs in queries.items():
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current resident size
         fn = getattr(sys_, kind_of(qname))
         for q in qs:
             if "box" in q:
                 q["box"] = tuple(q["box"])
             fn(q)
-    # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the high-water mark
-    # of the mm replaced at exec into it, and subprocess's vfork child execs from the
-    # benchmark's own mm, so ru_maxrss reported the benchmark's peak (every system's data).
-    try:
-        with open("/proc/self/status") as fh:
-            kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(kb * 1024)
+        peak = _status_kib("VmHWM")
+        per_set[qname] = peak * 1024
+        overall = max(overall, peak)
+    print(json.dumps({"peak": overall * 1024, "per_set": per_set}))
 
 
-def cityos_peak_rss(home: Path, queries: dict[str, list[dict[str, Any]]], work: Path) -> int:
+def cityos_peak_rss(
+    home: Path, queries: dict[str, list[dict[str, Any]]], work: Path
+) -> tuple[int, dict[str, int]]:
     import json
     import subprocess
 
@@ -912,7 +953,8 @@ def cityos_peak_rss(home: Path, queries: dict[str, list[dict[str, Any]]], work: 
         capture_output=True,
         text=True,
     )
-    return int(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(got["peak"]), {k: int(v) for k, v in got["per_set"].items()}
 
 
 def main() -> None:
@@ -963,6 +1005,14 @@ def main() -> None:
         default=None,
         help="per system and query set: stop timing further queries once this many seconds "
         "were spent (at least one is timed); the medians then say over how many",
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after the timed runs, run CityOS's queries once more per set under cProfile in "
+        "this process (same heap as the timed runs) and write DIR/<set>.prof with a summary",
     )
     ap.add_argument(
         "--keep", action="store_true", help="keep the work directory (the CityOS store) at the end"
@@ -1122,8 +1172,10 @@ def main() -> None:
             ok &= this
         agree[qname] = ok
     load2 = os.getloadavg()
+    if args.profile is not None:
+        profile_cityos(systems[0], queries, args.profile)
     print("measuring the CityOS side's peak resident memory (query workload, fresh process) ...")
-    rss = cityos_peak_rss(cityos.home, queries, work)
+    rss, rss_per_set = cityos_peak_rss(cityos.home, queries, work)
 
     names = [s.name for s in systems]
     print(f"\nMedian latency (ms) over {args.queries} queries each, {n:,} points, 2 cores")
@@ -1145,6 +1197,10 @@ def main() -> None:
         f"{n / (cityos.load_s + cityos.compact_s):,.0f} points/s with it)"
     )
     print(f"  CityOS peak resident memory running the query workload: {rss / 2**20:,.0f} MiB")
+    print(
+        "    per query set (peak while it ran): "
+        + "; ".join(f"{q} {b / 2**20:,.0f} MiB" for q, b in rss_per_set.items())
+    )
     print_memory("(all systems held in it; PostgreSQL's server processes apart)")
     short = {q: {s: c for s, c in cs.items() if c < len(queries[q])} for q, cs in counts.items()}
     short = {q: cs for q, cs in short.items() if cs}
@@ -1192,6 +1248,7 @@ def main() -> None:
             "load_points_per_s": {s.name: n / s.load_s for s in systems},
             "cityos_compact_s": cityos.compact_s,
             "cityos_peak_rss_bytes": rss,
+            "cityos_peak_rss_bytes_per_set": rss_per_set,
             "benchmark_peak_rss_bytes": own_peak_rss(),
             "queries_timed": counts,
             "query_ms": times,

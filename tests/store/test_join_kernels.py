@@ -69,6 +69,24 @@ def test_grid_nearest_equals_geos(
     )
 
 
+def test_tie_ranks_follow_the_ids_passed_not_a_cached_earlier_set() -> None:
+    # two parallel lines 2 m either side of the points: every point is a tie, which goes to
+    # the smaller id; the index caches the ids' ranks, and other ids must not reuse them
+    lines = [shapely.LineString([(0, 2), (100, 2)]), shapely.LineString([(0, -2), (100, -2)])]
+    tbl = pa.table({"id": ["a", "b"], "geometry": shapely.to_wkb(lines)})
+    idx, ids = lines_index(tbl, "EPSG:32650", False, (0.0, 0.0))
+    px, py = np.array([10.0, 50.0]), np.zeros(2)
+    first = nearest_lines(px, py, idx, ids, 5.0, "EPSG:32650", False, (0.0, 0.0))
+    assert list(first[1]) == ["a", "a"]
+    renamed = np.array(["z", "c"], dtype=object)  # now the second line has the smaller id
+    again = nearest_lines(px, py, idx, renamed, 5.0, "EPSG:32650", False, (0.0, 0.0))
+    assert list(again[1]) == ["c", "c"]
+    assert list(nearest_lines(px, py, idx, ids, 5.0, "EPSG:32650", False, (0.0, 0.0))[1]) == [
+        "a",
+        "a",
+    ]
+
+
 @st.composite
 def region_sets(draw: st.DrawFn) -> list[shapely.Geometry]:
     out = []

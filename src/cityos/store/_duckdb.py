@@ -253,7 +253,9 @@ class DuckDBEngine(QueryEngine):
         # the metric frame depends on the points only through its UTM zone
         tree, lids = self._cached(lines, ("lines_index", crs, geo, geo and utm_crs(*ref)), build)
         if isinstance(tree, LineIndex):
-            tree.grid(max_d)  # the search grid is built once, before the parts share it
+            # the search grid and the lines' id ranks are built once, before the parts share them
+            tree.grid(max_d)
+            tree.id_rank(lids)
 
         def join(pts: pa.Table) -> pa.Table:
             # every point's nearest line depends on that point alone: parts join independently

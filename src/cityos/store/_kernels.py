@@ -111,6 +111,14 @@ class LineIndex:
         self.bx, self.by = xy[a + 1, 0], xy[a + 1, 1]
         self.owner = owner[ci[a]].astype(np.int64)
         self._grids: dict[float, Any] = {}
+        self._rank: tuple[np.ndarray, np.ndarray] | None = None
+
+    def id_rank(self, ids: np.ndarray) -> np.ndarray:
+        """:func:`_id_rank` of the lines' ``ids``, computed once per ids array (the index
+        and its ids live as long as one version of the line dataset)."""
+        if self._rank is None or self._rank[0] is not ids:
+            self._rank = (ids, _id_rank(ids))
+        return self._rank[1]
 
     def grid(self, c: float) -> Any:
         """(sorted cell keys, first and last entry of each, segment of each entry) for cells
@@ -152,6 +160,7 @@ class LineIndex:
         d = dict(self.__dict__)
         d.pop("tree")
         d["_grids"] = {}
+        d["_rank"] = None
         return d
 
     def __setstate__(self, d: dict[str, Any]) -> None:
@@ -231,7 +240,7 @@ def nearest_lines(
         )
     if len(pi) == 0:
         return np.array([], dtype=np.int64), ids[:0], np.array([], dtype="float64")
-    rank = _id_rank(ids)
+    rank = tree.id_rank(ids) if isinstance(tree, LineIndex) else _id_rank(ids)
     if np.isnan(d).any():
         # per point the nearest line, ties to the smallest id: sort by (point, distance, id rank)
         order = np.lexsort((rank[li], d, pi))

@@ -415,3 +415,39 @@ def test_key_ranges_are_withheld_where_a_group_has_no_id() -> None:
     tbl = pa.table({"id": pa.array(["a", None, None, "b"]), "x": [1, 2, 3, 4]})
     assert idindex.key_ranges(tbl, 2) is not None
     assert idindex.key_ranges(tbl.take([1, 2, 0, 3]), 2) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bounds=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6)), min_size=1, max_size=30),
+    ids=st.lists(st.one_of(st.integers(-2, 50), st.just("7")), max_size=4),
+    shuffle=st.booleans(),
+)
+def test_row_groups_found_by_binary_search_equal_those_of_every_range(
+    bounds: list[tuple[int, int]], ids: list[Any], shuffle: bool
+) -> None:
+    # groups of an id-sorted copy: first ids ascend and each group's last id is >= its
+    # first and <= the next group's first; shuffled, the lookup must not assume that
+    import numpy as np
+
+    lo = np.cumsum([b[0] for b in bounds])
+    hi = lo + [b[1] for b in bounds]
+    hi = np.minimum(hi, np.append(lo[1:], hi[-1]))
+    if shuffle:
+        perm = np.random.default_rng(len(bounds)).permutation(len(bounds))
+        lo, hi = lo[perm], hi[perm]
+    ix = idindex.IdIndex(
+        "unused",
+        np.array(lo.tolist(), dtype=object),
+        np.array(hi.tolist(), dtype=object),
+        np.zeros(len(lo), dtype=np.int64),
+        np.full(len(lo), 10, dtype=np.int64),
+        None,
+    )
+    want = [
+        g for g in range(len(lo)) if any(isinstance(v, int) and lo[g] <= v <= hi[g] for v in ids)
+    ]
+    assert ix.row_groups(tuple(ids), None, None) == want
+    assert ix.ordered == (
+        not shuffle or bool(np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0))
+    )

@@ -21,6 +21,7 @@ from cityos.store._engine import (
     empty_table,
     parallel_map,
     read_plan,
+    sort_table,
     split_plan,
 )
 from cityos.store._kernels import (
@@ -230,10 +231,11 @@ class DuckDBEngine(QueryEngine):
             return pts.take(pa.array(pi, pa.int64())).append_column(REGION_COL, pa.array(rid))
 
         out = _concat(self._scan_parts(ctx, pred, info, None, join))
-        return out.sort_by(
+        return sort_table(
+            out,
             [(ID_COL, "ascending"), (TIME_COL, "ascending"), (REGION_COL, "ascending")]
             if TIME_COL in out.column_names
-            else [(ID_COL, "ascending"), (REGION_COL, "ascending")]
+            else [(ID_COL, "ascending"), (REGION_COL, "ascending")],
         )
 
     def _join_nearest(
@@ -271,7 +273,7 @@ class DuckDBEngine(QueryEngine):
         keys = [(ID_COL, "ascending")] + (
             [(TIME_COL, "ascending")] if TIME_COL in out.column_names else []
         )
-        return out.sort_by(keys)
+        return sort_table(out, keys)
 
     def _cached(self, ctx: DatasetContext, key: Any, build: Callable[[], Any]) -> Any:
         """``build()`` cached with the version of ``ctx`` (rebuilt after any write to it);

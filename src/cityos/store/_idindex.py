@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,7 @@ class IdIndex:
     t_max: np.ndarray
     quantum: float | None  # None: coordinates stored as doubles
     _metadata: pq.FileMetaData | None = None
+    _ordered: bool | None = None
 
     @property
     def metadata(self) -> pq.FileMetaData:
@@ -228,14 +230,38 @@ class IdIndex:
             self._metadata = pq.read_metadata(self.path)
         return self._metadata
 
+    @property
+    def ordered(self) -> bool:
+        """Whether the groups' first and last ids both ascend (the copy is sorted by id, so
+        they do unless its statistics are missing or inexact); checked once."""
+        if self._ordered is None:
+            try:
+                self._ordered = bool(
+                    len(self.id_min) == len(self.id_max)
+                    and all(a <= b for a, b in pairwise(self.id_min))
+                    and all(a <= b for a, b in pairwise(self.id_max))
+                )
+            except TypeError:  # None or mixed types among the statistics
+                self._ordered = False
+        return self._ordered
+
     def row_groups(self, ids: tuple[Any, ...], start: int | None, end: int | None) -> list[int]:
         """Row groups that may hold rows of ``ids`` in [start, end). The copy is sorted by
         id, so each row group covers ids from its first to its last; time statistics
         prune further. Conservative: it may return groups without matches, never miss one."""
         m = np.zeros(len(self.id_min), dtype=bool)
+        ordered = self.ordered
         for v in ids:
             try:
-                m |= (self.id_min <= v) & (self.id_max >= v)
+                if ordered:
+                    # the groups whose id range holds v are contiguous: from the first whose
+                    # last id is >= v to the last whose first id is <= v (two binary searches
+                    # instead of comparing v with every group's range in Python)
+                    lo = int(np.searchsorted(self.id_max, v, "left"))
+                    hi = int(np.searchsorted(self.id_min, v, "right"))
+                    m[lo:hi] = True
+                else:
+                    m |= (self.id_min <= v) & (self.id_max >= v)
             except TypeError:  # an id of another type than the stored ones matches nothing
                 continue
         if start is not None:

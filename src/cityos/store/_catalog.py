@@ -9,6 +9,7 @@ reads before any file is opened.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -205,6 +206,9 @@ class StatsArrays:
     id_hashes: list[bytes | None]
     #: data file path -> key ranges of its id-index copy, for files registered with them
     id_ranges: dict[str, bytes] = field(default_factory=dict)
+    #: the catalog id of each file in ``paths`` (files are immutable: what a later version
+    #: reads again only for files it does not share with this one)
+    file_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))
     _by_hash: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
     #: which incarnation of the dataset these are of: (dataset id, creation time), so a
     #: dataset dropped and created again (by any process) never reuses them
@@ -225,27 +229,41 @@ class StatsArrays:
         self.memo[key] = val
         return val
 
+    def _spans(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(id hash, first ms, last ms) of each object in row group ``i``; None when the
+        group has no recorded ids."""
+        blob = self.id_hashes[i]
+        if blob is None:
+            return None
+        if blob[:2] == SPANS_MARK and len(blob) % 4 == 2:
+            rec = np.frombuffer(blob, dtype=SPAN_DTYPE, offset=2)
+            base = int(self.t_min[i])
+            return (
+                rec["h"],
+                base + rec["t0"].astype(np.int64) * 1000,
+                base + rec["t1"].astype(np.int64) * 1000,
+            )
+        h = np.frombuffer(blob, dtype=np.uint32)  # ids without time spans
+        return (
+            h,
+            np.full(len(h), self.t_min[i], dtype=np.int64),
+            np.full(len(h), self.t_max[i], dtype=np.int64),
+        )
+
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(hash, row group, first ms, last ms) sorted by hash, and the groups without ids."""
         if self._by_hash is None:
             hs, owner, t0, t1 = [], [], [], []
             unknown = np.zeros(len(self.id_hashes), dtype=bool)
-            for i, blob in enumerate(self.id_hashes):
-                if blob is None:
+            for i in range(len(self.id_hashes)):
+                sp = self._spans(i)
+                if sp is None:
                     unknown[i] = True
                     continue
-                if blob[:2] == SPANS_MARK and len(blob) % 4 == 2:
-                    rec = np.frombuffer(blob, dtype=SPAN_DTYPE, offset=2)
-                    base = int(self.t_min[i])
-                    hs.append(rec["h"])
-                    t0.append(base + rec["t0"].astype(np.int64) * 1000)
-                    t1.append(base + rec["t1"].astype(np.int64) * 1000)
-                else:  # ids without time spans
-                    h = np.frombuffer(blob, dtype=np.uint32)
-                    hs.append(h)
-                    t0.append(np.full(len(h), self.t_min[i], dtype=np.int64))
-                    t1.append(np.full(len(h), self.t_max[i], dtype=np.int64))
-                owner.append(np.full(len(hs[-1]), i, dtype=np.int64))
+                hs.append(sp[0])
+                t0.append(sp[1])
+                t1.append(sp[2])
+                owner.append(np.full(len(sp[0]), i, dtype=np.int64))
 
             def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
                 return np.concatenate(parts) if parts else np.array([], dtype=dtype)
@@ -262,12 +280,37 @@ class StatsArrays:
         return self._by_hash
 
     def rows_with_ids(
-        self, hashes: np.ndarray, start: int | None = None, end: int | None = None
+        self,
+        hashes: np.ndarray,
+        start: int | None = None,
+        end: int | None = None,
+        among: np.ndarray | None = None,
     ) -> np.ndarray:
         """Mask of row groups that may hold any of the id ``hashes`` in [start, end): one binary
         search per hash in a (hash, row group, time span) index built once per dataset
         version, so a group where the object appears only outside the window is skipped.
-        Row groups without recorded ids always match."""
+        Row groups without recorded ids always match.
+
+        With ``among`` (the groups other conditions left), only those are answered (the
+        rest are False); when they are few and the version's index is not built yet, their
+        own id spans are checked instead of building it. That is what an append's duplicate
+        check of a stream of new times asks: a new version each time, and almost no group
+        left by the time window, so building the whole index for it would make every append
+        cost in proportion to everything stored."""
+        if among is not None and self._by_hash is None and len(among) * 8 <= len(self.id_hashes):
+            m = np.zeros(len(self.id_hashes), dtype=bool)
+            for i in among.tolist():
+                sp = self._spans(i)
+                if sp is None:
+                    m[i] = True
+                    continue
+                keep = np.isin(sp[0], hashes)
+                if start is not None:
+                    keep &= sp[2] >= start
+                if end is not None:
+                    keep &= sp[1] < end
+                m[i] = bool(keep.any())
+            return m
         flat, owner, t0, t1, unknown = self._index()
         m = unknown.copy()
         lo = np.searchsorted(flat, hashes, side="left")
@@ -280,7 +323,90 @@ class StatsArrays:
                 if end is not None:
                     keep &= t0[a:b] < end
                 m[owner[a:b][keep]] = True
+        if among is not None:
+            sel = np.zeros(len(m), dtype=bool)
+            sel[among] = True
+            m &= sel
         return m
+
+
+def _assemble_stats(
+    version: int,
+    ident: tuple[int, str],
+    files: Sequence[Any],
+    known: dict[tuple[int, str], int],
+    prev: StatsArrays | None,
+    rows: Sequence[Any],
+    ranges: Sequence[Any],
+) -> StatsArrays:
+    """The statistics of a version whose files (id, path; in id order) are ``files``: row
+    groups of files ``prev`` holds (``known``: file -> its index there) are taken from it,
+    the others from ``rows`` (file id, rg, rows, extent..., id hashes; in file id, rg order)."""
+    big = np.iinfo(np.int64).max
+
+    def col(j: int, dtype: str, fill: float) -> np.ndarray:
+        return np.array([fill if r[j] is None else r[j] for r in rows], dtype=dtype)
+
+    new = {
+        "rg": col(1, "int64", 0),
+        "rows": col(2, "int64", 0),
+        "t_min": col(3, "int64", -big),
+        "t_max": col(4, "int64", big),
+        "x_min": col(5, "float64", -np.inf),
+        "y_min": col(6, "float64", -np.inf),
+        "x_max": col(7, "float64", np.inf),
+        "y_max": col(8, "float64", np.inf),
+    }
+    new_hashes = [None if r[9] is None else bytes(r[9]) for r in rows]
+    new_fid = np.array([int(r[0]) for r in rows], dtype=np.int64)
+    n_prev = 0 if prev is None else len(prev.rg)
+    if prev is not None:  # where each file's row groups start among prev's (contiguous)
+        p_start = np.searchsorted(prev.file_index, np.arange(len(prev.paths)), "left")
+        p_end = np.searchsorted(prev.file_index, np.arange(len(prev.paths)), "right")
+    take: list[np.ndarray] = []
+    paths: list[str] = []
+    fids: list[int] = []
+    counts: list[int] = []
+    for f, p in files:
+        j = known.get((int(f), p))
+        if j is not None and prev is not None:
+            idx = np.arange(p_start[j], p_end[j])
+        else:
+            a, b = np.searchsorted(new_fid, [int(f), int(f) + 1])
+            idx = np.arange(a, b) + n_prev
+        if len(idx) == 0:
+            continue
+        take.append(idx)
+        paths.append(str(p))
+        fids.append(int(f))
+        counts.append(len(idx))
+    order = np.concatenate(take) if take else np.array([], dtype=np.int64)
+
+    def pick(name: str) -> np.ndarray:
+        both = new[name] if prev is None else np.concatenate([getattr(prev, name), new[name]])
+        return both[order]
+
+    hashes = new_hashes if prev is None else prev.id_hashes + new_hashes
+    kept = set(paths)
+    id_ranges = {} if prev is None else {p: b for p, b in prev.id_ranges.items() if p in kept}
+    id_ranges.update({str(p): bytes(b) for p, b in ranges if b is not None})
+    return StatsArrays(
+        version=version,
+        paths=paths,
+        file_index=np.repeat(np.arange(len(paths), dtype=np.int64), counts),
+        rg=pick("rg"),
+        rows=pick("rows"),
+        t_min=pick("t_min"),
+        t_max=pick("t_max"),
+        x_min=pick("x_min"),
+        y_min=pick("y_min"),
+        x_max=pick("x_max"),
+        y_max=pick("y_max"),
+        id_hashes=[hashes[i] for i in order.tolist()],
+        id_ranges=id_ranges,
+        identity=ident,
+        file_ids=np.array(fids, dtype=np.int64),
+    )
 
 
 @lru_cache(maxsize=512)
@@ -548,56 +674,59 @@ class Catalog:
             with self.db.session() as s:
                 row = self._row(s, name)
                 ident = (int(row.id), str(row.created_at))
-                rows = s.execute(
-                    select(
-                        FileRow.path,
-                        RowGroupRow.rg,
-                        RowGroupRow.rows,
-                        RowGroupRow.t_min,
-                        RowGroupRow.t_max,
-                        RowGroupRow.x_min,
-                        RowGroupRow.y_min,
-                        RowGroupRow.x_max,
-                        RowGroupRow.y_max,
-                        RowGroupRow.id_hashes,
-                    )
-                    .join(RowGroupRow, RowGroupRow.file_id == FileRow.id)
+                files = s.execute(
+                    select(FileRow.id, FileRow.path)
                     .where(FileRow.dataset_id == row.id)
-                    .order_by(FileRow.id, RowGroupRow.rg)
+                    .order_by(FileRow.id)
                 ).all()
-                ranges = s.execute(
-                    select(FileRow.path, FileRow.id_ranges).where(
-                        FileRow.dataset_id == row.id, FileRow.id_ranges.is_not(None)
+                # files are immutable: the row groups and key ranges of a file the cached
+                # version of this incarnation already holds are the same in every version,
+                # so only those of files added since are read (an append costs in proportion
+                # to what it adds, not to everything stored)
+                prev = cached if cached is not None and cached.identity == ident else None
+                known = (
+                    {}
+                    if prev is None
+                    else {
+                        (int(f), p): j
+                        for j, (f, p) in enumerate(zip(prev.file_ids, prev.paths, strict=True))
+                    }
+                )
+                added = [int(f) for f, p in files if (int(f), p) not in known]
+                rows: list[Any] = []
+                ranges: list[Any] = []
+                chunks = (
+                    [None]
+                    if prev is None
+                    else [added[i : i + 500] for i in range(0, len(added), 500)]
+                )
+                for ids in chunks:
+                    where = [FileRow.dataset_id == row.id] + (
+                        [] if ids is None else [FileRow.id.in_(ids)]
                     )
-                ).all()
+                    rows += s.execute(
+                        select(
+                            FileRow.id,
+                            RowGroupRow.rg,
+                            RowGroupRow.rows,
+                            RowGroupRow.t_min,
+                            RowGroupRow.t_max,
+                            RowGroupRow.x_min,
+                            RowGroupRow.y_min,
+                            RowGroupRow.x_max,
+                            RowGroupRow.y_max,
+                            RowGroupRow.id_hashes,
+                        )
+                        .join(RowGroupRow, RowGroupRow.file_id == FileRow.id)
+                        .where(*where)
+                        .order_by(FileRow.id, RowGroupRow.rg)
+                    ).all()
+                    ranges += s.execute(
+                        select(FileRow.path, FileRow.id_ranges).where(
+                            *where, FileRow.id_ranges.is_not(None)
+                        )
+                    ).all()
                 actual_version = row.version
-            paths: list[str] = []
-            index: dict[str, int] = {}
-            fidx = np.empty(len(rows), dtype=np.int64)
-            for i, r in enumerate(rows):
-                fidx[i] = index.setdefault(r[0], len(index))
-                if fidx[i] == len(paths):
-                    paths.append(r[0])
-
-            def col(j: int, dtype: str, fill: float) -> np.ndarray:
-                return np.array([fill if r[j] is None else r[j] for r in rows], dtype=dtype)
-
-            big = np.iinfo(np.int64).max
-            st = StatsArrays(
-                version=actual_version,
-                paths=paths,
-                file_index=fidx,
-                rg=col(1, "int64", 0),
-                rows=col(2, "int64", 0),
-                t_min=col(3, "int64", -big),
-                t_max=col(4, "int64", big),
-                x_min=col(5, "float64", -np.inf),
-                y_min=col(6, "float64", -np.inf),
-                x_max=col(7, "float64", np.inf),
-                y_max=col(8, "float64", np.inf),
-                id_hashes=[None if r[9] is None else bytes(r[9]) for r in rows],
-                id_ranges={str(p): bytes(b) for p, b in ranges if b is not None},
-                identity=ident,
-            )
+            st = _assemble_stats(actual_version, ident, files, known, prev, rows, ranges)
             self._stats[name] = st
             return st

@@ -255,7 +255,7 @@ def prune_mask(stats: StatsArrays, pred: Predicate) -> np.ndarray:
     if pred.end is not None:
         m &= stats.t_min < pred.end
     if pred.ids is not None:
-        m &= stats.rows_with_ids(_id_hashes(pred.ids), pred.start, pred.end)
+        m &= stats.rows_with_ids(_id_hashes(pred.ids), pred.start, pred.end, np.flatnonzero(m))
     return m
 
 

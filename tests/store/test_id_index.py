@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -428,8 +429,6 @@ def test_row_groups_found_by_binary_search_equal_those_of_every_range(
 ) -> None:
     # groups of an id-sorted copy: first ids ascend and each group's last id is >= its
     # first and <= the next group's first; shuffled, the lookup must not assume that
-    import numpy as np
-
     lo = np.cumsum([b[0] for b in bounds])
     hi = lo + [b[1] for b in bounds]
     hi = np.minimum(hi, np.append(lo[1:], hi[-1]))

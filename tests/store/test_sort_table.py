@@ -31,7 +31,7 @@ def test_sort_table_equals_sort_by(order: str, large: bool) -> None:
     assert sort_table(t, keys).equals(t.sort_by(keys))
 
 
-def test_sort_table_leaves_other_keys_to_sort_by() -> None:
+def test_sort_table_on_integer_keys_equals_sort_by() -> None:
     t = pa.table({"id": [3, 1, 2], "t": [0, 0, 0]})
     keys = [("id", "ascending"), ("t", "ascending")]
     assert sort_table(t, keys).equals(t.sort_by(keys))
@@ -81,3 +81,17 @@ def test_keys_it_cannot_code_leave_the_sort_to_sort_by() -> None:
     assert sort_table(t, keys)["r"].to_pylist() == t.sort_by(keys)["r"].to_pylist() == [0, 2, 3, 1]
     big = pa.table({"u": pa.array([2**64 - 1, 0, 5], pa.uint64())})
     assert sort_table(big, [("u", "ascending")]).equals(big.sort_by([("u", "ascending")]))
+
+
+def test_keys_too_wide_to_pack_sort_on_their_codes_as_several_keys() -> None:
+    # a 62-bit time range and a 2-bit text code do not fit one int64: the multi-key path
+    t = pa.table(
+        {
+            "id": ["b", "a", "c", "a", "b", "a"],
+            "t": pa.array([2**60, -(2**60), 0, 2**60, -(2**60), 5], pa.int64()),
+            "r": range(6),
+        }
+    )
+    keys = [("id", "descending"), ("t", "ascending")]
+    assert sort_table(t, keys).equals(t.sort_by(keys))
+    assert sort_table(t, keys)["r"].to_pylist() == [2, 4, 0, 1, 5, 3]
